@@ -142,12 +142,19 @@ mod tests {
     fn indications_responses_and_garbage_get_no_reply() {
         let mut out = [0u8; 256];
         let mut buf = [0u8; 64];
-        for class in [Class::Indication, Class::SuccessResponse, Class::ErrorResponse] {
+        for class in [
+            Class::Indication,
+            Class::SuccessResponse,
+            Class::ErrorResponse,
+        ] {
             let b = MessageBuilder::new(&mut buf, MessageType::new(Method::BINDING, class), TXID);
             let n = b.finish().unwrap();
             assert_eq!(answer(&buf[..n], source(), &mut out), None, "{class:?}");
         }
-        assert_eq!(answer(b"hello, this is not stun at all", source(), &mut out), None);
+        assert_eq!(
+            answer(b"hello, this is not stun at all", source(), &mut out),
+            None
+        );
         assert_eq!(answer(&[], source(), &mut out), None);
         let mut bad_fp = request(Method::BINDING, |b| b.add_fingerprint());
         let last = bad_fp.len() - 1;

@@ -206,7 +206,9 @@ mod tests {
             let Some(long) = arg.get_long() else { continue };
             let key = long.replace('-', "_");
             assert!(
-                EXAMPLE_TOML.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                EXAMPLE_TOML
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{key} = "))),
                 "turnserver.toml does not document `{key}`"
             );
         }
@@ -214,7 +216,10 @@ mod tests {
 
     #[test]
     fn no_file_means_defaults() {
-        assert_eq!(Config::load(None, Options::default()), Ok(Config::default()));
+        assert_eq!(
+            Config::load(None, Options::default()),
+            Ok(Config::default())
+        );
     }
 
     #[test]
@@ -261,8 +266,11 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_reported() {
-        let e = Config::load(Some(Path::new("/nonexistent/turnpike.toml")), Options::default())
-            .unwrap_err();
+        let e = Config::load(
+            Some(Path::new("/nonexistent/turnpike.toml")),
+            Options::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, ConfigError::Unreadable { .. }), "{e}");
     }
 }

@@ -95,7 +95,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut listeners = Vec::new();
 
@@ -139,15 +139,16 @@ pub async fn serve(
         tracing::info!("listening tcp {tcp_addr}");
         listeners.push((Transport::Udp, udp_addr));
         listeners.push((Transport::Tcp, tcp_addr));
-        tasks.spawn(udp::run(udp, stopped.clone()));
-        tasks.spawn(tcp::run(tcp, stopped.clone()));
+        tasks.spawn(udp::run(udp, stop_rx.clone()));
+        tasks.spawn(tcp::run(tcp, stop_rx.clone()));
     }
 
     let stop_on_shutdown = stop.clone();
+    let mut stop_seen = stop_rx.clone();
     tasks.spawn(async move {
         tokio::select! {
             _ = shutdown => {}
-            _ = stop_on_shutdown.closed() => {}
+            _ = stopped(&mut stop_seen) => {}
         }
         let _ = stop_on_shutdown.send(true);
     });

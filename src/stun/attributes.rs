@@ -322,15 +322,27 @@ mod tests {
             decode_address(&[0, 1, 0, 1, 1, 2, 3, 4, 0, 0, 0, 0]),
             Err(AttributeError::WrongLength)
         );
-        assert_eq!(decode_address(&[0, 2, 0, 1, 1, 2, 3, 4]), Err(AttributeError::WrongLength));
+        assert_eq!(
+            decode_address(&[0, 2, 0, 1, 1, 2, 3, 4]),
+            Err(AttributeError::WrongLength)
+        );
         assert_eq!(decode_address(&[0, 1]), Err(AttributeError::WrongLength));
     }
 
     #[test]
     fn text_limits_are_enforced() {
-        assert_eq!(decode_text(&[b'a'; 127], MAX_TEXT_CHARS), Ok(&*"a".repeat(127)));
-        assert_eq!(decode_text(&[b'a'; 128], MAX_TEXT_CHARS), Err(AttributeError::TooLong));
-        assert_eq!(decode_text(&[0xff, 0xfe], MAX_TEXT_CHARS), Err(AttributeError::InvalidUtf8));
+        assert_eq!(
+            decode_text(&[b'a'; 127], MAX_TEXT_CHARS),
+            Ok(&*"a".repeat(127))
+        );
+        assert_eq!(
+            decode_text(&[b'a'; 128], MAX_TEXT_CHARS),
+            Err(AttributeError::TooLong)
+        );
+        assert_eq!(
+            decode_text(&[0xff, 0xfe], MAX_TEXT_CHARS),
+            Err(AttributeError::InvalidUtf8)
+        );
         assert!(decode_username(&[b'u'; 512]).is_ok());
         assert_eq!(decode_username(&[b'u'; 513]), Err(AttributeError::TooLong));
     }
@@ -346,6 +358,9 @@ mod tests {
                 reason: "Unknown Attribute"
             })
         );
-        assert_eq!(ErrorCode::decode(&[0, 0, 7, 0]), Err(AttributeError::BadErrorClass(7)));
+        assert_eq!(
+            ErrorCode::decode(&[0, 0, 7, 0]),
+            Err(AttributeError::BadErrorClass(7))
+        );
     }
 }

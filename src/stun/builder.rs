@@ -61,12 +61,19 @@ impl<'b> MessageBuilder<'b> {
 
     /// Reserves an attribute of `value_len` bytes and hands its value to
     /// `write`. Sets the header length to cover it.
-    pub fn add_with(&mut self, attr: AttributeType, value_len: usize, write: impl FnOnce(&mut [u8])) {
+    pub fn add_with(
+        &mut self,
+        attr: AttributeType,
+        value_len: usize,
+        write: impl FnOnce(&mut [u8]),
+    ) {
         if self.overflow {
             return;
         }
         let end = self.len + 4 + padded(value_len);
-        if value_len > u16::MAX as usize || end > self.buf.len() || end - HEADER_LEN > u16::MAX as usize
+        if value_len > u16::MAX as usize
+            || end > self.buf.len()
+            || end - HEADER_LEN > u16::MAX as usize
         {
             self.overflow = true;
             return;

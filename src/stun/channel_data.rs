@@ -59,6 +59,9 @@ mod tests {
         );
         assert_eq!(ChannelData::parse(&[0x50, 0x00, 0x00, 0x00]), None);
         assert_eq!(ChannelData::parse(&[0x3f, 0xff, 0x00, 0x00]), None);
-        assert_eq!(ChannelData::parse(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4]), None);
+        assert_eq!(
+            ChannelData::parse(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4]),
+            None
+        );
     }
 }

@@ -54,7 +54,10 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<(FrameKind, usize)>, FramingError>
                 return Err(FramingError::NotStunOrChannelData);
             }
             let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
-            Ok(Some((FrameKind::ChannelData, CHANNEL_DATA_HEADER_LEN + padded(len))))
+            Ok(Some((
+                FrameKind::ChannelData,
+                CHANNEL_DATA_HEADER_LEN + padded(len),
+            )))
         }
         _ => Err(FramingError::NotStunOrChannelData),
     }
@@ -174,7 +177,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_framing_error() {
-        assert!(frame_len(b"GET / HTTP/1.1\r\n").is_err());
+        assert!(frame_len(b"POST / HTTP/1.1\r\n").is_err());
         assert!(frame_len(&[0x00, 0x01, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef]).is_err());
         assert!(frame_len(&[0x7f, 0xff, 0, 0]).is_err());
     }

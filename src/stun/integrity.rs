@@ -85,7 +85,9 @@ pub fn verify_sha1(msg: &Message<'_>, key: &[u8]) -> Result<(), IntegrityError> 
 /// Verifies MESSAGE-INTEGRITY-SHA256 with `key`, in constant time. RFC 8489
 /// §14.6: the value is 16 to 32 bytes, a multiple of 4, and may be truncated.
 pub fn verify_sha256(msg: &Message<'_>, key: &[u8]) -> Result<(), IntegrityError> {
-    let at = msg.integrity_sha256_offset().ok_or(IntegrityError::Missing)?;
+    let at = msg
+        .integrity_sha256_offset()
+        .ok_or(IntegrityError::Missing)?;
     let bytes = msg.as_bytes();
     let len = u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize;
     if !(16..=SHA256_LEN).contains(&len) || len % 4 != 0 || bytes.len() < at + 4 + len {

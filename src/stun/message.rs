@@ -135,20 +135,16 @@ impl<'a> Message<'a> {
                 // Only the first integrity attribute starts the protected
                 // region; after MESSAGE-INTEGRITY-SHA256 a MESSAGE-INTEGRITY
                 // no longer counts (RFC 8489 §14.6).
-                AttributeType::MESSAGE_INTEGRITY => {
+                AttributeType::MESSAGE_INTEGRITY if !integrity_seen => {
+                    msg.integrity = Some(at);
+                    msg.counted_end = next;
+                    integrity_seen = true;
+                }
+                AttributeType::MESSAGE_INTEGRITY_SHA256 if msg.integrity_sha256.is_none() => {
+                    msg.integrity_sha256 = Some(at);
                     if !integrity_seen {
-                        msg.integrity = Some(at);
                         msg.counted_end = next;
                         integrity_seen = true;
-                    }
-                }
-                AttributeType::MESSAGE_INTEGRITY_SHA256 => {
-                    if msg.integrity_sha256.is_none() {
-                        msg.integrity_sha256 = Some(at);
-                        if !integrity_seen {
-                            msg.counted_end = next;
-                            integrity_seen = true;
-                        }
                     }
                 }
                 _ => {}

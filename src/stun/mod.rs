@@ -148,3 +148,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod vectors;

@@ -1,0 +1,207 @@
+//! The `turnpike` binary: config validation, defaults, serve and signals.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use turnpike::stun::attributes::{decode_xor_address, AttributeType};
+use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+fn turnpike() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_turnpike"))
+}
+
+fn temp_file(contents: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "turnpike-test-{}-{}.toml",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Runs `config check` on `contents`; returns (exit code, stderr).
+fn check(contents: &str) -> (i32, String) {
+    let path = temp_file(contents);
+    let out = turnpike()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn assert_one_line_error(contents: &str, key: &str) {
+    let (code, err) = check(contents);
+    assert_ne!(code, 0, "{contents:?} was accepted");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains(key), "{err:?} does not name {key}");
+}
+
+#[test]
+fn config_default_prints_a_file_that_checks() {
+    let out = turnpike().args(["config", "default"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = [\"0.0.0.0:3478\", \"[::]:3478\"]"));
+    let (code, err) = check(&text);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn bad_config_values_exit_non_zero_with_one_line_naming_the_key() {
+    assert_one_line_error("min_port = 70000\n", "min_port");
+    assert_one_line_error("max_port = 70000\n", "max_port");
+    assert_one_line_error("listen = [\"0.0.0.0:70000\"]\n", "listen");
+    assert_one_line_error("min_port = 60000\nmax_port = 50000\n", "min_port");
+    assert_one_line_error("relay_threads = 4\n", "relay_threads");
+    assert_one_line_error("log_level = \"chatty\"\n", "log_level");
+    assert_one_line_error("listen = 3478\n", "listen");
+    assert_one_line_error("this is not toml", "");
+}
+
+#[test]
+fn unreadable_config_file_exits_non_zero_with_one_line() {
+    let out = turnpike()
+        .args(["serve", "--config", "/nonexistent/turnserver.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/turnserver.toml"), "{err}");
+}
+
+#[test]
+fn bad_flag_values_exit_non_zero_naming_the_key() {
+    let out = turnpike()
+        .args(["serve", "--min-port", "70000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("min_port"), "{err}");
+}
+
+fn binding(sock: &UdpSocket, to: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut buf = [0u8; 64];
+    let b = MessageBuilder::new(
+        &mut buf,
+        MessageType::new(Method::BINDING, Class::Request),
+        TransactionId([3; 12]),
+    );
+    let n = b.finish().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&buf[..n], to).unwrap();
+    let mut resp = [0u8; 512];
+    let (n, _) = sock.recv_from(&mut resp).unwrap();
+    let msg = Message::parse(&resp[..n]).unwrap();
+    decode_xor_address(
+        msg.get(AttributeType::XOR_MAPPED_ADDRESS).unwrap(),
+        &msg.transaction_id(),
+    )
+    .unwrap()
+}
+
+/// Starts `turnpike serve ARGS`, returns the child and the addresses its
+/// "listening udp" lines name.
+fn spawn_serve(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    Vec<String>,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut child = turnpike()
+        .arg("serve")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    // The two lines per listener come before anything else.
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("listening tcp"))
+        .count()
+        < args.iter().filter(|a| **a == "--listen").count().max(1)
+    {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    (child, lines, err)
+}
+
+fn sigterm(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn serve_logs_one_line_per_listener_answers_and_stops_on_sigterm() {
+    let (mut child, lines, mut rest) =
+        spawn_serve(&["--listen", "127.0.0.1:0", "--log-level", "info"]);
+    let udp_line = lines
+        .iter()
+        .find(|l| l.contains("listening udp 127.0.0.1:"))
+        .expect("udp line");
+    assert!(
+        lines.iter().any(|l| l.contains("listening tcp 127.0.0.1:")),
+        "{lines:?}"
+    );
+    let addr: std::net::SocketAddr = udp_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_ne!(addr.port(), 0);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..50 {
+        assert_eq!(binding(&sock, addr), sock.local_addr().unwrap());
+    }
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut tail = String::new();
+    std::io::Read::read_to_string(&mut rest, &mut tail).unwrap();
+    // No line per packet: only the shutdown lines follow.
+    assert!(tail.lines().count() <= 2, "{tail}");
+    assert!(tail.contains("SIGTERM"), "{tail}");
+}
+
+#[test]
+fn serve_with_no_config_listens_on_3478_for_ipv4_and_ipv6() {
+    let (mut child, lines, _rest) = spawn_serve(&[]);
+    let text = lines.join("\n");
+    assert!(text.contains("listening udp 0.0.0.0:3478"), "{text}");
+    assert!(text.contains("listening tcp 0.0.0.0:3478"), "{text}");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        binding(&sock, "127.0.0.1:3478".parse().unwrap()),
+        sock.local_addr().unwrap()
+    );
+    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+        // The IPv6 lines follow the IPv4 ones.
+        let sock6 = UdpSocket::bind("[::1]:0").unwrap();
+        assert_eq!(
+            binding(&sock6, "[::1]:3478".parse().unwrap()),
+            sock6.local_addr().unwrap()
+        );
+    }
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
