@@ -1,0 +1,221 @@
+//! Stateless nonces (RFC 8489 §9.2): nothing is stored for a client before
+//! its MESSAGE-INTEGRITY verifies.
+//!
+//! A nonce is `obMatJos2` + 4 base64 characters of the security feature set
+//! (RFC 8489 §9.2.1) + 8 hex digits of issue time (seconds since the issuer's
+//! epoch) + 24 hex digits of a truncated HMAC-SHA1 over the client IP, the
+//! feature set and the time. The port is left out so that a client whose NAT
+//! rebinds keeps its nonce.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use subtle::ConstantTimeEq;
+
+/// RFC 8489 §9.2: "the nonce cookie ... the string 'obMatJos2'".
+pub const NONCE_COOKIE: &str = "obMatJos2";
+/// Security feature bits (RFC 8489 §18.1 as corrected by erratum 6290: bit 0
+/// is the least significant).
+pub const FEATURE_PASSWORD_ALGORITHMS: u32 = 0x00_0001;
+pub const FEATURE_USERNAME_ANONYMITY: u32 = 0x00_0002;
+
+const FEATURES_B64_LEN: usize = 4;
+const MAC_BYTES: usize = 12;
+const NONCE_LEN: usize = NONCE_COOKIE.len() + FEATURES_B64_LEN + 8 + MAC_BYTES * 2;
+
+/// Issues and checks nonces. Shared by every worker.
+#[derive(Clone)]
+pub struct NonceIssuer {
+    secret: [u8; 32],
+    epoch: Instant,
+    stale_after: Duration,
+    features: u32,
+}
+
+/// What a presented nonce turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// Issued by us, to this IP, not stale. Carries its feature set.
+    Valid { features: u32 },
+    /// Ours but older than `stale_nonce`, or not ours at all: 438.
+    Stale,
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn features_b64(f: u32) -> [u8; 4] {
+    let f = f & 0xFF_FFFF;
+    [
+        B64[(f >> 18) as usize & 63],
+        B64[(f >> 12) as usize & 63],
+        B64[(f >> 6) as usize & 63],
+        B64[f as usize & 63],
+    ]
+}
+
+fn features_from_b64(s: &[u8]) -> Option<u32> {
+    s.iter().try_fold(0u32, |acc, c| {
+        let v = B64.iter().position(|b| b == c)? as u32;
+        Some((acc << 6) | v)
+    })
+}
+
+fn hex_val(c: u8) -> Option<u32> {
+    (c as char).to_digit(16)
+}
+
+impl NonceIssuer {
+    /// `secret` keys the MAC (random per server start, or shared across
+    /// nodes); `epoch` is the zero of the nonce clock.
+    pub fn new(secret: [u8; 32], epoch: Instant, stale_after: Duration, features: u32) -> Self {
+        NonceIssuer {
+            secret,
+            epoch,
+            stale_after,
+            features,
+        }
+    }
+
+    pub fn features(&self) -> u32 {
+        self.features
+    }
+
+    fn mac(&self, ip: IpAddr, features: u32, issued: u32) -> [u8; MAC_BYTES] {
+        let mut mac = Hmac::<Sha1>::new_from_slice(&self.secret).expect("any key length");
+        match ip {
+            IpAddr::V4(v4) => mac.update(&v4.octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        mac.update(&features.to_be_bytes());
+        mac.update(&issued.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; MAC_BYTES];
+        out.copy_from_slice(&full[..MAC_BYTES]);
+        out
+    }
+
+    fn seconds(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_secs() as u32
+    }
+
+    /// A fresh nonce for `ip`, written as ASCII.
+    pub fn issue(&self, now: Instant, ip: IpAddr) -> [u8; NONCE_LEN] {
+        let issued = self.seconds(now);
+        let mut out = [0u8; NONCE_LEN];
+        let (cookie, rest) = out.split_at_mut(NONCE_COOKIE.len());
+        cookie.copy_from_slice(NONCE_COOKIE.as_bytes());
+        rest[..4].copy_from_slice(&features_b64(self.features));
+        let hex = b"0123456789abcdef";
+        for i in 0..8 {
+            rest[4 + i] = hex[(issued >> (28 - 4 * i)) as usize & 15];
+        }
+        let mac = self.mac(ip, self.features, issued);
+        for (i, b) in mac.iter().enumerate() {
+            rest[12 + 2 * i] = hex[(b >> 4) as usize];
+            rest[12 + 2 * i + 1] = hex[(b & 15) as usize];
+        }
+        out
+    }
+
+    /// Checks a nonce a client sent back.
+    pub fn check(&self, now: Instant, ip: IpAddr, nonce: &[u8]) -> NonceCheck {
+        if nonce.len() != NONCE_LEN || !nonce.starts_with(NONCE_COOKIE.as_bytes()) {
+            return NonceCheck::Stale;
+        }
+        let rest = &nonce[NONCE_COOKIE.len()..];
+        let Some(features) = features_from_b64(&rest[..4]) else {
+            return NonceCheck::Stale;
+        };
+        let mut issued = 0u32;
+        for &c in &rest[4..12] {
+            let Some(v) = hex_val(c) else {
+                return NonceCheck::Stale;
+            };
+            issued = (issued << 4) | v;
+        }
+        let mut got = [0u8; MAC_BYTES];
+        for (i, g) in got.iter_mut().enumerate() {
+            let (Some(h), Some(l)) = (hex_val(rest[12 + 2 * i]), hex_val(rest[13 + 2 * i])) else {
+                return NonceCheck::Stale;
+            };
+            *g = (h << 4 | l) as u8;
+        }
+        let want = self.mac(ip, features, issued);
+        if !bool::from(want.ct_eq(&got)) {
+            return NonceCheck::Stale;
+        }
+        let age = self.seconds(now).checked_sub(issued);
+        match age {
+            Some(age) if u64::from(age) < self.stale_after.as_secs() => {
+                NonceCheck::Valid { features }
+            }
+            _ => NonceCheck::Stale,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer(t0: Instant) -> NonceIssuer {
+        NonceIssuer::new(
+            [7; 32],
+            t0,
+            Duration::from_secs(600),
+            FEATURE_PASSWORD_ALGORITHMS,
+        )
+    }
+
+    #[test]
+    fn nonce_is_valid_until_stale_nonce_seconds_pass() {
+        let t0 = Instant::now();
+        let n = issuer(t0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let nonce = n.issue(t0 + Duration::from_secs(5), ip);
+        assert!(nonce.starts_with(b"obMatJos2AAAB"));
+        assert_eq!(
+            n.check(t0 + Duration::from_secs(604), ip, &nonce),
+            NonceCheck::Valid {
+                features: FEATURE_PASSWORD_ALGORITHMS
+            }
+        );
+        assert_eq!(
+            n.check(t0 + Duration::from_secs(605), ip, &nonce),
+            NonceCheck::Stale
+        );
+    }
+
+    #[test]
+    fn nonce_from_another_ip_or_forged_or_other_server_is_stale() {
+        let t0 = Instant::now();
+        let n = issuer(t0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let nonce = n.issue(t0, ip);
+        assert_eq!(
+            n.check(t0, "192.0.2.2".parse().unwrap(), &nonce),
+            NonceCheck::Stale
+        );
+        let mut forged = nonce;
+        forged[20] = if forged[20] == b'0' { b'1' } else { b'0' };
+        assert_eq!(n.check(t0, ip, &forged), NonceCheck::Stale);
+        let other = NonceIssuer::new([8; 32], t0, Duration::from_secs(600), 1);
+        assert_eq!(other.check(t0, ip, &nonce), NonceCheck::Stale);
+        assert_eq!(n.check(t0, ip, b"short"), NonceCheck::Stale);
+        assert_eq!(n.check(t0, ip, &[0xff; NONCE_LEN]), NonceCheck::Stale);
+    }
+
+    #[test]
+    fn a_nonce_from_the_future_is_stale() {
+        let t0 = Instant::now();
+        let n = issuer(t0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let nonce = n.issue(t0 + Duration::from_secs(100), ip);
+        assert_eq!(
+            n.check(t0 + Duration::from_secs(99), ip, &nonce),
+            NonceCheck::Stale
+        );
+    }
+}
