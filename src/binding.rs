@@ -16,6 +16,16 @@ const MAX_UNKNOWN_LISTED: usize = 16;
 /// sent"; messages failing the framing checks are discarded).
 pub fn answer(packet: &[u8], source: SocketAddr, out: &mut [u8]) -> Option<usize> {
     let msg = Message::parse(packet).ok()?;
+    answer_with(&msg, source, None, out)
+}
+
+/// [`answer`] for a parsed message, adding SOFTWARE when configured.
+pub fn answer_with(
+    msg: &Message<'_>,
+    source: SocketAddr,
+    software: Option<&str>,
+    out: &mut [u8],
+) -> Option<usize> {
     if msg.class() != Class::Request {
         return None;
     }
@@ -32,6 +42,9 @@ pub fn answer(packet: &[u8], source: SocketAddr, out: &mut [u8]) -> Option<usize
         let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
         b.add_error_code(420, "Unknown Attribute");
         b.add_unknown_attributes(&unknown[..n]);
+        if let Some(s) = software {
+            b.add_software(s);
+        }
         if fingerprint {
             b.add_fingerprint();
         }
@@ -42,6 +55,9 @@ pub fn answer(packet: &[u8], source: SocketAddr, out: &mut [u8]) -> Option<usize
         // Methods this server does not serve over this path.
         let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
         b.add_error_code(400, "Bad Request");
+        if let Some(s) = software {
+            b.add_software(s);
+        }
         if fingerprint {
             b.add_fingerprint();
         }
@@ -52,6 +68,9 @@ pub fn answer(packet: &[u8], source: SocketAddr, out: &mut [u8]) -> Option<usize
     // XOR-MAPPED-ADDRESS with the request's source transport address.
     let mut b = MessageBuilder::new(out, msg.message_type().success(), msg.transaction_id());
     b.add_xor_mapped_address(&source);
+    if let Some(s) = software {
+        b.add_software(s);
+    }
     // RFC 8489 §7.3: a response to a request with FINGERPRINT carries one.
     if fingerprint {
         b.add_fingerprint();

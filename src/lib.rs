@@ -28,3 +28,4 @@ pub mod stun;
 pub use config::Config;
 pub use net::{serve, Running, ServeError, Transport};
 pub mod auth;
+pub mod turn;

@@ -77,6 +77,7 @@ function removeUserDataDir() {
 process.on('exit', removeUserDataDir);
 
 let context = null;
+let hardTimedOut = false;
 function withTimeout(promise, ms, what) {
   let t;
   return Promise.race([
@@ -100,6 +101,7 @@ async function closeBrowser() {
 
 // Hard kill: whatever happens, never run longer than HARD_KILL_MS.
 const hardKill = setTimeout(async () => {
+  hardTimedOut = true;
   result.ok = false;
   result.error = (result.error ? result.error + '; ' : '') + `hard timeout after ${HARD_KILL_MS} ms`;
   // Last resort if even closing hangs.
@@ -130,12 +132,23 @@ async function pageTest({ iceServers, messages, timeoutMs }) {
   }
 
   // Trickle candidates across, queueing until the remote description is set.
+  // Rejects as soon as one side finishes gathering without any (relay)
+  // candidate, so a dead/misconfigured TURN server fails fast.
+  let gatherFailed;
+  const noCandidates = new Promise((_, rej) => { gatherFailed = rej; });
+  noCandidates.catch(() => {});
   function wire(from, to, name) {
     const queue = [];
     let ready = false;
+    let count = 0;
     const add = (c) => to.addIceCandidate(c).catch((e) => note(`${name} addIceCandidate: ${e}`));
     from.onicecandidate = (e) => {
-      if (!e.candidate) { note(`${name} gathering complete`); return; }
+      if (!e.candidate) {
+        note(`${name} gathering complete (${count} candidates)`);
+        if (count === 0) gatherFailed(new Error(`${name} gathered no relay candidate`));
+        return;
+      }
+      count += 1;
       note(`${name} cand ${e.candidate.type} ${e.candidate.protocol} ${e.candidate.address}:${e.candidate.port}`);
       if (ready) add(e.candidate); else queue.push(e.candidate);
     };
@@ -183,7 +196,7 @@ async function pageTest({ iceServers, messages, timeoutMs }) {
     await a.setRemoteDescription(b.localDescription);
     flushToA();
 
-    await Promise.all([opened(dcA), opened(dcB)]);
+    await Promise.race([Promise.all([opened(dcA), opened(dcB)]), noCandidates]);
     note('data channels open');
     for (let i = 0; i < messages; i++) {
       dcA.send(`A:${i}`); st.sentA += 1;
@@ -297,7 +310,7 @@ async function main() {
   if (st.localType !== 'relay' || st.remoteType !== 'relay') {
     problems.push(`selected pair on A is ${st.localType}/${st.remoteType}, want relay/relay`);
   }
-  if (st.bLocalType !== null && (st.bLocalType !== 'relay' || st.bRemoteType !== 'relay')) {
+  if (st.bLocalType !== 'relay' || st.bRemoteType !== 'relay') {
     problems.push(`selected pair on B is ${st.bLocalType}/${st.bRemoteType}, want relay/relay`);
   }
   if (problems.length && st.diag.length) {
@@ -314,7 +327,8 @@ try {
   code = result.ok ? 0 : 1;
 } catch (e) {
   result.ok = false;
-  result.error = String((e && e.message) || e).split('\n')[0];
+  const msg = String((e && e.message) || e).split('\n')[0];
+  result.error = hardTimedOut ? `hard timeout after ${HARD_KILL_MS} ms; ${msg}` : msg;
   code = 1;
 } finally {
   await closeBrowser();

@@ -1,0 +1,161 @@
+//! One allocation's state: relayed addresses, permissions, channels,
+//! bandwidth buckets and counters. Tables are small vectors scanned
+//! linearly: they are bounded by configuration and stay in one cache line
+//! or two, which beats hashing for the sizes allowed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::{FiveTuple, RelayId};
+use crate::auth::Signer;
+
+/// RFC 8656 §9: "a permission ... lifetime of 300 seconds (= 5 minutes)".
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// RFC 8656 §12: "a channel binding lasts for 10 minutes unless refreshed".
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// RFC 8656 §12: after a binding expires, the number and the peer "cannot be
+/// bound to a different transport address or channel number (respectively)
+/// for 5 minutes".
+pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Permission {
+    pub ip: IpAddr,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Channel {
+    pub number: u16,
+    pub peer: SocketAddr,
+    pub expires: Instant,
+}
+
+/// A relayed transport address of the allocation (one per family).
+#[derive(Debug, Clone, Copy)]
+pub struct Relay {
+    pub id: RelayId,
+    /// The address the relay socket is bound to.
+    pub local: SocketAddr,
+    /// The address told to the client (the external address, if mapped).
+    pub advertised: SocketAddr,
+    pub open: bool,
+}
+
+/// A token bucket in bytes for `max_bps`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bandwidth {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bandwidth {
+    pub fn new(now: Instant, bytes_per_sec: f64) -> Self {
+        Bandwidth {
+            tokens: bytes_per_sec,
+            last: now,
+        }
+    }
+
+    /// Spends `len` bytes if the bucket (one second deep) holds them.
+    pub fn spend(&mut self, now: Instant, bytes_per_sec: f64, len: usize) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * bytes_per_sec).min(bytes_per_sec);
+        self.last = now;
+        if self.tokens >= len as f64 {
+            self.tokens -= len as f64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Traffic counters, one set per direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Allocation {
+    pub generation: u32,
+    pub tuple: FiveTuple,
+    pub username: String,
+    pub signer: Signer,
+    pub created: Instant,
+    pub expires: Instant,
+    pub lifetime: Duration,
+    /// At most one IPv4 and one IPv6 relay.
+    pub relays: Vec<Relay>,
+    pub permissions: Vec<Permission>,
+    pub channels: Vec<Channel>,
+    pub dont_fragment: bool,
+    pub to_peer: Counters,
+    pub to_client: Counters,
+    pub bw_to_peer: Bandwidth,
+    pub bw_to_client: Bandwidth,
+    /// Set while relay sockets are being opened.
+    pub pending: Option<super::server::PendingAllocate>,
+}
+
+impl Allocation {
+    pub fn is_active(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    pub fn has_family_of(&self, ip: IpAddr) -> bool {
+        self.relays
+            .iter()
+            .any(|r| r.local.is_ipv4() == ip.is_ipv4())
+    }
+
+    pub fn relay_of_family(&self, ip: IpAddr) -> Option<&Relay> {
+        self.relays
+            .iter()
+            .find(|r| r.local.is_ipv4() == ip.is_ipv4())
+    }
+
+    pub fn has_permission(&self, now: Instant, ip: IpAddr) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.ip == ip && p.expires > now)
+    }
+
+    /// Drops expired permissions and channels past their cool-down.
+    pub fn sweep(&mut self, now: Instant) {
+        self.permissions.retain(|p| p.expires > now);
+        self.channels.retain(|c| c.expires + CHANNEL_COOLDOWN > now);
+    }
+
+    /// Installs or refreshes a permission; false if the table is full.
+    pub fn permit(&mut self, now: Instant, ip: IpAddr, max: usize) -> bool {
+        if let Some(p) = self.permissions.iter_mut().find(|p| p.ip == ip) {
+            p.expires = now + PERMISSION_LIFETIME;
+            return true;
+        }
+        if self.permissions.len() >= max {
+            return false;
+        }
+        self.permissions.push(Permission {
+            ip,
+            expires: now + PERMISSION_LIFETIME,
+        });
+        true
+    }
+
+    /// A live channel by number (the client→peer path).
+    pub fn channel(&self, now: Instant, number: u16) -> Option<&Channel> {
+        self.channels
+            .iter()
+            .find(|c| c.number == number && c.expires > now)
+    }
+
+    /// A live channel by peer (the peer→client path).
+    pub fn channel_to(&self, now: Instant, peer: SocketAddr) -> Option<&Channel> {
+        self.channels
+            .iter()
+            .find(|c| c.peer == peer && c.expires > now)
+    }
+}

@@ -1,0 +1,125 @@
+//! The relay port range (`min_port`..=`max_port`), shared by all workers.
+//! Ports return to the pool the moment an allocation ends.
+
+/// A bitmap of ports in use, with a rotating cursor so a released port is
+/// not handed out again at once (late peer packets then find nobody).
+#[derive(Debug)]
+pub struct PortPool {
+    min: u16,
+    max: u16,
+    used: Vec<u64>,
+    cursor: u32,
+    free: u32,
+}
+
+impl PortPool {
+    pub fn new(min: u16, max: u16) -> Self {
+        let n = (max - min) as usize + 1;
+        PortPool {
+            min,
+            max,
+            used: vec![0; n.div_ceil(64)],
+            cursor: 0,
+            free: n as u32,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        (self.max - self.min) as u32 + 1
+    }
+
+    fn is_used(&self, i: u32) -> bool {
+        self.used[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: u32, used: bool) {
+        let (w, b) = ((i / 64) as usize, 1u64 << (i % 64));
+        if used {
+            self.used[w] |= b;
+        } else {
+            self.used[w] &= !b;
+        }
+    }
+
+    pub fn free(&self) -> u32 {
+        self.free
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.min..=self.max).contains(&port)
+    }
+
+    /// Takes a free port; with `even`, an even one; with `pair`, also the
+    /// next (odd) port, which is returned as held for a RESERVATION-TOKEN.
+    pub fn take(&mut self, even: bool, pair: bool) -> Option<u16> {
+        let n = self.len();
+        for step in 0..n {
+            let i = (self.cursor + step) % n;
+            let port = self.min as u32 + i;
+            if (even || pair) && port % 2 != 0 {
+                continue;
+            }
+            if self.is_used(i) {
+                continue;
+            }
+            if pair && (port + 1 > self.max as u32 || self.is_used(i + 1)) {
+                continue;
+            }
+            self.set(i, true);
+            self.free -= 1;
+            if pair {
+                self.set(i + 1, true);
+                self.free -= 1;
+            }
+            self.cursor = (i + 1 + pair as u32) % n;
+            return Some(port as u16);
+        }
+        None
+    }
+
+    /// Takes one specific port (a reserved one), if free.
+    pub fn take_exact(&mut self, port: u16) -> bool {
+        if !self.contains(port) || self.is_used((port - self.min) as u32) {
+            return false;
+        }
+        self.set((port - self.min) as u32, true);
+        self.free -= 1;
+        true
+    }
+
+    pub fn release(&mut self, port: u16) {
+        if self.contains(port) && self.is_used((port - self.min) as u32) {
+            self.set((port - self.min) as u32, false);
+            self.free += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_hands_out_each_port_once_then_runs_dry_then_reuses() {
+        let mut p = PortPool::new(50000, 50003);
+        let mut got: Vec<u16> = (0..4).map(|_| p.take(false, false).unwrap()).collect();
+        got.sort();
+        assert_eq!(got, vec![50000, 50001, 50002, 50003]);
+        assert_eq!(p.take(false, false), None);
+        p.release(50002);
+        assert_eq!(p.take(false, false), Some(50002));
+    }
+
+    #[test]
+    fn even_and_paired_ports() {
+        let mut p = PortPool::new(50001, 50010);
+        let e = p.take(true, false).unwrap();
+        assert_eq!(e % 2, 0);
+        let pair = p.take(false, true).unwrap();
+        assert_eq!(pair % 2, 0);
+        assert!(!p.take_exact(pair + 1), "the odd half is held");
+        p.release(pair + 1);
+        assert!(p.take_exact(pair + 1));
+        assert_eq!(p.free(), 10 - 3);
+    }
+}
