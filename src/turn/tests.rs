@@ -295,7 +295,7 @@ fn channel_data(ch: u16, data: &[u8]) -> Vec<u8> {
 
 impl Harness {
     /// Peer data into the core; returns the bytes the client would get.
-    fn from_peer(
+    fn peer_sends(
         &mut self,
         now: Instant,
         relay: RelayId,
@@ -970,7 +970,7 @@ fn peer_data_without_permission_is_dropped_and_with_one_becomes_a_data_indicatio
     let now = h.at(0);
     h.allocate(now, client(), &|b| transport_udp(b));
     let relay = h.opened[0].0;
-    assert_eq!(h.from_peer(now, relay, sa(PEER), b"hi"), None);
+    assert_eq!(h.peer_sends(now, relay, sa(PEER), b"hi"), None);
     h.call(
         now,
         client(),
@@ -1065,7 +1065,7 @@ fn channel_bind_rules_give_400_and_channels_carry_data_both_ways() {
         None,
         "unbound channel"
     );
-    let back = h.from_peer(now, relay, sa(PEER), b"xyz").unwrap();
+    let back = h.peer_sends(now, relay, sa(PEER), b"xyz").unwrap();
     assert_eq!(back, channel_data(0x4000, b"xyz"), "UDP: no padding");
 }
 
@@ -1122,7 +1122,7 @@ fn channel_data_over_tcp_is_padded() {
         b.add(AttributeType::CHANNEL_NUMBER, &[0x40, 0x00, 0, 0]);
         b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
     });
-    let back = h.from_peer(h.at(0), relay, peer, b"xyz").unwrap();
+    let back = h.peer_sends(h.at(0), relay, peer, b"xyz").unwrap();
     assert_eq!(back, [0x40, 0x00, 0x00, 0x03, b'x', b'y', b'z', 0]);
     h.server.handle_client_closed(tcp);
     h.pump(h.at(1));
@@ -1160,7 +1160,7 @@ fn max_bps_limits_each_direction() {
     assert_eq!(sent, 2);
     let relay = h.opened[0].0;
     let got = (0..10)
-        .filter(|_| h.from_peer(now, relay, sa(PEER), &[0; 400]).is_some())
+        .filter(|_| h.peer_sends(now, relay, sa(PEER), &[0; 400]).is_some())
         .count();
     assert_eq!(got, 2);
     let later = h.at(1);
