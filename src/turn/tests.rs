@@ -980,7 +980,7 @@ fn peer_data_without_permission_is_dropped_and_with_one_becomes_a_data_indicatio
         &peer_attr(sa("8.8.8.8:1")),
     );
     let bytes = h
-        .from_peer(now, relay, sa(PEER), b"hello")
+        .peer_sends(now, relay, sa(PEER), b"hello")
         .expect("delivered");
     let m = Message::parse(&bytes).unwrap();
     assert_eq!(
