@@ -3,10 +3,14 @@
 //! `--min-port`). Flags override the file, the file overrides the defaults,
 //! and [`Options::resolve`] validates the result into a [`Config`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::auth::{Credentials, UserKeys};
+use crate::turn::policy::IpRange;
 
 /// The documented example configuration, every key at its default.
 pub const EXAMPLE_TOML: &str = include_str!("../turnserver.toml");
@@ -49,6 +53,79 @@ pub struct Options {
     /// Highest relay port [default: 65535]
     #[arg(long, value_name = "PORT")]
     pub max_port: Option<i64>,
+
+    /// Realm for long-term credentials [default: turnpike]
+    #[arg(long, value_name = "REALM")]
+    pub realm: Option<String>,
+
+    /// Static user NAME:PASSWORD or NAME:0xHA1KEY, repeatable; kept as keys only
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    #[serde(default)]
+    pub user: Vec<String>,
+
+    /// Address relay sockets bind to, repeatable (one IPv4, one IPv6) [default: the listening addresses]
+    #[arg(long = "relay-ip", value_name = "IP")]
+    #[serde(default)]
+    pub relay_ip: Vec<String>,
+
+    /// Public address told to clients, PUBLIC or PUBLIC/PRIVATE (PRIVATE = a relay IP), repeatable
+    #[arg(long = "external-ip", value_name = "PUBLIC[/PRIVATE]")]
+    #[serde(default)]
+    pub external_ip: Vec<String>,
+
+    /// Allow peers on loopback (for local testing only) [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_loopback_peers: Option<bool>,
+
+    /// Peer range opened despite the default deny list: IP, IP/PREFIX or IP-IP, repeatable
+    #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
+    #[serde(default)]
+    pub allowed_peer_ip: Vec<String>,
+
+    /// Peer range refused in addition to the default deny list, repeatable
+    #[arg(long = "denied-peer-ip", value_name = "RANGE")]
+    #[serde(default)]
+    pub denied_peer_ip: Vec<String>,
+
+    /// Allocations per user, 0 = unlimited [default: 0]
+    #[arg(long, value_name = "N")]
+    pub user_quota: Option<i64>,
+
+    /// Allocations in total, 0 = unlimited [default: 0]
+    #[arg(long, value_name = "N")]
+    pub total_quota: Option<i64>,
+
+    /// Bits per second per allocation and direction, 0 = unlimited [default: 0]
+    #[arg(long, value_name = "BPS")]
+    pub max_bps: Option<i64>,
+
+    /// Seconds a nonce stays valid [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub stale_nonce: Option<i64>,
+
+    /// 401/438 answers per second per source address, 0 = unlimited [default: 200]
+    #[arg(long, value_name = "N")]
+    pub auth_reply_rate: Option<i64>,
+
+    /// Longest allocation lifetime granted, seconds [default: 3600]
+    #[arg(long, value_name = "SECONDS")]
+    pub max_allocate_lifetime: Option<i64>,
+
+    /// Permissions per allocation [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_permissions: Option<i64>,
+
+    /// Channels per allocation [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_channels: Option<i64>,
+
+    /// SOFTWARE attribute value; none is sent unless set [default: none]
+    #[arg(long, value_name = "NAME")]
+    pub software: Option<String>,
+
+    /// Worker threads, 0 = one per CPU [default: 0]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<i64>,
 }
 
 /// A validated configuration.
@@ -59,6 +136,25 @@ pub struct Config {
     pub log_level: String,
     pub min_port: u16,
     pub max_port: u16,
+    pub realm: String,
+    /// Static users as (name, keys): passwords are hashed at load.
+    pub users: Vec<(String, UserKeys)>,
+    pub relay_ips: Vec<IpAddr>,
+    /// (public, private or None for "the relay IP of that family").
+    pub external_ips: Vec<(IpAddr, Option<IpAddr>)>,
+    pub allow_loopback_peers: bool,
+    pub allowed_peer_ips: Vec<IpRange>,
+    pub denied_peer_ips: Vec<IpRange>,
+    pub user_quota: u32,
+    pub total_quota: u32,
+    pub max_bps: u64,
+    pub stale_nonce: Duration,
+    pub auth_reply_rate: u32,
+    pub max_allocate_lifetime: Duration,
+    pub max_permissions: usize,
+    pub max_channels: usize,
+    pub software: Option<String>,
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -71,6 +167,23 @@ impl Default for Config {
             log_level: "info".into(),
             min_port: 49152,
             max_port: 65535,
+            realm: "turnpike".into(),
+            users: vec![],
+            relay_ips: vec![],
+            external_ips: vec![],
+            allow_loopback_peers: false,
+            allowed_peer_ips: vec![],
+            denied_peer_ips: vec![],
+            user_quota: 0,
+            total_quota: 0,
+            max_bps: 0,
+            stale_nonce: Duration::from_secs(600),
+            auth_reply_rate: 200,
+            max_allocate_lifetime: Duration::from_secs(3600),
+            max_permissions: 32,
+            max_channels: 32,
+            software: None,
+            workers: 0,
         }
     }
 }
@@ -119,6 +232,29 @@ impl Options {
         self.log_level = over.log_level.or(self.log_level);
         self.min_port = over.min_port.or(self.min_port);
         self.max_port = over.max_port.or(self.max_port);
+        self.realm = over.realm.or(self.realm);
+        for (mine, theirs) in [
+            (&mut self.user, over.user),
+            (&mut self.relay_ip, over.relay_ip),
+            (&mut self.external_ip, over.external_ip),
+            (&mut self.allowed_peer_ip, over.allowed_peer_ip),
+            (&mut self.denied_peer_ip, over.denied_peer_ip),
+        ] {
+            if !theirs.is_empty() {
+                *mine = theirs;
+            }
+        }
+        self.allow_loopback_peers = over.allow_loopback_peers.or(self.allow_loopback_peers);
+        self.user_quota = over.user_quota.or(self.user_quota);
+        self.total_quota = over.total_quota.or(self.total_quota);
+        self.max_bps = over.max_bps.or(self.max_bps);
+        self.stale_nonce = over.stale_nonce.or(self.stale_nonce);
+        self.auth_reply_rate = over.auth_reply_rate.or(self.auth_reply_rate);
+        self.max_allocate_lifetime = over.max_allocate_lifetime.or(self.max_allocate_lifetime);
+        self.max_permissions = over.max_permissions.or(self.max_permissions);
+        self.max_channels = over.max_channels.or(self.max_channels);
+        self.software = over.software.or(self.software);
+        self.workers = over.workers.or(self.workers);
         self
     }
 
@@ -161,13 +297,166 @@ impl Options {
                 reason: format!("min_port {min_port} is above max_port {max_port}"),
             });
         }
+        let realm = self.realm.unwrap_or(d.realm);
+        if realm.is_empty() || realm.chars().count() > 127 {
+            return Err(invalid(
+                "realm",
+                format!("`{realm}` must be 1-127 characters"),
+            ));
+        }
+        let mut creds = Credentials::new(&realm);
+        let mut users = Vec::new();
+        for spec in &self.user {
+            // Never echo the spec: it holds a password.
+            creds.add_spec(spec).map_err(|e| {
+                invalid(
+                    "user",
+                    format!("{e} (entry for `{}`)", spec.split(':').next().unwrap_or("")),
+                )
+            })?;
+            let name = spec.split_once(':').map(|(n, _)| n).unwrap_or_default();
+            let keys = creds.get(name).expect("just added").clone();
+            users.retain(|(n, _): &(String, UserKeys)| n != name);
+            users.push((name.to_string(), keys));
+        }
+        let relay_ips = self
+            .relay_ip
+            .iter()
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| invalid("relay_ip", format!("`{s}` is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(ip) = relay_ips.iter().find(|ip| ip.is_unspecified()) {
+            return Err(invalid(
+                "relay_ip",
+                format!("`{ip}` is a wildcard; name a real address"),
+            ));
+        }
+        let external_ips = self
+            .external_ip
+            .iter()
+            .map(|s| {
+                let bad = || {
+                    invalid(
+                        "external_ip",
+                        format!("`{s}` is not PUBLIC or PUBLIC/PRIVATE"),
+                    )
+                };
+                match s.split_once('/') {
+                    Some((p, q)) => Ok((
+                        p.parse().map_err(|_| bad())?,
+                        Some(q.parse().map_err(|_| bad())?),
+                    )),
+                    None => Ok((s.parse().map_err(|_| bad())?, None)),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ranges = |key: &'static str, list: &[String]| {
+            list.iter()
+                .map(|s| IpRange::parse(s).map_err(|e| invalid(key, e.to_string())))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let allowed_peer_ips = ranges("allowed_peer_ip", &self.allowed_peer_ip)?;
+        let denied_peer_ips = ranges("denied_peer_ip", &self.denied_peer_ip)?;
+        let count = |key: &'static str, v: Option<i64>, default: u64, max: u64| match v {
+            None => Ok(default),
+            Some(n) if n >= 0 && (n as u64) <= max => Ok(n as u64),
+            Some(n) => Err(invalid(key, format!("{n} is out of range 0-{max}"))),
+        };
+        let user_quota = count(
+            "user_quota",
+            self.user_quota,
+            d.user_quota.into(),
+            u32::MAX.into(),
+        )? as u32;
+        let total_quota = count(
+            "total_quota",
+            self.total_quota,
+            d.total_quota.into(),
+            u32::MAX.into(),
+        )? as u32;
+        let max_bps = count("max_bps", self.max_bps, d.max_bps, u64::MAX >> 1)?;
+        let stale_nonce = count(
+            "stale_nonce",
+            self.stale_nonce,
+            d.stale_nonce.as_secs(),
+            86_400,
+        )?;
+        if stale_nonce == 0 {
+            return Err(invalid("stale_nonce", "must be at least 1 second".into()));
+        }
+        let auth_reply_rate = count(
+            "auth_reply_rate",
+            self.auth_reply_rate,
+            d.auth_reply_rate.into(),
+            1_000_000,
+        )? as u32;
+        let max_allocate_lifetime = count(
+            "max_allocate_lifetime",
+            self.max_allocate_lifetime,
+            d.max_allocate_lifetime.as_secs(),
+            86_400,
+        )?;
+        if max_allocate_lifetime < 600 {
+            return Err(invalid(
+                "max_allocate_lifetime",
+                format!("{max_allocate_lifetime} is below the 600 s default lifetime"),
+            ));
+        }
+        let max_permissions = count(
+            "max_permissions",
+            self.max_permissions,
+            d.max_permissions as u64,
+            10_000,
+        )?;
+        let max_channels = count(
+            "max_channels",
+            self.max_channels,
+            d.max_channels as u64,
+            4096,
+        )?;
+        if max_permissions == 0 || max_channels == 0 {
+            return Err(invalid(
+                "max_permissions",
+                "max_permissions and max_channels must be at least 1".into(),
+            ));
+        }
+        let software = self.software.or(d.software);
+        if let Some(sw) = &software {
+            if sw.is_empty() || sw.chars().count() > 127 {
+                return Err(invalid("software", "must be 1-127 characters".into()));
+            }
+        }
+        let workers = count("workers", self.workers, 0, 1024)? as usize;
         Ok(Config {
             listen,
             log_level,
             min_port,
             max_port,
+            realm,
+            users,
+            relay_ips,
+            external_ips,
+            allow_loopback_peers: self.allow_loopback_peers.unwrap_or(d.allow_loopback_peers),
+            allowed_peer_ips,
+            denied_peer_ips,
+            user_quota,
+            total_quota,
+            max_bps,
+            stale_nonce: Duration::from_secs(stale_nonce),
+            auth_reply_rate,
+            max_allocate_lifetime: Duration::from_secs(max_allocate_lifetime),
+            max_permissions: max_permissions as usize,
+            max_channels: max_channels as usize,
+            software,
+            workers,
         })
     }
+}
+
+fn invalid(key: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
 }
 
 impl Config {
@@ -208,7 +497,8 @@ mod tests {
             assert!(
                 EXAMPLE_TOML
                     .lines()
-                    .any(|l| l.starts_with(&format!("{key} = "))),
+                    .any(|l| l.starts_with(&format!("{key} = "))
+                        || l.starts_with(&format!("# {key} = "))),
                 "turnserver.toml does not document `{key}`"
             );
         }

@@ -1,37 +1,32 @@
-//! The I/O shell: tokio listeners feeding the sans-IO core.
+//! The I/O shell: sockets and threads around the sans-IO core.
 //!
 //! [`serve`] binds every listener before it returns, so callers (tests
-//! especially, on port 0) learn the real addresses from [`Running`]. The
-//! server stops when the `shutdown` future completes.
+//! especially, on port 0) learn the real addresses from [`Running`]. Work is
+//! sharded over `workers` threads ([`worker`]): each owns one SO_REUSEPORT
+//! socket per listener, its clients' allocations and their relay sockets.
+//! The server stops when the `shutdown` future completes or
+//! [`Running::stop`] is called.
 
 mod socket;
-mod tcp;
-mod udp;
+mod worker;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
+use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERNAME_ANONYMITY};
+use crate::auth::{Authenticator, Credentials};
 use crate::config::Config;
+use crate::turn::policy::PeerPolicy;
+use crate::turn::ports::PortPool;
+use crate::turn::quota::Quotas;
+use crate::turn::{Shared, TurnConfig, DEFAULT_LIFETIME};
 
-/// Transport of a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        })
-    }
-}
+pub use crate::turn::Transport;
 
 /// Could not start the server.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +37,22 @@ pub enum ServeError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("no relay address for {0}: set relay_ip")]
+    NoRelayAddress(&'static str),
+    #[error("cannot start worker threads: {0}")]
+    Workers(io::Error),
+    #[error("cannot read random bytes for the nonce key: {0}")]
+    Random(String),
 }
 
 /// A started server.
 pub struct Running {
     listeners: Vec<(Transport, SocketAddr)>,
-    tasks: JoinSet<()>,
+    relay_ips: Vec<IpAddr>,
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -66,9 +70,28 @@ impl Running {
             .collect()
     }
 
-    /// Waits until the server has stopped (after `shutdown` completes).
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// The addresses relay sockets bind to.
+    pub fn relay_ips(&self) -> &[IpAddr] {
+        &self.relay_ips
+    }
+
+    /// Allocations alive now, over all workers.
+    pub fn allocations(&self) -> u32 {
+        self.shared.quotas.total()
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) {
+        let Running {
+            threads, watcher, ..
+        } = self;
+        let _ = watcher.await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 
     /// Stops the server now and waits for it.
@@ -90,62 +113,196 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+fn worker_count(config: &Config) -> usize {
+    if config.workers > 0 {
+        config.workers
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Relay addresses: configured ones, else the specific listening addresses,
+/// else (wildcard listeners) the host's first non-loopback address of each
+/// family, else loopback.
+fn relay_ips(config: &Config, bound: &[(Transport, SocketAddr)]) -> Vec<IpAddr> {
+    if !config.relay_ips.is_empty() {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for ip in &config.relay_ips {
+            if !out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+                out.push(*ip);
+            }
+        }
+        return out;
+    }
+    let mut out: Vec<IpAddr> = Vec::new();
+    for v4 in [true, false] {
+        let listened: Vec<IpAddr> = bound
+            .iter()
+            .map(|(_, a)| a.ip())
+            .filter(|ip| ip.is_ipv4() == v4)
+            .collect();
+        if let Some(ip) = listened.iter().find(|ip| !ip.is_unspecified()) {
+            out.push(*ip);
+        } else if !listened.is_empty() {
+            let host = if_addrs::get_if_addrs().unwrap_or_default();
+            let pick = host.iter().map(|i| i.ip()).find(|ip| {
+                ip.is_ipv4() == v4
+                    && !ip.is_loopback()
+                    && !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+            });
+            out.push(pick.unwrap_or(if v4 {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+            }));
+        }
+    }
+    out
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ServeError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| ServeError::Random(e.to_string()))?;
+    Ok(b)
+}
+
 /// Binds the configured listeners and serves until `shutdown` completes.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
-    let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let workers = worker_count(&config);
     let mut listeners = Vec::new();
+    let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut tcp: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let reuse = workers > 1;
 
     for want in &config.listen {
-        let udp = match socket::bind_udp(*want) {
+        let bind_err = |transport, source| ServeError::Bind {
+            transport,
+            addr: *want,
+            source,
+        };
+        let first = match socket::bind_udp(*want, reuse) {
             Ok(s) => s,
             Err(e) if socket::is_optional_ipv6(want, &e) => {
                 tracing::warn!("skipping {want}: no IPv6 on this host ({e})");
                 continue;
             }
-            Err(source) => {
-                return Err(ServeError::Bind {
-                    transport: Transport::Udp,
-                    addr: *want,
-                    source,
-                })
-            }
+            Err(e) => return Err(bind_err(Transport::Udp, e)),
         };
-        let udp_addr = udp.local_addr().map_err(|source| ServeError::Bind {
-            transport: Transport::Udp,
-            addr: *want,
-            source,
-        })?;
-        // On port 0, give TCP the port UDP got, as operators expect one port.
-        let tcp = if want.port() == 0 {
-            socket::bind_tcp(udp_addr).or_else(|_| socket::bind_tcp(*want))
-        } else {
-            socket::bind_tcp(*want)
+        let udp_addr = first
+            .local_addr()
+            .map_err(|e| bind_err(Transport::Udp, e))?;
+        udp[0].push(first);
+        for sockets in udp.iter_mut().skip(1) {
+            sockets
+                .push(socket::bind_udp(udp_addr, true).map_err(|e| bind_err(Transport::Udp, e))?);
         }
-        .map_err(|source| ServeError::Bind {
-            transport: Transport::Tcp,
-            addr: *want,
-            source,
-        })?;
-        let tcp_addr = tcp.local_addr().map_err(|source| ServeError::Bind {
-            transport: Transport::Tcp,
-            addr: *want,
-            source,
-        })?;
+        // On port 0, TCP takes the port UDP got: operators expect one port.
+        let first = if want.port() == 0 {
+            socket::bind_tcp(udp_addr, reuse).or_else(|_| socket::bind_tcp(*want, reuse))
+        } else {
+            socket::bind_tcp(*want, reuse)
+        }
+        .map_err(|e| bind_err(Transport::Tcp, e))?;
+        let tcp_addr = first
+            .local_addr()
+            .map_err(|e| bind_err(Transport::Tcp, e))?;
+        tcp[0].push(first);
+        for listeners in tcp.iter_mut().skip(1) {
+            listeners
+                .push(socket::bind_tcp(tcp_addr, true).map_err(|e| bind_err(Transport::Tcp, e))?);
+        }
         tracing::info!("listening udp {udp_addr}");
         tracing::info!("listening tcp {tcp_addr}");
         listeners.push((Transport::Udp, udp_addr));
         listeners.push((Transport::Tcp, tcp_addr));
-        tasks.spawn(udp::run(udp, stop_rx.clone()));
-        tasks.spawn(tcp::run(tcp, stop_rx.clone()));
     }
 
+    let relay_ips = relay_ips(&config, &listeners);
+    if relay_ips.is_empty() && !listeners.is_empty() {
+        return Err(ServeError::NoRelayAddress("any family"));
+    }
+    for ip in &relay_ips {
+        tracing::info!("relay ip {ip}");
+    }
+    let external_ips = config
+        .external_ips
+        .iter()
+        .filter_map(|(public, private)| {
+            let private = private.or_else(|| {
+                relay_ips
+                    .iter()
+                    .copied()
+                    .find(|ip| ip.is_ipv4() == public.is_ipv4())
+            })?;
+            Some((private, *public))
+        })
+        .collect();
+    if config.allow_loopback_peers {
+        tracing::warn!(
+            "allow_loopback_peers is on: clients may relay to services on this host's loopback; for local testing only"
+        );
+    }
+    let policy = PeerPolicy::new(
+        config.allowed_peer_ips.clone(),
+        config.denied_peer_ips.clone(),
+        config.allow_loopback_peers,
+        listeners.iter().map(|(_, a)| *a).collect(),
+    );
+    let turn = TurnConfig {
+        relay_ips: relay_ips.clone(),
+        external_ips,
+        default_lifetime: DEFAULT_LIFETIME,
+        max_lifetime: config.max_allocate_lifetime,
+        max_permissions: config.max_permissions,
+        max_channels: config.max_channels,
+        max_bps: config.max_bps,
+        software: config.software.clone(),
+        policy,
+        auth_reply_rate: config.auth_reply_rate,
+    };
+    let mut credentials = Credentials::new(&config.realm);
+    for (name, keys) in &config.users {
+        credentials.insert(name, keys.clone());
+    }
+    let nonces = NonceIssuer::new(
+        random_bytes()?,
+        Instant::now(),
+        config.stale_nonce,
+        FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY,
+    );
+    let shared = Arc::new(Shared::new(
+        turn,
+        Authenticator::new(Arc::new(credentials), nonces),
+        Quotas::new(config.user_quota, config.total_quota),
+        PortPool::new(config.min_port, config.max_port),
+    ));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut threads = Vec::new();
+    for (index, (udp, tcp)) in udp.into_iter().zip(tcp).enumerate() {
+        let setup = worker::WorkerSetup {
+            index,
+            shared: shared.clone(),
+            udp,
+            tcp,
+            stop: stop_rx.clone(),
+        };
+        match worker::spawn(setup) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(ServeError::Workers(e));
+            }
+        }
+    }
     let stop_on_shutdown = stop.clone();
-    let mut stop_seen = stop_rx.clone();
-    tasks.spawn(async move {
+    let mut stop_seen = stop_rx;
+    let watcher = tokio::spawn(async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stopped(&mut stop_seen) => {}
@@ -154,7 +311,10 @@ pub async fn serve(
     });
     Ok(Running {
         listeners,
-        tasks,
+        relay_ips,
+        shared,
+        threads,
         stop,
+        watcher,
     })
 }

@@ -40,6 +40,10 @@ impl AttributeType {
     pub const CONNECTION_ID: Self = Self(0x002A);
     pub const ADDITIONAL_ADDRESS_FAMILY: Self = Self(0x8000);
     pub const ADDRESS_ERROR_CODE: Self = Self(0x8001);
+    /// Pre-RFC code points of draft-ietf-tram-turnbis that coturn and its
+    /// turnutils_uclient still use for the two attributes above.
+    pub const ADDITIONAL_ADDRESS_FAMILY_DRAFT: Self = Self(0x8032);
+    pub const ADDRESS_ERROR_CODE_DRAFT: Self = Self(0x8033);
     pub const PASSWORD_ALGORITHMS: Self = Self(0x8002);
     pub const ALTERNATE_DOMAIN: Self = Self(0x8003);
     pub const ICMP: Self = Self(0x8004);

@@ -1,9 +1,12 @@
 //! TURN ChannelData messages (RFC 8656 §12.4).
 
-/// RFC 8656 §12: "0x4000 through 0x4FFF: These values are the allowed channel
-/// numbers"; 0x5000-0xFFFF are reserved.
+/// RFC 8656 §12 allows 0x4000-0x4FFF, but RFC 5766 §11 allowed 0x4000-0x7FFF
+/// and RFC 5766 clients still pick numbers up there (coturn's
+/// turnutils_uclient uses 0x73DE, and coturn accepts it). The client-facing
+/// port carries no DTLS-SRTP, whose demultiplexing motivated the narrowing
+/// (RFC 7983), so the old range is accepted.
 pub const CHANNEL_MIN: u16 = 0x4000;
-pub const CHANNEL_MAX: u16 = 0x4FFF;
+pub const CHANNEL_MAX: u16 = 0x7FFF;
 
 /// Header before the application data: channel number and length.
 pub const CHANNEL_DATA_HEADER_LEN: usize = 4;
@@ -57,7 +60,8 @@ mod tests {
                 data: &[0xaa, 0xbb]
             })
         );
-        assert_eq!(ChannelData::parse(&[0x50, 0x00, 0x00, 0x00]), None);
+        assert!(ChannelData::parse(&[0x7f, 0xff, 0x00, 0x00]).is_some());
+        assert_eq!(ChannelData::parse(&[0x80, 0x00, 0x00, 0x00]), None);
         assert_eq!(ChannelData::parse(&[0x3f, 0xff, 0x00, 0x00]), None);
         assert_eq!(
             ChannelData::parse(&[0x40, 0x00, 0x00, 0x05, 1, 2, 3, 4]),

@@ -177,8 +177,8 @@ mod tests {
 
     #[test]
     fn garbage_is_a_framing_error() {
-        assert!(frame_len(b"POST / HTTP/1.1\r\n").is_err());
+        assert!(frame_len(b"\x16\x03\x01 TLS hello").is_err());
         assert!(frame_len(&[0x00, 0x01, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef]).is_err());
-        assert!(frame_len(&[0x7f, 0xff, 0, 0]).is_err());
+        assert!(frame_len(&[0x80, 0x00, 0, 0]).is_err());
     }
 }

@@ -82,6 +82,7 @@ pub struct PendingAllocate {
     token: Option<[u8; 8]>,
     /// The family that could not be served in a dual allocation.
     family_error: Option<u8>,
+    draft_code_points: bool,
     attempts: u8,
 }
 
@@ -491,7 +492,14 @@ impl Server {
         let dont_fragment = msg.get(AttributeType::DONT_FRAGMENT).is_some();
         let even = msg.get(AttributeType::EVEN_PORT);
         let requested = msg.get(AttributeType::REQUESTED_ADDRESS_FAMILY);
-        let additional = msg.get(AttributeType::ADDITIONAL_ADDRESS_FAMILY);
+        let (additional, draft_code_points) =
+            match msg.get(AttributeType::ADDITIONAL_ADDRESS_FAMILY) {
+                Some(v) => (Some(v), false),
+                None => (
+                    msg.get(AttributeType::ADDITIONAL_ADDRESS_FAMILY_DRAFT),
+                    true,
+                ),
+            };
         let lifetime = self.lifetime(msg)?;
 
         // Step 5: RESERVATION-TOKEN with EVEN-PORT or an address family →
@@ -510,6 +518,7 @@ impl Server {
                         FAMILY_IPV6
                     }],
                     family_error: None,
+                    draft_code_points,
                     reserved: Some(r.addr),
                     even: false,
                     pair: false,
@@ -562,6 +571,7 @@ impl Server {
         Ok(Plan {
             families,
             family_error,
+            draft_code_points,
             reserved: None,
             even,
             pair,
@@ -659,6 +669,7 @@ impl Server {
                 even_port: plan.even,
                 token,
                 family_error: plan.family_error,
+                draft_code_points: plan.draft_code_points,
                 attempts: 1,
             }),
         });
@@ -766,7 +777,12 @@ impl Server {
             if let Some(family) = pending.family_error {
                 // ADDRESS-ERROR-CODE: family, reserved, then ERROR-CODE's layout.
                 let reason = attributes::reason_phrase(440);
-                b.add_with(AttributeType::ADDRESS_ERROR_CODE, 4 + reason.len(), |out| {
+                let attr = if pending.draft_code_points {
+                    AttributeType::ADDRESS_ERROR_CODE_DRAFT
+                } else {
+                    AttributeType::ADDRESS_ERROR_CODE
+                };
+                b.add_with(attr, 4 + reason.len(), |out| {
                     attributes::ErrorCode::encode(440, reason, out);
                     out[0] = family;
                 });
@@ -1117,6 +1133,8 @@ impl Server {
 struct Plan {
     families: Vec<u8>,
     family_error: Option<u8>,
+    /// The client spoke draft code points (0x8032): answer in kind (0x8033).
+    draft_code_points: bool,
     reserved: Option<SocketAddr>,
     even: bool,
     pair: bool,

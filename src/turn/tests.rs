@@ -1032,7 +1032,7 @@ fn channel_bind_rules_give_400_and_channels_carry_data_both_ways() {
     h.allocate(now, client(), &|b| transport_udp(b));
     let relay = h.opened[0].0;
     assert_eq!(h.bind(now, 2, 0x3FFF, PEER), Some(400));
-    assert_eq!(h.bind(now, 3, 0x5000, PEER), Some(400));
+    assert_eq!(h.bind(now, 3, 0x8000, PEER), Some(400));
     assert_eq!(h.bind(now, 4, 0x4000, "10.0.0.1:1"), Some(403));
     assert_eq!(h.bind(now, 5, 0x4000, PEER), None);
     assert_eq!(

@@ -248,7 +248,7 @@ async fn garbage_over_udp_gets_no_reply_and_the_server_keeps_serving() {
 async fn non_stun_over_tcp_closes_the_connection_without_a_reply() {
     let (server, _, tcp) = start_server().await;
     for junk in [
-        &b"POST / HTTP/1.1\r\n\r\n"[..],
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS ClientHello"[..],
         &[0xFF; 32],
         &[0x00, 0x01, 0x00, 0x00, 1, 2, 3, 4],
     ] {
