@@ -89,3 +89,114 @@ async fn turnutils_stunclient_gets_its_mapped_address_over_ipv6() {
     assert_eq!(reported, SocketAddr::new("::1".parse().unwrap(), bound));
     server.stop().await;
 }
+
+/// A process killed when the test ends, whatever happens.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// coturn's echo peer on 127.0.0.1 and ::1 at a free port.
+fn turnutils_peer() -> (Child, u16) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-L", "::1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("turnutils_peer is installed (scripts/test.sh)");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    (Child(child), port)
+}
+
+/// Runs turnutils_uclient with `mode` flags, 100 clients x 50 messages,
+/// and asserts every message came back.
+async fn uclient_zero_loss(mode: &[&str], peer_ip: &str) {
+    let server = crate::start_turn(|c| c.allow_loopback_peers = true).await;
+    let port = server.addrs(turnpike::Transport::Udp)[0].port();
+    let (_peer, peer_port) = turnutils_peer();
+    let mut args: Vec<String> = mode.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            "-u",
+            crate::USER,
+            "-w",
+            crate::PASSWORD,
+            "-e",
+            peer_ip,
+            "-r",
+            &peer_port.to_string(),
+            "-p",
+            &port.to_string(),
+            "-m",
+            "100",
+            "-n",
+            "50",
+            "-l",
+            "100",
+            "127.0.0.1",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("120")
+            .arg("turnutils_uclient")
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "uclient {mode:?} failed:\n{text}");
+    assert!(
+        text.contains("tot_send_msgs=5000, tot_recv_msgs=5000"),
+        "uclient {mode:?}:\n{text}"
+    );
+    assert!(
+        text.contains("Total lost packets 0 (0.000000%)"),
+        "uclient {mode:?}:\n{text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_udp_with_channels_zero_loss() {
+    uclient_zero_loss(&[], "127.0.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_udp_with_send_indications_zero_loss() {
+    uclient_zero_loss(&["-s"], "127.0.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_tcp_zero_loss() {
+    uclient_zero_loss(&["-t"], "127.0.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_ipv6_relay_zero_loss() {
+    uclient_zero_loss(&["-x"], "::1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_dual_allocation_zero_loss() {
+    uclient_zero_loss(&["-Z"], "127.0.0.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_dont_fragment_zero_loss() {
+    uclient_zero_loss(&["-g"], "127.0.0.1").await;
+}

@@ -3,7 +3,10 @@
 mod cli;
 mod coturn;
 mod differential;
+mod policy;
 mod props;
+mod turn_client;
+mod webrtc;
 mod wire;
 
 use std::net::SocketAddr;
@@ -22,4 +25,33 @@ pub async fn start_server() -> (Running, SocketAddr, SocketAddr) {
     let udp = running.addrs(Transport::Udp)[0];
     let tcp = running.addrs(Transport::Tcp)[0];
     (running, udp, tcp)
+}
+
+/// The user every TURN test authenticates as.
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "s3cret";
+pub const REALM: &str = "turnpike.test";
+
+/// A TURN server on 127.0.0.1 (port 0) relaying on 127.0.0.1 and ::1, with
+/// one static user; `adjust` changes the rest.
+pub async fn start_turn(adjust: impl FnOnce(&mut Config)) -> Running {
+    let mut options = turnpike::config::Options {
+        listen: vec!["127.0.0.1:0".into()],
+        relay_ip: vec!["127.0.0.1".into(), "::1".into()],
+        user: vec![format!("{USER}:{PASSWORD}")],
+        realm: Some(REALM.into()),
+        workers: Some(2),
+        ..Default::default()
+    };
+    // Each test server gets its own slice of ports, so parallel tests do
+    // not fight over relay ports.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 20;
+    options.min_port = Some(40000 + 1000 * i64::from(k));
+    options.max_port = Some(40999 + 1000 * i64::from(k));
+    let mut config = options.resolve().expect("test config");
+    adjust(&mut config);
+    turnpike::serve(config, std::future::pending())
+        .await
+        .expect("server starts")
 }

@@ -1,0 +1,135 @@
+//! A minimal TURN client on turnpike's own codec, for wire tests that need
+//! exact control of every attribute (peer policy, quotas). Interop with
+//! clients nobody here wrote is in `coturn.rs` and `webrtc.rs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use turnpike::stun::attributes::{decode_xor_address, AttributeType, ErrorCode};
+use turnpike::stun::integrity::long_term_key_md5;
+use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+use crate::{PASSWORD, REALM, USER};
+
+pub struct TurnClient {
+    sock: UdpSocket,
+    nonce: Vec<u8>,
+    key: [u8; 16],
+    next: u32,
+}
+
+/// The outcome of a request: an error code or the success bytes.
+pub type Answer = Result<Vec<u8>, u16>;
+
+impl TurnClient {
+    pub async fn connect(server: SocketAddr) -> Self {
+        let bind = if server.is_ipv4() {
+            "127.0.0.1:0"
+        } else {
+            "[::1]:0"
+        };
+        let sock = UdpSocket::bind(bind).await.unwrap();
+        sock.connect(server).await.unwrap();
+        TurnClient {
+            sock,
+            nonce: Vec::new(),
+            key: long_term_key_md5(USER, REALM, PASSWORD),
+            next: 0,
+        }
+    }
+
+    fn build(&mut self, method: Method, attrs: &dyn Fn(&mut MessageBuilder<'_>)) -> Vec<u8> {
+        self.next += 1;
+        let mut id = [0x5a; 12];
+        id[..4].copy_from_slice(&self.next.to_be_bytes());
+        let mut buf = vec![0u8; 1500];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(method, Class::Request),
+            TransactionId(id),
+        );
+        attrs(&mut b);
+        if !self.nonce.is_empty() {
+            b.add_username(USER);
+            b.add_realm(REALM);
+            b.add_nonce(&self.nonce);
+            b.add_message_integrity(&self.key);
+        }
+        let n = b.finish().unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    async fn exchange(&self, req: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..5 {
+            self.sock.send(req).await.unwrap();
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(500), self.sock.recv(&mut buf)).await
+            {
+                buf.truncate(n);
+                return buf;
+            }
+        }
+        panic!("no answer from the server");
+    }
+
+    /// Sends an authenticated request, fetching a nonce first if needed.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        attrs: &dyn Fn(&mut MessageBuilder<'_>),
+    ) -> Answer {
+        for _ in 0..3 {
+            let req = self.build(method, attrs);
+            let resp = self.exchange(&req).await;
+            let m = Message::parse(&resp).expect("a STUN answer");
+            let code = m
+                .get(AttributeType::ERROR_CODE)
+                .map(|v| ErrorCode::decode(v).unwrap().code);
+            match code {
+                None => return Ok(resp),
+                Some(401 | 438) if self.nonce.is_empty() || code == Some(438) => {
+                    self.nonce = m.get(AttributeType::NONCE).unwrap().to_vec();
+                }
+                Some(c) => return Err(c),
+            }
+        }
+        panic!("could not authenticate");
+    }
+
+    /// Allocates a UDP relay; `family` 1 = IPv4, 2 = IPv6.
+    pub async fn allocate(&mut self, family: Option<u8>) -> Result<SocketAddr, u16> {
+        let resp = self
+            .request(Method::ALLOCATE, &|b| {
+                b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+                if let Some(f) = family {
+                    b.add(AttributeType::REQUESTED_ADDRESS_FAMILY, &[f, 0, 0, 0]);
+                }
+            })
+            .await?;
+        let m = Message::parse(&resp).unwrap();
+        Ok(decode_xor_address(
+            m.get(AttributeType::XOR_RELAYED_ADDRESS).unwrap(),
+            &m.transaction_id(),
+        )
+        .unwrap())
+    }
+
+    pub async fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
+        self.request(Method::CREATE_PERMISSION, &|b| {
+            b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
+        self.request(Method::REFRESH, &|b| {
+            b.add_u32(AttributeType::LIFETIME, lifetime)
+        })
+        .await
+        .map(|_| ())
+    }
+}
