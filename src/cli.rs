@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (no config file needed)
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check or print configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Serve(args) => {
+            let args = *args;
             let config = match Config::load(args.config.as_deref(), args.options) {
                 Ok(c) => c,
                 Err(e) => {
