@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 
 ensure_cargo
 # coturn: turnutils_* client tools (real peers); strace: lets the interop
-# test see which port the client bound.
-apt_install coturn strace ca-certificates iproute2
+# test see which port the client bound; chromium: the browser relay test.
+apt_install coturn strace ca-certificates iproute2 chromium
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
 stop_packaged_coturn
+# playwright-core drives Debian's Chromium; it downloads no browser.
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

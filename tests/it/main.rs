@@ -1,5 +1,6 @@
 //! Integration tests, one binary so the suite links once.
 
+mod browser;
 mod cli;
 mod coturn;
 mod differential;

@@ -1,0 +1,52 @@
+//! Headless Chromium: two RTCPeerConnections with iceTransportPolicy
+//! "relay" talk through turnpike; the page (tests/browser/relay_test.mjs,
+//! driven by playwright-core) checks 100 messages each way and that the
+//! selected pair is relay/relay.
+
+use std::process::Command;
+
+use crate::{start_turn, PASSWORD, USER};
+
+/// Runs the page against `urls`; returns its one JSON line.
+async fn relay_test(urls: String) -> String {
+    let servers = format!(r#"[{{"urls":["{urls}"],"username":"{USER}","credential":"{PASSWORD}"}}]"#);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(dir)
+            .arg("relay_test.mjs")
+            .arg(servers)
+            .output()
+            .expect("node is installed and tests/browser has npm deps (scripts/test.sh)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "relay test failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn chromium_relays_over(transport: &str) {
+    let server = start_turn(|c| c.allow_loopback_peers = true).await;
+    let port = server.addrs(turnpike::Transport::Udp)[0].port();
+    let line = relay_test(format!("turn:127.0.0.1:{port}?transport={transport}")).await;
+    assert!(line.contains(r#""ok":true"#), "{line}");
+    assert!(line.contains(r#""sentA":100,"recvA":100,"sentB":100,"recvB":100"#), "{line}");
+    assert!(line.contains(r#""localType":"relay","remoteType":"relay""#), "{line}");
+    assert!(line.contains(&format!(r#""relayProtocol":"{transport}""#)), "{line}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_relay_pair_over_udp() {
+    chromium_relays_over("udp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_relay_pair_over_tcp() {
+    chromium_relays_over("tcp").await;
+}
