@@ -239,6 +239,23 @@ impl Server {
             }
         }
         self.cache.expire(now);
+        self.expire_reservations(now);
+    }
+
+    /// Returns ports held for RESERVATION-TOKENs nobody claimed in time.
+    fn expire_reservations(&self, now: Instant) {
+        let mut reservations = self.shared.reservations();
+        if reservations.is_empty() {
+            return;
+        }
+        let mut ports = self.shared.ports();
+        reservations.retain(|_, r| {
+            let keep = r.expires > now;
+            if !keep {
+                ports.release(r.addr.port());
+            }
+            keep
+        });
     }
 
     fn next_random(&mut self) -> u64 {

@@ -1194,3 +1194,104 @@ fn binding_still_works_through_the_turn_core() {
         client().client
     );
 }
+
+#[test]
+fn refresh_naming_a_family_the_allocation_lacks_gets_443() {
+    let mut h = harness(Opts::default());
+    h.allocate(h.at(0), client(), &|b| transport_udp(b));
+    let r = h.call(h.at(1), client(), Method::REFRESH, "alice", 2, &|b| {
+        b.add(AttributeType::REQUESTED_ADDRESS_FAMILY, &[2, 0, 0, 0]);
+    });
+    assert_eq!(code_of(&r), Some(443));
+    let r = h.call(h.at(1), client(), Method::REFRESH, "alice", 3, &|b| {
+        b.add(AttributeType::REQUESTED_ADDRESS_FAMILY, &[1, 0, 0, 0]);
+    });
+    assert_eq!(code_of(&r), None);
+}
+
+#[test]
+fn reservation_token_expires_after_30s_and_its_port_returns() {
+    let mut h = harness(Opts {
+        min_port: 50000,
+        max_port: 50001,
+        ..Default::default()
+    });
+    let a = h.allocate(h.at(0), udp("203.0.113.5:1"), &|b| {
+        transport_udp(b);
+        b.add(AttributeType::EVEN_PORT, &[0x80]);
+    });
+    let token = Message::parse(&a)
+        .unwrap()
+        .get(AttributeType::RESERVATION_TOKEN)
+        .unwrap()
+        .to_vec();
+    let with_token = move |b: &mut MessageBuilder<'_>| {
+        transport_udp(b);
+        b.add(AttributeType::RESERVATION_TOKEN, &token);
+    };
+    // Both ports are taken: one allocated, one held.
+    assert_eq!(
+        code_of(&h.allocate(h.at(1), udp("203.0.113.5:2"), &|b| transport_udp(b))),
+        Some(508)
+    );
+    assert_eq!(
+        code_of(&h.allocate(h.at(31), udp("203.0.113.5:3"), &with_token)),
+        Some(508),
+        "expired token"
+    );
+    let again = h.allocate(h.at(31), udp("203.0.113.5:4"), &|b| transport_udp(b));
+    assert_eq!(relayed(&again)[0].port(), 50001, "the held port came back");
+}
+
+#[test]
+fn external_ip_is_what_clients_are_told() {
+    let mut h = harness(Opts::default());
+    let mut config = h.server.shared().config.clone();
+    config.external_ips = vec![(
+        "192.0.2.10".parse().unwrap(),
+        "203.0.113.77".parse().unwrap(),
+    )];
+    let shared = Shared::new(
+        config,
+        Authenticator::new(
+            Arc::new({
+                let mut c = Credentials::new(REALM);
+                c.add_spec("alice:wonderland").unwrap();
+                c
+            }),
+            NonceIssuer::new([9; 32], h.t0, Duration::from_secs(600), 0),
+        ),
+        Quotas::new(0, 0),
+        PortPool::new(50000, 50010),
+    );
+    h.server = Server::new(Arc::new(shared), 1);
+    let a = h.allocate(h.at(0), client(), &|b| transport_udp(b));
+    let r = relayed(&a)[0];
+    assert_eq!(r.ip(), "203.0.113.77".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        h.opened[0].1.ip(),
+        "192.0.2.10".parse::<IpAddr>().unwrap(),
+        "the socket binds the private address"
+    );
+}
+
+#[test]
+fn unclaimed_reservation_returns_its_port_when_it_expires() {
+    let mut h = harness(Opts {
+        min_port: 50000,
+        max_port: 50001,
+        ..Default::default()
+    });
+    h.allocate(h.at(0), udp("203.0.113.5:1"), &|b| {
+        transport_udp(b);
+        b.add(AttributeType::EVEN_PORT, &[0x80]);
+    });
+    h.server.handle_timeout(h.at(29));
+    assert_eq!(
+        code_of(&h.allocate(h.at(29), udp("203.0.113.5:2"), &|b| transport_udp(b))),
+        Some(508)
+    );
+    h.server.handle_timeout(h.at(30));
+    let again = h.allocate(h.at(30), udp("203.0.113.5:3"), &|b| transport_udp(b));
+    assert_eq!(relayed(&again)[0].port(), 50001);
+}

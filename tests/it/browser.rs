@@ -9,7 +9,8 @@ use crate::{start_turn, PASSWORD, USER};
 
 /// Runs the page against `urls`; returns its one JSON line.
 async fn relay_test(urls: String) -> String {
-    let servers = format!(r#"[{{"urls":["{urls}"],"username":"{USER}","credential":"{PASSWORD}"}}]"#);
+    let servers =
+        format!(r#"[{{"urls":["{urls}"],"username":"{USER}","credential":"{PASSWORD}"}}]"#);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -35,9 +36,18 @@ async fn chromium_relays_over(transport: &str) {
     let port = server.addrs(turnpike::Transport::Udp)[0].port();
     let line = relay_test(format!("turn:127.0.0.1:{port}?transport={transport}")).await;
     assert!(line.contains(r#""ok":true"#), "{line}");
-    assert!(line.contains(r#""sentA":100,"recvA":100,"sentB":100,"recvB":100"#), "{line}");
-    assert!(line.contains(r#""localType":"relay","remoteType":"relay""#), "{line}");
-    assert!(line.contains(&format!(r#""relayProtocol":"{transport}""#)), "{line}");
+    assert!(
+        line.contains(r#""sentA":100,"recvA":100,"sentB":100,"recvB":100"#),
+        "{line}"
+    );
+    assert!(
+        line.contains(r#""localType":"relay","remoteType":"relay""#),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(r#""relayProtocol":"{transport}""#)),
+        "{line}"
+    );
     server.stop().await;
 }
 
