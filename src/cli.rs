@@ -21,6 +21,9 @@ pub enum Command {
     /// Check or print configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Load generator for any TURN server (prints one JSON line)
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +65,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Bench(cmd) => match crate::bench::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let args = *args;
             let config = match Config::load(args.config.as_deref(), args.options) {

@@ -13,12 +13,14 @@
 //!   * [`net`]: tokio UDP and TCP listeners; [`serve`] starts them.
 //!   * [`config`]: `turnserver.toml` and the matching flags.
 //!   * [`cli`]: the `turnpike` command line.
+//!   * [`bench`]: the load generator behind `turnpike bench`.
 //!
 //! # RFCs
 //!
 //! RFC 8489 (STUN), RFC 5769 (test vectors); TURN (RFC 8656), RFC 6062,
 //! RFC 5780 and RFC 7635 follow in later modules.
 
+pub mod bench;
 pub mod binding;
 pub mod cli;
 pub mod config;

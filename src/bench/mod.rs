@@ -1,0 +1,141 @@
+//! `turnpike bench`: a load generator for any TURN server (turnpike or
+//! coturn), reporting throughput, loss, RTT and, given the server's pid,
+//! the server's CPU time and memory over exactly the measured window.
+//!
+//! * `relay`: N clients with allocations send ChannelData (or Send
+//!   indications) in a closed loop through the server to an echo peer run
+//!   here; every echoed packet counts two relayed packets.
+//! * `allocate`: 401 challenge, authenticated Allocate, Refresh 0, each on a
+//!   fresh source port.
+//! * `binding`: Binding requests in a closed loop.
+//! * `idle`: holds N allocations and reports the server's RSS per one.
+
+mod idle;
+mod proc;
+pub mod proto;
+mod rate;
+mod relay;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Options shared by every mode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// The TURN server, IP:PORT
+    #[arg(long)]
+    pub server: SocketAddr,
+    #[arg(long, default_value = "bench")]
+    pub user: String,
+    #[arg(long, default_value = "bench")]
+    pub password: String,
+    /// Seconds to measure
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// The server's pid, to read its CPU time and RSS from /proc
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Closed-loop relaying through allocations to a local echo peer
+    Relay {
+        #[command(flatten)]
+        common: Common,
+        /// Clients, each with one allocation
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Packets in flight per client
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        /// Payload bytes per packet
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Use Send/Data indications instead of channels
+        #[arg(long)]
+        send_indications: bool,
+    },
+    /// Allocation set-up rate: 401, authenticated Allocate, Refresh 0
+    Allocate {
+        #[command(flatten)]
+        common: Common,
+        /// Allocations being set up at once
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Binding request rate
+    Binding {
+        #[command(flatten)]
+        common: Common,
+        /// Sockets sending at once
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Requests in flight per socket
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+    },
+    /// Holds N allocations and reports the server's RSS per allocation
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 2000)]
+        allocations: usize,
+    },
+}
+
+/// Runs a bench; prints one JSON object on stdout.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let report = match cmd {
+        BenchCommand::Relay {
+            common,
+            clients,
+            window,
+            size,
+            send_indications,
+        } => relay::run(&common, clients, window, size, send_indications)?,
+        BenchCommand::Allocate {
+            common,
+            concurrency,
+        } => rate::allocate(&common, concurrency)?,
+        BenchCommand::Binding {
+            common,
+            concurrency,
+            window,
+        } => rate::binding(&common, concurrency, window)?,
+        BenchCommand::Idle {
+            common,
+            allocations,
+        } => idle::run(&common, allocations)?,
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// Measures the server's CPU time across `work`.
+pub(crate) fn with_server_cpu<T>(pid: Option<u32>, work: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let before = pid.and_then(proc::cpu_seconds);
+    let out = work();
+    let after = pid.and_then(proc::cpu_seconds);
+    (out, before.zip(after).map(|(b, a)| a - b))
+}
+
+pub(crate) fn secs(d: f64) -> Duration {
+    Duration::from_secs_f64(d.max(0.1))
+}
+
+/// Percentile of sorted samples.
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+pub(crate) fn per_cpu(count: f64, cpu: Option<f64>) -> String {
+    match cpu {
+        Some(c) if c > 0.0 => format!("{:.0}", count / c),
+        _ => "null".into(),
+    }
+}
