@@ -43,13 +43,13 @@ pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpL
 
 /// A relay socket. With `dont_fragment` the kernel sets DF (IPv4) or
 /// refuses to fragment (IPv6): RFC 8656 §7.2, DONT-FRAGMENT.
-pub fn bind_relay(addr: SocketAddr, dont_fragment: bool) -> io::Result<tokio::net::UdpSocket> {
+pub fn bind_relay(addr: SocketAddr, dont_fragment: bool) -> io::Result<std::net::UdpSocket> {
     let s = new_socket(addr, Type::DGRAM, Protocol::UDP, false)?;
     if dont_fragment {
         set_dont_fragment(&s, addr.is_ipv6())?;
     }
     s.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {

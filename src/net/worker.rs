@@ -2,10 +2,14 @@
 //! core, its listener sockets (SO_REUSEPORT keeps each client flow here) and
 //! the relay sockets of its allocations.
 //!
-//! Everything a worker touches per packet is its own: the core sits in a
-//! `RefCell` (never borrowed across an await), sockets are read after
-//! readiness into one scratch buffer per worker, and sends are non-blocking.
-//! No lock, no allocation, no log line per relayed packet.
+//! UDP (listeners and relays) runs on the worker's own level-triggered
+//! epoll set, itself watched by tokio through `AsyncFd`: one wakeup serves
+//! every ready socket, each read is a `recvmmsg`, and datagrams for clients
+//! leave in one `sendmmsg` per listener at the end of the round. TCP clients
+//! and timers are tokio tasks on the same thread. Everything a worker
+//! touches per packet is its own: the core sits in a `RefCell` (never
+//! borrowed across an await). No lock, no allocation, no log line per
+//! relayed packet.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,11 +18,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
+use std::os::fd::AsRawFd;
 
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use super::batch::{self, Epoll, RecvBatch, SendBatch};
 use super::socket;
 use crate::stun::framing::Framer;
 use crate::turn::{
@@ -40,10 +47,8 @@ pub(crate) struct WorkerSetup {
     pub stop: watch::Receiver<bool>,
 }
 
-struct RelaySlot {
-    socket: Rc<UdpSocket>,
-    task: JoinHandle<()>,
-}
+/// Epoll tokens at or above this are relays (token - base = RelayId).
+const RELAY_TOKEN: u64 = 1 << 32;
 
 /// Frames waiting for a TCP client.
 struct TcpOut {
@@ -53,12 +58,16 @@ struct TcpOut {
 
 struct Worker {
     core: RefCell<Server>,
-    relays: RefCell<Vec<Option<RelaySlot>>>,
-    udp: Vec<(SocketAddr, Rc<UdpSocket>)>,
+    /// Relay sockets by RelayId; dropping one closes it and takes it out of
+    /// the epoll set.
+    relays: RefCell<Vec<Option<std::net::UdpSocket>>>,
+    /// Listener sockets and, per listener, datagrams waiting for sendmmsg.
+    udp: Vec<(SocketAddr, std::net::UdpSocket)>,
+    sends: RefCell<Vec<SendBatch>>,
     tcp_out: RefCell<HashMap<FiveTuple, Rc<TcpOut>>>,
-    /// Receive buffer shared by this worker's sockets; borrowed only between
-    /// readiness and the synchronous read, never across an await.
-    scratch: RefCell<Vec<u8>>,
+    epoll: AsyncFd<Epoll>,
+    /// Receive buffers shared by this worker's sockets.
+    recv: RefCell<RecvBatch>,
 }
 
 /// Starts the worker thread.
@@ -89,23 +98,45 @@ async fn run(setup: WorkerSetup) {
         tcp,
         mut stop,
     } = setup;
+    let epoll = match Epoll::new() {
+        // SAFETY: Epoll owns its descriptor, which stays open and the same
+        // for as long as the AsyncFd holds it.
+        Ok(e) => match unsafe { AsyncFd::register_with_interest(e, tokio::io::Interest::READABLE) }
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("worker {index}: epoll registration: {e}");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::error!("worker {index}: epoll: {e}");
+            return;
+        }
+    };
     let mut sockets = Vec::new();
-    for s in udp {
-        match (s.local_addr(), UdpSocket::from_std(s)) {
-            (Ok(addr), Ok(sock)) => sockets.push((addr, Rc::new(sock))),
-            (_, Err(e)) | (Err(e), _) => tracing::error!("worker {index}: udp socket: {e}"),
+    for (i, s) in udp.into_iter().enumerate() {
+        match s.local_addr() {
+            Ok(addr) => {
+                if let Err(e) = epoll.get_ref().add(s.as_raw_fd(), i as u64) {
+                    tracing::error!("worker {index}: udp socket {addr}: {e}");
+                    continue;
+                }
+                sockets.push((addr, s));
+            }
+            Err(e) => tracing::error!("worker {index}: udp socket: {e}"),
         }
     }
     let w = Rc::new(Worker {
         core: RefCell::new(Server::new(shared, 0x5eed_0000 + index as u64)),
         relays: RefCell::new(Vec::new()),
+        sends: RefCell::new((0..sockets.len()).map(|_| SendBatch::default()).collect()),
         udp: sockets,
         tcp_out: RefCell::new(HashMap::new()),
-        scratch: RefCell::new(vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM]),
+        epoll,
+        recv: RefCell::new(RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM)),
     });
-    for (local, sock) in &w.udp {
-        tokio::task::spawn_local(udp_loop(w.clone(), sock.clone(), *local));
-    }
+    tokio::task::spawn_local(udp_engine(w.clone()));
     for l in tcp {
         match (l.local_addr(), TcpListener::from_std(l)) {
             (Ok(local), Ok(listener)) => {
@@ -117,25 +148,28 @@ async fn run(setup: WorkerSetup) {
     tokio::task::spawn_local(timer_loop(w.clone()));
     super::stopped(&mut stop).await;
     // Close relay sockets now; the runtime drops the remaining tasks.
-    for slot in w.relays.borrow_mut().iter_mut().filter_map(Option::take) {
-        slot.task.abort();
-    }
+    w.relays.borrow_mut().clear();
 }
 
 impl Worker {
     /// Sends client data out of its relay socket.
     fn forward(&self, f: Forward<'_>) {
-        if let Some(Some(slot)) = self.relays.borrow().get(f.relay.0 as usize) {
-            // A full socket buffer drops the datagram, as the network would.
-            let _ = slot.socket.try_send_to(f.data, f.peer);
+        if let Some(Some(sock)) = self.relays.borrow().get(f.relay.0 as usize) {
+            batch::send_to(sock.as_raw_fd(), f.data, &f.peer);
         }
     }
 
+    /// Queues data for a client: UDP into its listener's batch, TCP into
+    /// the connection's queue.
     fn send_to_client(&self, to: &FiveTuple, data: &[u8]) {
         match to.transport {
             Transport::Udp => {
-                if let Some((_, sock)) = self.udp.iter().find(|(local, _)| *local == to.server) {
-                    let _ = sock.try_send_to(data, to.client);
+                if let Some(i) = self.udp.iter().position(|(local, _)| *local == to.server) {
+                    let mut sends = self.sends.borrow_mut();
+                    sends[i].push(to.client, data);
+                    if sends[i].len() >= batch::BATCH {
+                        sends[i].flush(self.udp[i].1.as_raw_fd());
+                    }
                 }
             }
             Transport::Tcp => {
@@ -150,7 +184,18 @@ impl Worker {
         }
     }
 
-    /// Carries out what the core asked for and sends its answers.
+    /// Sends the datagrams queued for UDP clients.
+    fn flush(&self) {
+        let mut sends = self.sends.borrow_mut();
+        for (i, batch) in sends.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                batch.flush(self.udp[i].1.as_raw_fd());
+            }
+        }
+    }
+
+    /// Carries out what the core asked for and queues its answers; call
+    /// [`Worker::flush`] afterwards.
     fn drain(self: &Rc<Self>, now: Instant) {
         loop {
             let output = self.core.borrow_mut().poll_output();
@@ -161,38 +206,33 @@ impl Worker {
                     addr,
                     dont_fragment,
                 } => {
-                    let result = match socket::bind_relay(addr, dont_fragment) {
-                        Ok(sock) => {
-                            let sock = Rc::new(sock);
-                            let task = tokio::task::spawn_local(relay_loop(
-                                self.clone(),
-                                relay,
-                                sock.clone(),
-                            ));
-                            let mut relays = self.relays.borrow_mut();
-                            let i = relay.0 as usize;
-                            if relays.len() <= i {
-                                relays.resize_with(i + 1, || None);
-                            }
-                            relays[i] = Some(RelaySlot { socket: sock, task });
-                            Ok(())
+                    let result = socket::bind_relay(addr, dont_fragment).and_then(|sock| {
+                        self.epoll
+                            .get_ref()
+                            .add(sock.as_raw_fd(), RELAY_TOKEN + relay.0 as u64)?;
+                        let mut relays = self.relays.borrow_mut();
+                        let i = relay.0 as usize;
+                        if relays.len() <= i {
+                            relays.resize_with(i + 1, || None);
                         }
-                        Err(e) => {
-                            tracing::debug!("relay bind {addr} failed: {e}");
-                            Err(())
-                        }
-                    };
-                    self.core.borrow_mut().relay_opened(now, relay, result);
+                        relays[i] = Some(sock);
+                        Ok(())
+                    });
+                    if let Err(e) = &result {
+                        tracing::debug!("relay bind {addr} failed: {e}");
+                    }
+                    self.core
+                        .borrow_mut()
+                        .relay_opened(now, relay, result.map_err(|_| ()));
                 }
                 Output::CloseRelay { relay } => {
-                    let slot = self
+                    // Dropping the socket closes it and leaves the epoll set.
+                    let closed = self
                         .relays
                         .borrow_mut()
                         .get_mut(relay.0 as usize)
                         .and_then(Option::take);
-                    if let Some(slot) = slot {
-                        slot.task.abort();
-                    }
+                    drop(closed);
                 }
                 Output::AllocationCreated {
                     tuple,
@@ -221,59 +261,82 @@ impl Worker {
             self.send_to_client(&t.to, &t.data);
         }
     }
-}
 
-async fn udp_loop(w: Rc<Worker>, sock: Rc<UdpSocket>, local: SocketAddr) {
-    loop {
-        if sock.readable().await.is_err() {
+    /// Reads one batch from listener `i`.
+    fn listener_ready(&self, i: usize, now: Instant) {
+        let Some((local, sock)) = self.udp.get(i) else {
             return;
-        }
-        // Read everything that is ready before yielding.
-        loop {
-            let mut buf = w.scratch.borrow_mut();
-            let (n, from) = match sock.try_recv_from(&mut buf[..MAX_DATAGRAM]) {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => continue,
-            };
-            let now = Instant::now();
+        };
+        let mut rb = self.recv.borrow_mut();
+        let Ok(n) = rb.recv(sock.as_raw_fd()) else {
+            return;
+        };
+        for k in 0..n {
+            let (from, slot, at, len) = rb.get_mut(k);
+            let Some(from) = from else { continue };
             let tuple = FiveTuple {
                 transport: Transport::Udp,
                 client: from,
-                server: local,
+                server: *local,
             };
-            let forward = w.core.borrow_mut().handle_client(now, tuple, &buf[..n]);
+            let forward = self
+                .core
+                .borrow_mut()
+                .handle_client(now, tuple, &slot[at..at + len]);
             if let Some(f) = forward {
-                w.forward(f);
+                self.forward(f);
             }
-            drop(buf);
-            w.drain(now);
+        }
+    }
+
+    /// Reads one batch from a relay socket.
+    fn relay_ready(&self, relay: RelayId, now: Instant) {
+        let fd = match self.relays.borrow().get(relay.0 as usize) {
+            Some(Some(sock)) => sock.as_raw_fd(),
+            _ => return,
+        };
+        let mut rb = self.recv.borrow_mut();
+        let Ok(n) = rb.recv(fd) else { return };
+        for k in 0..n {
+            let (from, slot, at, len) = rb.get_mut(k);
+            let Some(from) = from else { continue };
+            let deliver = self
+                .core
+                .borrow_mut()
+                .handle_peer(now, relay, from, slot, at, len);
+            if let Some(d) = deliver {
+                self.send_to_client(&d.to, &slot[d.start..d.end]);
+            }
         }
     }
 }
 
-async fn relay_loop(w: Rc<Worker>, relay: RelayId, sock: Rc<UdpSocket>) {
+/// Serves every ready UDP socket of the worker, round after round, until
+/// the epoll set is quiet.
+async fn udp_engine(w: Rc<Worker>) {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
     loop {
-        if sock.readable().await.is_err() {
+        let Ok(mut guard) = w.epoll.readable().await else {
             return;
-        }
+        };
         loop {
-            let mut buf = w.scratch.borrow_mut();
-            let (n, from) =
-                match sock.try_recv_from(&mut buf[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM]) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => continue,
-                };
-            let now = Instant::now();
-            let deliver =
-                w.core
-                    .borrow_mut()
-                    .handle_peer(now, relay, from, &mut buf, PEER_HEADROOM, n);
-            if let Some(d) = deliver {
-                w.send_to_client(&d.to, &buf[d.start..d.end]);
+            let n = w.epoll.get_ref().poll(&mut events);
+            if n == 0 {
+                break;
             }
+            let now = Instant::now();
+            for ev in &events[..n] {
+                let token = ev.u64;
+                if token >= RELAY_TOKEN {
+                    w.relay_ready(RelayId((token - RELAY_TOKEN) as u32), now);
+                } else {
+                    w.listener_ready(token as usize, now);
+                }
+            }
+            w.drain(now);
+            w.flush();
         }
+        guard.clear_ready();
     }
 }
 
@@ -290,6 +353,7 @@ async fn timer_loop(w: Rc<Worker>) {
         let now = Instant::now();
         w.core.borrow_mut().handle_timeout(now);
         w.drain(now);
+        w.flush();
     }
 }
 
@@ -358,9 +422,11 @@ async fn connection(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, local: S
             }
         }
         w.drain(now);
+        w.flush();
     }
     w.core.borrow_mut().handle_client_closed(tuple);
     w.drain(Instant::now());
+    w.flush();
     w.tcp_out.borrow_mut().remove(&tuple);
     // Let queued answers go out before the connection closes.
     if out.queue.borrow().is_empty() {
