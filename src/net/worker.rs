@@ -64,6 +64,11 @@ struct Worker {
     /// Listener sockets and, per listener, datagrams waiting for sendmmsg.
     udp: Vec<(SocketAddr, std::net::UdpSocket)>,
     sends: RefCell<Vec<SendBatch>>,
+    /// Datagrams for peers, per relay socket, sent at the end of the round;
+    /// emptied batches go back to `spare` so that steady state allocates
+    /// nothing.
+    relay_sends: RefCell<Vec<(RelayId, SendBatch)>>,
+    spare: RefCell<Vec<SendBatch>>,
     tcp_out: RefCell<HashMap<FiveTuple, Rc<TcpOut>>>,
     epoll: AsyncFd<Epoll>,
     /// Receive buffers shared by this worker's sockets.
@@ -131,6 +136,8 @@ async fn run(setup: WorkerSetup) {
         core: RefCell::new(Server::new(shared, 0x5eed_0000 + index as u64)),
         relays: RefCell::new(Vec::new()),
         sends: RefCell::new((0..sockets.len()).map(|_| SendBatch::default()).collect()),
+        relay_sends: RefCell::new(Vec::new()),
+        spare: RefCell::new(Vec::new()),
         udp: sockets,
         tcp_out: RefCell::new(HashMap::new()),
         epoll,
@@ -152,11 +159,18 @@ async fn run(setup: WorkerSetup) {
 }
 
 impl Worker {
-    /// Sends client data out of its relay socket.
+    /// Queues client data for its relay socket.
     fn forward(&self, f: Forward<'_>) {
-        if let Some(Some(sock)) = self.relays.borrow().get(f.relay.0 as usize) {
-            batch::send_to(sock.as_raw_fd(), f.data, &f.peer);
-        }
+        let mut pending = self.relay_sends.borrow_mut();
+        let i = match pending.iter().position(|(r, _)| *r == f.relay) {
+            Some(i) => i,
+            None => {
+                let b = self.spare.borrow_mut().pop().unwrap_or_default();
+                pending.push((f.relay, b));
+                pending.len() - 1
+            }
+        };
+        pending[i].1.push(f.peer, f.data);
     }
 
     /// Queues data for a client: UDP into its listener's batch, TCP into
@@ -184,8 +198,20 @@ impl Worker {
         }
     }
 
-    /// Sends the datagrams queued for UDP clients.
+    /// Sends the datagrams queued for peers and for UDP clients.
     fn flush(&self) {
+        let mut pending = self.relay_sends.borrow_mut();
+        if !pending.is_empty() {
+            let relays = self.relays.borrow();
+            let mut spare = self.spare.borrow_mut();
+            for (relay, mut b) in pending.drain(..) {
+                if let Some(Some(sock)) = relays.get(relay.0 as usize) {
+                    b.flush(sock.as_raw_fd());
+                }
+                b.clear();
+                spare.push(b);
+            }
+        }
         let mut sends = self.sends.borrow_mut();
         for (i, batch) in sends.iter_mut().enumerate() {
             if !batch.is_empty() {
