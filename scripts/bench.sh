@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 DURATION=${DURATION:-8}
+# Loopback figures on a shared VM vary by about 10% run to run: each load
+# runs ROUNDS times, alternating servers, and the table shows medians.
+ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-2000}
 TP_PORT=3578
 CT_PORT=3579
@@ -54,44 +57,55 @@ run() { # name server-port server-pid bench-args...
     >>"$work/$name.jsonl"
 }
 
+# Idle first, on fresh servers: memory freed by later loads would otherwise
+# be reused and hide the cost of an allocation.
 for side in turnpike coturn; do
   if [ $side = turnpike ]; then port=$TP_PORT; pid=$TP_PID; else port=$CT_PORT; pid=$CT_PID; fi
-  echo "== $side" >&2
-  # Idle first, on a fresh server: memory freed by later loads would
-  # otherwise be reused and hide the cost of an allocation.
   run $side $port $pid idle --allocations "$IDLE"
-  run $side $port $pid relay --duration "$DURATION" --clients 50 --window 8
-  run $side $port $pid relay --duration "$DURATION" --clients 50 --window 8 --send-indications
-  run $side $port $pid binding --duration "$DURATION"
-  run $side $port $pid allocate --duration "$DURATION"
+done
+for round in $(seq "$ROUNDS"); do
+  for side in turnpike coturn; do
+    if [ $side = turnpike ]; then port=$TP_PORT; pid=$TP_PID; else port=$CT_PORT; pid=$CT_PID; fi
+    echo "== round $round: $side" >&2
+    run $side $port $pid relay --duration "$DURATION" --clients 50 --window 8
+    run $side $port $pid relay --duration "$DURATION" --clients 50 --window 8 --send-indications
+    run $side $port $pid binding --duration "$DURATION"
+    run $side $port $pid allocate --duration "$DURATION"
+  done
 done
 
-python3 - "$work/turnpike.jsonl" "$work/coturn.jsonl" <<'PY'
-import json, sys
+python3 - "$work/turnpike.jsonl" "$work/coturn.jsonl" "$ROUNDS" <<'PY'
+import json, statistics, sys
 tp, ct = ([json.loads(l) for l in open(f)] for f in sys.argv[1:3])
-def row(name, key, pick, fmt="{:,.0f}", lower_better=False):
-    a, b = pick(tp)[key], pick(ct)[key]
-    if a is None or b is None:
-        print(f"| {name} | {a} | {b} | n/a |"); return
-    ratio = (b / a) if lower_better else (a / b)
-    label = "coturn/turnpike" if lower_better else "turnpike/coturn"
-    print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}x |")
-ch  = lambda rs: next(r for r in rs if r["mode"] == "relay" and r["transport"] == "channel")
-snd = lambda rs: next(r for r in rs if r["mode"] == "relay" and r["transport"] == "send")
-one = lambda m: (lambda rs: next(r for r in rs if r["mode"] == m))
-print("| measure | turnpike | coturn | ratio |")
+rounds = sys.argv[3]
+def pick(rs, mode, transport=None):
+    return [r for r in rs if r["mode"] == mode and (transport is None or r.get("transport") == transport)]
+def med(rs, key):
+    vals = [float(r[key]) for r in rs if r.get(key) not in (None, "null")]
+    return statistics.median(vals) if vals else None
+rows = [
+    ("relayed packets/s, ChannelData", "relay", "channel", "relayed_pps", False),
+    ("relayed packets per server CPU-s, ChannelData", "relay", "channel", "relayed_per_cpu_s", False),
+    ("relayed packets/s, Send/Data", "relay", "send", "relayed_pps", False),
+    ("relayed packets per server CPU-s, Send/Data", "relay", "send", "relayed_per_cpu_s", False),
+    ("Binding answers per server CPU-s", "binding", None, "answers_per_cpu_s", False),
+    ("allocations per server CPU-s", "allocate", None, "allocations_per_cpu_s", False),
+    ("RSS bytes per idle allocation", "idle", None, "rss_per_allocation", True),
+]
+print(f"| measure (median of {rounds} runs; idle: one run of {pick(tp, 'idle')[0]['allocations']}) | turnpike | coturn | ratio |")
 print("|---|---:|---:|---:|")
-row("relayed packets/s, ChannelData", "relayed_pps", ch)
-row("relayed packets per server CPU-s, ChannelData", "relayed_per_cpu_s", lambda rs: {k: (float(v) if v not in (None, "null") else None) for k, v in ch(rs).items() if k == "relayed_per_cpu_s"})
-row("relayed packets/s, Send/Data", "relayed_pps", snd)
-row("relayed packets per server CPU-s, Send/Data", "relayed_per_cpu_s", snd)
-row("Binding answers per server CPU-s", "answers_per_cpu_s", one("binding"))
-row("allocations per server CPU-s", "allocations_per_cpu_s", one("allocate"))
-row(f"RSS bytes per idle allocation (of {one('idle')(tp)['allocations']})", "rss_per_allocation", one("idle"), lower_better=True)
+for name, mode, transport, key, lower in rows:
+    a, b = med(pick(tp, mode, transport), key), med(pick(ct, mode, transport), key)
+    if a is None or b is None or min(a, b) == 0:
+        print(f"| {name} | {a} | {b} | n/a |")
+        continue
+    ratio = b / a if lower else a / b
+    print(f"| {name} | {a:,.0f} | {b:,.0f} | {ratio:.2f}x |")
 print()
 for side, rs in (("turnpike", tp), ("coturn", ct)):
-    for r in rs:
-        if r["mode"] == "relay":
-            print(f"{side} relay/{r['transport']}: lost {r['lost']} of {r['sent']}, RTT p50 {r['rtt_p50_us']} us, p99 {r['rtt_p99_us']} us")
-print("(ratio: turnpike/coturn, except RSS: coturn/turnpike; higher is better for turnpike)")
+    for t in ("channel", "send"):
+        runs = pick(rs, "relay", t)
+        lost = sum(r["lost"] for r in runs); sent = sum(r["sent"] for r in runs)
+        print(f"{side} relay/{t}: lost {lost} of {sent} sent; RTT p50 {med(runs, 'rtt_p50_us'):.0f} us, p99 {med(runs, 'rtt_p99_us'):.0f} us")
+print("(ratio: turnpike/coturn, except RSS: coturn/turnpike; above 1 is turnpike ahead)")
 PY
