@@ -5,29 +5,33 @@
 //! The crate has a sans-IO core and an I/O shell (see `../shared/design.md`
 //! in the project workspace):
 //!
-//! * core, no tokio, no sockets, no clock reads:
+//! * core, no tokio, no sockets, no clock reads (time is an argument):
 //!   * [`stun`]: zero-copy codec for RFC 8489 (and RFC 5389 clients),
 //!     ChannelData, stream framing; RFC 5769 vectors are its unit tests.
 //!   * [`binding`]: the Binding service of RFC 8489 §6.3.
+//!   * [`auth`]: long-term credentials, stateless nonces, reply budget.
+//!   * [`turn`]: the TURN allocation state machine, peer policy, ports,
+//!     quotas.
 //! * shell:
-//!   * [`net`]: tokio UDP and TCP listeners; [`serve`] starts them.
+//!   * [`net`]: worker threads, UDP (batched, on the worker's own epoll) and
+//!     TCP listeners, relay sockets; [`serve`] starts them.
 //!   * [`config`]: `turnserver.toml` and the matching flags.
 //!   * [`cli`]: the `turnpike` command line.
 //!   * [`bench`]: the load generator behind `turnpike bench`.
 //!
 //! # RFCs
 //!
-//! RFC 8489 (STUN), RFC 5769 (test vectors); TURN (RFC 8656), RFC 6062,
-//! RFC 5780 and RFC 7635 follow in later modules.
+//! RFC 8489 (STUN), RFC 5769 (test vectors), RFC 8656 (TURN, with RFC
+//! 6156's IPv6 folded in). RFC 6062, RFC 5780 and RFC 7635 follow.
 
+pub mod auth;
 pub mod bench;
 pub mod binding;
 pub mod cli;
 pub mod config;
 pub mod net;
 pub mod stun;
+pub mod turn;
 
 pub use config::Config;
 pub use net::{serve, Running, ServeError, Transport};
-pub mod auth;
-pub mod turn;

@@ -212,3 +212,85 @@ fn serve_with_no_config_listens_on_3478_for_ipv4_and_ipv6() {
     sigterm(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// `turnpike bench` must keep working: every mode, briefly, against an
+/// in-process server, with numbers that show work was done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_modes_run_against_a_live_server() {
+    let server = crate::start_turn(|c| {
+        c.allow_loopback_peers = true;
+        c.auth_reply_rate = 0;
+    })
+    .await;
+    let addr = server.addrs(turnpike::Transport::Udp)[0].to_string();
+    let pid = std::process::id().to_string();
+    let modes: [&[&str]; 5] = [
+        &["relay", "--clients", "4", "--window", "2"],
+        &[
+            "relay",
+            "--clients",
+            "4",
+            "--window",
+            "2",
+            "--send-indications",
+        ],
+        &["binding", "--concurrency", "2"],
+        &["allocate", "--concurrency", "2"],
+        &["idle", "--allocations", "20"],
+    ];
+    for mode in modes {
+        let args: Vec<String> = mode
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                [
+                    "--server",
+                    &addr,
+                    "--user",
+                    crate::USER,
+                    "--password",
+                    crate::PASSWORD,
+                    "--duration",
+                    "0.5",
+                    "--server-pid",
+                    &pid,
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            )
+            .collect();
+        // The idle mode takes no --duration: drop it there.
+        let args: Vec<String> = if mode[0] == "idle" {
+            args.iter()
+                .filter(|a| *a != "--duration" && *a != "0.5")
+                .cloned()
+                .collect()
+        } else {
+            args
+        };
+        let out = tokio::task::spawn_blocking(move || {
+            turnpike().arg("bench").args(&args).output().unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "bench {mode:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let counted = match mode[0] {
+            "relay" => text.split("\"received\":").nth(1),
+            "binding" => text.split("\"answered\":").nth(1),
+            "allocate" => text.split("\"allocations\":").nth(1),
+            _ => text.split("\"rss_after\":").nth(1),
+        }
+        .and_then(|s| s.split([',', '}']).next())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+        assert!(counted > 0, "bench {mode:?} did nothing: {text}");
+        assert!(text.contains("cpu_s\":") || mode[0] == "idle", "{text}");
+    }
+    assert_eq!(server.allocations(), 0, "the bench frees what it allocates");
+    server.stop().await;
+}
