@@ -25,6 +25,8 @@ struct Stats {
 /// Echoes every datagram back to its sender until `stop` is set.
 fn echo_peer() -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
+    // Room for every packet in flight: the bench must not be where they drop.
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);
     let addr = sock.local_addr()?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let handle = std::thread::Builder::new()
@@ -63,6 +65,7 @@ pub fn run(
         } else {
             a.channel_bind(CHANNEL, echo)?;
         }
+        let _ = socket2::SockRef::from(&a.sock).set_recv_buffer_size(1 << 20);
         allocated.push(a);
     }
     // Blocking clones keep the allocations for the final Refresh 0.
