@@ -17,7 +17,7 @@ mod rate;
 mod relay;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Options shared by every mode.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,12 +112,41 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Measures the server's CPU time across `work`.
-pub(crate) fn with_server_cpu<T>(pid: Option<u32>, work: impl FnOnce() -> T) -> (T, Option<f64>) {
-    let before = pid.and_then(proc::cpu_seconds);
-    let out = work();
-    let after = pid.and_then(proc::cpu_seconds);
-    (out, before.zip(after).map(|(b, a)| a - b))
+/// Runs the load tasks `spawn` makes (given the deadline) on one
+/// single-threaded runtime until they end, measuring the server's CPU time
+/// over exactly that window. Returns the measured time and CPU seconds.
+pub(crate) fn measured<F>(
+    c: &Common,
+    spawn: impl FnOnce(Instant, Instant) -> std::io::Result<Vec<F>>,
+) -> anyhow::Result<(Duration, Option<f64>)>
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let duration = secs(c.duration);
+    let local = tokio::task::LocalSet::new();
+    let before = c.server_pid.and_then(proc::cpu_seconds);
+    let elapsed = local.block_on(&rt, async {
+        let t0 = Instant::now();
+        let tasks: Vec<_> = spawn(t0, t0 + duration)?
+            .into_iter()
+            .map(tokio::task::spawn_local)
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok::<_, std::io::Error>(t0.elapsed().min(duration))
+    })?;
+    let after = c.server_pid.and_then(proc::cpu_seconds);
+    Ok((elapsed, before.zip(after).map(|(b, a)| a - b)))
+}
+
+/// CPU seconds as JSON.
+pub(crate) fn cpu_json(cpu: Option<f64>) -> String {
+    cpu.map(|c| format!("{c:.2}"))
+        .unwrap_or_else(|| "null".into())
 }
 
 pub(crate) fn secs(d: f64) -> Duration {

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::proto::{error_code, request, txid, Creds};
-use super::{per_cpu, secs, with_server_cpu, Common};
+use super::{cpu_json, measured, per_cpu, Common};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Message, Method};
 
@@ -82,21 +82,13 @@ async fn one_allocation(c: &Common, seed: u64) -> Option<()> {
 }
 
 pub fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let done = Rc::new(Cell::new(0u64));
     let failed = Rc::new(Cell::new(0u64));
-    let duration = secs(c.duration);
-    let (elapsed, cpu) = with_server_cpu(c.server_pid, || {
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let t0 = Instant::now();
-            let deadline = t0 + duration;
-            let mut tasks = Vec::new();
-            for w in 0..concurrency {
+    let (elapsed, cpu) = measured(c, |_, deadline| {
+        Ok((0..concurrency)
+            .map(|w| {
                 let (c, done, failed) = (c.clone(), done.clone(), failed.clone());
-                tasks.push(tokio::task::spawn_local(async move {
+                async move {
                     let mut i = 0u64;
                     while Instant::now() < deadline {
                         i += 1;
@@ -105,14 +97,10 @@ pub fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
                             None => failed.set(failed.get() + 1),
                         }
                     }
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            t0.elapsed()
-        })
-    });
+                }
+            })
+            .collect())
+    })?;
     let n = done.get() as f64;
     Ok(format!(
         "{{\"mode\":\"allocate\",\"concurrency\":{concurrency},\"seconds\":{:.2},\"allocations\":{},\"failed\":{},\"allocations_per_s\":{:.0},\"server_cpu_s\":{},\"allocations_per_cpu_s\":{}}}",
@@ -120,27 +108,19 @@ pub fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
         done.get(),
         failed.get(),
         n / elapsed.as_secs_f64(),
-        cpu.map(|c| format!("{c:.2}")).unwrap_or("null".into()),
+        cpu_json(cpu),
         per_cpu(n, cpu),
     ))
 }
 
 pub fn binding(c: &Common, concurrency: usize, window: usize) -> anyhow::Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let answered = Rc::new(Cell::new(0u64));
     let sent = Rc::new(Cell::new(0u64));
-    let duration = secs(c.duration);
-    let (elapsed, cpu) = with_server_cpu(c.server_pid, || {
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let t0 = Instant::now();
-            let deadline = t0 + duration;
-            let mut tasks = Vec::new();
-            for w in 0..concurrency {
+    let (elapsed, cpu) = measured(c, |_, deadline| {
+        Ok((0..concurrency)
+            .map(|w| {
                 let (server, answered, sent) = (c.server, answered.clone(), sent.clone());
-                tasks.push(tokio::task::spawn_local(async move {
+                async move {
                     let Ok(sock) = tokio::net::UdpSocket::bind(local_any(server)).await else {
                         return;
                     };
@@ -172,14 +152,10 @@ pub fn binding(c: &Common, concurrency: usize, window: usize) -> anyhow::Result<
                             Err(_) => (0..window).for_each(|_| fire(&sock)),
                         }
                     }
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            t0.elapsed()
-        })
-    });
+                }
+            })
+            .collect())
+    })?;
     let n = answered.get() as f64;
     Ok(format!(
         "{{\"mode\":\"binding\",\"concurrency\":{concurrency},\"window\":{window},\"seconds\":{:.2},\"sent\":{},\"answered\":{},\"answers_per_s\":{:.0},\"server_cpu_s\":{},\"answers_per_cpu_s\":{}}}",
@@ -187,7 +163,7 @@ pub fn binding(c: &Common, concurrency: usize, window: usize) -> anyhow::Result<
         sent.get(),
         answered.get(),
         n / elapsed.as_secs_f64(),
-        cpu.map(|c| format!("{c:.2}")).unwrap_or("null".into()),
+        cpu_json(cpu),
         per_cpu(n, cpu),
     ))
 }

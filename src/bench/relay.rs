@@ -5,8 +5,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::proto::{bad, Allocated};
-use super::{per_cpu, percentile, secs, with_server_cpu, Common};
+use super::proto::Allocated;
+use super::{cpu_json, measured, per_cpu, percentile, Common};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
@@ -74,21 +74,13 @@ pub fn run(
         keep.push((a.sock.try_clone()?, a.creds.clone()));
         a.sock.set_nonblocking(true)?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let stats = Rc::new(RefCell::new(Stats::default()));
-    let duration = secs(c.duration);
-    let (elapsed, cpu) = with_server_cpu(c.server_pid, || {
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let t0 = Instant::now();
-            let deadline = t0 + duration;
-            let mut tasks = Vec::new();
-            for a in allocated.drain(..) {
-                let sock =
-                    tokio::net::UdpSocket::from_std(a.sock).map_err(|e| bad(&e.to_string()))?;
-                tasks.push(tokio::task::spawn_local(client(
+    let (elapsed, cpu) = measured(c, |t0, deadline| {
+        allocated
+            .drain(..)
+            .map(|a| {
+                let sock = tokio::net::UdpSocket::from_std(a.sock)?;
+                Ok(client(
                     sock,
                     echo,
                     send_indications,
@@ -97,16 +89,10 @@ pub fn run(
                     t0,
                     deadline,
                     stats.clone(),
-                )));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            Ok::<_, std::io::Error>(t0.elapsed().min(duration))
-        })
-    });
-    let elapsed = elapsed?;
-    drop(rt);
+                ))
+            })
+            .collect()
+    })?;
     // Free the allocations: a later run may get the same source ports.
     for (i, (sock, creds)) in keep.into_iter().enumerate() {
         sock.set_nonblocking(false)?;
@@ -132,7 +118,7 @@ pub fn run(
         s.received,
         s.sent.saturating_sub(s.received),
         pps,
-        cpu.map(|c| format!("{c:.2}")).unwrap_or("null".into()),
+        cpu_json(cpu),
         per_cpu(relayed as f64, cpu),
         percentile(&s.rtts_us, 0.5),
         percentile(&s.rtts_us, 0.9),
