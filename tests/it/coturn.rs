@@ -75,13 +75,7 @@ async fn turnutils_stunclient_gets_its_mapped_address_over_udp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turnutils_stunclient_gets_its_mapped_address_over_ipv6() {
-    let config = turnpike::Config {
-        listen: vec!["[::1]:0".parse().unwrap()],
-        ..Default::default()
-    };
-    let server = turnpike::serve(config, std::future::pending())
-        .await
-        .unwrap();
+    let server = crate::start_server_on("[::1]:0").await;
     let port = server.addrs(turnpike::Transport::Udp)[0].port();
     let (reported, bound) = tokio::task::spawn_blocking(move || stunclient("::1", "::1", port))
         .await

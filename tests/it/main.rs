@@ -16,16 +16,21 @@ use turnpike::{Config, Running, Transport};
 
 /// A server on 127.0.0.1 with an OS-chosen port (UDP and TCP share it).
 pub async fn start_server() -> (Running, SocketAddr, SocketAddr) {
-    let config = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        ..Config::default()
-    };
-    let running = turnpike::serve(config, std::future::pending())
-        .await
-        .expect("server starts");
+    let running = start_server_on("127.0.0.1:0").await;
     let udp = running.addrs(Transport::Udp)[0];
     let tcp = running.addrs(Transport::Tcp)[0];
     (running, udp, tcp)
+}
+
+/// A server with default settings listening on `listen` only.
+pub async fn start_server_on(listen: &str) -> Running {
+    let config = Config {
+        listen: vec![listen.parse().unwrap()],
+        ..Config::default()
+    };
+    turnpike::serve(config, std::future::pending())
+        .await
+        .expect("server starts")
 }
 
 /// The user every TURN test authenticates as.

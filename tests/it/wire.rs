@@ -95,13 +95,7 @@ async fn udp_binding_gets_the_clients_address() {
 
 #[tokio::test]
 async fn udp_binding_over_ipv6_loopback() {
-    let config = turnpike::Config {
-        listen: vec!["[::1]:0".parse().unwrap()],
-        ..Default::default()
-    };
-    let server = turnpike::serve(config, std::future::pending())
-        .await
-        .unwrap();
+    let server = crate::start_server_on("[::1]:0").await;
     let addr = server.addrs(turnpike::Transport::Udp)[0];
     let sock = UdpSocket::bind("[::1]:0").await.unwrap();
     sock.connect(addr).await.unwrap();
