@@ -1495,3 +1495,50 @@ fn send_indication_and_channel_data_without_allocation_or_with_garbage_are_dropp
         "indications and data never get answers"
     );
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn stun_shaped() -> impl Strategy<Value = Vec<u8>> {
+        (0u16..0x4000, prop::collection::vec(any::<u8>(), 0..400)).prop_map(|(t, mut body)| {
+            body.truncate(body.len() & !3);
+            let mut v = t.to_be_bytes().to_vec();
+            v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            v.extend_from_slice(&crate::stun::MAGIC_COOKIE.to_be_bytes());
+            v.extend_from_slice(&[3; 12]);
+            v.extend_from_slice(&body);
+            v
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn client_and_peer_input_never_panics(
+            inputs in prop::collection::vec(prop_oneof![prop::collection::vec(any::<u8>(), 0..300), stun_shaped()], 1..20),
+            peer_data in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut h = harness(Opts::default());
+            let now = h.at(0);
+            h.allocate(now, client(), &|b| transport_udp(b));
+            h.call(now, client(), Method::CHANNEL_BIND, "alice", 2, &|b| {
+                b.add(AttributeType::CHANNEL_NUMBER, &[0x40, 0, 0, 0]);
+                b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &sa(PEER));
+            });
+            for (i, bytes) in inputs.iter().enumerate() {
+                let tuple = if i % 2 == 0 { client() } else { udp("203.0.113.9:1") };
+                let _ = h.server.handle_client(now, tuple, bytes);
+                h.pump(now);
+                while h.server.poll_transmit().is_some() {}
+            }
+            let relay = h.opened[0].0;
+            let _ = h.peer_sends(now, relay, sa(PEER), &peer_data);
+            let _ = h.peer_sends(now, RelayId(999), sa(PEER), &peer_data);
+            h.server.handle_timeout(h.at(4000));
+            h.pump(h.at(4000));
+            prop_assert_eq!(h.server.allocation_count(), 0);
+        }
+    }
+}
