@@ -42,36 +42,29 @@ pub fn answer_with(
         let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
         b.add_error_code(420, "Unknown Attribute");
         b.add_unknown_attributes(&unknown[..n]);
-        if let Some(s) = software {
-            b.add_software(s);
-        }
-        if fingerprint {
-            b.add_fingerprint();
-        }
-        return b.finish().ok();
+        return finish(b, software, fingerprint);
     }
 
     if msg.method() != Method::BINDING {
         // Methods this server does not serve over this path.
         let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
         b.add_error_code(400, "Bad Request");
-        if let Some(s) = software {
-            b.add_software(s);
-        }
-        if fingerprint {
-            b.add_fingerprint();
-        }
-        return b.finish().ok();
+        return finish(b, software, fingerprint);
     }
 
     // RFC 8489 §6.3.1.2 and §14.2: the success response carries
     // XOR-MAPPED-ADDRESS with the request's source transport address.
     let mut b = MessageBuilder::new(out, msg.message_type().success(), msg.transaction_id());
     b.add_xor_mapped_address(&source);
+    finish(b, software, fingerprint)
+}
+
+/// SOFTWARE when configured, then FINGERPRINT when the request had one
+/// (RFC 8489 §7.3: a response to a request with FINGERPRINT carries one).
+fn finish(mut b: MessageBuilder<'_>, software: Option<&str>, fingerprint: bool) -> Option<usize> {
     if let Some(s) = software {
         b.add_software(s);
     }
-    // RFC 8489 §7.3: a response to a request with FINGERPRINT carries one.
     if fingerprint {
         b.add_fingerprint();
     }

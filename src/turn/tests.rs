@@ -195,6 +195,11 @@ impl Harness {
     fn allocate(&mut self, now: Instant, tuple: FiveTuple, attrs: Attrs<'_>) -> Vec<u8> {
         self.call(now, tuple, Method::ALLOCATE, "alice", 1, attrs)
     }
+
+    /// A plain UDP Allocate for alice from `client`; its error code, if any.
+    fn allocate_code(&mut self, now: Instant, client: &str) -> Option<u16> {
+        code_of(&self.allocate(now, udp(client), &|b| transport_udp(b)))
+    }
 }
 
 fn transport_udp(b: &mut MessageBuilder<'_>) {
@@ -567,19 +572,9 @@ fn user_quota_gives_486_until_an_allocation_is_freed() {
     });
     let now = h.at(0);
     for port in [1, 2] {
-        assert_eq!(
-            code_of(&h.allocate(
-                now,
-                udp(&format!("203.0.113.5:{port}")),
-                &|b| transport_udp(b)
-            )),
-            None
-        );
+        assert_eq!(h.allocate_code(now, &format!("203.0.113.5:{port}")), None);
     }
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:3"), &|b| transport_udp(b))),
-        Some(486)
-    );
+    assert_eq!(h.allocate_code(now, "203.0.113.5:3"), Some(486));
     // Bob has his own quota.
     assert_eq!(
         code_of(&h.call(
@@ -601,10 +596,7 @@ fn user_quota_gives_486_until_an_allocation_is_freed() {
         &|b| b.add_u32(AttributeType::LIFETIME, 0),
     );
     assert_eq!(code_of(&r), None);
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:3"), &|b| transport_udp(b))),
-        None
-    );
+    assert_eq!(h.allocate_code(now, "203.0.113.5:3"), None);
 }
 
 #[test]
@@ -614,10 +606,7 @@ fn total_quota_gives_486() {
         ..Default::default()
     });
     let now = h.at(0);
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:1"), &|b| transport_udp(b))),
-        None
-    );
+    assert_eq!(h.allocate_code(now, "203.0.113.5:1"), None);
     assert_eq!(
         code_of(&h.call(
             now,
@@ -639,18 +628,9 @@ fn exhausted_port_range_gives_508_and_ports_are_reused_after_release() {
         ..Default::default()
     });
     let now = h.at(0);
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:1"), &|b| transport_udp(b))),
-        None
-    );
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:2"), &|b| transport_udp(b))),
-        None
-    );
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:3"), &|b| transport_udp(b))),
-        Some(508)
-    );
+    assert_eq!(h.allocate_code(now, "203.0.113.5:1"), None);
+    assert_eq!(h.allocate_code(now, "203.0.113.5:2"), None);
+    assert_eq!(h.allocate_code(now, "203.0.113.5:3"), Some(508));
     assert_eq!(
         h.server.shared().quotas.total(),
         2,
@@ -664,10 +644,7 @@ fn exhausted_port_range_gives_508_and_ports_are_reused_after_release() {
         2,
         &|b| b.add_u32(AttributeType::LIFETIME, 0),
     );
-    assert_eq!(
-        code_of(&h.allocate(now, udp("203.0.113.5:3"), &|b| transport_udp(b))),
-        None
-    );
+    assert_eq!(h.allocate_code(now, "203.0.113.5:3"), None);
 }
 
 #[test]
@@ -1230,10 +1207,7 @@ fn reservation_token_expires_after_30s_and_its_port_returns() {
         b.add(AttributeType::RESERVATION_TOKEN, &token);
     };
     // Both ports are taken: one allocated, one held.
-    assert_eq!(
-        code_of(&h.allocate(h.at(1), udp("203.0.113.5:2"), &|b| transport_udp(b))),
-        Some(508)
-    );
+    assert_eq!(h.allocate_code(h.at(1), "203.0.113.5:2"), Some(508));
     assert_eq!(
         code_of(&h.allocate(h.at(31), udp("203.0.113.5:3"), &with_token)),
         Some(508),
@@ -1287,10 +1261,7 @@ fn unclaimed_reservation_returns_its_port_when_it_expires() {
         b.add(AttributeType::EVEN_PORT, &[0x80]);
     });
     h.server.handle_timeout(h.at(29));
-    assert_eq!(
-        code_of(&h.allocate(h.at(29), udp("203.0.113.5:2"), &|b| transport_udp(b))),
-        Some(508)
-    );
+    assert_eq!(h.allocate_code(h.at(29), "203.0.113.5:2"), Some(508));
     h.server.handle_timeout(h.at(30));
     let again = h.allocate(h.at(30), udp("203.0.113.5:3"), &|b| transport_udp(b));
     assert_eq!(relayed(&again)[0].port(), 50001);
