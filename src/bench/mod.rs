@@ -125,22 +125,35 @@ where
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let duration = secs(c.duration);
     let local = tokio::task::LocalSet::new();
-    let before = c.server_pid.and_then(proc::cpu_seconds);
-    let elapsed = local.block_on(&rt, async {
-        let t0 = Instant::now();
-        let tasks: Vec<_> = spawn(t0, t0 + duration)?
-            .into_iter()
-            .map(tokio::task::spawn_local)
-            .collect();
-        for t in tasks {
-            let _ = t.await;
-        }
-        Ok::<_, std::io::Error>(t0.elapsed().min(duration))
+    let (elapsed, cpu, ()) = measured_blocking(c, |t0, deadline| {
+        local.block_on(&rt, async {
+            let tasks: Vec<_> = spawn(t0, deadline)?
+                .into_iter()
+                .map(tokio::task::spawn_local)
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+            Ok(())
+        })
     })?;
+    Ok((elapsed, cpu))
+}
+
+/// Runs `load` (given the start and the deadline), measuring the server's
+/// CPU time over exactly that call.
+pub(crate) fn measured_blocking<T>(
+    c: &Common,
+    load: impl FnOnce(Instant, Instant) -> std::io::Result<T>,
+) -> anyhow::Result<(Duration, Option<f64>, T)> {
+    let duration = secs(c.duration);
+    let before = c.server_pid.and_then(proc::cpu_seconds);
+    let t0 = Instant::now();
+    let out = load(t0, t0 + duration)?;
+    let elapsed = t0.elapsed().min(duration);
     let after = c.server_pid.and_then(proc::cpu_seconds);
-    Ok((elapsed, before.zip(after).map(|(b, a)| a - b)))
+    Ok((elapsed, before.zip(after).map(|(b, a)| a - b), out))
 }
 
 /// CPU seconds as JSON.

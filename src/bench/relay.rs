@@ -1,12 +1,17 @@
 //! Closed-loop relay load: clients → server → echo peer → server → clients.
+//!
+//! The generator must cost less than the server it drives, or the server
+//! idles between small batches and its per-packet cost is what gets
+//! measured. So the clients share one thread on an epoll set and the echo
+//! peer has its own; both read with `recvmmsg` and write with `sendmmsg`.
 
-use std::cell::RefCell;
 use std::net::{SocketAddr, UdpSocket};
-use std::rc::Rc;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::proto::Allocated;
-use super::{cpu_json, measured, per_cpu, percentile, Common};
+use super::{cpu_json, measured_blocking, per_cpu, percentile, Common};
+use crate::net::batch::{Epoll, RecvBatch, SendBatch};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
@@ -22,27 +27,38 @@ struct Stats {
     rtts_us: Vec<u32>,
 }
 
-/// Echoes every datagram back to its sender until `stop` is set.
+/// Echoes every datagram back to its sender until 3 s of silence.
 fn echo_peer() -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     // Room for every packet in flight: the bench must not be where they drop.
     let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
     let addr = sock.local_addr()?;
-    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let epoll = Epoll::new()?;
+    epoll.add(sock.as_raw_fd(), 0)?;
     let handle = std::thread::Builder::new()
         .name("bench-echo".into())
         .spawn(move || {
-            let mut buf = [0u8; 65536];
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
+            let mut rb = RecvBatch::new(0, 65536, 0);
+            let mut sb = SendBatch::default();
             let mut idle = 0;
-            // Ends after 3 s of silence: the bench is over.
             while idle < 15 {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        idle = 0;
-                        let _ = sock.send_to(&buf[..n], from);
-                    }
-                    Err(_) => idle += 1,
+                if epoll.wait(&mut events, 200) == 0 {
+                    idle += 1;
+                    continue;
                 }
+                idle = 0;
+                let Ok(n) = rb.recv(sock.as_raw_fd()) else {
+                    continue;
+                };
+                for k in 0..n {
+                    let (from, slot, at, len) = rb.get_mut(k);
+                    if let Some(from) = from {
+                        sb.push(from, &slot[at..at + len]);
+                    }
+                }
+                sb.flush(sock.as_raw_fd());
             }
         })?;
     Ok((addr, handle))
@@ -66,6 +82,7 @@ pub fn run(
             a.channel_bind(CHANNEL, echo)?;
         }
         let _ = socket2::SockRef::from(&a.sock).set_recv_buffer_size(1 << 20);
+        let _ = socket2::SockRef::from(&a.sock).set_send_buffer_size(1 << 20);
         allocated.push(a);
     }
     // Blocking clones keep the allocations for the final Refresh 0.
@@ -74,32 +91,21 @@ pub fn run(
         keep.push((a.sock.try_clone()?, a.creds.clone()));
         a.sock.set_nonblocking(true)?;
     }
-    let stats = Rc::new(RefCell::new(Stats::default()));
-    let (elapsed, cpu) = measured(c, |t0, deadline| {
-        allocated
-            .drain(..)
-            .map(|a| {
-                let sock = tokio::net::UdpSocket::from_std(a.sock)?;
-                Ok(client(
-                    sock,
-                    echo,
-                    send_indications,
-                    window,
-                    size,
-                    t0,
-                    deadline,
-                    stats.clone(),
-                ))
-            })
-            .collect()
-    })?;
+    let socks: Vec<UdpSocket> = allocated.drain(..).map(|a| a.sock).collect();
+    let load = Load {
+        peer: echo,
+        send_ind: send_indications,
+        window,
+        size,
+    };
+    let (elapsed, cpu, mut s) =
+        measured_blocking(c, |t0, deadline| load.drive(&socks, t0, deadline))?;
     // Free the allocations: a later run may get the same source ports.
     for (i, (sock, creds)) in keep.into_iter().enumerate() {
         sock.set_nonblocking(false)?;
         let _ = super::proto::Allocated::from_parts(sock, creds, 0xf4ee_0000 + i as u64).refresh(0);
     }
     let _ = echo_thread.join();
-    let mut s = stats.borrow_mut();
     s.rtts_us.sort_unstable();
     let relayed = 2 * s.in_window;
     let pps = relayed as f64 / elapsed.as_secs_f64();
@@ -171,64 +177,94 @@ fn sent_at(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(data.get(8..16)?.try_into().ok()?))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn client(
-    sock: tokio::net::UdpSocket,
+/// What every client sends.
+struct Load {
     peer: SocketAddr,
     send_ind: bool,
     window: usize,
     size: usize,
-    t0: Instant,
-    deadline: Instant,
-    stats: Rc<RefCell<Stats>>,
-) {
-    let mut out = vec![0u8; size + 64];
-    let mut inb = vec![0u8; 65536];
-    let mut seq = 0u64;
-    let mut send = |sock: &tokio::net::UdpSocket, stats: &RefCell<Stats>| {
-        seq += 1;
-        let n = packet(&mut out, peer, send_ind, size, seq, t0);
-        if sock.try_send(&out[..n]).is_ok() {
-            stats.borrow_mut().sent += 1;
+}
+
+impl Load {
+    /// Keeps `window` packets in flight per client socket until the
+    /// deadline, then collects stragglers for 300 ms.
+    fn drive(&self, socks: &[UdpSocket], t0: Instant, deadline: Instant) -> std::io::Result<Stats> {
+        let epoll = Epoll::new()?;
+        let server: Vec<SocketAddr> = socks
+            .iter()
+            .map(|s| s.peer_addr())
+            .collect::<Result<_, _>>()?;
+        for (i, s) in socks.iter().enumerate() {
+            epoll.add(s.as_raw_fd(), i as u64)?;
         }
-    };
-    for _ in 0..window {
-        send(&sock, &stats);
-    }
-    loop {
-        let now = Instant::now();
-        let wait = if now >= deadline {
-            // Collect stragglers for the loss count, then stop.
-            Duration::from_millis(300)
-        } else {
-            STALL
+        let mut stats = Stats::default();
+        let mut seq = 0u64;
+        let mut out = vec![0u8; self.size + 64];
+        let mut sb = SendBatch::default();
+        let mut rb = RecvBatch::new(0, 65536, 0);
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; socks.len().max(1)];
+        let mut last_heard = vec![t0; socks.len()];
+        // Sends `count` packets from client `i`.
+        let mut send = |i: usize, count: usize, sb: &mut SendBatch, stats: &mut Stats| {
+            for _ in 0..count {
+                seq += 1;
+                let n = packet(&mut out, self.peer, self.send_ind, self.size, seq, t0);
+                sb.push(server[i], &out[..n]);
+            }
+            // Counted as sent even if the client's own buffer drops one:
+            // loss figures err against the server.
+            stats.sent += count as u64;
+            sb.flush(socks[i].as_raw_fd());
         };
-        match tokio::time::timeout(wait, sock.recv(&mut inb)).await {
-            Ok(Ok(n)) => {
-                let now_ns = t0.elapsed().as_nanos() as u64;
-                let Some(at) = sent_at(&inb[..n]) else {
+        for i in 0..socks.len() {
+            send(i, self.window, &mut sb, &mut stats);
+        }
+        let end = deadline + Duration::from_millis(300);
+        loop {
+            let n = epoll.wait(&mut events, 20);
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            let in_window = now < deadline;
+            for ev in &events[..n] {
+                let i = ev.u64 as usize;
+                let Ok(got) = rb.recv(socks[i].as_raw_fd()) else {
                     continue;
                 };
-                let mut s = stats.borrow_mut();
-                s.received += 1;
-                if Instant::now() < deadline {
-                    s.in_window += 1;
-                    if s.rtts_us.len() < 2_000_000 {
-                        s.rtts_us.push((now_ns.saturating_sub(at) / 1000) as u32);
+                let now_ns = t0.elapsed().as_nanos() as u64;
+                let mut echoes = 0;
+                for k in 0..got {
+                    let (_, slot, at, len) = rb.get_mut(k);
+                    let Some(sent) = sent_at(&slot[at..at + len]) else {
+                        continue;
+                    };
+                    stats.received += 1;
+                    if in_window {
+                        echoes += 1;
+                        stats.in_window += 1;
+                        if stats.rtts_us.len() < 2_000_000 {
+                            stats
+                                .rtts_us
+                                .push((now_ns.saturating_sub(sent) / 1000) as u32);
+                        }
                     }
-                    drop(s);
-                    send(&sock, &stats);
+                }
+                if echoes > 0 {
+                    last_heard[i] = now;
+                    send(i, echoes, &mut sb, &mut stats);
                 }
             }
-            Ok(Err(_)) => {}
-            Err(_) => {
-                if Instant::now() >= deadline {
-                    return;
-                }
-                for _ in 0..window {
-                    send(&sock, &stats);
+            // A window with no echo for STALL is presumed lost: send again.
+            if in_window {
+                for (i, heard) in last_heard.iter_mut().enumerate() {
+                    if now.duration_since(*heard) >= STALL {
+                        *heard = now;
+                        send(i, self.window, &mut sb, &mut stats);
+                    }
                 }
             }
         }
+        Ok(stats)
     }
 }

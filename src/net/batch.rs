@@ -55,13 +55,18 @@ impl Epoll {
 
     /// Ready tokens, without waiting.
     pub fn poll(&self, out: &mut [libc::epoll_event]) -> usize {
+        self.wait(out, 0)
+    }
+
+    /// Ready tokens, waiting up to `timeout_ms` for the first.
+    pub fn wait(&self, out: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         // SAFETY: out is a valid, writable array of out.len() events.
         let n = unsafe {
             libc::epoll_wait(
                 self.fd.as_raw_fd(),
                 out.as_mut_ptr(),
                 out.len() as libc::c_int,
-                0,
+                timeout_ms,
             )
         };
         n.max(0) as usize

@@ -7,7 +7,7 @@
 //! The server stops when the `shutdown` future completes or
 //! [`Running::stop`] is called.
 
-mod batch;
+pub(crate) mod batch;
 mod socket;
 mod worker;
 
