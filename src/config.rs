@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::rest::Secret;
 use crate::auth::{Credentials, UserKeys};
 use crate::turn::policy::IpRange;
 
@@ -126,6 +127,43 @@ pub struct Options {
     /// Worker threads, 0 = one per CPU [default: 0]
     #[arg(long, value_name = "N")]
     pub workers: Option<i64>,
+
+    /// REST API shared secret (ephemeral credentials), repeatable: all are accepted
+    #[arg(long = "static-auth-secret", value_name = "SECRET")]
+    #[serde(default)]
+    pub static_auth_secret: Vec<String>,
+
+    /// Separator between expiry and user in REST usernames [default: ":"]
+    #[arg(long, value_name = "CHAR")]
+    pub rest_api_separator: Option<String>,
+
+    /// Also refuse Refresh once a REST username has expired [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub strict_expiry: Option<bool>,
+
+    /// Accept OAuth access tokens (RFC 7635) [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub oauth: Option<bool>,
+
+    /// Server name for OAuth: THIRD-PARTY-AUTHORIZATION and the token's associated data [default: the realm]
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+
+    /// Credential store: sqlite:PATH (created on first run) or postgres://... [default: sqlite:turnpike.db]
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// Admin API and metrics address, or "off" [default: 127.0.0.1:9641]
+    #[arg(long, value_name = "IP:PORT")]
+    pub admin_listen: Option<String>,
+
+    /// HS256 secret for admin API tokens [default: one generated into the store]
+    #[arg(long, value_name = "SECRET")]
+    pub admin_jwt_secret: Option<String>,
+
+    /// Label per-user metrics with user names [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_user_labels: Option<bool>,
 }
 
 /// A validated configuration.
@@ -155,7 +193,21 @@ pub struct Config {
     pub max_channels: usize,
     pub software: Option<String>,
     pub workers: usize,
+    pub static_auth_secrets: Vec<Secret>,
+    pub rest_api_separator: char,
+    pub strict_expiry: bool,
+    pub oauth: bool,
+    /// The OAuth server name (the realm unless set).
+    pub server_name: String,
+    pub db: String,
+    /// `None` = no admin API.
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_jwt_secret: Option<Secret>,
+    pub metrics_user_labels: bool,
 }
+
+/// Where the store lives when nothing is said.
+pub const DEFAULT_DB: &str = "sqlite:turnpike.db";
 
 impl Default for Config {
     fn default() -> Self {
@@ -184,6 +236,15 @@ impl Default for Config {
             max_channels: 32,
             software: None,
             workers: 0,
+            static_auth_secrets: vec![],
+            rest_api_separator: ':',
+            strict_expiry: false,
+            oauth: false,
+            server_name: "turnpike".into(),
+            db: DEFAULT_DB.into(),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9641))),
+            admin_jwt_secret: None,
+            metrics_user_labels: false,
         }
     }
 }
@@ -239,6 +300,7 @@ impl Options {
             (&mut self.external_ip, over.external_ip),
             (&mut self.allowed_peer_ip, over.allowed_peer_ip),
             (&mut self.denied_peer_ip, over.denied_peer_ip),
+            (&mut self.static_auth_secret, over.static_auth_secret),
         ] {
             if !theirs.is_empty() {
                 *mine = theirs;
@@ -255,6 +317,14 @@ impl Options {
         self.max_channels = over.max_channels.or(self.max_channels);
         self.software = over.software.or(self.software);
         self.workers = over.workers.or(self.workers);
+        self.rest_api_separator = over.rest_api_separator.or(self.rest_api_separator);
+        self.strict_expiry = over.strict_expiry.or(self.strict_expiry);
+        self.oauth = over.oauth.or(self.oauth);
+        self.server_name = over.server_name.or(self.server_name);
+        self.db = over.db.or(self.db);
+        self.admin_listen = over.admin_listen.or(self.admin_listen);
+        self.admin_jwt_secret = over.admin_jwt_secret.or(self.admin_jwt_secret);
+        self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
         self
     }
 
@@ -429,6 +499,61 @@ impl Options {
             }
         }
         let workers = count("workers", self.workers, 0, 1024)? as usize;
+        let mut static_auth_secrets = Vec::new();
+        for secret in &self.static_auth_secret {
+            if secret.is_empty() {
+                return Err(invalid(
+                    "static_auth_secret",
+                    "a secret must not be empty".into(),
+                ));
+            }
+            static_auth_secrets.push(Secret(secret.as_bytes().to_vec()));
+        }
+        let rest_api_separator = match self.rest_api_separator.as_deref() {
+            None => d.rest_api_separator,
+            Some(sep) => {
+                let mut chars = sep.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if !c.is_ascii_digit() && !c.is_control() => c,
+                    _ => {
+                        return Err(invalid(
+                            "rest_api_separator",
+                            format!("`{sep}` must be one character, not a digit"),
+                        ))
+                    }
+                }
+            }
+        };
+        let server_name = self.server_name.unwrap_or_else(|| realm.clone());
+        if server_name.is_empty() || server_name.len() > 255 {
+            return Err(invalid("server_name", "must be 1-255 bytes".into()));
+        }
+        let db = self.db.unwrap_or(d.db);
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "db",
+                "expected sqlite:PATH or postgres://USER@HOST/DB".into(),
+            ));
+        }
+        let admin_listen = match self.admin_listen.as_deref() {
+            None => d.admin_listen,
+            Some("off") => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                invalid("admin_listen", format!("`{a}` is not IP:PORT or \"off\""))
+            })?),
+        };
+        let admin_jwt_secret = match self.admin_jwt_secret {
+            Some(s) if s.len() < 16 => {
+                return Err(invalid(
+                    "admin_jwt_secret",
+                    "must be at least 16 bytes".into(),
+                ))
+            }
+            s => s.map(|s| Secret(s.into_bytes())),
+        };
         Ok(Config {
             listen,
             log_level,
@@ -451,6 +576,15 @@ impl Options {
             max_channels: max_channels as usize,
             software,
             workers,
+            static_auth_secrets,
+            rest_api_separator,
+            strict_expiry: self.strict_expiry.unwrap_or(d.strict_expiry),
+            oauth: self.oauth.unwrap_or(d.oauth),
+            server_name,
+            db,
+            admin_listen,
+            admin_jwt_secret,
+            metrics_user_labels: self.metrics_user_labels.unwrap_or(d.metrics_user_labels),
         })
     }
 }

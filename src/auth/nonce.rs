@@ -78,6 +78,11 @@ impl NonceIssuer {
         }
     }
 
+    /// The instant nonce times count from.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     pub fn features(&self) -> u32 {
         self.features
     }

@@ -20,7 +20,7 @@ fn auth(t0: Instant) -> Authenticator {
         Duration::from_secs(600),
         nonce::FEATURE_PASSWORD_ALGORITHMS | nonce::FEATURE_USERNAME_ANONYMITY,
     );
-    Authenticator::new(Arc::new(c), n)
+    Authenticator::new(Directory::new(c), n)
 }
 
 fn ip() -> IpAddr {
@@ -98,7 +98,7 @@ fn build(r: Req<'_>, nonce: &[u8]) -> Vec<u8> {
 fn run(a: &Authenticator, now: Instant, r: Req<'_>) -> Result<Authenticated, Rejection> {
     let nonce = a.nonces().issue(now, ip());
     let bytes = build(r, &nonce);
-    a.authenticate(now, &Message::parse(&bytes).unwrap(), ip())
+    a.authenticate(now, &Message::parse(&bytes).unwrap(), ip(), None)
 }
 
 #[test]
@@ -202,10 +202,10 @@ fn stale_or_forged_nonce_gets_438() {
     let bytes = build(Req::default(), &nonce);
     let msg = Message::parse(&bytes).unwrap();
     assert!(a
-        .authenticate(t + Duration::from_secs(599), &msg, ip())
+        .authenticate(t + Duration::from_secs(599), &msg, ip(), None)
         .is_ok());
     assert_eq!(
-        a.authenticate(t + Duration::from_secs(600), &msg, ip()),
+        a.authenticate(t + Duration::from_secs(600), &msg, ip(), None),
         Err(Rejection::StaleNonce)
     );
     let forged = build(
@@ -216,12 +216,12 @@ fn stale_or_forged_nonce_gets_438() {
         &nonce,
     );
     assert_eq!(
-        a.authenticate(t, &Message::parse(&forged).unwrap(), ip()),
+        a.authenticate(t, &Message::parse(&forged).unwrap(), ip(), None),
         Err(Rejection::StaleNonce)
     );
     // The nonce is bound to the client IP.
     assert_eq!(
-        a.authenticate(t, &msg, "203.0.113.10".parse().unwrap()),
+        a.authenticate(t, &msg, "203.0.113.10".parse().unwrap(), None),
         Err(Rejection::StaleNonce)
     );
 }
@@ -332,5 +332,8 @@ fn integrity_of_the_wrong_length_gets_400() {
     let len = (bytes.len() - 20) as u16;
     bytes[2..4].copy_from_slice(&len.to_be_bytes());
     let msg = Message::parse(&bytes).unwrap();
-    assert_eq!(a.authenticate(t, &msg, ip()), Err(Rejection::BadRequest));
+    assert_eq!(
+        a.authenticate(t, &msg, ip(), None),
+        Err(Rejection::BadRequest)
+    );
 }

@@ -20,7 +20,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERNAME_ANONYMITY};
-use crate::auth::{Authenticator, Credentials};
+use crate::auth::{Authenticator, Credentials, Directory};
 use crate::config::Config;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
@@ -265,11 +265,8 @@ pub async fn serve(
         software: config.software.clone(),
         policy,
         auth_reply_rate: config.auth_reply_rate,
+        strict_expiry: config.strict_expiry,
     };
-    let mut credentials = Credentials::new(&config.realm);
-    for (name, keys) in &config.users {
-        credentials.insert(name, keys.clone());
-    }
     let nonces = NonceIssuer::new(
         random_bytes()?,
         Instant::now(),
@@ -278,7 +275,7 @@ pub async fn serve(
     );
     let shared = Arc::new(Shared::new(
         turn,
-        Authenticator::new(Arc::new(credentials), nonces),
+        authenticator(&config, nonces),
         Quotas::new(config.user_quota, config.total_quota),
         PortPool::new(config.min_port, config.max_port),
     ));
@@ -318,4 +315,25 @@ pub async fn serve(
         stop,
         watcher,
     })
+}
+
+/// The directory the configuration alone gives: static users and secrets.
+pub fn static_directory(config: &Config) -> Directory {
+    let mut users = Credentials::new(&config.realm);
+    for (name, keys) in &config.users {
+        users.insert(name, keys.clone());
+    }
+    let mut d = Directory::new(users);
+    d.secrets = config.static_auth_secrets.clone();
+    d
+}
+
+fn authenticator(config: &Config, nonces: NonceIssuer) -> Authenticator {
+    let a = Authenticator::new(static_directory(config), nonces)
+        .with_rest_separator(config.rest_api_separator);
+    if config.oauth {
+        a.with_oauth(&config.server_name)
+    } else {
+        a
+    }
 }

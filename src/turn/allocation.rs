@@ -96,6 +96,10 @@ pub struct Allocation {
     pub to_client: Counters,
     pub bw_to_peer: Bandwidth,
     pub bw_to_client: Bandwidth,
+    /// Bytes per second per direction; 0 = unlimited.
+    pub bps: f64,
+    /// How the allocation's owner authenticated.
+    pub origin: crate::auth::Origin,
     /// Set while relay sockets are being opened.
     pub pending: Option<super::server::PendingAllocate>,
 }

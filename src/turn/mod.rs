@@ -124,6 +124,8 @@ pub struct TurnConfig {
     pub policy: policy::PeerPolicy,
     /// 401/438 answers per second per source address; 0 = no limit.
     pub auth_reply_rate: u32,
+    /// Refuse Refresh with an expired REST username.
+    pub strict_expiry: bool,
 }
 
 impl TurnConfig {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::allocation::{Allocation, Bandwidth, Channel, Counters, Relay, CHANNEL_LIFETIME};
 use super::ports::PortPool;
-use super::quota::Quotas;
+use super::quota::{Limits, Quotas};
 use super::{Deliver, FiveTuple, Forward, Output, RelayId, Transmit, Transport, TurnConfig};
-use crate::auth::{Authenticated, Authenticator, Rejection, Signer};
+use crate::auth::{Authenticated, Authenticator, Origin, Rejection, Signer};
 use crate::stun::attributes::{self, AttributeType};
 use crate::stun::channel_data::{is_channel_number, ChannelData};
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
@@ -321,10 +321,19 @@ impl Server {
             | Method::REFRESH
             | Method::CREATE_PERMISSION
             | Method::CHANNEL_BIND => {
-                let auth = match self.shared.auth.authenticate(now, msg, tuple.client.ip()) {
+                let session = self.oauth_session(&tuple);
+                let auth = match self.shared.auth.authenticate(
+                    now,
+                    msg,
+                    tuple.client.ip(),
+                    session.as_ref(),
+                ) {
                     Ok(a) => a,
                     Err(r) => return self.reject(now, &ctx, r),
                 };
+                if self.expired(now, msg.method(), &auth) {
+                    return self.reject(now, &ctx, Rejection::Unauthorized);
+                }
                 if self.unknown_attributes(now, &ctx, msg, &auth.signer) {
                     return;
                 }
@@ -337,6 +346,26 @@ impl Server {
             }
             _ => self.answer(now, &ctx, Answer::Error(400), None, false, |_| {}),
         }
+    }
+
+    /// The key of this 5-tuple's OAuth allocation, if it has one.
+    fn oauth_session(&self, tuple: &FiveTuple) -> Option<Signer> {
+        self.shared.auth.oauth_server_name()?;
+        let slot = *self.by_tuple.get(tuple)?;
+        let a = self.allocations[slot as usize].as_ref()?;
+        matches!(a.origin, Origin::OAuth { .. }).then(|| a.signer.clone())
+    }
+
+    /// A REST username past its expiry may not Allocate, nor Refresh with
+    /// `strict_expiry`; an OAuth token past its lifetime was already
+    /// refused when decoded.
+    fn expired(&self, now: Instant, method: Method, auth: &Authenticated) -> bool {
+        let Origin::Rest { expires } = auth.origin else {
+            return false;
+        };
+        let checked = method == Method::ALLOCATE
+            || (method == Method::REFRESH && self.shared.config.strict_expiry);
+        checked && self.shared.auth.unix_time(now) >= expires
     }
 
     fn binding(&mut self, tuple: FiveTuple, msg: &Message<'_>) {
@@ -453,7 +482,11 @@ impl Server {
             return None;
         };
         let a = self.allocations[slot as usize].as_mut().expect("live slot");
-        if a.username != auth.username {
+        // OAuth clients may name another key id with each new token: the
+        // allocation belongs to whoever holds a valid token.
+        let oauth =
+            matches!(a.origin, Origin::OAuth { .. }) && matches!(auth.origin, Origin::OAuth { .. });
+        if a.username != auth.username && !oauth {
             self.error(now, ctx, 441, &auth.signer);
             return None;
         }
@@ -607,7 +640,13 @@ impl Server {
     ) {
         let signer = auth.signer.clone();
         // Step 9: quotas → 486.
-        if self.shared.quotas.acquire(&auth.username).is_err() {
+        let dir = self.shared.auth.directory();
+        let limits = Limits {
+            user: dir.quota_of(&auth.username).allocations,
+            realm: dir.realm_quota.allocations,
+        };
+        drop(dir);
+        if self.shared.quotas.acquire(&auth.username, limits).is_err() {
             if let Some(r) = plan.reserved {
                 self.shared.ports().release(r.port());
             }
@@ -663,7 +702,7 @@ impl Server {
             });
         }
         self.generation = self.generation.wrapping_add(1);
-        let bps = self.bytes_per_sec();
+        let bps = self.bytes_per_sec(&auth.username);
         self.allocations[slot as usize] = Some(Allocation {
             generation: self.generation,
             tuple: ctx.tuple,
@@ -680,6 +719,8 @@ impl Server {
             to_client: Counters::default(),
             bw_to_peer: Bandwidth::new(now, bps),
             bw_to_client: Bandwidth::new(now, bps),
+            bps,
+            origin: auth.origin,
             pending: Some(PendingAllocate {
                 txid: ctx.txid,
                 fingerprint: msg.has_fingerprint(),
@@ -693,8 +734,16 @@ impl Server {
         self.by_tuple.insert(ctx.tuple, slot);
     }
 
-    fn bytes_per_sec(&self) -> f64 {
-        self.shared.config.max_bps as f64 / 8.0
+    /// Bytes per second per direction for `user`'s allocations: the user's
+    /// stored quota, else the realm's, else `max_bps`.
+    fn bytes_per_sec(&self, user: &str) -> f64 {
+        let dir = self.shared.auth.directory();
+        let bps = dir
+            .quota_of(user)
+            .bps
+            .or(dir.realm_quota.bps)
+            .unwrap_or(self.shared.config.max_bps);
+        bps as f64 / 8.0
     }
 
     fn new_relay(&mut self, slot: u32) -> RelayId {
@@ -1014,8 +1063,8 @@ impl Server {
         cd: ChannelData<'a>,
     ) -> Option<Forward<'a>> {
         let slot = self.active_slot(&tuple)?;
-        let bps = self.bytes_per_sec();
         let a = self.allocations[slot as usize].as_mut()?;
+        let bps = a.bps;
         // RFC 8656 §12.6: unbound channel or no permission → discard.
         let peer = a.channel(now, cd.channel)?.peer;
         if !a.has_permission(now, peer.ip()) {
@@ -1052,8 +1101,8 @@ impl Server {
         if !self.shared.config.policy.allows(peer) {
             return None;
         }
-        let bps = self.bytes_per_sec();
         let a = self.allocations[slot as usize].as_mut()?;
+        let bps = a.bps;
         if !a.has_permission(now, peer.ip()) {
             return None;
         }
@@ -1085,9 +1134,9 @@ impl Server {
             return None;
         }
         let slot = (*self.relays.get(relay.0 as usize)?)?;
-        let bps = self.bytes_per_sec();
         let rand = self.next_random();
         let a = self.allocations[slot as usize].as_mut()?;
+        let bps = a.bps;
         if !a.is_active() || !a.has_permission(now, from.ip()) {
             // RFC 8656 §10.3/§12.5: no permission → discard silently.
             return None;

@@ -10,7 +10,8 @@ use super::ports::PortPool;
 use super::quota::Quotas;
 use super::*;
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS};
-use crate::auth::{Authenticator, Credentials};
+use crate::auth::rest::Secret;
+use crate::auth::{Authenticator, Credentials, Directory};
 use crate::stun::attributes::{decode_xor_address, AttributeType, ErrorCode};
 use crate::stun::integrity::{long_term_key_md5, verify_sha1};
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
@@ -27,7 +28,16 @@ struct Opts {
     software: Option<&'static str>,
     auth_reply_rate: u32,
     max_permissions: usize,
+    secrets: Vec<&'static str>,
+    strict_expiry: bool,
+    /// OAuth on with these (kid, key) pairs.
+    oauth: Vec<(&'static str, crate::auth::oauth::OAuthKey)>,
 }
+
+/// The Unix second the harness's `t0` is.
+const UNIX0: u64 = 1_700_000_000;
+/// The OAuth server name in the harness.
+const SERVER_NAME: &str = "auth.turnpike.test";
 
 impl Default for Opts {
     fn default() -> Self {
@@ -41,6 +51,9 @@ impl Default for Opts {
             software: None,
             auth_reply_rate: 0,
             max_permissions: 8,
+            secrets: vec![],
+            strict_expiry: false,
+            oauth: vec![],
         }
     }
 }
@@ -83,10 +96,27 @@ fn harness(o: Opts) -> Harness {
             vec!["198.51.100.1:3478".parse().unwrap()],
         ),
         auth_reply_rate: o.auth_reply_rate,
+        strict_expiry: o.strict_expiry,
     };
+    let mut dir = Directory::new(creds);
+    dir.secrets = o
+        .secrets
+        .iter()
+        .map(|s| Secret(s.as_bytes().to_vec()))
+        .collect();
+    let oauth = !o.oauth.is_empty();
+    dir.oauth_keys = o
+        .oauth
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let mut auth = Authenticator::new(dir, nonces).with_clock(t0, UNIX0);
+    if oauth {
+        auth = auth.with_oauth(SERVER_NAME);
+    }
     let shared = Shared::new(
         config,
-        Authenticator::new(Arc::new(creds), nonces),
+        auth,
         Quotas::new(o.user_quota, o.total_quota),
         PortPool::new(o.min_port, o.max_port),
     );
@@ -1228,7 +1258,7 @@ fn external_ip_is_what_clients_are_told() {
     let shared = Shared::new(
         config,
         Authenticator::new(
-            Arc::new({
+            Directory::new({
                 let mut c = Credentials::new(REALM);
                 c.add_spec("alice:wonderland").unwrap();
                 c
@@ -1513,3 +1543,5 @@ mod never_panics {
         }
     }
 }
+
+mod credentials;
