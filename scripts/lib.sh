@@ -33,3 +33,36 @@ stop_packaged_coturn() {
   $SUDO service coturn stop >/dev/null 2>&1 || true
   $SUDO pkill -x turnserver >/dev/null 2>&1 || true
 }
+
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+# start_test_postgres DIR PORT: a throwaway PostgreSQL cluster from Debian's
+# packages in DIR (as the postgres user), listening on 127.0.0.1:PORT, with
+# database and role "turnpike" (password "turnpike"). Sets TURNPIKE_TEST_PG.
+# Debian's own cluster service is stopped so nothing else holds the port.
+start_test_postgres() {
+  local dir=$1 port=$2 bin
+  apt_install postgresql
+  $SUDO service postgresql stop >/dev/null 2>&1 || true
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  stop_test_postgres "$dir"
+  $SUDO rm -rf "$dir"
+  $SUDO install -d -o postgres -g postgres "$dir"
+  as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  as_postgres "$bin/psql" -h "$dir" -p "$port" -U postgres -q \
+    -c "CREATE ROLE turnpike LOGIN PASSWORD 'turnpike'" \
+    -c "CREATE DATABASE turnpike OWNER turnpike" >/dev/null
+  export TURNPIKE_TEST_PG="postgres://turnpike:turnpike@127.0.0.1:$port/turnpike"
+}
+
+# stop_test_postgres DIR: stops the cluster start_test_postgres made.
+stop_test_postgres() {
+  local dir=$1 bin
+  [ -d "$dir/data" ] || return 0
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}

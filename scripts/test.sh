@@ -14,6 +14,11 @@ stop_packaged_coturn
 # playwright-core drives Debian's Chromium; it downloads no browser.
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+# PostgreSQL for the store tests: a throwaway cluster, stopped on exit.
+PG_DIR=/tmp/turnpike-test-pg
+start_test_postgres "$PG_DIR" 55432
+trap 'stop_test_postgres "$PG_DIR"' EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

@@ -30,6 +30,7 @@ pub mod binding;
 pub mod cli;
 pub mod config;
 pub mod net;
+pub mod store;
 pub mod stun;
 pub mod turn;
 

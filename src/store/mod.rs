@@ -1,0 +1,228 @@
+//! The credential store: sqlx over SQLite (the default, a file created and
+//! migrated on first open) or PostgreSQL (several nodes, one user base).
+//!
+//! One `AnyPool` serves both: every query is written once with `$N`
+//! placeholders (which SQLite reads too) and bound, never formatted. Names
+//! are stored as bytes and tables are keyed by a hash of them, so any name
+//! an admin types round-trips verbatim. Every change bumps `revision` in
+//! the same transaction; running servers poll it ([`Store::revision`]) and
+//! reload a whole [`Snapshot`] when it moves.
+//!
+//! * [`users`]: long-term users (HA1 keys only).
+//! * [`keys`]: REST secrets, OAuth keys, the admin token secret.
+//! * [`quotas`]: per-user and per-realm limits.
+
+pub mod keys;
+pub mod quotas;
+pub mod users;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use keys::{OAuthKeyRow, SecretRow};
+pub use quotas::QuotaRow;
+pub use users::UserRow;
+
+/// A store operation that did not happen; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} already exists")]
+    Exists { what: String },
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("cannot open store {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// An open, migrated store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The row key of a tuple of names: SHA-256 over each name's length and
+/// bytes, in hex (names may be any length; keys are fixed).
+pub(crate) fn row_key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stored name back as text (it went in as text).
+pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, sqlx::Error> {
+    let bytes: Vec<u8> = row.try_get(col)?;
+    String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+impl Store {
+    /// Opens `url` (`sqlite:PATH` or `postgres://...`), creating a SQLite
+    /// file and its directory if missing, and applies migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let open_err = |reason: String| StoreError::Open {
+            url: redact(url),
+            reason,
+        };
+        let (kind, connect) = if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            let file = path.split('?').next().unwrap_or(path);
+            if file.is_empty() {
+                return Err(open_err("no file name".into()));
+            }
+            if let Some(dir) = std::path::Path::new(file).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+                }
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (Kind::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Kind::Postgres, url.to_string())
+        } else {
+            return Err(open_err("expected sqlite:PATH or postgres://...".into()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if kind == Kind::Sqlite { 4 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&connect)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        if kind == Kind::Sqlite {
+            // WAL lets the CLI write while a server reads.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+        }
+        match kind {
+            Kind::Sqlite => SQLITE.run(&pool).await?,
+            Kind::Postgres => POSTGRES.run(&pool).await?,
+        }
+        Ok(Store { pool })
+    }
+
+    /// Closes the pool (the CLI calls this before exiting).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The change counter.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT n FROM revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+
+    /// Everything the server needs for one realm.
+    pub async fn snapshot(&self, realm: &str) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            users: self.user_keys(realm).await?,
+            secrets: self.secret_values(realm).await?,
+            oauth_keys: self.oauth_keys().await?,
+            user_quotas: self.user_quotas(realm).await?,
+            realm_quota: self.realm_quota(realm).await?,
+        })
+    }
+
+    /// Commits a change: bumps the revision and writes the audit line in
+    /// the same transaction. `actor` is who asked (`cli`, `api:SUBJECT`).
+    pub(crate) async fn commit(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        actor: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE revision SET n = n + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target) VALUES ($1, $2, $3, $4)")
+            .bind(unix_now())
+            .bind(actor)
+            .bind(action)
+            .bind(target.as_bytes().to_vec())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last `limit` audit lines, newest first: (at, actor, action, target).
+    pub async fn audit(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, target FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("at")?,
+                    r.try_get("actor")?,
+                    r.try_get("action")?,
+                    text(r, "target")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The store's content for one realm, as the server loads it.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub users: Vec<(String, crate::auth::UserKeys)>,
+    pub secrets: Vec<crate::auth::rest::Secret>,
+    pub oauth_keys: Vec<(String, crate::auth::oauth::OAuthKey)>,
+    pub user_quotas: Vec<(String, crate::auth::Quota)>,
+    pub realm_quota: crate::auth::Quota,
+}
+
+/// A URL with any password removed, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
