@@ -24,6 +24,7 @@
 //! RFC 8489 (STUN), RFC 5769 (test vectors), RFC 8656 (TURN, with RFC
 //! 6156's IPv6 folded in). RFC 6062, RFC 5780 and RFC 7635 follow.
 
+pub mod admin;
 pub mod auth;
 pub mod bench;
 pub mod binding;

@@ -8,6 +8,7 @@
 //! [`Running::stop`] is called.
 
 pub(crate) mod batch;
+pub mod registry;
 mod socket;
 mod worker;
 
@@ -22,10 +23,12 @@ use tokio::sync::watch;
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERNAME_ANONYMITY};
 use crate::auth::{Authenticator, Credentials, Directory};
 use crate::config::Config;
+use crate::store::{Snapshot, Store, StoreError};
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
 use crate::turn::{Shared, TurnConfig, DEFAULT_LIFETIME};
+use registry::Registry;
 
 pub use crate::turn::Transport;
 
@@ -44,6 +47,10 @@ pub enum ServeError {
     Workers(io::Error),
     #[error("cannot read random bytes for the nonce key: {0}")]
     Random(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot bind admin API {addr}: {source}")]
+    Admin { addr: SocketAddr, source: io::Error },
 }
 
 /// A started server.
@@ -54,6 +61,9 @@ pub struct Running {
     threads: Vec<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     watcher: tokio::task::JoinHandle<()>,
+    registry: Arc<Registry>,
+    store: Store,
+    admin: Option<SocketAddr>,
 }
 
 impl Running {
@@ -74,6 +84,19 @@ impl Running {
     /// The addresses relay sockets bind to.
     pub fn relay_ips(&self) -> &[IpAddr] {
         &self.relay_ips
+    }
+
+    /// Where the admin API listens, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Allocations alive now, over all workers.
@@ -175,6 +198,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
     let workers = worker_count(&config);
+    // The store first: a server that cannot read its users must not start.
+    let store = Store::open(&config.db).await?;
+    let snapshot = store.snapshot(&config.realm).await?;
+    let revision = store.revision().await?;
     let mut listeners = Vec::new();
     let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     let mut tcp: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
@@ -275,20 +302,24 @@ pub async fn serve(
     );
     let shared = Arc::new(Shared::new(
         turn,
-        authenticator(&config, nonces),
+        authenticator(&config, nonces, snapshot),
         Quotas::new(config.user_quota, config.total_quota),
         PortPool::new(config.min_port, config.max_port),
     ));
 
     let (stop, stop_rx) = watch::channel(false);
+    let (registry, commands) = Registry::new(workers);
+    let registry = Arc::new(registry);
     let mut threads = Vec::new();
-    for (index, (udp, tcp)) in udp.into_iter().zip(tcp).enumerate() {
+    for (index, ((udp, tcp), commands)) in udp.into_iter().zip(tcp).zip(commands).enumerate() {
         let setup = worker::WorkerSetup {
             index,
             shared: shared.clone(),
             udp,
             tcp,
             stop: stop_rx.clone(),
+            registry: registry.clone(),
+            commands,
         };
         match worker::spawn(setup) {
             Ok(t) => threads.push(t),
@@ -298,6 +329,33 @@ pub async fn serve(
             }
         }
     }
+    let config = Arc::new(config);
+    tokio::spawn(sync_loop(
+        store.clone(),
+        shared.clone(),
+        config.clone(),
+        revision,
+        stop_rx.clone(),
+    ));
+    let admin = match config.admin_listen {
+        None => None,
+        Some(addr) => {
+            let state = crate::admin::State::new(
+                store.clone(),
+                shared.clone(),
+                registry.clone(),
+                config.clone(),
+                listeners.clone(),
+            )
+            .await?;
+            let (bound, task) = crate::admin::serve(addr, state, stop_rx.clone())
+                .await
+                .map_err(|source| ServeError::Admin { addr, source })?;
+            tracing::info!("admin api http://{bound}");
+            tokio::spawn(task);
+            Some(bound)
+        }
+    };
     let stop_on_shutdown = stop.clone();
     let mut stop_seen = stop_rx;
     let watcher = tokio::spawn(async move {
@@ -314,22 +372,79 @@ pub async fn serve(
         threads,
         stop,
         watcher,
+        registry,
+        store,
+        admin,
     })
 }
 
-/// The directory the configuration alone gives: static users and secrets.
-pub fn static_directory(config: &Config) -> Directory {
+/// How often running servers look for store changes.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads the credential snapshot whenever the store's revision moves.
+/// A failing store keeps the last good snapshot and says so once.
+async fn sync_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    mut revision: i64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let result = async {
+            let now = store.revision().await?;
+            if now != revision {
+                let snapshot = store.snapshot(&config.realm).await?;
+                shared.auth.replace(directory(&config, snapshot));
+                tracing::debug!("store revision {now}: credentials reloaded");
+            }
+            Ok::<_, StoreError>(now)
+        }
+        .await;
+        match result {
+            Ok(now) => {
+                if failing {
+                    tracing::info!("store reachable again");
+                }
+                failing = false;
+                revision = now;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("store unreachable, keeping the last credentials: {e}");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// The credentials the server checks against: the configuration's static
+/// users and secrets, then the store's (a static user wins a name clash).
+pub fn directory(config: &Config, stored: Snapshot) -> Directory {
     let mut users = Credentials::new(&config.realm);
+    for (name, keys) in stored.users {
+        users.insert(&name, keys);
+    }
     for (name, keys) in &config.users {
         users.insert(name, keys.clone());
     }
     let mut d = Directory::new(users);
     d.secrets = config.static_auth_secrets.clone();
+    d.secrets.extend(stored.secrets);
+    d.oauth_keys = stored.oauth_keys.into_iter().collect();
+    d.user_quotas = stored.user_quotas.into_iter().collect();
+    d.realm_quota = stored.realm_quota;
     d
 }
 
-fn authenticator(config: &Config, nonces: NonceIssuer) -> Authenticator {
-    let a = Authenticator::new(static_directory(config), nonces)
+fn authenticator(config: &Config, nonces: NonceIssuer, stored: Snapshot) -> Authenticator {
+    let a = Authenticator::new(directory(config, stored), nonces)
         .with_rest_separator(config.rest_api_separator);
     if config.oauth {
         a.with_oauth(&config.server_name)

@@ -23,9 +23,10 @@ use std::os::fd::AsRawFd;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::batch::{self, Epoll, RecvBatch, SendBatch};
+use super::registry::{Command, Registry, Report};
 use super::socket;
 use crate::stun::framing::Framer;
 use crate::turn::{
@@ -38,6 +39,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const TCP_QUEUE_MAX: usize = 4 << 20;
 /// Longest sleep of the timer task (allocation expiry granularity).
 const TICK: Duration = Duration::from_secs(1);
+/// How often sessions and counters are copied out for the admin API.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) struct WorkerSetup {
     pub index: usize,
@@ -45,6 +48,8 @@ pub(crate) struct WorkerSetup {
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<std::net::TcpListener>,
     pub stop: watch::Receiver<bool>,
+    pub registry: Arc<Registry>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
 }
 
 /// Epoll tokens at or above this are relays (token - base = RelayId).
@@ -102,6 +107,8 @@ async fn run(setup: WorkerSetup) {
         udp,
         tcp,
         mut stop,
+        registry,
+        commands,
     } = setup;
     let epoll = match Epoll::new() {
         // SAFETY: Epoll owns its descriptor, which stays open and the same
@@ -153,6 +160,8 @@ async fn run(setup: WorkerSetup) {
         }
     }
     tokio::task::spawn_local(timer_loop(w.clone()));
+    tokio::task::spawn_local(report_loop(w.clone(), registry.clone(), index));
+    tokio::task::spawn_local(command_loop(w.clone(), registry, index, commands));
     super::stopped(&mut stop).await;
     // Close relay sockets now; the runtime drops the remaining tasks.
     w.relays.borrow_mut().clear();
@@ -380,6 +389,50 @@ async fn timer_loop(w: Rc<Worker>) {
         w.core.borrow_mut().handle_timeout(now);
         w.drain(now);
         w.flush();
+    }
+}
+
+/// Copies sessions and counters to the registry once a second.
+async fn report_loop(w: Rc<Worker>, registry: Arc<Registry>, index: usize) {
+    loop {
+        publish(&w, &registry, index);
+        tokio::time::sleep(REPORT_EVERY).await;
+    }
+}
+
+fn publish(w: &Worker, registry: &Registry, index: usize) {
+    let core = w.core.borrow();
+    registry.publish(
+        index,
+        Report {
+            sessions: core.sessions(),
+            stats: core.stats(),
+        },
+    );
+}
+
+/// Carries out the admin API's requests on this worker's thread.
+async fn command_loop(
+    w: Rc<Worker>,
+    registry: Arc<Registry>,
+    index: usize,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            Command::End {
+                slot,
+                generation,
+                done,
+            } => {
+                let ended = w.core.borrow_mut().end_session(slot, generation);
+                let now = Instant::now();
+                w.drain(now);
+                w.flush();
+                publish(&w, &registry, index);
+                let _ = done.send(ended);
+            }
+        }
     }
 }
 

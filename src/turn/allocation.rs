@@ -72,7 +72,7 @@ impl Bandwidth {
 }
 
 /// Traffic counters, one set per direction.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     pub packets: u64,
     pub bytes: u64,

@@ -24,7 +24,9 @@ mod tests;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use server::{PendingAllocate, Server, Shared, PEER_HEADROOM, PEER_TAILROOM};
+pub use server::{
+    PendingAllocate, Server, SessionView, Shared, Stats, PEER_HEADROOM, PEER_TAILROOM,
+};
 
 /// RFC 8656 §3.2 (allocation lifetime): "the default lifetime is 10 minutes".
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);

@@ -158,6 +158,38 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     rng: u64,
+    stats: Stats,
+}
+
+/// What this worker's core has done, for metrics. Plain counters: the
+/// shell copies them out once a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub allocations_created: u64,
+    pub binding_requests: u64,
+    /// Authentication failures by answer: 401, 438, 400.
+    pub auth_unauthorized: u64,
+    pub auth_stale_nonce: u64,
+    pub auth_bad_request: u64,
+    /// REST usernames refused for having expired (also counted as 401).
+    pub auth_expired: u64,
+    pub quota_refusals: u64,
+    /// Relayed traffic, live allocations included.
+    pub to_peer: Counters,
+    pub to_client: Counters,
+}
+
+/// One active allocation, as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub slot: u32,
+    pub generation: u32,
+    pub username: String,
+    pub tuple: FiveTuple,
+    pub relayed: Vec<SocketAddr>,
+    pub created: Instant,
+    pub to_peer: Counters,
+    pub to_client: Counters,
 }
 
 /// Outcome of reading an address family attribute.
@@ -193,7 +225,52 @@ impl Server {
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
             rng: seed | 1,
+            stats: Stats::default(),
         }
+    }
+
+    /// Counters so far, relayed traffic of live allocations included.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        for a in self.allocations.iter().flatten() {
+            add(&mut s.to_peer, &a.to_peer);
+            add(&mut s.to_client, &a.to_client);
+        }
+        s
+    }
+
+    /// The active allocations.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.allocations
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, a)| {
+                let a = a.as_ref().filter(|a| a.is_active())?;
+                Some(SessionView {
+                    slot: slot as u32,
+                    generation: a.generation,
+                    username: a.username.clone(),
+                    tuple: a.tuple,
+                    relayed: a.relays.iter().map(|r| r.advertised).collect(),
+                    created: a.created,
+                    to_peer: a.to_peer,
+                    to_client: a.to_client,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends an allocation at an admin's request: relays closed, ports and
+    /// quota released now. False if it is already gone.
+    pub fn end_session(&mut self, slot: u32, generation: u32) -> bool {
+        let live = matches!(
+            self.allocations.get(slot as usize),
+            Some(Some(a)) if a.generation == generation && a.is_active()
+        );
+        if live {
+            self.delete(slot);
+        }
+        live
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -316,7 +393,10 @@ impl Server {
             fingerprint: msg.has_fingerprint(),
         };
         match msg.method() {
-            Method::BINDING => self.binding(tuple, msg),
+            Method::BINDING => {
+                self.stats.binding_requests += 1;
+                self.binding(tuple, msg)
+            }
             Method::ALLOCATE
             | Method::REFRESH
             | Method::CREATE_PERMISSION
@@ -332,6 +412,7 @@ impl Server {
                     Err(r) => return self.reject(now, &ctx, r),
                 };
                 if self.expired(now, msg.method(), &auth) {
+                    self.stats.auth_expired += 1;
                     return self.reject(now, &ctx, Rejection::Unauthorized);
                 }
                 if self.unknown_attributes(now, &ctx, msg, &auth.signer) {
@@ -406,6 +487,11 @@ impl Server {
             Rejection::BadRequest => 400,
             Rejection::StaleNonce => 438,
         };
+        match code {
+            401 => self.stats.auth_unauthorized += 1,
+            438 => self.stats.auth_stale_nonce += 1,
+            _ => self.stats.auth_bad_request += 1,
+        }
         if code != 400 && !self.budget.allow(now, ctx.tuple.client.ip()) {
             return;
         }
@@ -650,6 +736,7 @@ impl Server {
             if let Some(r) = plan.reserved {
                 self.shared.ports().release(r.port());
             }
+            self.stats.quota_refusals += 1;
             return self.error(now, ctx, 486, &signer);
         }
         // Ports for each family; none left → 508.
@@ -831,6 +918,7 @@ impl Server {
         self.timers.push(Reverse((a.expires, slot, a.generation)));
         let relayed: Vec<SocketAddr> = a.relays.iter().map(|r| r.advertised).collect();
         let (lifetime, signer, client) = (a.lifetime, a.signer.clone(), a.tuple.client);
+        self.stats.allocations_created += 1;
         self.outputs.push_back(Output::AllocationCreated {
             tuple: a.tuple,
             username: a.username.clone(),
@@ -866,6 +954,8 @@ impl Server {
         let Some(a) = self.allocations[slot as usize].take() else {
             return;
         };
+        add(&mut self.stats.to_peer, &a.to_peer);
+        add(&mut self.stats.to_client, &a.to_client);
         self.by_tuple.remove(&a.tuple);
         self.free_slots.push(slot);
         {
@@ -1206,4 +1296,9 @@ struct Plan {
     pair: bool,
     dont_fragment: bool,
     lifetime: Duration,
+}
+
+fn add(total: &mut Counters, c: &Counters) {
+    total.packets += c.packets;
+    total.bytes += c.bytes;
 }

@@ -9,8 +9,14 @@ use crate::{start_turn, PASSWORD, USER};
 
 /// Runs the page against `urls`; returns its one JSON line.
 async fn relay_test(urls: String) -> String {
-    let servers =
-        format!(r#"[{{"urls":["{urls}"],"username":"{USER}","credential":"{PASSWORD}"}}]"#);
+    run_page(format!(
+        r#"[{{"urls":["{urls}"],"username":"{USER}","credential":"{PASSWORD}"}}]"#
+    ))
+    .await
+}
+
+/// Runs the page with `servers` (a JSON array of RTCIceServer).
+pub(crate) async fn run_page(servers: String) -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")

@@ -122,8 +122,10 @@ fn spawn_serve(
     Vec<String>,
     BufReader<std::process::ChildStderr>,
 ) {
+    let db = crate::temp_db();
     let mut child = turnpike()
         .arg("serve")
+        .args(["--db", &db, "--admin-listen", "127.0.0.1:0"])
         .args(args)
         .stderr(Stdio::piped())
         .spawn()
@@ -181,7 +183,7 @@ fn serve_logs_one_line_per_listener_answers_and_stops_on_sigterm() {
     // No line per packet: only start-up and shutdown lines follow.
     for line in tail.lines() {
         assert!(
-            ["relay ip", "SIGTERM", "stopped"]
+            ["relay ip", "admin api", "SIGTERM", "stopped"]
                 .iter()
                 .any(|k| line.contains(k)),
             "unexpected log line: {line}"

@@ -85,7 +85,7 @@ async fn turnutils_stunclient_gets_its_mapped_address_over_ipv6() {
 }
 
 /// A process killed when the test ends, whatever happens.
-struct Child(std::process::Child);
+pub(crate) struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for Child {
 }
 
 /// coturn's echo peer on 127.0.0.1 and ::1 at a free port.
-fn turnutils_peer() -> (Child, u16) {
+pub(crate) fn turnutils_peer() -> (Child, u16) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -117,13 +117,25 @@ async fn uclient_zero_loss(mode: &[&str], peer_ip: &str) {
     let server = crate::start_turn(|c| c.allow_loopback_peers = true).await;
     let port = server.addrs(turnpike::Transport::Udp)[0].port();
     let (_peer, peer_port) = turnutils_peer();
-    let mut args: Vec<String> = mode.iter().map(|s| s.to_string()).collect();
+    let mut flags = vec!["-u", crate::USER, "-w", crate::PASSWORD];
+    flags.extend_from_slice(mode);
+    uclient_relays_all(port, peer_ip, peer_port, &flags, 100).await;
+    server.stop().await;
+}
+
+/// turnutils_uclient with `flags` (credentials and mode), `clients` x 50
+/// messages through the server on 127.0.0.1:`port` to the echo peer;
+/// asserts that every message came back.
+pub(crate) async fn uclient_relays_all(
+    port: u16,
+    peer_ip: &str,
+    peer_port: u16,
+    flags: &[&str],
+    clients: u32,
+) {
+    let mut args: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
     args.extend(
         [
-            "-u",
-            crate::USER,
-            "-w",
-            crate::PASSWORD,
             "-e",
             peer_ip,
             "-r",
@@ -131,7 +143,7 @@ async fn uclient_zero_loss(mode: &[&str], peer_ip: &str) {
             "-p",
             &port.to_string(),
             "-m",
-            "100",
+            &clients.to_string(),
             "-n",
             "50",
             "-l",
@@ -153,16 +165,16 @@ async fn uclient_zero_loss(mode: &[&str], peer_ip: &str) {
     .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "uclient {mode:?} failed:\n{text}");
+    assert!(out.status.success(), "uclient {flags:?} failed:\n{text}");
+    let total = clients * 50;
     assert!(
-        text.contains("tot_send_msgs=5000, tot_recv_msgs=5000"),
-        "uclient {mode:?}:\n{text}"
+        text.contains(&format!("tot_send_msgs={total}, tot_recv_msgs={total}")),
+        "uclient {flags:?}:\n{text}"
     );
     assert!(
         text.contains("Total lost packets 0 (0.000000%)"),
-        "uclient {mode:?}:\n{text}"
+        "uclient {flags:?}:\n{text}"
     );
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Integration tests, one binary so the suite links once.
 
+mod admin;
 mod browser;
 mod cli;
 mod coturn;
@@ -22,10 +23,29 @@ pub async fn start_server() -> (Running, SocketAddr, SocketAddr) {
     (running, udp, tcp)
 }
 
+/// A fresh SQLite store URL in the temporary directory.
+pub fn temp_db() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-it-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    format!("sqlite:{}/store.db", dir.display())
+}
+
+/// Where test servers put their admin API: any free loopback port.
+pub fn any_admin() -> Option<SocketAddr> {
+    Some("127.0.0.1:0".parse().unwrap())
+}
+
 /// A server with default settings listening on `listen` only.
 pub async fn start_server_on(listen: &str) -> Running {
     let config = Config {
         listen: vec![listen.parse().unwrap()],
+        db: temp_db(),
+        admin_listen: any_admin(),
         ..Config::default()
     };
     turnpike::serve(config, std::future::pending())
@@ -56,6 +76,8 @@ pub async fn start_turn(adjust: impl FnOnce(&mut Config)) -> Running {
     options.min_port = Some(40000 + 1000 * i64::from(k));
     options.max_port = Some(40999 + 1000 * i64::from(k));
     let mut config = options.resolve().expect("test config");
+    config.db = temp_db();
+    config.admin_listen = any_admin();
     adjust(&mut config);
     turnpike::serve(config, std::future::pending())
         .await

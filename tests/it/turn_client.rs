@@ -14,6 +14,7 @@ use crate::{PASSWORD, REALM, USER};
 
 pub struct TurnClient {
     sock: UdpSocket,
+    user: String,
     nonce: Vec<u8>,
     key: [u8; 16],
     next: u32,
@@ -24,6 +25,11 @@ pub type Answer = Result<Vec<u8>, u16>;
 
 impl TurnClient {
     pub async fn connect(server: SocketAddr) -> Self {
+        Self::connect_as(server, USER, PASSWORD).await
+    }
+
+    /// A client with other long-term credentials (in the test realm).
+    pub async fn connect_as(server: SocketAddr, user: &str, password: &str) -> Self {
         let bind = if server.is_ipv4() {
             "127.0.0.1:0"
         } else {
@@ -33,8 +39,9 @@ impl TurnClient {
         sock.connect(server).await.unwrap();
         TurnClient {
             sock,
+            user: user.to_string(),
             nonce: Vec::new(),
-            key: long_term_key_md5(USER, REALM, PASSWORD),
+            key: long_term_key_md5(user, REALM, password),
             next: 0,
         }
     }
@@ -51,7 +58,7 @@ impl TurnClient {
         );
         attrs(&mut b);
         if !self.nonce.is_empty() {
-            b.add_username(USER);
+            b.add_username(&self.user);
             b.add_realm(REALM);
             b.add_nonce(&self.nonce);
             b.add_message_integrity(&self.key);
@@ -123,6 +130,24 @@ impl TurnClient {
         })
         .await
         .map(|_| ())
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// Sends `data` to `peer` in a Send indication (no answer comes).
+    pub async fn send_to_peer(&self, peer: SocketAddr, data: &[u8]) {
+        let mut buf = vec![0u8; 1500];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::SEND, Class::Indication),
+            TransactionId([0x33; 12]),
+        );
+        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
+        b.add(AttributeType::DATA, data);
+        let n = b.finish().unwrap();
+        self.sock.send(&buf[..n]).await.unwrap();
     }
 
     pub async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {

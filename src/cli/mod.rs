@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod store;
+
 #[derive(Debug, Parser)]
 #[command(name = "turnpike", version, about = "STUN/TURN server")]
 pub struct Cli {
@@ -21,6 +23,43 @@ pub enum Command {
     /// Check or print configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Long-term users in the store
+    User {
+        #[command(flatten)]
+        db: store::StoreArgs,
+        #[command(subcommand)]
+        command: store::UserCommand,
+    },
+    /// REST API shared secrets in the store
+    Secret {
+        #[command(flatten)]
+        db: store::StoreArgs,
+        #[command(subcommand)]
+        command: store::SecretCommand,
+    },
+    /// OAuth (RFC 7635) keys in the store
+    OauthKey {
+        #[command(flatten)]
+        db: store::StoreArgs,
+        #[command(subcommand)]
+        command: store::OAuthKeyCommand,
+    },
+    /// Allocation and bandwidth quotas in the store
+    Quota {
+        #[command(flatten)]
+        db: store::StoreArgs,
+        #[command(subcommand)]
+        command: store::QuotaCommand,
+    },
+    /// Print REST credentials as RTCIceServer JSON
+    Credentials(store::CredentialsArgs),
+    /// Print a bearer token (JWT) for the admin API
+    AdminToken {
+        #[command(flatten)]
+        db: store::StoreArgs,
+        #[command(flatten)]
+        args: store::AdminTokenArgs,
+    },
     /// Load generator for any TURN server (prints one JSON line)
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -65,6 +104,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::User { db, command } => store::user(&db, command),
+        Command::Secret { db, command } => store::secret(&db, command),
+        Command::OauthKey { db, command } => store::oauth_key(&db, command),
+        Command::Quota { db, command } => store::quota(&db, command),
+        Command::Credentials(args) => store::credentials(args),
+        Command::AdminToken { db, args } => store::admin_token(&db, args),
         Command::Bench(cmd) => match crate::bench::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,0 +1,167 @@
+//! The admin REST API and `/metrics` (axum), on loopback by default.
+//!
+//! Every route but `/healthz` and the OpenAPI document needs a bearer token
+//! ([`token`]); answers and errors are JSON. Five bad tokens from one
+//! address lock it out for 30 s. No route returns or logs a password,
+//! secret or key: they go in, only names and ids come out.
+
+mod metrics;
+mod routes;
+pub mod token;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tokio::sync::watch;
+
+use crate::auth::rest::Secret;
+use crate::config::Config;
+use crate::net::registry::Registry;
+use crate::net::Transport;
+use crate::store::{Store, StoreError};
+use crate::turn::Shared;
+use token::Scope;
+
+/// Bad tokens from one address before it is locked out.
+const LOCKOUT_AFTER: u32 = 5;
+const LOCKOUT_FOR: Duration = Duration::from_secs(30);
+
+/// Everything the handlers reach.
+#[derive(Clone)]
+pub struct State(Arc<Inner>);
+
+pub struct Inner {
+    store: Store,
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+    listeners: Vec<(Transport, SocketAddr)>,
+    jwt_secret: Secret,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl State {
+    pub async fn new(
+        store: Store,
+        shared: Arc<Shared>,
+        registry: Arc<Registry>,
+        config: Arc<Config>,
+        listeners: Vec<(Transport, SocketAddr)>,
+    ) -> Result<State, StoreError> {
+        let jwt_secret = match &config.admin_jwt_secret {
+            Some(s) => s.clone(),
+            None => store.admin_jwt_secret().await?,
+        };
+        Ok(State(Arc::new(Inner {
+            store,
+            shared,
+            registry,
+            config,
+            listeners,
+            jwt_secret,
+            failures: Mutex::default(),
+        })))
+    }
+}
+
+/// Binds `addr` and returns the bound address and the serving task, which
+/// ends when `stop` is set.
+pub async fn serve(
+    addr: SocketAddr,
+    state: State,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let task = async move {
+        let shutdown = async move { crate::net::stopped(&mut stop).await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!("admin api stopped: {e}");
+        }
+    };
+    Ok((bound, task))
+}
+
+/// An error answer: status and a one-line JSON `{"error": ...}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+    pub fn forbidden() -> Self {
+        ApiError(
+            StatusCode::FORBIDDEN,
+            "token scope does not cover this realm".into(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.1, "status": self.0.as_u16()});
+        (self.0, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Exists { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
+            StoreError::NotFound { .. } => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            StoreError::Invalid { .. } => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            _ => {
+                tracing::warn!("admin api: {e}");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Checks the bearer token; returns who it names and its scope.
+    fn authorize(&self, from: IpAddr, headers: &HeaderMap) -> Result<(String, Scope), ApiError> {
+        let now = Instant::now();
+        {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            f.retain(|_, (_, at)| now.duration_since(*at) < LOCKOUT_FOR);
+            if f.get(&from).is_some_and(|(n, _)| *n >= LOCKOUT_AFTER) {
+                return Err(ApiError(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many bad tokens; try again in 30 s".into(),
+                ));
+            }
+        }
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // The signature check inside is a constant-time HMAC comparison.
+        match token.map(|t| token::verify(&self.jwt_secret.0, t.trim())) {
+            Some(Ok((claims, scope))) => Ok((claims.sub, scope)),
+            _ => {
+                let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+                let e = f.entry(from).or_insert((0, now));
+                e.0 += 1;
+                e.1 = now;
+                Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "missing, invalid or expired bearer token".into(),
+                ))
+            }
+        }
+    }
+}

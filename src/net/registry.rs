@@ -1,0 +1,124 @@
+//! What the workers tell the admin API, and how it reaches them. Each
+//! worker copies its sessions and counters here once a second (the data
+//! path itself touches nothing shared) and takes commands from its own
+//! channel, so ending a session happens on the thread that owns it.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::turn::{SessionView, Stats};
+
+/// A worker's latest report.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub sessions: Vec<SessionView>,
+    pub stats: Stats,
+}
+
+/// A request to a worker.
+pub enum Command {
+    /// End the allocation in `slot` if it is still `generation`; answers
+    /// whether it was live.
+    End {
+        slot: u32,
+        generation: u32,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+pub struct Registry {
+    reports: Vec<Mutex<Report>>,
+    commands: Vec<mpsc::UnboundedSender<Command>>,
+    pub started: Instant,
+}
+
+/// A session's id as the API shows it: worker, slot, generation.
+pub fn session_id(worker: usize, s: &SessionView) -> String {
+    format!("{worker}-{}-{}", s.slot, s.generation)
+}
+
+/// Reads an id made by [`session_id`].
+pub fn parse_session_id(id: &str) -> Option<(usize, u32, u32)> {
+    let mut it = id.split('-');
+    let out = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    it.next().is_none().then_some(out)
+}
+
+impl Registry {
+    /// A registry for `workers` workers and their command receivers.
+    pub fn new(workers: usize) -> (Registry, Vec<mpsc::UnboundedReceiver<Command>>) {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        (
+            Registry {
+                reports: (0..workers).map(|_| Mutex::default()).collect(),
+                commands: tx,
+                started: Instant::now(),
+            },
+            rx,
+        )
+    }
+
+    pub fn publish(&self, worker: usize, report: Report) {
+        if let Some(r) = self.reports.get(worker) {
+            *r.lock().unwrap_or_else(|e| e.into_inner()) = report;
+        }
+    }
+
+    /// Every worker's sessions with their ids.
+    pub fn sessions(&self) -> Vec<(String, SessionView)> {
+        let mut out = Vec::new();
+        for (w, r) in self.reports.iter().enumerate() {
+            let r = r.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(r.sessions.iter().map(|s| (session_id(w, s), s.clone())));
+        }
+        out
+    }
+
+    /// Counters summed over workers.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for r in &self.reports {
+            let s = r.lock().unwrap_or_else(|e| e.into_inner()).stats;
+            total.allocations_created += s.allocations_created;
+            total.binding_requests += s.binding_requests;
+            total.auth_unauthorized += s.auth_unauthorized;
+            total.auth_stale_nonce += s.auth_stale_nonce;
+            total.auth_bad_request += s.auth_bad_request;
+            total.auth_expired += s.auth_expired;
+            total.quota_refusals += s.quota_refusals;
+            total.to_peer.packets += s.to_peer.packets;
+            total.to_peer.bytes += s.to_peer.bytes;
+            total.to_client.packets += s.to_client.packets;
+            total.to_client.bytes += s.to_client.bytes;
+        }
+        total
+    }
+
+    /// Ends a session by id; false if there is no such live session.
+    pub async fn end(&self, id: &str) -> bool {
+        let Some((worker, slot, generation)) = parse_session_id(id) else {
+            return false;
+        };
+        let Some(tx) = self.commands.get(worker) else {
+            return false;
+        };
+        let (done, answer) = oneshot::channel();
+        if tx
+            .send(Command::End {
+                slot,
+                generation,
+                done,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}

@@ -1,0 +1,522 @@
+//! Issue 5 end to end: the store, REST and OAuth credentials with coturn's
+//! client, the turnadmin-style CLI and the admin API on a running server.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use turnpike::auth::rest::Secret;
+use turnpike::{Running, Transport};
+
+use crate::turn_client::TurnClient;
+use crate::{start_turn, REALM};
+
+const JWT_SECRET: &[u8] = b"admin-api-test-secret-0123456789";
+const REST_SECRET: &str = "rest-shared-secret";
+
+/// The longest a store change may take to reach a running server.
+const SYNC_DEADLINE: Duration = Duration::from_secs(2);
+
+fn token(scope: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    turnpike::admin::token::mint(JWT_SECRET, "tests", scope, now, 600).unwrap()
+}
+
+/// One HTTP/1.1 exchange; returns the status and the body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = bearer {
+        req += &format!("Authorization: Bearer {t}\r\n");
+    }
+    let body = body.unwrap_or("");
+    req += &format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Percent-encodes a path segment.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn server(adjust: impl FnOnce(&mut turnpike::Config)) -> (Running, SocketAddr, SocketAddr) {
+    let s = start_turn(|c| {
+        c.allow_loopback_peers = true;
+        c.admin_jwt_secret = Some(Secret(JWT_SECRET.to_vec()));
+        adjust(c);
+    })
+    .await;
+    let udp = s.addrs(Transport::Udp)[0];
+    let admin = s.admin_addr().unwrap();
+    (s, udp, admin)
+}
+
+/// Allocates as `user` until it works or the deadline passes; the last code.
+async fn allocate_within(
+    udp: SocketAddr,
+    user: &str,
+    password: &str,
+    want_ok: bool,
+) -> Result<SocketAddr, u16> {
+    let deadline = Instant::now() + SYNC_DEADLINE;
+    loop {
+        let r = TurnClient::connect_as(udp, user, password)
+            .await
+            .allocate(None)
+            .await;
+        if r.is_ok() == want_ok || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_needs_a_token_and_realm_tokens_stay_in_their_realm() {
+    let (s, _, admin) = server(|_| {}).await;
+    let (code, body) = http(admin, "GET", "/api/v1/users", None, None).await;
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(json(&body)["status"], 401);
+    let (code, _) = http(admin, "GET", "/api/v1/users", Some("not-a-jwt"), None).await;
+    assert_eq!(code, 401);
+    let outside = token("realm:elsewhere.test");
+    let (code, body) = http(admin, "GET", "/api/v1/users", Some(&outside), None).await;
+    assert_eq!(code, 403, "{body}");
+    let body_json = r#"{"username":"x","password":"y"}"#;
+    let (code, _) = http(
+        admin,
+        "POST",
+        "/api/v1/users",
+        Some(&outside),
+        Some(body_json),
+    )
+    .await;
+    assert_eq!(code, 403);
+    // Admin-only routes refuse realm tokens too.
+    let inside = token(&format!("realm:{REALM}"));
+    assert_eq!(
+        http(admin, "GET", "/api/v1/users", Some(&inside), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        http(admin, "GET", "/api/v1/sessions", Some(&inside), None)
+            .await
+            .0,
+        403
+    );
+    // Open routes.
+    assert_eq!(http(admin, "GET", "/healthz", None, None).await.0, 200);
+    let (code, doc) = http(admin, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(code, 200);
+    assert!(json(&doc)["paths"]["/api/v1/credentials"].is_object());
+    // Bad bodies get JSON 4xx and change nothing.
+    let admin_token = token("admin");
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/users",
+        Some(&admin_token),
+        Some("{not json"),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(json(&body)["error"].as_str().unwrap().contains("JSON"));
+    let (code, _) = http(
+        admin,
+        "POST",
+        "/api/v1/oauth-keys",
+        Some(&admin_token),
+        Some(r#"{"kid":"k","key":"!!","alg":"A256GCM"}"#),
+    )
+    .await;
+    assert_eq!(code, 400);
+    let (_, list) = http(admin, "GET", "/api/v1/oauth-keys", Some(&admin_token), None).await;
+    assert_eq!(json(&list)["oauth_keys"].as_array().unwrap().len(), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_lock_the_source_out() {
+    let (s, _, admin) = server(|_| {}).await;
+    for _ in 0..5 {
+        assert_eq!(
+            http(admin, "GET", "/api/v1/users", Some("bad"), None)
+                .await
+                .0,
+            401
+        );
+    }
+    // Even a good token waits out the lockout now.
+    let good = token("admin");
+    assert_eq!(
+        http(admin, "GET", "/api/v1/users", Some(&good), None)
+            .await
+            .0,
+        429
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_added_through_the_api_authenticates_and_removed_gets_401() {
+    let (s, udp, admin) = server(|_| {}).await;
+    let t = token("admin");
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/users",
+        Some(&t),
+        Some(r#"{"username":"carol","password":"c4rol"}"#),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        !body.contains("c4rol"),
+        "the password never comes back: {body}"
+    );
+    assert_eq!(
+        http(
+            admin,
+            "POST",
+            "/api/v1/users",
+            Some(&t),
+            Some(r#"{"username":"carol","password":"x"}"#)
+        )
+        .await
+        .0,
+        409
+    );
+    allocate_within(udp, "carol", "c4rol", true)
+        .await
+        .expect("carol allocates within 2 s");
+    assert_eq!(
+        http(admin, "DELETE", "/api/v1/users/carol", Some(&t), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        http(admin, "DELETE", "/api/v1/users/carol", Some(&t), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        allocate_within(udp, "carol", "c4rol", false).await,
+        Err(401)
+    );
+
+    // Injection strings and a 10 KB name round-trip verbatim.
+    let long = "n".repeat(10 * 1024);
+    for name in [
+        "o'brien\"; DROP TABLE users; --",
+        "%s%n%x",
+        "nul\u{0}byte",
+        long.as_str(),
+    ] {
+        let body = serde_json::json!({"username": name, "password": "pw"}).to_string();
+        let (code, resp) = http(admin, "POST", "/api/v1/users", Some(&t), Some(&body)).await;
+        assert_eq!(code, 201, "{name:?}: {resp}");
+        let (code, got) = http(
+            admin,
+            "GET",
+            &format!("/api/v1/users/{}", enc(name)),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert_eq!(json(&got)["name"], name);
+    }
+    let (_, list) = http(admin, "GET", "/api/v1/users", Some(&t), None).await;
+    assert_eq!(json(&list)["users"].as_array().unwrap().len(), 4);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_session_shows_growing_counters_and_delete_ends_it() {
+    let (s, udp, admin) = server(|_| {}).await;
+    let t = token("admin");
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let mut c = TurnClient::connect(udp).await;
+    c.allocate(None).await.unwrap();
+    c.create_permission(peer_addr).await.unwrap();
+    let client = c.local_addr().to_string();
+    let mut last = 0;
+    for round in 1..=2u64 {
+        for _ in 0..10 {
+            c.send_to_peer(peer_addr, b"hello peer").await;
+        }
+        let deadline = Instant::now() + SYNC_DEADLINE;
+        let (id, packets) = loop {
+            let (code, body) = http(admin, "GET", "/api/v1/sessions", Some(&t), None).await;
+            assert_eq!(code, 200);
+            let v = json(&body);
+            let mine = v["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["client"] == client.as_str())
+                .cloned();
+            // Workers report once a second: wait for the first report.
+            let Some(mine) = mine else {
+                assert!(
+                    Instant::now() < deadline,
+                    "the session is listed within 2 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            assert_eq!(mine["user"], crate::USER);
+            assert_eq!(mine["transport"], "udp");
+            let packets = mine["to_peer"]["packets"].as_u64().unwrap();
+            if packets >= 10 * round || Instant::now() >= deadline {
+                break (mine["id"].as_str().unwrap().to_string(), packets);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(packets, 10 * round, "counters grow while the session lives");
+        assert!(packets > last);
+        last = packets;
+        if round == 2 {
+            let (code, metrics) = http(admin, "GET", "/metrics", Some(&t), None).await;
+            assert_eq!(code, 200);
+            assert!(
+                metrics.contains("turnpike_allocations_active 1"),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains("turnpike_relayed_packets_total{direction=\"to_peer\"} 20"),
+                "{metrics}"
+            );
+            assert!(!metrics.contains(crate::USER), "no user names by default");
+            assert_eq!(
+                http(
+                    admin,
+                    "DELETE",
+                    &format!("/api/v1/sessions/{id}"),
+                    Some(&t),
+                    None
+                )
+                .await
+                .0,
+                204
+            );
+            assert_eq!(
+                http(
+                    admin,
+                    "DELETE",
+                    &format!("/api/v1/sessions/{id}"),
+                    Some(&t),
+                    None
+                )
+                .await
+                .0,
+                404
+            );
+        }
+    }
+    assert_eq!(s.allocations(), 0, "quota released at once");
+    assert_eq!(c.refresh(600).await, Err(437));
+    s.stop().await;
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_turnpike"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+async fn cli_user_reaches_running_server(db: String) {
+    let name = format!("dave-{}", std::process::id());
+    let (s, udp, _) = server({
+        let db = db.clone();
+        move |c| c.db = db
+    })
+    .await;
+    let (ok, _, err) = cli(&[
+        "user",
+        "add",
+        &name,
+        "--password",
+        "d4ve",
+        "--realm",
+        REALM,
+        "--db",
+        &db,
+    ]);
+    assert!(ok, "{err}");
+    allocate_within(udp, &name, "d4ve", true)
+        .await
+        .expect("CLI user allocates within 2 s");
+    // Bad input: one line, non-zero, nothing changed.
+    let (ok, _, err) = cli(&[
+        "user",
+        "add",
+        &name,
+        "--password",
+        "other",
+        "--realm",
+        REALM,
+        "--db",
+        &db,
+    ]);
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    allocate_within(udp, &name, "d4ve", true)
+        .await
+        .expect("password unchanged");
+    let (ok, _, err) = cli(&["user", "remove", &name, "--realm", REALM, "--db", &db]);
+    assert!(ok, "{err}");
+    assert_eq!(allocate_within(udp, &name, "d4ve", false).await, Err(401));
+    let (ok, _, err) = cli(&["user", "remove", &name, "--realm", REALM, "--db", &db]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_user_reaches_running_server_with_sqlite() {
+    cli_user_reaches_running_server(crate::temp_db()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_user_reaches_running_server_with_postgres() {
+    let Ok(url) = std::env::var("TURNPIKE_TEST_PG") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set TURNPIKE_TEST_PG (scripts/test.sh)"
+        );
+        eprintln!("TURNPIKE_TEST_PG unset: skipped (scripts/test.sh sets it)");
+        return;
+    };
+    cli_user_reaches_running_server(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_clients_with_static_and_rest_credentials_at_once() {
+    let (s, udp, _) = server(|c| c.static_auth_secrets = vec![Secret(REST_SECRET.into())]).await;
+    let (_peer, peer_port) = crate::coturn::turnutils_peer();
+    let port = udp.port();
+    let static_user = ["-u", crate::USER, "-w", crate::PASSWORD];
+    let rest_user = ["-W", REST_SECRET, "-u", "webuser"];
+    tokio::join!(
+        crate::coturn::uclient_relays_all(port, "127.0.0.1", peer_port, &static_user, 50),
+        crate::coturn::uclient_relays_all(port, "127.0.0.1", peer_port, &rest_user, 50),
+    );
+    // An expired REST username gets 401.
+    let expired = "1000000000:webuser";
+    let password = turnpike::auth::rest::password(REST_SECRET.as_bytes(), expired);
+    assert_eq!(
+        TurnClient::connect_as(udp, expired, &password)
+            .await
+            .allocate(None)
+            .await,
+        Err(401)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_oauth_client_with_three_keys() {
+    let db = crate::temp_db();
+    let store = turnpike::store::Store::open(&db).await.unwrap();
+    for (kid, key, alg) in [
+        (
+            "north",
+            "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEK",
+            "A256GCM",
+        ),
+        ("union", "MTIzNDU2Nzg5MDEyMzQ1Ngo=", "A128GCM"),
+        (
+            "oldempire",
+            "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIK",
+            "A256GCM",
+        ),
+    ] {
+        store.add_oauth_key("test", kid, key, alg, 0).await.unwrap();
+    }
+    store.close().await;
+    let (s, udp, _) = server(move |c| {
+        c.db = db;
+        c.oauth = true;
+        c.server_name = "blackdow.carleon.gov".into();
+    })
+    .await;
+    let (_peer, peer_port) = crate::coturn::turnutils_peer();
+    crate::coturn::uclient_relays_all(udp.port(), "127.0.0.1", peer_port, &["-J"], 50).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_api_drive_chromium_relay_to_relay() {
+    let (s, _, admin) = server(|c| c.static_auth_secrets = vec![Secret(REST_SECRET.into())]).await;
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/credentials",
+        Some(&token("admin")),
+        Some(r#"{"user":"browser","ttl":600}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["ttl"], 600);
+    assert!(v["username"].as_str().unwrap().ends_with(":browser"));
+    let servers = v["iceServers"].to_string();
+    assert!(
+        servers.contains("?transport=udp") && servers.contains("?transport=tcp"),
+        "{servers}"
+    );
+    let line = crate::browser::run_page(servers).await;
+    assert!(line.contains(r#""ok":true"#), "{line}");
+    assert!(
+        line.contains(r#""sentA":100,"recvA":100,"sentB":100,"recvB":100"#),
+        "{line}"
+    );
+    s.stop().await;
+}
