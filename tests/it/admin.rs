@@ -520,3 +520,152 @@ async fn credentials_from_the_api_drive_chromium_relay_to_relay() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_secret_or_key_reaches_the_logs() {
+    use std::io::{BufRead, BufReader, Read};
+    const STATIC_PW: &str = "PW-static-7f3a";
+    const REST: &str = "SECRET-rest-91c2";
+    const JWT: &str = "JWT-secret-5be1-0123456789";
+    const API_PW: &str = "PW-api-c0d4";
+    const API_SECRET: &str = "SECRET-api-77aa";
+    const CLI_PW: &str = "PW-cli-e5f6";
+    let key_b64 = "MTIzNDU2Nzg5MDEyMzQ1Ngo=";
+    let db = crate::temp_db();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turnpike"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "trace",
+        ])
+        .args([
+            "--db",
+            &db,
+            "--realm",
+            REALM,
+            "--allow-loopback-peers",
+            "--oauth",
+        ])
+        .args([
+            "--user",
+            &format!("logu:{STATIC_PW}"),
+            "--static-auth-secret",
+            REST,
+            "--admin-jwt-secret",
+            JWT,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let (mut udp, mut admin) = (None, None);
+    let mut log = String::new();
+    while udp.is_none() || admin.is_none() {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "server ended: {log}");
+        if let Some(a) = line.trim_end().strip_prefix_after("listening udp ") {
+            udp = Some(a.parse::<SocketAddr>().unwrap());
+        }
+        if let Some(a) = line.trim_end().strip_prefix_after("admin api http://") {
+            admin = Some(a.parse::<SocketAddr>().unwrap());
+        }
+        log += &line;
+    }
+    let (udp, admin) = (udp.unwrap(), admin.unwrap());
+    // Every way a secret comes in: static user, REST, API, CLI, OAuth key,
+    // failed logins with each.
+    TurnClient::connect_as(udp, "logu", STATIC_PW)
+        .await
+        .allocate(None)
+        .await
+        .unwrap();
+    assert_eq!(
+        TurnClient::connect_as(udp, "logu", REST)
+            .await
+            .allocate(None)
+            .await,
+        Err(401)
+    );
+    let rest_user = format!("{}:r", crate::unix_now() + 600);
+    let rest_pw = turnpike::auth::rest::password(REST.as_bytes(), &rest_user);
+    TurnClient::connect_as(udp, &rest_user, &rest_pw)
+        .await
+        .allocate(None)
+        .await
+        .unwrap();
+    let now = crate::unix_now();
+    let t = turnpike::admin::token::mint(JWT.as_bytes(), "logs", "admin", now, 60).unwrap();
+    let body = serde_json::json!({"username": "apiu", "password": API_PW}).to_string();
+    assert_eq!(
+        http(admin, "POST", "/api/v1/users", Some(&t), Some(&body))
+            .await
+            .0,
+        201
+    );
+    let body = serde_json::json!({"secret": API_SECRET}).to_string();
+    assert_eq!(
+        http(admin, "POST", "/api/v1/secrets", Some(&t), Some(&body))
+            .await
+            .0,
+        201
+    );
+    let body = serde_json::json!({"kid": "k1", "key": key_b64, "alg": "A128GCM"}).to_string();
+    let (code, resp) = http(admin, "POST", "/api/v1/oauth-keys", Some(&t), Some(&body)).await;
+    assert_eq!(code, 201);
+    assert!(!resp.contains(key_b64));
+    let (_, listed) = http(admin, "GET", "/api/v1/secrets", Some(&t), None).await;
+    assert!(!listed.contains(API_SECRET), "{listed}");
+    let (ok, out, e) = cli(&[
+        "user",
+        "add",
+        "cliu",
+        "--password",
+        CLI_PW,
+        "--realm",
+        REALM,
+        "--db",
+        &db,
+    ]);
+    assert!(ok, "{e}");
+    let (ok, out2, e2) = cli(&[
+        "user",
+        "add",
+        "cliu",
+        "--password",
+        CLI_PW,
+        "--realm",
+        REALM,
+        "--db",
+        &db,
+    ]);
+    assert!(!ok);
+    allocate_within(udp, "cliu", CLI_PW, true).await.unwrap();
+    allocate_within(udp, "apiu", API_PW, true).await.unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    err.read_to_string(&mut log).unwrap();
+    assert!(log.contains("allocation"), "trace logging was on: {log}");
+    let all = format!("{log}{out}{e}{out2}{e2}");
+    for secret in [
+        STATIC_PW, REST, JWT, API_PW, API_SECRET, CLI_PW, key_b64, &rest_pw,
+    ] {
+        assert!(!all.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
+trait After {
+    fn strip_prefix_after(&self, marker: &str) -> Option<&str>;
+}
+
+impl After for str {
+    /// The rest of the line after `marker`, wherever it appears.
+    fn strip_prefix_after(&self, marker: &str) -> Option<&str> {
+        self.find(marker).map(|i| &self[i + marker.len()..])
+    }
+}

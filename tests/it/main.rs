@@ -83,3 +83,11 @@ pub async fn start_turn(adjust: impl FnOnce(&mut Config)) -> Running {
         .await
         .expect("server starts")
 }
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
