@@ -2,23 +2,19 @@
 //! workers' once-a-second reports; no user names unless
 //! `metrics_user_labels` is on.
 
+use axum::extract::State as Extract;
+use axum::response::IntoResponse;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State as Extract};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
 
 use super::routes::guard;
-use super::{ApiError, State};
+use super::{ApiError, Caller, State};
 
 pub(super) async fn metrics(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    guard(&s, from, &headers, None)?;
+    guard(&s, &caller, None)?;
     let st = s.0.registry.stats();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {

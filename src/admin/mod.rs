@@ -131,9 +131,35 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The caller of a route: its address (for the lockout) and headers.
+pub struct Caller {
+    from: IpAddr,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let from = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        Ok(Caller {
+            from,
+            headers: std::mem::take(&mut parts.headers),
+        })
+    }
+}
+
 impl Inner {
     /// Checks the bearer token; returns who it names and its scope.
-    fn authorize(&self, from: IpAddr, headers: &HeaderMap) -> Result<(String, Scope), ApiError> {
+    fn authorize(&self, caller: &Caller) -> Result<(String, Scope), ApiError> {
+        let (from, headers) = (caller.from, &caller.headers);
         let now = Instant::now();
         {
             let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::token::Scope;
-use super::{metrics, ApiError, State};
+use super::{metrics, ApiError, Caller, State};
 use crate::auth::rest;
 use crate::net::Transport;
 use crate::store::QuotaRow;
@@ -60,13 +60,8 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// Who is calling, checked against the realm acted on (`None`: admin only).
-pub(super) fn guard(
-    s: &State,
-    from: SocketAddr,
-    headers: &HeaderMap,
-    realm: Option<&str>,
-) -> Result<String, ApiError> {
-    let (sub, scope) = s.0.authorize(from.ip(), headers)?;
+pub(super) fn guard(s: &State, caller: &Caller, realm: Option<&str>) -> Result<String, ApiError> {
+    let (sub, scope) = s.0.authorize(caller)?;
     let allowed = match realm {
         Some(r) => scope.covers(r),
         None => scope == Scope::Admin,
@@ -97,12 +92,11 @@ impl RealmQuery {
 
 async fn list_users(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<RealmQuery>,
 ) -> Reply {
     let realm = q.realm(&s);
-    guard(&s, from, &headers, Some(realm))?;
+    guard(&s, &caller, Some(realm))?;
     Ok(Json(json!({"users": s.0.store.users(Some(realm)).await?})))
 }
 
@@ -116,15 +110,14 @@ struct NewUser {
 
 async fn add_user(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Authenticate before reading anything the caller sent.
-    s.0.authorize(from.ip(), &headers)?;
+    s.0.authorize(&caller)?;
     let u: NewUser = body(&bytes)?;
     let realm = u.realm.clone().unwrap_or_else(|| s.0.config.realm.clone());
-    let actor = guard(&s, from, &headers, Some(&realm))?;
+    let actor = guard(&s, &caller, Some(&realm))?;
     s.0.store
         .add_user(&actor, &realm, &u.username, &u.password)
         .await?;
@@ -134,13 +127,12 @@ async fn add_user(
 
 async fn get_user(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<RealmQuery>,
 ) -> Reply {
     let realm = q.realm(&s);
-    guard(&s, from, &headers, Some(realm))?;
+    guard(&s, &caller, Some(realm))?;
     match s.0.store.user(realm, &name).await? {
         Some(u) => Ok(Json(json!(u))),
         None => Err(ApiError::not_found("user does not exist")),
@@ -155,14 +147,13 @@ struct UserPatch {
 
 async fn patch_user(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<RealmQuery>,
     bytes: Bytes,
 ) -> Reply {
     let realm = q.realm(&s);
-    let actor = guard(&s, from, &headers, Some(realm))?;
+    let actor = guard(&s, &caller, Some(realm))?;
     let p: UserPatch = body(&bytes)?;
     s.0.store
         .set_password(&actor, realm, &name, &p.password)
@@ -172,13 +163,12 @@ async fn patch_user(
 
 async fn remove_user(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<RealmQuery>,
 ) -> Result<StatusCode, ApiError> {
     let realm = q.realm(&s);
-    let actor = guard(&s, from, &headers, Some(realm))?;
+    let actor = guard(&s, &caller, Some(realm))?;
     s.0.store.remove_user(&actor, realm, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -187,12 +177,11 @@ async fn remove_user(
 
 async fn list_secrets(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(q): Query<RealmQuery>,
 ) -> Reply {
     let realm = q.realm(&s).to_string();
-    guard(&s, from, &headers, Some(&realm))?;
+    guard(&s, &caller, Some(&realm))?;
     let rows: Vec<_> =
         s.0.store
             .secrets()
@@ -212,25 +201,23 @@ struct NewSecret {
 
 async fn add_secret(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    s.0.authorize(from.ip(), &headers)?;
+    s.0.authorize(&caller)?;
     let n: NewSecret = body(&bytes)?;
     let realm = n.realm.unwrap_or_else(|| s.0.config.realm.clone());
-    let actor = guard(&s, from, &headers, Some(&realm))?;
+    let actor = guard(&s, &caller, Some(&realm))?;
     let id = s.0.store.add_secret(&actor, &realm, &n.secret).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "realm": realm}))))
 }
 
 async fn remove_secret(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.0.authorize(from.ip(), &headers)?;
+    s.0.authorize(&caller)?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("secret id must be a number"))?;
@@ -244,17 +231,13 @@ async fn remove_secret(
     let Some(realm) = realm else {
         return Err(ApiError::not_found(format!("secret {id} does not exist")));
     };
-    let actor = guard(&s, from, &headers, Some(&realm))?;
+    let actor = guard(&s, &caller, Some(&realm))?;
     s.0.store.remove_secret(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_keys(
-    Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Reply {
-    guard(&s, from, &headers, None)?;
+async fn list_keys(Extract(s): Extract<State>, caller: Caller) -> Reply {
+    guard(&s, &caller, None)?;
     Ok(Json(
         json!({"oauth_keys": s.0.store.oauth_key_rows().await?}),
     ))
@@ -272,11 +255,10 @@ struct NewKey {
 
 async fn add_key(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let actor = guard(&s, from, &headers, None)?;
+    let actor = guard(&s, &caller, None)?;
     let k: NewKey = body(&bytes)?;
     s.0.store
         .add_oauth_key(&actor, &k.kid, &k.key, &k.alg, k.lifetime)
@@ -289,11 +271,10 @@ async fn add_key(
 
 async fn remove_key(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(kid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let actor = guard(&s, from, &headers, None)?;
+    let actor = guard(&s, &caller, None)?;
     s.0.store.remove_oauth_key(&actor, &kid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -309,26 +290,24 @@ struct QuotaBody {
 
 async fn get_user_quota(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<RealmQuery>,
 ) -> Reply {
     let realm = q.realm(&s);
-    guard(&s, from, &headers, Some(realm))?;
+    guard(&s, &caller, Some(realm))?;
     Ok(Json(json!(s.0.store.user_quota(realm, &name).await?)))
 }
 
 async fn put_user_quota(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<RealmQuery>,
     bytes: Bytes,
 ) -> Reply {
     let realm = q.realm(&s);
-    let actor = guard(&s, from, &headers, Some(realm))?;
+    let actor = guard(&s, &caller, Some(realm))?;
     let b: QuotaBody = body(&bytes)?;
     let row = QuotaRow {
         allocations: b.allocations,
@@ -340,22 +319,20 @@ async fn put_user_quota(
 
 async fn get_realm_quota(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> Reply {
-    guard(&s, from, &headers, Some(&realm))?;
+    guard(&s, &caller, Some(&realm))?;
     Ok(Json(json!(s.0.store.realm_quota_row(&realm).await?)))
 }
 
 async fn put_realm_quota(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> Reply {
-    let actor = guard(&s, from, &headers, Some(&realm))?;
+    let actor = guard(&s, &caller, Some(&realm))?;
     let b: QuotaBody = body(&bytes)?;
     let row = QuotaRow {
         allocations: b.allocations,
@@ -367,12 +344,8 @@ async fn put_realm_quota(
 
 // ----- sessions -----------------------------------------------------------
 
-async fn list_sessions(
-    Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Reply {
-    guard(&s, from, &headers, None)?;
+async fn list_sessions(Extract(s): Extract<State>, caller: Caller) -> Reply {
+    guard(&s, &caller, None)?;
     let now = Instant::now();
     let sessions: Vec<Value> =
         s.0.registry
@@ -397,11 +370,10 @@ async fn list_sessions(
 
 async fn end_session(
     Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    guard(&s, from, &headers, None)?;
+    guard(&s, &caller, None)?;
     if s.0.registry.end(&id).await {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -423,14 +395,9 @@ fn default_ttl() -> u64 {
     86_400
 }
 
-async fn credentials(
-    Extract(s): Extract<State>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Reply {
+async fn credentials(Extract(s): Extract<State>, caller: Caller, bytes: Bytes) -> Reply {
     let realm = s.0.config.realm.clone();
-    guard(&s, from, &headers, Some(&realm))?;
+    guard(&s, &caller, Some(&realm))?;
     let r: CredentialRequest = body(&bytes)?;
     if r.ttl == 0 || r.ttl > 30 * 86_400 {
         return Err(ApiError::bad_request("ttl must be 1 s to 30 days"));

@@ -300,12 +300,15 @@ pub async fn serve(
         config.stale_nonce,
         FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY,
     );
-    let shared = Arc::new(Shared::new(
-        turn,
-        authenticator(&config, nonces, snapshot),
-        Quotas::new(config.user_quota, config.total_quota),
-        PortPool::new(config.min_port, config.max_port),
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            turn,
+            authenticator(&config, nonces, snapshot),
+            Quotas::new(config.user_quota, config.total_quota),
+            PortPool::new(config.min_port, config.max_port),
+        )
+        .with_token_key(random_bytes()?),
+    );
 
     let (stop, stop_rx) = watch::channel(false);
     let (registry, commands) = Registry::new(workers);

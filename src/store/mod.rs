@@ -19,8 +19,10 @@ pub mod users;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, ConnectOptions, Row};
 
 pub use keys::{OAuthKeyRow, SecretRow};
 pub use quotas::QuotaRow;
@@ -110,10 +112,15 @@ impl Store {
         } else {
             return Err(open_err("expected sqlite:PATH or postgres://...".into()));
         };
+        // The sync loop polls every second: statements are logged at trace
+        // only, or a debug log would get a line a second.
+        let options = AnyConnectOptions::from_str(&connect)
+            .map_err(|e| open_err(e.to_string()))?
+            .log_statements(log::LevelFilter::Trace);
         let pool = AnyPoolOptions::new()
             .max_connections(if kind == Kind::Sqlite { 4 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(&connect)
+            .connect_with(options)
             .await
             .map_err(|e| open_err(e.to_string()))?;
         if kind == Kind::Sqlite {

@@ -32,6 +32,20 @@ fn check(q: &QuotaRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A stored row, or nothing set.
+fn quota_row(row: Option<sqlx::any::AnyRow>) -> Result<QuotaRow, StoreError> {
+    Ok(match row {
+        Some(r) => QuotaRow {
+            allocations: r.try_get("allocations")?,
+            bps: r.try_get("bps")?,
+        },
+        None => QuotaRow {
+            allocations: None,
+            bps: None,
+        },
+    })
+}
+
 fn quota(allocations: Option<i64>, bps: Option<i64>) -> Quota {
     Quota {
         allocations: allocations.map(|n| n as u32),
@@ -71,16 +85,7 @@ impl Store {
             .bind(row_key(&[realm, name]))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => QuotaRow {
-                allocations: r.try_get("allocations")?,
-                bps: r.try_get("bps")?,
-            },
-            None => QuotaRow {
-                allocations: None,
-                bps: None,
-            },
-        })
+        quota_row(row)
     }
 
     pub async fn set_realm_quota(
@@ -114,16 +119,7 @@ impl Store {
             .bind(row_key(&[realm]))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => QuotaRow {
-                allocations: r.try_get("allocations")?,
-                bps: r.try_get("bps")?,
-            },
-            None => QuotaRow {
-                allocations: None,
-                bps: None,
-            },
-        })
+        quota_row(row)
     }
 
     pub(crate) async fn realm_quota(&self, realm: &str) -> Result<Quota, StoreError> {

@@ -44,6 +44,8 @@ pub struct Shared {
     pub quotas: Quotas,
     pub ports: Mutex<PortPool>,
     reservations: Mutex<HashMap<[u8; 8], Reservation>>,
+    /// Key for RESERVATION-TOKENs: random in the shell, fixed in tests.
+    token_key: [u8; 32],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +62,15 @@ impl Shared {
             quotas,
             ports: Mutex::new(ports),
             reservations: Mutex::default(),
+            token_key: [0; 32],
         }
+    }
+
+    /// Sets the secret RESERVATION-TOKENs are derived from (the shell
+    /// passes random bytes).
+    pub fn with_token_key(mut self, key: [u8; 32]) -> Self {
+        self.token_key = key;
+        self
     }
 
     fn ports(&self) -> std::sync::MutexGuard<'_, PortPool> {
@@ -158,6 +168,10 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     outputs: VecDeque<Output>,
     rng: u64,
+    /// This worker's seed and count of tokens issued: with the shared key
+    /// they make RESERVATION-TOKENs unique across workers and unguessable.
+    seed: u64,
+    tokens: u64,
     stats: Stats,
 }
 
@@ -224,7 +238,11 @@ impl Server {
             cache: TransactionCache::default(),
             transmits: VecDeque::new(),
             outputs: VecDeque::new(),
-            rng: seed | 1,
+            // Mixed first: seeds that differ only in the low bit must not
+            // give workers the same stream.
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) | 1,
+            seed,
+            tokens: 0,
             stats: Stats::default(),
         }
     }
@@ -333,6 +351,22 @@ impl Server {
             }
             keep
         });
+    }
+
+    /// A fresh RESERVATION-TOKEN: SHA-256 over the shared key, this
+    /// worker's seed and a counter. Workers share one reservation table, so
+    /// tokens must never collide between them.
+    fn reservation_token(&mut self) -> [u8; 8] {
+        use sha2::{Digest, Sha256};
+        self.tokens += 1;
+        let mut h = Sha256::new();
+        h.update(self.shared.token_key);
+        h.update(self.seed.to_be_bytes());
+        h.update(self.tokens.to_be_bytes());
+        let d = h.finalize();
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&d[..8]);
+        t
     }
 
     fn next_random(&mut self) -> u64 {
@@ -757,7 +791,7 @@ impl Server {
                 return self.error(now, ctx, 508, &signer);
             };
             if plan.pair && i == 0 {
-                let t = self.next_random().to_be_bytes();
+                let t = self.reservation_token();
                 self.shared.reservations().insert(
                     t,
                     Reservation {

@@ -1545,3 +1545,30 @@ mod never_panics {
 }
 
 mod credentials;
+
+/// Workers share the reservation table: two workers (seeds 0 and 1, as the
+/// shell numbers them) must never hand out the same token, or one client's
+/// RTCP allocation takes another's port and the other gets 508 (seen with
+/// two `turnutils_uclient` runs at once).
+#[test]
+fn reservation_tokens_differ_between_workers_sharing_one_table() {
+    let mut h = harness(Opts::default());
+    let shared = h.server.shared().clone();
+    let mut tokens = std::collections::HashSet::new();
+    for seed in [0x5eed_0000u64, 0x5eed_0001] {
+        h.server = Server::new(shared.clone(), seed);
+        for i in 0..20u16 {
+            let a = h.allocate(
+                h.at(0),
+                udp(&format!("203.0.113.{}:{}", seed & 1, 100 + i)),
+                &|b| {
+                    transport_udp(b);
+                    b.add(AttributeType::EVEN_PORT, &[0x80]);
+                },
+            );
+            let m = Message::parse(&a).unwrap();
+            let t = m.get(AttributeType::RESERVATION_TOKEN).unwrap().to_vec();
+            assert!(tokens.insert(t), "token issued twice");
+        }
+    }
+}

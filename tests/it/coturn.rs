@@ -165,7 +165,11 @@ pub(crate) async fn uclient_relays_all(
     .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "uclient {flags:?} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "uclient {flags:?} failed ({:?}):\n{text}",
+        out.status
+    );
     let total = clients * 50;
     assert!(
         text.contains(&format!("tot_send_msgs={total}, tot_recv_msgs={total}")),
