@@ -62,9 +62,16 @@ async fn openapi() -> impl IntoResponse {
 /// Who is calling, checked against the realm acted on (`None`: admin only).
 pub(super) fn guard(s: &State, caller: &Caller, realm: Option<&str>) -> Result<String, ApiError> {
     let (sub, scope) = s.0.authorize(caller)?;
+    may(&sub, &scope, realm)
+}
+
+/// The audit actor for `sub`, if `scope` covers `realm` (`None`: admin
+/// only). For routes that learn the realm from the body, after the token
+/// was checked.
+fn may(sub: &str, scope: &Scope, realm: Option<&str>) -> Result<String, ApiError> {
     let allowed = match realm {
         Some(r) => scope.covers(r),
-        None => scope == Scope::Admin,
+        None => *scope == Scope::Admin,
     };
     if !allowed {
         return Err(ApiError::forbidden());
@@ -114,10 +121,10 @@ async fn add_user(
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // Authenticate before reading anything the caller sent.
-    s.0.authorize(&caller)?;
+    let (sub, scope) = s.0.authorize(&caller)?;
     let u: NewUser = body(&bytes)?;
     let realm = u.realm.clone().unwrap_or_else(|| s.0.config.realm.clone());
-    let actor = guard(&s, &caller, Some(&realm))?;
+    let actor = may(&sub, &scope, Some(&realm))?;
     s.0.store
         .add_user(&actor, &realm, &u.username, &u.password)
         .await?;
@@ -204,10 +211,10 @@ async fn add_secret(
     caller: Caller,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    s.0.authorize(&caller)?;
+    let (sub, scope) = s.0.authorize(&caller)?;
     let n: NewSecret = body(&bytes)?;
     let realm = n.realm.unwrap_or_else(|| s.0.config.realm.clone());
-    let actor = guard(&s, &caller, Some(&realm))?;
+    let actor = may(&sub, &scope, Some(&realm))?;
     let id = s.0.store.add_secret(&actor, &realm, &n.secret).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "realm": realm}))))
 }
@@ -217,7 +224,7 @@ async fn remove_secret(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.0.authorize(&caller)?;
+    let (sub, scope) = s.0.authorize(&caller)?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request("secret id must be a number"))?;
@@ -231,7 +238,7 @@ async fn remove_secret(
     let Some(realm) = realm else {
         return Err(ApiError::not_found(format!("secret {id} does not exist")));
     };
-    let actor = guard(&s, &caller, Some(&realm))?;
+    let actor = may(&sub, &scope, Some(&realm))?;
     s.0.store.remove_secret(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -402,9 +409,10 @@ async fn credentials(Extract(s): Extract<State>, caller: Caller, bytes: Bytes) -
     if r.ttl == 0 || r.ttl > 30 * 86_400 {
         return Err(ApiError::bad_request("ttl must be 1 s to 30 days"));
     }
-    // The newest secret signs: it is the one meant to outlive rotation.
-    let mut secrets = s.0.store.secret_values(&realm).await?;
-    secrets.extend(s.0.config.static_auth_secrets.iter().cloned());
+    // Stored secrets come oldest first, so the last is the newest; with
+    // none stored, the last static one.
+    let mut secrets = s.0.config.static_auth_secrets.clone();
+    secrets.extend(s.0.store.secret_values(&realm).await?);
     let Some(secret) = secrets.last() else {
         return Err(ApiError(
             StatusCode::CONFLICT,

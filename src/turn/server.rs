@@ -765,6 +765,8 @@ impl Server {
             user: dir.quota_of(&auth.username).allocations,
             realm: dir.realm_quota.allocations,
         };
+        // One snapshot serves both the quota and the bandwidth limit.
+        let bps = self.bytes_per_sec(&dir, &auth.username);
         drop(dir);
         if self.shared.quotas.acquire(&auth.username, limits).is_err() {
             if let Some(r) = plan.reserved {
@@ -823,7 +825,6 @@ impl Server {
             });
         }
         self.generation = self.generation.wrapping_add(1);
-        let bps = self.bytes_per_sec(&auth.username);
         self.allocations[slot as usize] = Some(Allocation {
             generation: self.generation,
             tuple: ctx.tuple,
@@ -857,8 +858,7 @@ impl Server {
 
     /// Bytes per second per direction for `user`'s allocations: the user's
     /// stored quota, else the realm's, else `max_bps`.
-    fn bytes_per_sec(&self, user: &str) -> f64 {
-        let dir = self.shared.auth.directory();
+    fn bytes_per_sec(&self, dir: &crate::auth::Directory, user: &str) -> f64 {
         let bps = dir
             .quota_of(user)
             .bps
