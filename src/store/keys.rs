@@ -59,7 +59,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         check_name("realm", realm)?;
         check_name("secret", value)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "INSERT INTO secrets (realm, value, created) VALUES ($1, $2, $3) RETURNING id",
         )
@@ -75,7 +75,7 @@ impl Store {
     }
 
     pub async fn remove_secret(&self, actor: &str, id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query("DELETE FROM secrets WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -124,7 +124,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         check_name("kid", kid)?;
         let key = parse_oauth_key(key_b64, alg, lifetime)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let kkey = row_key(&[kid]);
         let exists = sqlx::query("SELECT 1 AS one FROM oauth_keys WHERE kkey = $1")
             .bind(&kkey)
@@ -150,7 +150,7 @@ impl Store {
     }
 
     pub async fn remove_oauth_key(&self, actor: &str, kid: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query("DELETE FROM oauth_keys WHERE kkey = $1")
             .bind(row_key(&[kid]))
             .execute(&mut *tx)

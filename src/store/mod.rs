@@ -55,6 +55,7 @@ enum Kind {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    kind: Kind,
 }
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -133,7 +134,19 @@ impl Store {
             Kind::Sqlite => SQLITE.run(&pool).await?,
             Kind::Postgres => POSTGRES.run(&pool).await?,
         }
-        Ok(Store { pool })
+        Ok(Store { pool, kind })
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write
+    /// lock up front (`BEGIN IMMEDIATE`): a deferred transaction that reads
+    /// and then writes cannot wait for another writer and fails at once
+    /// with "database is locked", while an immediate one waits (busy
+    /// timeout, 5 s) like any other writer.
+    pub(crate) async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.kind {
+            Kind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Kind::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Closes the pool (the CLI calls this before exiting).

@@ -63,7 +63,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         check_name("name", name)?;
         check(q)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let ukey = row_key(&[realm, name]);
         sqlx::query("DELETE FROM user_quotas WHERE ukey = $1")
             .bind(&ukey)
@@ -96,7 +96,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         check_name("realm", realm)?;
         check(q)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let rkey = row_key(&[realm]);
         sqlx::query("DELETE FROM realm_quotas WHERE rkey = $1")
             .bind(&rkey)

@@ -190,6 +190,42 @@ async fn sqlite_store_round_trips_and_refuses_bad_input() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Two processes' pools on one SQLite file (the CLI and a server's admin
+/// API) writing at once: every change lands or is refused for its own
+/// reason, never "database is locked". CI once failed on a dropped
+/// transaction whose write lock outlived it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_one_sqlite_file_wait_instead_of_failing() {
+    let (a, dir) = sqlite().await;
+    let b = Store::open(&format!("sqlite:{}/sub/t.db", dir.display()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let name = format!("u{i}");
+            s.add_user("t", "r", &name, "pw").await?;
+            // A refused change (nothing to remove) must not keep the lock.
+            match s.remove_user("t", "r", "nobody").await {
+                Err(StoreError::NotFound { .. }) => {}
+                other => panic!("expected NotFound, got {other:?}"),
+            }
+            s.set_password("t", "r", &name, "pw2").await?;
+            s.add_secret("t", "r", &format!("secret-{i}")).await?;
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(a.users(Some("r")).await.unwrap().len(), 40);
+    assert_eq!(b.secrets().await.unwrap().len(), 40);
+    a.close().await;
+    b.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn migrations_apply_from_empty_and_rerun_as_no_ops() {
     let (s, dir) = sqlite().await;

@@ -62,7 +62,7 @@ impl Store {
         check_name("name", name)?;
         check_name("password", password)?;
         let (md5, sha256) = keys(realm, name, password);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let ukey = row_key(&[realm, name]);
         let exists = sqlx::query("SELECT 1 AS one FROM users WHERE ukey = $1")
             .bind(&ukey)
@@ -96,7 +96,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         check_name("password", password)?;
         let (md5, sha256) = keys(realm, name, password);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let done = sqlx::query("UPDATE users SET ha1_md5 = $1, ha1_sha256 = $2 WHERE ukey = $3")
             .bind(md5)
             .bind(sha256)
@@ -117,7 +117,7 @@ impl Store {
         realm: &str,
         name: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let ukey = row_key(&[realm, name]);
         let done = sqlx::query("DELETE FROM users WHERE ukey = $1")
             .bind(&ukey)
