@@ -164,6 +164,43 @@ pub struct Options {
     /// Label per-user metrics with user names [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_user_labels: Option<bool>,
+
+    /// Address for TURN over TLS (and DTLS with --dtls), repeatable; the port defaults to 5349
+    #[arg(long = "tls-listen", value_name = "IP[:PORT]")]
+    #[serde(default)]
+    pub tls_listen: Vec<String>,
+
+    /// Certificate chain, PEM (reloaded on SIGHUP and POST /api/v1/reload)
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<String>,
+
+    /// Private key, PEM (coturn: --pkey)
+    #[arg(long, alias = "pkey", value_name = "FILE")]
+    pub key: Option<String>,
+
+    /// Also serve DTLS on the UDP side of each TLS address [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub dtls: Option<bool>,
+
+    /// Allow TCP relay allocations (RFC 6062) [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tcp_relay: Option<bool>,
+
+    /// Seconds a TCP/TLS client has to finish its TLS handshake or send its first message [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub handshake_timeout: Option<i64>,
+
+    /// TCP and TLS connections per source address (IPv6: per /64) [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_tcp_per_ip: Option<i64>,
+
+    /// TCP and TLS connections in total [default: 16384]
+    #[arg(long, value_name = "N")]
+    pub max_tcp_connections: Option<i64>,
+
+    /// DTLS handshakes in progress at once [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_dtls_handshakes: Option<i64>,
 }
 
 /// A validated configuration.
@@ -204,6 +241,15 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub admin_jwt_secret: Option<Secret>,
     pub metrics_user_labels: bool,
+    pub tls_listen: Vec<SocketAddr>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub dtls: bool,
+    pub tcp_relay: bool,
+    pub handshake_timeout: Duration,
+    pub max_tcp_per_ip: u32,
+    pub max_tcp_connections: u32,
+    pub max_dtls_handshakes: u32,
 }
 
 /// Where the store lives when nothing is said.
@@ -245,6 +291,15 @@ impl Default for Config {
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9641))),
             admin_jwt_secret: None,
             metrics_user_labels: false,
+            tls_listen: vec![],
+            cert: None,
+            key: None,
+            dtls: false,
+            tcp_relay: false,
+            handshake_timeout: Duration::from_secs(10),
+            max_tcp_per_ip: 256,
+            max_tcp_connections: 16384,
+            max_dtls_handshakes: 1024,
         }
     }
 }
@@ -323,6 +378,17 @@ impl Options {
         self.server_name = over.server_name.or(self.server_name);
         self.db = over.db.or(self.db);
         self.admin_listen = over.admin_listen.or(self.admin_listen);
+        if !over.tls_listen.is_empty() {
+            self.tls_listen = over.tls_listen;
+        }
+        self.cert = over.cert.or(self.cert);
+        self.key = over.key.or(self.key);
+        self.dtls = over.dtls.or(self.dtls);
+        self.tcp_relay = over.tcp_relay.or(self.tcp_relay);
+        self.handshake_timeout = over.handshake_timeout.or(self.handshake_timeout);
+        self.max_tcp_per_ip = over.max_tcp_per_ip.or(self.max_tcp_per_ip);
+        self.max_tcp_connections = over.max_tcp_connections.or(self.max_tcp_connections);
+        self.max_dtls_handshakes = over.max_dtls_handshakes.or(self.max_dtls_handshakes);
         self.admin_jwt_secret = over.admin_jwt_secret.or(self.admin_jwt_secret);
         self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
         self
@@ -554,6 +620,69 @@ impl Options {
             }
             s => s.map(|s| Secret(s.into_bytes())),
         };
+        let tls_listen = self
+            .tls_listen
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| {
+                        s.trim_matches(|c| c == '[' || c == ']')
+                            .parse::<IpAddr>()
+                            .map(|ip| SocketAddr::new(ip, 5349))
+                    })
+                    .map_err(|_| invalid("tls_listen", format!("`{s}` is not IP or IP:PORT")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cert = self.cert.map(std::path::PathBuf::from);
+        let key = self.key.map(std::path::PathBuf::from);
+        if cert.is_some() != key.is_some() {
+            return Err(invalid("cert", "cert and key go together".into()));
+        }
+        let dtls = self.dtls.unwrap_or(d.dtls);
+        if cert.is_none() && (!tls_listen.is_empty() || dtls) {
+            return Err(invalid(
+                "tls_listen",
+                "TLS and DTLS need cert and key (PEM files)".into(),
+            ));
+        }
+        if dtls && tls_listen.is_empty() {
+            return Err(invalid(
+                "dtls",
+                "DTLS is served on the tls_listen addresses; give at least one".into(),
+            ));
+        }
+        let handshake_timeout = count(
+            "handshake_timeout",
+            self.handshake_timeout,
+            d.handshake_timeout.as_secs(),
+            600,
+        )?;
+        if handshake_timeout == 0 {
+            return Err(invalid(
+                "handshake_timeout",
+                "must be at least 1 second".into(),
+            ));
+        }
+        let cap = |key: &'static str, v: Option<i64>, default: u32| {
+            count(key, v, default.into(), 1 << 24).and_then(|n| {
+                if n == 0 {
+                    Err(invalid(key, "must be at least 1".into()))
+                } else {
+                    Ok(n as u32)
+                }
+            })
+        };
+        let max_tcp_per_ip = cap("max_tcp_per_ip", self.max_tcp_per_ip, d.max_tcp_per_ip)?;
+        let max_tcp_connections = cap(
+            "max_tcp_connections",
+            self.max_tcp_connections,
+            d.max_tcp_connections,
+        )?;
+        let max_dtls_handshakes = cap(
+            "max_dtls_handshakes",
+            self.max_dtls_handshakes,
+            d.max_dtls_handshakes,
+        )?;
         Ok(Config {
             listen,
             log_level,
@@ -585,6 +714,15 @@ impl Options {
             admin_listen,
             admin_jwt_secret,
             metrics_user_labels: self.metrics_user_labels.unwrap_or(d.metrics_user_labels),
+            tls_listen,
+            cert,
+            key,
+            dtls,
+            tcp_relay: self.tcp_relay.unwrap_or(d.tcp_relay),
+            handshake_timeout: Duration::from_secs(handshake_timeout),
+            max_tcp_per_ip,
+            max_tcp_connections,
+            max_dtls_handshakes,
         })
     }
 }

@@ -41,6 +41,7 @@ pub struct Inner {
     registry: Arc<Registry>,
     config: Arc<Config>,
     listeners: Vec<(Transport, SocketAddr)>,
+    tls: Option<Arc<crate::net::tls::Tls>>,
     jwt_secret: Secret,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
@@ -52,6 +53,7 @@ impl State {
         registry: Arc<Registry>,
         config: Arc<Config>,
         listeners: Vec<(Transport, SocketAddr)>,
+        tls: Option<Arc<crate::net::tls::Tls>>,
     ) -> Result<State, StoreError> {
         let jwt_secret = match &config.admin_jwt_secret {
             Some(s) => s.clone(),
@@ -63,6 +65,7 @@ impl State {
             registry,
             config,
             listeners,
+            tls,
             jwt_secret,
             failures: Mutex::default(),
         })))

@@ -48,6 +48,7 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/sessions/{id}", delete(end_session))
         .route("/api/v1/credentials", post(credentials))
+        .route("/api/v1/reload", post(reload))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }
@@ -388,6 +389,28 @@ async fn end_session(
     }
 }
 
+/// Reads the TLS certificate and key again. A bad file keeps the old pair
+/// and answers 422 with the reason (which names the file, never its bytes).
+async fn reload(Extract(s): Extract<State>, caller: Caller) -> Reply {
+    let actor = guard(&s, &caller, None)?;
+    let Some(tls) = &s.0.tls else {
+        return Ok(Json(json!({"tls": "not configured"})));
+    };
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!("{actor}: TLS certificate reloaded");
+            Ok(Json(json!({"tls": "reloaded"})))
+        }
+        Err(e) => {
+            tracing::warn!("{actor}: TLS reload failed, keeping the old certificate: {e}");
+            Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("kept the old certificate: {e}"),
+            ))
+        }
+    }
+}
+
 // ----- credentials for WebRTC backends ----------------------------------------
 
 #[derive(Deserialize)]
@@ -455,14 +478,17 @@ fn ice_urls(s: &State) -> Vec<String> {
             .or(relay);
         let Some(host) = host else { continue };
         let hp = SocketAddr::new(host, addr.port()).to_string();
-        let t = match transport {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        };
-        if seen.insert(format!("stun:{hp}")) {
-            out.push(format!("stun:{hp}"));
+        match transport {
+            Transport::Udp | Transport::Tcp => {
+                if seen.insert(format!("stun:{hp}")) {
+                    out.push(format!("stun:{hp}"));
+                }
+                out.push(format!("turn:{hp}?transport={transport}"));
+            }
+            Transport::Tls => out.push(format!("turns:{hp}?transport=tcp")),
+            // Browsers do not speak TURN over DTLS.
+            Transport::Dtls => {}
         }
-        out.push(format!("turn:{hp}?transport={t}"));
     }
     out
 }

@@ -153,11 +153,33 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        // SIGHUP's default action ends the process: take it over first.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let running = crate::serve(config, shutdown_signal()).await?;
+        tokio::spawn(reload_on_hangup(hangup, running.tls()));
         running.wait().await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// SIGHUP reads the TLS certificate and key again (coturn needs a restart
+/// or an undocumented SIGUSR2); a bad file keeps the old pair.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    tls: Option<std::sync::Arc<crate::net::tls::Tls>>,
+) {
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP: no TLS certificate configured, nothing to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::warn!("SIGHUP: TLS reload failed, keeping the old certificate: {e}")
+                }
+            },
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed now, before

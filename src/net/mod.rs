@@ -8,8 +8,10 @@
 //! [`Running::stop`] is called.
 
 pub(crate) mod batch;
+pub mod limits;
 pub mod registry;
 mod socket;
+pub mod tls;
 mod worker;
 
 use std::future::Future;
@@ -51,6 +53,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot bind admin API {addr}: {source}")]
     Admin { addr: SocketAddr, source: io::Error },
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A started server.
@@ -64,6 +68,8 @@ pub struct Running {
     registry: Arc<Registry>,
     store: Store,
     admin: Option<SocketAddr>,
+    tls: Option<Arc<tls::Tls>>,
+    limits: Arc<limits::ConnLimits>,
 }
 
 impl Running {
@@ -97,6 +103,16 @@ impl Running {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The TLS state, when a certificate is configured.
+    pub fn tls(&self) -> Option<Arc<tls::Tls>> {
+        self.tls.clone()
+    }
+
+    /// TCP and TLS connections open now.
+    pub fn stream_connections(&self) -> u32 {
+        self.limits.open()
     }
 
     /// Allocations alive now, over all workers.
@@ -250,6 +266,32 @@ pub async fn serve(
         listeners.push((Transport::Tcp, tcp_addr));
     }
 
+    let tls = match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
+    for want in &config.tls_listen {
+        let bind_err = |source| ServeError::Bind {
+            transport: Transport::Tls,
+            addr: *want,
+            source,
+        };
+        let first = socket::bind_tcp(*want, reuse).map_err(bind_err)?;
+        let addr = first.local_addr().map_err(bind_err)?;
+        tcp[0].push(first);
+        for listeners in tcp.iter_mut().skip(1) {
+            listeners.push(socket::bind_tcp(addr, true).map_err(bind_err)?);
+        }
+        tracing::info!("listening tls {addr}");
+        listeners.push((Transport::Tls, addr));
+    }
+    socket::raise_fd_limit();
+    let streams = Arc::new(worker::StreamSetup {
+        tls: tls.clone(),
+        limits: limits::ConnLimits::new(config.max_tcp_per_ip, config.max_tcp_connections),
+        handshake_timeout: config.handshake_timeout,
+    });
+
     let relay_ips = relay_ips(&config, &listeners);
     if relay_ips.is_empty() && !listeners.is_empty() {
         return Err(ServeError::NoRelayAddress("any family"));
@@ -320,6 +362,7 @@ pub async fn serve(
             shared: shared.clone(),
             udp,
             tcp,
+            streams: streams.clone(),
             stop: stop_rx.clone(),
             registry: registry.clone(),
             commands,
@@ -349,6 +392,7 @@ pub async fn serve(
                 registry.clone(),
                 config.clone(),
                 listeners.clone(),
+                tls.clone(),
             )
             .await?;
             let (bound, task) = crate::admin::serve(addr, state, stop_rx.clone())
@@ -378,6 +422,8 @@ pub async fn serve(
         registry,
         store,
         admin,
+        tls,
+        limits: streams.limits.clone(),
     })
 }
 

@@ -91,3 +91,20 @@ pub fn is_optional_ipv6(addr: &SocketAddr, e: &io::Error) -> bool {
         && (e.kind() == io::ErrorKind::AddrNotAvailable
             || e.raw_os_error() == Some(libc::EAFNOSUPPORT))
 }
+
+/// Raises the open-file limit to its hard maximum: every TCP client and
+/// every relay is a descriptor, and the usual soft limit of 1,024 would
+/// cap a server far below its connection caps.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

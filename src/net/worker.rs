@@ -21,13 +21,15 @@ use std::time::{Duration, Instant};
 use std::os::fd::AsRawFd;
 
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::batch::{self, Epoll, RecvBatch, SendBatch};
+use super::limits::{ConnLimits, ConnSlot};
 use super::registry::{Command, Registry, Report};
 use super::socket;
+use super::tls::Tls;
 use crate::stun::framing::Framer;
 use crate::turn::{
     FiveTuple, Forward, Output, RelayId, Server, Shared, Transport, PEER_HEADROOM, PEER_TAILROOM,
@@ -47,10 +49,25 @@ pub(crate) struct WorkerSetup {
     pub shared: Arc<Shared>,
     pub udp: Vec<std::net::UdpSocket>,
     pub tcp: Vec<std::net::TcpListener>,
+    pub streams: Arc<StreamSetup>,
     pub stop: watch::Receiver<bool>,
     pub registry: Arc<Registry>,
     pub commands: mpsc::UnboundedReceiver<Command>,
 }
+
+/// What TCP and TLS connections share across workers.
+pub(crate) struct StreamSetup {
+    /// Set when a certificate is configured: every TCP port then also
+    /// speaks TLS to clients whose first byte starts a TLS record.
+    pub tls: Option<Arc<Tls>>,
+    pub limits: Arc<ConnLimits>,
+    /// For the TLS handshake and the first complete message together.
+    pub handshake_timeout: Duration,
+}
+
+/// The first byte of a TLS record carrying a handshake (the ClientHello).
+/// STUN starts with 0x00/0x01 and ChannelData with 0x40-0x7F.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Epoll tokens at or above this are relays (token - base = RelayId).
 const RELAY_TOKEN: u64 = 1 << 32;
@@ -106,6 +123,7 @@ async fn run(setup: WorkerSetup) {
         shared,
         udp,
         tcp,
+        streams,
         mut stop,
         registry,
         commands,
@@ -154,7 +172,7 @@ async fn run(setup: WorkerSetup) {
     for l in tcp {
         match (l.local_addr(), TcpListener::from_std(l)) {
             (Ok(local), Ok(listener)) => {
-                tokio::task::spawn_local(accept_loop(w.clone(), listener, local));
+                tokio::task::spawn_local(accept_loop(w.clone(), listener, local, streams.clone()));
             }
             (_, Err(e)) | (Err(e), _) => tracing::error!("worker {index}: tcp listener: {e}"),
         }
@@ -195,7 +213,9 @@ impl Worker {
                     }
                 }
             }
-            Transport::Tcp => {
+            // DTLS sessions are not served yet.
+            Transport::Dtls => {}
+            Transport::Tcp | Transport::Tls => {
                 if let Some(out) = self.tcp_out.borrow().get(to) {
                     let mut q = out.queue.borrow_mut();
                     if q.len() + data.len() <= TCP_QUEUE_MAX {
@@ -436,12 +456,29 @@ async fn command_loop(
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener, local: SocketAddr) {
+async fn accept_loop(
+    w: Rc<Worker>,
+    listener: TcpListener,
+    local: SocketAddr,
+    streams: Arc<StreamSetup>,
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::task::spawn_local(connection(w.clone(), stream, peer, local));
-            }
+            Ok((stream, peer)) => match streams.limits.acquire(peer.ip()) {
+                Ok(slot) => {
+                    tokio::task::spawn_local(connection(
+                        w.clone(),
+                        stream,
+                        peer,
+                        local,
+                        streams.clone(),
+                        slot,
+                    ));
+                }
+                // Closed at once: a flood from one source must not cost
+                // more than the accept.
+                Err(cap) => tracing::debug!("tcp {peer} refused: {cap:?} connection cap"),
+            },
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 tracing::warn!("accept on {local}: {e}");
@@ -451,14 +488,51 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, local: SocketAddr) {
     }
 }
 
-async fn connection(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
+/// Tells TLS from plain TCP by the first byte, then serves the stream.
+async fn connection(
+    w: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    streams: Arc<StreamSetup>,
+    _slot: ConnSlot,
+) {
     let _ = stream.set_nodelay(true);
-    let tuple = FiveTuple {
+    let deadline = tokio::time::Instant::now() + streams.handshake_timeout;
+    let mut tuple = FiveTuple {
         transport: Transport::Tcp,
         client: peer,
         server: local,
     };
-    let (mut rd, mut wr) = stream.into_split();
+    let Some(tls) = &streams.tls else {
+        return serve_stream(w, stream, tuple, deadline).await;
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        return serve_stream(w, stream, tuple, deadline).await;
+    }
+    match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+        Ok(Ok(tls_stream)) => {
+            tuple.transport = Transport::Tls;
+            serve_stream(w, tls_stream, tuple, deadline).await
+        }
+        Ok(Err(e)) => tracing::debug!("tls {peer}: handshake failed: {e}"),
+        Err(_) => tracing::debug!("tls {peer}: handshake timed out"),
+    }
+}
+
+/// Reads frames from a TCP or TLS client into the core and writes what the
+/// core queues for it. The first complete message must arrive before
+/// `deadline`.
+async fn serve_stream<S>(w: Rc<Worker>, stream: S, tuple: FiveTuple, deadline: tokio::time::Instant)
+where
+    S: AsyncRead + AsyncWrite + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let out = Rc::new(TcpOut {
         queue: RefCell::new(Vec::new()),
         ready: Notify::new(),
@@ -477,8 +551,25 @@ async fn connection(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, local: S
         }
     });
     let mut framer = Framer::new();
+    let mut greeted = false;
     'read: loop {
-        let n = match rd.read(framer.unfilled()).await {
+        let read = rd.read(framer.unfilled());
+        let n = if greeted {
+            read.await
+        } else {
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(
+                        "{} {}: no message before the timeout",
+                        tuple.transport,
+                        tuple.client
+                    );
+                    break;
+                }
+            }
+        };
+        let n = match n {
             Ok(0) | Err(_) => {
                 framer.filled(0);
                 break;
@@ -490,6 +581,7 @@ async fn connection(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, local: S
         loop {
             match framer.next_frame() {
                 Ok(Some(frame)) => {
+                    greeted = true;
                     let forward = w.core.borrow_mut().handle_client(now, tuple, frame.bytes);
                     if let Some(f) = forward {
                         w.forward(f);

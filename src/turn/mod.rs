@@ -38,6 +38,17 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP: a byte stream, like TCP.
+    Tls,
+    /// DTLS over UDP: datagrams, like UDP.
+    Dtls,
+}
+
+impl Transport {
+    /// Whether messages arrive as a byte stream (framed, padded ChannelData).
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
 }
 
 impl std::fmt::Display for Transport {
@@ -45,6 +56,8 @@ impl std::fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Dtls => "dtls",
         })
     }
 }

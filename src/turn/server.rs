@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::allocation::{Allocation, Bandwidth, Channel, Counters, Relay, CHANNEL_LIFETIME};
 use super::ports::PortPool;
 use super::quota::{Limits, Quotas};
-use super::{Deliver, FiveTuple, Forward, Output, RelayId, Transmit, Transport, TurnConfig};
+use super::{Deliver, FiveTuple, Forward, Output, RelayId, Transmit, TurnConfig};
 use crate::auth::{Authenticated, Authenticator, Origin, Rejection, Signer};
 use crate::stun::attributes::{self, AttributeType};
 use crate::stun::channel_data::{is_channel_number, ChannelData};
@@ -1270,7 +1270,7 @@ impl Server {
         }
         a.to_client.packets += 1;
         a.to_client.bytes += len as u64;
-        let stream = a.tuple.transport == Transport::Tcp;
+        let stream = a.tuple.transport.is_stream();
         let to = a.tuple;
         if let Some(ch) = a.channel_to(now, from) {
             let begin = start - 4;

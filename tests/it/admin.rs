@@ -18,7 +18,7 @@ const REST_SECRET: &str = "rest-shared-secret";
 /// The longest a store change may take to reach a running server.
 const SYNC_DEADLINE: Duration = Duration::from_secs(2);
 
-fn token(scope: &str) -> String {
+pub(crate) fn token(scope: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -27,7 +27,7 @@ fn token(scope: &str) -> String {
 }
 
 /// One HTTP/1.1 exchange; returns the status and the body.
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -73,7 +73,9 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-async fn server(adjust: impl FnOnce(&mut turnpike::Config)) -> (Running, SocketAddr, SocketAddr) {
+pub(crate) async fn server(
+    adjust: impl FnOnce(&mut turnpike::Config),
+) -> (Running, SocketAddr, SocketAddr) {
     let s = start_turn(|c| {
         c.allow_loopback_peers = true;
         c.admin_jwt_secret = Some(Secret(JWT_SECRET.to_vec()));

@@ -40,7 +40,16 @@ pub(crate) async fn run_page(servers: String) -> String {
 async fn chromium_relays_over(transport: &str) {
     let server = start_turn(|c| c.allow_loopback_peers = true).await;
     let port = server.addrs(turnpike::Transport::Udp)[0].port();
-    let line = relay_test(format!("turn:127.0.0.1:{port}?transport={transport}")).await;
+    let url = format!("turn:127.0.0.1:{port}?transport={transport}");
+    chromium_relays_through(&url, transport).await;
+    server.stop().await;
+}
+
+/// Two peer connections limited to relay candidates through `url` carry
+/// 100 messages each way, and the relay candidates use `protocol`.
+async fn chromium_relays_through(url: &str, protocol: &str) {
+    let line = relay_test(url.to_string()).await;
+    let transport = protocol;
     assert!(line.contains(r#""ok":true"#), "{line}");
     assert!(
         line.contains(r#""sentA":100,"recvA":100,"sentB":100,"recvB":100"#),
@@ -54,6 +63,14 @@ async fn chromium_relays_over(transport: &str) {
         line.contains(&format!(r#""relayProtocol":"{transport}""#)),
         "{line}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_relay_pair_over_tls() {
+    // --ignore-certificate-errors (relay_test.mjs) covers the test certificate.
+    let (server, _dir) = crate::secure::tls_turn(|_| {}).await;
+    let port = server.addrs(turnpike::Transport::Tls)[0].port();
+    chromium_relays_through(&format!("turns:127.0.0.1:{port}?transport=tcp"), "tls").await;
     server.stop().await;
 }
 

@@ -115,7 +115,7 @@ fn binding(sock: &UdpSocket, to: std::net::SocketAddr) -> std::net::SocketAddr {
 
 /// Starts `turnpike serve ARGS`, returns the child and the addresses its
 /// "listening udp" lines name.
-fn spawn_serve(
+pub(crate) fn spawn_serve(
     args: &[&str],
 ) -> (
     std::process::Child,
@@ -149,7 +149,7 @@ fn spawn_serve(
     (child, lines, err)
 }
 
-fn sigterm(child: &std::process::Child) {
+pub(crate) fn sigterm(child: &std::process::Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -7,6 +7,7 @@ mod coturn;
 mod differential;
 mod policy;
 mod props;
+mod secure;
 mod turn_client;
 mod webrtc;
 mod wire;

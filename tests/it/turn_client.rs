@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use turnpike::stun::attributes::{decode_xor_address, AttributeType, ErrorCode};
 use turnpike::stun::integrity::long_term_key_md5;
@@ -12,8 +13,20 @@ use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, Transa
 
 use crate::{PASSWORD, REALM, USER};
 
+/// A byte stream to the server (TCP or TLS).
+pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+enum Link {
+    Udp(UdpSocket),
+    Stream {
+        io: Box<dyn Duplex>,
+        local: SocketAddr,
+    },
+}
+
 pub struct TurnClient {
-    sock: UdpSocket,
+    link: Link,
     user: String,
     nonce: Vec<u8>,
     key: [u8; 16],
@@ -37,8 +50,24 @@ impl TurnClient {
         };
         let sock = UdpSocket::bind(bind).await.unwrap();
         sock.connect(server).await.unwrap();
+        Self::with_link(Link::Udp(sock), user, password)
+    }
+
+    /// A client over an established TCP or TLS stream, as the test user.
+    pub fn over_stream(io: impl Duplex + 'static, local: SocketAddr) -> Self {
+        Self::with_link(
+            Link::Stream {
+                io: Box::new(io),
+                local,
+            },
+            USER,
+            PASSWORD,
+        )
+    }
+
+    fn with_link(link: Link, user: &str, password: &str) -> Self {
         TurnClient {
-            sock,
+            link,
             user: user.to_string(),
             nonce: Vec::new(),
             key: long_term_key_md5(user, REALM, password),
@@ -68,12 +97,22 @@ impl TurnClient {
         buf
     }
 
-    async fn exchange(&self, req: &[u8]) -> Vec<u8> {
+    async fn exchange(&mut self, req: &[u8]) -> Vec<u8> {
+        let sock = match &mut self.link {
+            Link::Udp(sock) => sock,
+            Link::Stream { io, .. } => {
+                io.write_all(req).await.unwrap();
+                return tokio::time::timeout(Duration::from_secs(5), read_stun(io))
+                    .await
+                    .expect("an answer within 5 s")
+                    .expect("the connection stays open");
+            }
+        };
         let mut buf = vec![0u8; 2048];
         for _ in 0..5 {
-            self.sock.send(req).await.unwrap();
+            sock.send(req).await.unwrap();
             if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_millis(500), self.sock.recv(&mut buf)).await
+                tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
             {
                 buf.truncate(n);
                 return buf;
@@ -133,11 +172,24 @@ impl TurnClient {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.sock.local_addr().unwrap()
+        match &self.link {
+            Link::Udp(sock) => sock.local_addr().unwrap(),
+            Link::Stream { local, .. } => *local,
+        }
+    }
+
+    /// Sends raw bytes (a request built elsewhere, an indication).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        match &mut self.link {
+            Link::Udp(sock) => {
+                sock.send(bytes).await.unwrap();
+            }
+            Link::Stream { io, .. } => io.write_all(bytes).await.unwrap(),
+        }
     }
 
     /// Sends `data` to `peer` in a Send indication (no answer comes).
-    pub async fn send_to_peer(&self, peer: SocketAddr, data: &[u8]) {
+    pub async fn send_to_peer(&mut self, peer: SocketAddr, data: &[u8]) {
         let mut buf = vec![0u8; 1500];
         let mut b = MessageBuilder::new(
             &mut buf,
@@ -147,7 +199,7 @@ impl TurnClient {
         b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
         b.add(AttributeType::DATA, data);
         let n = b.finish().unwrap();
-        self.sock.send(&buf[..n]).await.unwrap();
+        self.send_raw(&buf[..n]).await;
     }
 
     pub async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
@@ -156,5 +208,23 @@ impl TurnClient {
         })
         .await
         .map(|_| ())
+    }
+}
+
+/// Reads frames from a stream until a STUN message; ChannelData frames
+/// (padded to 4 bytes on streams) are skipped. None when the stream ends.
+pub async fn read_stun(io: &mut (impl AsyncRead + Unpin + ?Sized)) -> Option<Vec<u8>> {
+    loop {
+        let mut head = [0u8; 4];
+        io.read_exact(&mut head).await.ok()?;
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+        if head[0] & 0xc0 == 0 {
+            let mut msg = vec![0u8; 20 + len];
+            msg[..4].copy_from_slice(&head);
+            io.read_exact(&mut msg[4..]).await.ok()?;
+            return Some(msg);
+        }
+        let mut skip = vec![0u8; len.div_ceil(4) * 4];
+        io.read_exact(&mut skip).await.ok()?;
     }
 }
