@@ -290,6 +290,7 @@ pub async fn serve(
         tls: tls.clone(),
         limits: limits::ConnLimits::new(config.max_tcp_per_ip, config.max_tcp_connections),
         handshake_timeout: config.handshake_timeout,
+        peers: Default::default(),
     });
 
     let relay_ips = relay_ips(&config, &listeners);
@@ -335,6 +336,7 @@ pub async fn serve(
         policy,
         auth_reply_rate: config.auth_reply_rate,
         strict_expiry: config.strict_expiry,
+        tcp_relay: config.tcp_relay,
     };
     let nonces = NonceIssuer::new(
         random_bytes()?,

@@ -41,6 +41,16 @@ pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpL
     Ok(s.into())
 }
 
+/// The listening socket of a TCP relay (RFC 6062). SO_REUSEADDR and
+/// SO_REUSEPORT let connections to peers leave from the same address.
+pub fn bind_tcp_relay(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = new_socket(addr, Type::STREAM, Protocol::TCP, true)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    Ok(s.into())
+}
+
 /// A relay socket. With `dont_fragment` the kernel sets DF (IPv4) or
 /// refuses to fragment (IPv6): RFC 8656 §7.2, DONT-FRAGMENT.
 pub fn bind_relay(addr: SocketAddr, dont_fragment: bool) -> io::Result<std::net::UdpSocket> {

@@ -63,7 +63,29 @@ pub(crate) struct StreamSetup {
     pub limits: Arc<ConnLimits>,
     /// For the TLS handshake and the first complete message together.
     pub handshake_timeout: Duration,
+    /// RFC 6062 peer connections by CONNECTION-ID, of every worker: the
+    /// ConnectionBind may arrive on any of them.
+    pub peers: std::sync::Mutex<HashMap<u32, PeerSide>>,
 }
+
+/// The peer side of an RFC 6062 connection.
+pub(crate) enum PeerSide {
+    /// Connected, waiting for its data connection (the kernel buffers
+    /// what the peer sends meanwhile). Held as a std stream so that any
+    /// worker's runtime can take it.
+    Waiting(std::net::TcpStream),
+    /// Spliced with its data connection by this task.
+    Relaying(tokio::task::AbortHandle),
+}
+
+impl StreamSetup {
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<u32, PeerSide>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// RFC 6062 §5.2: a Connect gets 447 if the peer does not answer in 30 s.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first byte of a TLS record carrying a handshake (the ClientHello).
 /// STUN starts with 0x00/0x01 and ChannelData with 0x40-0x7F.
@@ -76,6 +98,9 @@ const RELAY_TOKEN: u64 = 1 << 32;
 struct TcpOut {
     queue: RefCell<Vec<u8>>,
     ready: Notify,
+    /// Set when the connection becomes a data connection: the writer
+    /// sends what is queued, then hands its half back.
+    handing_over: std::cell::Cell<bool>,
 }
 
 struct Worker {
@@ -92,6 +117,11 @@ struct Worker {
     relay_sends: RefCell<Vec<(RelayId, SendBatch)>>,
     spare: RefCell<Vec<SendBatch>>,
     tcp_out: RefCell<HashMap<FiveTuple, Rc<TcpOut>>>,
+    streams: Arc<StreamSetup>,
+    /// Accept tasks of this worker's TCP relays.
+    tcp_relays: RefCell<HashMap<RelayId, tokio::task::JoinHandle<()>>>,
+    /// Client connections just bound as data connections, to splice.
+    bound: RefCell<HashMap<FiveTuple, u32>>,
     epoll: AsyncFd<Epoll>,
     /// Receive buffers shared by this worker's sockets.
     recv: RefCell<RecvBatch>,
@@ -165,6 +195,9 @@ async fn run(setup: WorkerSetup) {
         spare: RefCell::new(Vec::new()),
         udp: sockets,
         tcp_out: RefCell::new(HashMap::new()),
+        streams: streams.clone(),
+        tcp_relays: RefCell::new(HashMap::new()),
+        bound: RefCell::new(HashMap::new()),
         epoll,
         recv: RefCell::new(RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM)),
     });
@@ -259,7 +292,32 @@ impl Worker {
                 Output::OpenRelay {
                     relay,
                     addr,
+                    tcp: true,
+                    ..
+                } => {
+                    let result = socket::bind_tcp_relay(addr).and_then(TcpListener::from_std);
+                    let ok = match result {
+                        Ok(listener) => {
+                            let task = tokio::task::spawn_local(tcp_relay_accept(
+                                self.clone(),
+                                relay,
+                                listener,
+                            ));
+                            self.tcp_relays.borrow_mut().insert(relay, task);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            tracing::debug!("tcp relay bind {addr} failed: {e}");
+                            Err(())
+                        }
+                    };
+                    self.core.borrow_mut().relay_opened(now, relay, ok);
+                }
+                Output::OpenRelay {
+                    relay,
+                    addr,
                     dont_fragment,
+                    tcp: false,
                 } => {
                     let result = socket::bind_relay(addr, dont_fragment).and_then(|sock| {
                         self.epoll
@@ -281,6 +339,9 @@ impl Worker {
                         .relay_opened(now, relay, result.map_err(|_| ()));
                 }
                 Output::CloseRelay { relay } => {
+                    if let Some(task) = self.tcp_relays.borrow_mut().remove(&relay) {
+                        task.abort();
+                    }
                     // Dropping the socket closes it and leaves the epoll set.
                     let closed = self
                         .relays
@@ -288,6 +349,20 @@ impl Worker {
                         .get_mut(relay.0 as usize)
                         .and_then(Option::take);
                     drop(closed);
+                }
+                Output::ConnectPeer {
+                    conn, from, peer, ..
+                } => {
+                    tokio::task::spawn_local(connect_peer(self.clone(), conn, from, peer));
+                }
+                Output::BindData { conn, tuple } => {
+                    self.bound.borrow_mut().insert(tuple, conn);
+                }
+                Output::ClosePeer { conn } => {
+                    let side = self.streams.peers().remove(&conn);
+                    if let Some(PeerSide::Relaying(task)) = side {
+                        task.abort();
+                    }
                 }
                 Output::AllocationCreated {
                     tuple,
@@ -530,12 +605,13 @@ async fn connection(
 /// `deadline`.
 async fn serve_stream<S>(w: Rc<Worker>, stream: S, tuple: FiveTuple, deadline: tokio::time::Instant)
 where
-    S: AsyncRead + AsyncWrite + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let out = Rc::new(TcpOut {
         queue: RefCell::new(Vec::new()),
         ready: Notify::new(),
+        handing_over: std::cell::Cell::new(false),
     });
     w.tcp_out.borrow_mut().insert(tuple, out.clone());
     let writer_out = out.clone();
@@ -545,13 +621,17 @@ where
             writer_out.ready.notified().await;
             std::mem::swap(&mut sending, &mut *writer_out.queue.borrow_mut());
             if !sending.is_empty() && wr.write_all(&sending).await.is_err() {
-                return;
+                return None;
             }
             sending.clear();
+            if writer_out.handing_over.get() && writer_out.queue.borrow().is_empty() {
+                return Some(wr);
+            }
         }
     });
     let mut framer = Framer::new();
     let mut greeted = false;
+    let mut data_conn = None;
     'read: loop {
         let read = rd.read(framer.unfilled());
         let n = if greeted {
@@ -594,6 +674,20 @@ where
         }
         w.drain(now);
         w.flush();
+        if let Some(conn) = w.bound.borrow_mut().remove(&tuple) {
+            data_conn = Some(conn);
+            break;
+        }
+    }
+    if let Some(conn) = data_conn {
+        w.tcp_out.borrow_mut().remove(&tuple);
+        out.handing_over.set(true);
+        out.ready.notify_one();
+        let rest = framer.take_rest();
+        if let Ok(Some(wr)) = writer.await {
+            relay_tcp(w, conn, rd.unsplit(wr), rest).await;
+        }
+        return;
     }
     w.core.borrow_mut().handle_client_closed(tuple);
     w.drain(Instant::now());
@@ -608,4 +702,83 @@ where
             let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
         });
     }
+}
+
+/// Accepts peers on a TCP relay's address (RFC 6062 §5.3); the core
+/// decides (permission) and tells the client with a ConnectionAttempt.
+async fn tcp_relay_accept(w: Rc<Worker>, relay: RelayId, listener: TcpListener) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let now = Instant::now();
+        let conn = w.core.borrow_mut().peer_accepted(now, relay, from);
+        if let (Some(conn), Ok(std)) = (conn, stream.into_std()) {
+            w.streams.peers().insert(conn, PeerSide::Waiting(std));
+        }
+        w.drain(now);
+        w.flush();
+    }
+}
+
+/// Opens a Connect's peer connection from the relayed address. The core
+/// has already checked the peer against the policy.
+async fn connect_peer(w: Rc<Worker>, conn: u32, from: SocketAddr, peer: SocketAddr) {
+    let attempt = async {
+        let sock = if peer.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        sock.set_reuseaddr(true)?;
+        sock.set_reuseport(true)?;
+        sock.bind(from)?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(peer))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stream.set_nodelay(true)?;
+        stream.into_std()
+    };
+    let result = attempt.await;
+    if let Err(e) = &result {
+        tracing::debug!("tcp relay {from} -> {peer}: {e}");
+    }
+    let ok = result.is_ok();
+    if let Ok(std) = result {
+        w.streams.peers().insert(conn, PeerSide::Waiting(std));
+    }
+    let now = Instant::now();
+    w.core.borrow_mut().peer_connected(now, conn, ok);
+    w.drain(now);
+    w.flush();
+}
+
+/// Relays bytes between a bound data connection and its peer until
+/// either side ends or the allocation goes (the task is aborted).
+async fn relay_tcp<S>(w: Rc<Worker>, conn: u32, mut client: S, first: Vec<u8>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let side = w.streams.peers().remove(&conn);
+    let Some(PeerSide::Waiting(std)) = side else {
+        w.core.borrow_mut().peer_closed(conn);
+        return;
+    };
+    let Ok(mut peer) = TcpStream::from_std(std) else {
+        w.core.borrow_mut().peer_closed(conn);
+        return;
+    };
+    let task = tokio::task::spawn_local(async move {
+        if !first.is_empty() && peer.write_all(&first).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut peer).await;
+    });
+    w.streams
+        .peers()
+        .insert(conn, PeerSide::Relaying(task.abort_handle()));
+    let _ = task.await;
+    w.streams.peers().remove(&conn);
+    w.core.borrow_mut().peer_closed(conn);
 }

@@ -117,6 +117,15 @@ impl Framer {
         self.buf.truncate(keep);
     }
 
+    /// Takes the bytes received but not yet returned as frames (a data
+    /// connection's first bytes after its ConnectionBind).
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        let rest = self.buf[self.start..].to_vec();
+        self.buf.clear();
+        self.start = 0;
+        rest
+    }
+
     /// Bytes received but not yet returned as frames.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start

@@ -92,6 +92,10 @@ pub struct Allocation {
     pub permissions: Vec<Permission>,
     pub channels: Vec<Channel>,
     pub dont_fragment: bool,
+    /// An RFC 6062 TCP allocation: its relay is a listening TCP socket.
+    pub tcp: bool,
+    /// Its peer connections: (CONNECTION-ID, peer address).
+    pub tcp_peers: Vec<(u32, std::net::SocketAddr)>,
     pub to_peer: Counters,
     pub to_client: Counters,
     pub bw_to_peer: Bandwidth,

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod ports;
 pub mod quota;
 mod server;
+pub mod tcp_relay;
 
 #[cfg(test)]
 mod tests;
@@ -90,6 +91,26 @@ pub enum Output {
         relay: RelayId,
         addr: SocketAddr,
         dont_fragment: bool,
+        /// A listening TCP socket (RFC 6062) instead of a UDP one.
+        tcp: bool,
+    },
+    /// Open a TCP connection from `from` (the relayed address) to `peer`;
+    /// answer with [`Server::peer_connected`].
+    ConnectPeer {
+        conn: u32,
+        relay: RelayId,
+        from: SocketAddr,
+        peer: SocketAddr,
+    },
+    /// The client connection `tuple` is now the data connection of peer
+    /// connection `conn`: send what is queued for it, then relay bytes.
+    BindData {
+        conn: u32,
+        tuple: FiveTuple,
+    },
+    /// Close peer connection `conn` (and its data connection, if bound).
+    ClosePeer {
+        conn: u32,
     },
     /// Close the relay socket now.
     CloseRelay {
@@ -141,6 +162,8 @@ pub struct TurnConfig {
     pub auth_reply_rate: u32,
     /// Refuse Refresh with an expired REST username.
     pub strict_expiry: bool,
+    /// Serve RFC 6062 TCP allocations.
+    pub tcp_relay: bool,
 }
 
 impl TurnConfig {

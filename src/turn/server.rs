@@ -36,6 +36,7 @@ const FAMILY_IPV4: u8 = 0x01;
 const FAMILY_IPV6: u8 = 0x02;
 /// REQUESTED-TRANSPORT value for UDP (RFC 8656 §18.6: IANA protocol 17).
 const PROTOCOL_UDP: u8 = 17;
+const PROTOCOL_TCP: u8 = 6;
 
 /// State shared by every worker.
 pub struct Shared {
@@ -44,6 +45,8 @@ pub struct Shared {
     pub quotas: Quotas,
     pub ports: Mutex<PortPool>,
     reservations: Mutex<HashMap<[u8; 8], Reservation>>,
+    /// RFC 6062 peer connections of every worker.
+    pub tcp_conns: super::tcp_relay::TcpConns,
     /// Key for RESERVATION-TOKENs: random in the shell, fixed in tests.
     token_key: [u8; 32],
 }
@@ -62,6 +65,7 @@ impl Shared {
             quotas,
             ports: Mutex::new(ports),
             reservations: Mutex::default(),
+            tcp_conns: Default::default(),
             token_key: [0; 32],
         }
     }
@@ -97,15 +101,16 @@ pub struct PendingAllocate {
 }
 
 /// How to answer one request.
-struct Ctx {
-    tuple: FiveTuple,
-    message_type: MessageType,
-    txid: TransactionId,
-    fingerprint: bool,
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    pub(crate) tuple: FiveTuple,
+    pub(crate) message_type: MessageType,
+    pub(crate) txid: TransactionId,
+    pub(crate) fingerprint: bool,
 }
 
 /// An answer's content: success, or an error code.
-enum Answer {
+pub(crate) enum Answer {
     Success,
     Error(u16),
 }
@@ -154,25 +159,29 @@ impl TransactionCache {
 }
 
 pub struct Server {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     budget: crate::auth::rate::ReplyBudget,
-    allocations: Vec<Option<Allocation>>,
+    pub(super) allocations: Vec<Option<Allocation>>,
     free_slots: Vec<u32>,
     generation: u32,
-    by_tuple: HashMap<FiveTuple, u32>,
+    pub(super) by_tuple: HashMap<FiveTuple, u32>,
     /// RelayId → allocation slot.
-    relays: Vec<Option<u32>>,
+    pub(super) relays: Vec<Option<u32>>,
     free_relays: Vec<u32>,
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     cache: TransactionCache,
-    transmits: VecDeque<Transmit>,
-    outputs: VecDeque<Output>,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) outputs: VecDeque<Output>,
     rng: u64,
     /// This worker's seed and count of tokens issued: with the shared key
     /// they make RESERVATION-TOKENs unique across workers and unguessable.
     seed: u64,
     tokens: u64,
     stats: Stats,
+    /// RFC 6062 Connects waiting for the shell, by CONNECTION-ID.
+    pub(super) connecting: HashMap<u32, super::tcp_relay::Connecting>,
+    /// Bind deadlines of peer connections this worker opened or accepted.
+    pub(super) conn_timers: BinaryHeap<Reverse<(Instant, u32)>>,
 }
 
 /// What this worker's core has done, for metrics. Plain counters: the
@@ -244,6 +253,8 @@ impl Server {
             seed,
             tokens: 0,
             stats: Stats::default(),
+            connecting: HashMap::new(),
+            conn_timers: BinaryHeap::new(),
         }
     }
 
@@ -315,7 +326,12 @@ impl Server {
 
     /// When [`Server::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let allocation = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let connection = self.conn_timers.peek().map(|Reverse((at, _))| *at);
+        match (allocation, connection) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
+        }
     }
 
     /// Expires allocations whose time has come.
@@ -335,6 +351,7 @@ impl Server {
         }
         self.cache.expire(now);
         self.expire_reservations(now);
+        self.expire_connections(now);
     }
 
     /// Returns ports held for RESERVATION-TOKENs nobody claimed in time.
@@ -356,7 +373,7 @@ impl Server {
     /// A fresh RESERVATION-TOKEN: SHA-256 over the shared key, this
     /// worker's seed and a counter. Workers share one reservation table, so
     /// tokens must never collide between them.
-    fn reservation_token(&mut self) -> [u8; 8] {
+    pub(super) fn reservation_token(&mut self) -> [u8; 8] {
         use sha2::{Digest, Sha256};
         self.tokens += 1;
         let mut h = Sha256::new();
@@ -367,6 +384,24 @@ impl Server {
         let mut t = [0u8; 8];
         t.copy_from_slice(&d[..8]);
         t
+    }
+
+    /// A live allocation by slot.
+    pub(super) fn allocation_at(&self, slot: u32) -> &Allocation {
+        self.allocations[slot as usize].as_ref().expect("live slot")
+    }
+
+    pub(super) fn allocation_mut(&mut self, slot: u32) -> &mut Allocation {
+        self.allocations[slot as usize].as_mut().expect("live slot")
+    }
+
+    /// A transaction id for an indication the server originates.
+    pub(super) fn random_txid(&mut self) -> [u8; 12] {
+        let (a, b) = (self.next_random(), self.next_random());
+        let mut id = [0u8; 12];
+        id[..8].copy_from_slice(&a.to_be_bytes());
+        id[8..].copy_from_slice(&b.to_be_bytes()[..4]);
+        id
     }
 
     fn next_random(&mut self) -> u64 {
@@ -434,7 +469,9 @@ impl Server {
             Method::ALLOCATE
             | Method::REFRESH
             | Method::CREATE_PERMISSION
-            | Method::CHANNEL_BIND => {
+            | Method::CHANNEL_BIND
+            | Method::CONNECT
+            | Method::CONNECTION_BIND => {
                 let session = self.oauth_session(&tuple);
                 let auth = match self.shared.auth.authenticate(
                     now,
@@ -456,6 +493,16 @@ impl Server {
                     Method::ALLOCATE => self.allocate(now, &ctx, msg, auth),
                     Method::REFRESH => self.refresh(now, &ctx, msg, auth),
                     Method::CREATE_PERMISSION => self.create_permission(now, &ctx, msg, auth),
+                    Method::CONNECT if self.shared.config.tcp_relay => {
+                        self.connect(now, &ctx, msg, auth)
+                    }
+                    Method::CONNECTION_BIND if self.shared.config.tcp_relay => {
+                        self.connection_bind(now, &ctx, msg, auth)
+                    }
+                    // RFC 6062 off: as for any method we do not serve.
+                    Method::CONNECT | Method::CONNECTION_BIND => {
+                        self.error(now, &ctx, 400, &auth.signer)
+                    }
                     _ => self.channel_bind(now, &ctx, msg, auth),
                 }
             }
@@ -540,7 +587,7 @@ impl Server {
 
     /// Builds and queues an answer: SOFTWARE if configured, the content,
     /// integrity with the request's key, FINGERPRINT if the request had one.
-    fn answer(
+    pub(super) fn answer(
         &mut self,
         now: Instant,
         ctx: &Ctx,
@@ -585,13 +632,18 @@ impl Server {
         });
     }
 
-    fn error(&mut self, now: Instant, ctx: &Ctx, code: u16, signer: &Signer) {
+    pub(super) fn error(&mut self, now: Instant, ctx: &Ctx, code: u16, signer: &Signer) {
         self.answer(now, ctx, Answer::Error(code), Some(signer), true, |_| {});
     }
 
     /// The allocation of this 5-tuple, checked against the request's user:
     /// 437 without one, 441 for another user (RFC 8656 §5).
-    fn own_allocation(&mut self, now: Instant, ctx: &Ctx, auth: &Authenticated) -> Option<u32> {
+    pub(super) fn own_allocation(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        auth: &Authenticated,
+    ) -> Option<u32> {
         let slot = self.by_tuple.get(&ctx.tuple).copied();
         let Some(slot) = slot.filter(|s| {
             self.allocations[*s as usize]
@@ -641,13 +693,13 @@ impl Server {
         if self.by_tuple.contains_key(&ctx.tuple) {
             return self.error(now, ctx, 437, &signer);
         }
-        match self.allocate_checks(now, msg) {
+        match self.allocate_checks(now, ctx, msg) {
             Ok(plan) => self.start_allocation(now, ctx, msg, auth, plan),
             Err(code) => self.error(now, ctx, code, &signer),
         }
     }
 
-    fn allocate_checks(&self, now: Instant, msg: &Message<'_>) -> Result<Plan, u16> {
+    fn allocate_checks(&self, now: Instant, ctx: &Ctx, msg: &Message<'_>) -> Result<Plan, u16> {
         let cfg = &self.shared.config;
         // Step 3: REQUESTED-TRANSPORT missing or malformed → 400; other than
         // UDP → 442.
@@ -655,8 +707,23 @@ impl Server {
         if transport.len() != 4 {
             return Err(400);
         }
-        if transport[0] != PROTOCOL_UDP {
+        let tcp = transport[0] == PROTOCOL_TCP && cfg.tcp_relay;
+        if transport[0] != PROTOCOL_UDP && !tcp {
             return Err(442);
+        }
+        // RFC 6062 §5.1: TCP relays for TCP/TLS clients only, and without
+        // the UDP-only attributes.
+        if tcp
+            && (!ctx.tuple.transport.is_stream()
+                || msg.get(AttributeType::DONT_FRAGMENT).is_some()
+                || msg.get(AttributeType::EVEN_PORT).is_some()
+                || msg.get(AttributeType::RESERVATION_TOKEN).is_some()
+                || msg.get(AttributeType::ADDITIONAL_ADDRESS_FAMILY).is_some()
+                || msg
+                    .get(AttributeType::ADDITIONAL_ADDRESS_FAMILY_DRAFT)
+                    .is_some())
+        {
+            return Err(400);
         }
         // Step 4: DONT-FRAGMENT is supported on UDP relays.
         let dont_fragment = msg.get(AttributeType::DONT_FRAGMENT).is_some();
@@ -694,6 +761,7 @@ impl Server {
                     pair: false,
                     dont_fragment,
                     lifetime,
+                    tcp: false,
                 }),
                 Some(r) => {
                     self.shared.ports().release(r.addr.port());
@@ -747,6 +815,7 @@ impl Server {
             pair,
             dont_fragment,
             lifetime,
+            tcp,
         })
     }
 
@@ -822,6 +891,7 @@ impl Server {
                 relay: r.id,
                 addr: r.local,
                 dont_fragment: plan.dont_fragment,
+                tcp: plan.tcp,
             });
         }
         self.generation = self.generation.wrapping_add(1);
@@ -837,6 +907,8 @@ impl Server {
             permissions: Vec::new(),
             channels: Vec::new(),
             dont_fragment: plan.dont_fragment,
+            tcp: plan.tcp,
+            tcp_peers: Vec::new(),
             to_peer: Counters::default(),
             to_client: Counters::default(),
             bw_to_peer: Bandwidth::new(now, bps),
@@ -911,11 +983,12 @@ impl Server {
                     Some(port) => {
                         r.local = SocketAddr::new(old.ip(), port);
                         r.advertised = self.shared.config.advertised(r.local);
-                        let (addr, dont_fragment) = (r.local, a.dont_fragment);
+                        let (addr, dont_fragment, tcp) = (r.local, a.dont_fragment, a.tcp);
                         self.outputs.push_back(Output::OpenRelay {
                             relay,
                             addr,
                             dont_fragment,
+                            tcp,
                         });
                         return;
                     }
@@ -1006,6 +1079,7 @@ impl Server {
             self.outputs.push_back(Output::CloseRelay { relay: r.id });
         }
         self.shared.quotas.release(&a.username);
+        self.close_connections(&a.tcp_peers);
         if a.pending.is_none() {
             self.outputs.push_back(Output::AllocationDeleted {
                 tuple: a.tuple,
@@ -1050,7 +1124,7 @@ impl Server {
 
     /// Reads one XOR-PEER-ADDRESS and judges it: 400 malformed, 403 policy,
     /// 443 family mismatch.
-    fn peer_checked(
+    pub(super) fn peer_checked(
         &self,
         slot: u32,
         value: &[u8],
@@ -1118,6 +1192,10 @@ impl Server {
             return;
         };
         let signer = auth.signer;
+        if self.allocation_at(slot).tcp {
+            // RFC 6062 §5: channels are for UDP relays.
+            return self.error(now, ctx, 400, &signer);
+        }
         // RFC 8656 §11.2: CHANNEL-NUMBER in 0x4000-0x4FFF and an
         // XOR-PEER-ADDRESS, else 400.
         let number = match msg.get(AttributeType::CHANNEL_NUMBER) {
@@ -1172,11 +1250,13 @@ impl Server {
 
     // ----- data path ------------------------------------------------------
 
+    /// The allocation that relays this client's datagrams (TCP relays
+    /// carry no ChannelData or Send indications: RFC 6062 §5).
     fn active_slot(&self, tuple: &FiveTuple) -> Option<u32> {
         let slot = *self.by_tuple.get(tuple)?;
         self.allocations[slot as usize]
             .as_ref()
-            .filter(|a| a.is_active())
+            .filter(|a| a.is_active() && !a.tcp)
             .map(|_| slot)
     }
 
@@ -1330,6 +1410,7 @@ struct Plan {
     pair: bool,
     dont_fragment: bool,
     lifetime: Duration,
+    tcp: bool,
 }
 
 fn add(total: &mut Counters, c: &Counters) {

@@ -30,6 +30,7 @@ struct Opts {
     max_permissions: usize,
     secrets: Vec<&'static str>,
     strict_expiry: bool,
+    tcp_relay: bool,
     /// OAuth on with these (kid, key) pairs.
     oauth: Vec<(&'static str, crate::auth::oauth::OAuthKey)>,
 }
@@ -53,6 +54,7 @@ impl Default for Opts {
             max_permissions: 8,
             secrets: vec![],
             strict_expiry: false,
+            tcp_relay: false,
             oauth: vec![],
         }
     }
@@ -65,6 +67,10 @@ struct Harness {
     fail_opens: usize,
     opened: Vec<(RelayId, SocketAddr, bool)>,
     closed: Vec<RelayId>,
+    /// RFC 6062 requests to the shell: connects, binds, closes.
+    connects: Vec<(u32, SocketAddr)>,
+    binds: Vec<(u32, FiveTuple)>,
+    peer_closes: Vec<u32>,
     /// Makes every call a new transaction, as real clients do.
     calls: u32,
 }
@@ -97,6 +103,7 @@ fn harness(o: Opts) -> Harness {
         ),
         auth_reply_rate: o.auth_reply_rate,
         strict_expiry: o.strict_expiry,
+        tcp_relay: o.tcp_relay,
     };
     let mut dir = Directory::new(creds);
     dir.secrets = o
@@ -126,6 +133,9 @@ fn harness(o: Opts) -> Harness {
         fail_opens: 0,
         opened: vec![],
         closed: vec![],
+        connects: vec![],
+        binds: vec![],
+        peer_closes: vec![],
         calls: 0,
     }
 }
@@ -167,6 +177,7 @@ impl Harness {
                     relay,
                     addr,
                     dont_fragment,
+                    ..
                 } => {
                     self.opened.push((relay, addr, dont_fragment));
                     let r = if self.fail_opens > 0 {
@@ -178,6 +189,9 @@ impl Harness {
                     self.server.relay_opened(now, relay, r);
                 }
                 Output::CloseRelay { relay } => self.closed.push(relay),
+                Output::ConnectPeer { conn, peer, .. } => self.connects.push((conn, peer)),
+                Output::BindData { conn, tuple } => self.binds.push((conn, tuple)),
+                Output::ClosePeer { conn } => self.peer_closes.push(conn),
                 _ => {}
             }
         }
@@ -1545,6 +1559,7 @@ mod never_panics {
 }
 
 mod credentials;
+mod tcp_relay;
 
 /// Workers share the reservation table: two workers (seeds 0 and 1, as the
 /// shell numbers them) must never hand out the same token, or one client's

@@ -8,6 +8,7 @@ mod differential;
 mod policy;
 mod props;
 mod secure;
+mod tcp_relay;
 mod turn_client;
 mod webrtc;
 mod wire;

@@ -178,6 +178,14 @@ impl TurnClient {
         }
     }
 
+    /// The stream itself, for a data connection after its ConnectionBind.
+    pub fn into_stream(self) -> Box<dyn Duplex> {
+        match self.link {
+            Link::Stream { io, .. } => io,
+            Link::Udp(_) => panic!("not a stream client"),
+        }
+    }
+
     /// Sends raw bytes (a request built elsewhere, an indication).
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         match &mut self.link {

@@ -1,0 +1,302 @@
+//! RFC 6062 TCP allocations, sans-IO: Connect, ConnectionBind and
+//! ConnectionAttempt.
+//!
+//! A data connection binds on a new TCP connection, which SO_REUSEPORT may
+//! hand to any worker. So connections waiting for their ConnectionBind are
+//! kept in a table shared by all workers ([`TcpConns`]): the worker that
+//! owns the allocation opens the peer side and runs the 30 s bind timer;
+//! the worker that receives the ConnectionBind checks it against the table
+//! and, once bound, the shell splices the two streams. The relay path
+//! itself (bytes between two TCP streams) is the shell's.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::server::{Answer, Ctx, Server};
+use super::{FiveTuple, Output, RelayId};
+use crate::auth::{Authenticated, Signer};
+use crate::stun::attributes::AttributeType;
+use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+
+/// RFC 6062 §5.2/§5.3: a connection not bound within 30 seconds is closed.
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A peer connection known by its CONNECTION-ID.
+#[derive(Debug, Clone)]
+struct Entry {
+    username: String,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Connected, waiting for a ConnectionBind.
+    Waiting,
+    Bound,
+}
+
+/// Peer connections of every worker.
+#[derive(Debug, Default)]
+pub struct TcpConns(Mutex<HashMap<u32, Entry>>);
+
+impl TcpConns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Entry>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections not yet ended (waiting or bound).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A Connect waiting for the shell's [`Server::peer_connected`].
+#[derive(Debug, Clone)]
+pub(crate) struct Connecting {
+    ctx: Ctx,
+    signer: Signer,
+    slot: u32,
+    generation: u32,
+    peer: SocketAddr,
+}
+
+impl Server {
+    /// CONNECTION-ID: keyed and unique across workers (the bind may land on
+    /// any of them), never zero.
+    fn connection_id(&mut self) -> u32 {
+        loop {
+            let t = self.reservation_token();
+            let id = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
+            if id != 0 && !self.shared.tcp_conns.lock().contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// RFC 6062 §5.2.
+    pub(crate) fn connect(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        msg: &Message<'_>,
+        auth: Authenticated,
+    ) {
+        let Some(slot) = self.own_allocation(now, ctx, &auth) else {
+            return;
+        };
+        let signer = auth.signer;
+        let a = self.allocation_at(slot);
+        if !a.tcp {
+            return self.error(now, ctx, 400, &signer);
+        }
+        let Some(value) = msg.get(AttributeType::XOR_PEER_ADDRESS) else {
+            return self.error(now, ctx, 400, &signer);
+        };
+        // The policy is checked here, before the shell is asked for a SYN.
+        let peer = match self.peer_checked(slot, value, &ctx.txid) {
+            Ok(p) => p,
+            Err(code) => return self.error(now, ctx, code, &signer),
+        };
+        let a = self.allocation_at(slot);
+        let generation = a.generation;
+        // RFC 6062 §5.2: one connection per peer address and allocation.
+        let busy = {
+            let table = self.shared.tcp_conns.lock();
+            a.tcp_peers
+                .iter()
+                .any(|(id, p)| *p == peer && table.contains_key(id))
+        } || self
+            .connecting
+            .values()
+            .any(|c| c.slot == slot && c.generation == generation && c.peer == peer);
+        if busy {
+            return self.error(now, ctx, 446, &signer);
+        }
+        let relay = a.relays[0];
+        let conn = self.connection_id();
+        self.connecting.insert(
+            conn,
+            Connecting {
+                ctx: ctx.clone(),
+                signer,
+                slot,
+                generation,
+                peer,
+            },
+        );
+        self.outputs.push_back(Output::ConnectPeer {
+            conn,
+            relay: relay.id,
+            from: relay.local,
+            peer,
+        });
+    }
+
+    /// The shell's answer to [`Output::ConnectPeer`]: success with the
+    /// CONNECTION-ID, or 447.
+    pub fn peer_connected(&mut self, now: Instant, conn: u32, ok: bool) {
+        let Some(c) = self.connecting.remove(&conn) else {
+            return;
+        };
+        let alive = matches!(
+            self.allocations.get(c.slot as usize),
+            Some(Some(a)) if a.generation == c.generation
+        );
+        if !alive {
+            if ok {
+                self.outputs.push_back(Output::ClosePeer { conn });
+            }
+            return;
+        }
+        if !ok {
+            return self.answer(
+                now,
+                &c.ctx,
+                Answer::Error(447),
+                Some(&c.signer),
+                false,
+                |_| {},
+            );
+        }
+        let a = self.allocation_mut(c.slot);
+        a.tcp_peers.push((conn, c.peer));
+        let username = a.username.clone();
+        self.shared.tcp_conns.lock().insert(
+            conn,
+            Entry {
+                username,
+                state: State::Waiting,
+            },
+        );
+        self.conn_timers.push(Reverse((now + BIND_TIMEOUT, conn)));
+        self.answer(now, &c.ctx, Answer::Success, Some(&c.signer), false, |b| {
+            b.add(AttributeType::CONNECTION_ID, &conn.to_be_bytes());
+        });
+    }
+
+    /// A peer connected to the relayed address of a TCP allocation (RFC
+    /// 6062 §5.3). Allowed only with a permission for its IP: then the
+    /// client gets a ConnectionAttempt and the returned id names the
+    /// connection; `None`: close it.
+    pub fn peer_accepted(&mut self, now: Instant, relay: RelayId, from: SocketAddr) -> Option<u32> {
+        let slot = (*self.relays.get(relay.0 as usize)?)?;
+        let a = self.allocations.get(slot as usize)?.as_ref()?;
+        if !a.tcp || !a.is_active() || !a.has_permission(now, from.ip()) {
+            return None;
+        }
+        if !self.shared.config.policy.allows(from) {
+            return None;
+        }
+        let (username, tuple) = (a.username.clone(), a.tuple);
+        let conn = self.connection_id();
+        self.allocation_mut(slot).tcp_peers.push((conn, from));
+        self.shared.tcp_conns.lock().insert(
+            conn,
+            Entry {
+                username,
+                state: State::Waiting,
+            },
+        );
+        self.conn_timers.push(Reverse((now + BIND_TIMEOUT, conn)));
+        self.connection_attempt(tuple, conn, from);
+        Some(conn)
+    }
+
+    fn connection_attempt(&mut self, to: FiveTuple, conn: u32, peer: SocketAddr) {
+        let mut buf = vec![0u8; 128];
+        let txid = TransactionId(self.random_txid());
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::CONNECTION_ATTEMPT, Class::Indication),
+            txid,
+        );
+        b.add(AttributeType::CONNECTION_ID, &conn.to_be_bytes());
+        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
+        if let Some(software) = &self.shared.config.software {
+            b.add_software(software);
+        }
+        b.add_fingerprint();
+        if let Ok(n) = b.finish() {
+            buf.truncate(n);
+            self.transmits.push_back(super::Transmit { to, data: buf });
+        }
+    }
+
+    /// RFC 6062 §5.4: binds the new TCP connection `ctx.tuple` to a waiting
+    /// peer connection, for the allocation's own user.
+    pub(crate) fn connection_bind(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        msg: &Message<'_>,
+        auth: Authenticated,
+    ) {
+        let signer = auth.signer;
+        if !ctx.tuple.transport.is_stream() || self.by_tuple.contains_key(&ctx.tuple) {
+            return self.error(now, ctx, 400, &signer);
+        }
+        let conn = match msg.get(AttributeType::CONNECTION_ID) {
+            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+            _ => return self.error(now, ctx, 400, &signer),
+        };
+        let verdict = {
+            let mut table = self.shared.tcp_conns.lock();
+            match table.get_mut(&conn) {
+                Some(e) if e.state == State::Waiting && e.username == auth.username => {
+                    e.state = State::Bound;
+                    Ok(())
+                }
+                Some(e) if e.state == State::Waiting => Err(441),
+                _ => Err(400),
+            }
+        };
+        if let Err(code) = verdict {
+            return self.error(now, ctx, code, &signer);
+        }
+        // The answer is queued first: the shell sends it, then splices.
+        self.answer(now, ctx, Answer::Success, Some(&signer), false, |_| {});
+        self.outputs.push_back(Output::BindData {
+            conn,
+            tuple: ctx.tuple,
+        });
+    }
+
+    /// The shell closed a peer connection (either side ended, or it was
+    /// never bound).
+    pub fn peer_closed(&mut self, conn: u32) {
+        self.shared.tcp_conns.lock().remove(&conn);
+    }
+
+    /// Closes connections still unbound at their deadline.
+    pub(crate) fn expire_connections(&mut self, now: Instant) {
+        while let Some(&Reverse((at, conn))) = self.conn_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.conn_timers.pop();
+            let mut table = self.shared.tcp_conns.lock();
+            if table.get(&conn).is_some_and(|e| e.state == State::Waiting) {
+                table.remove(&conn);
+                drop(table);
+                self.outputs.push_back(Output::ClosePeer { conn });
+            }
+        }
+    }
+
+    /// An allocation ended: so do its peer connections, bound or not.
+    pub(crate) fn close_connections(&mut self, peers: &[(u32, SocketAddr)]) {
+        let mut table = self.shared.tcp_conns.lock();
+        for (conn, _) in peers {
+            if table.remove(conn).is_some() {
+                self.outputs.push_back(Output::ClosePeer { conn: *conn });
+            }
+        }
+    }
+}

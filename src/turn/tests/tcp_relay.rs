@@ -1,0 +1,213 @@
+//! RFC 6062 TCP allocations through the TURN core, with injected time:
+//! Connect, ConnectionBind, ConnectionAttempt, 446/447, the peer policy
+//! before any SYN, and the 30 s bind timeout.
+
+use super::*;
+
+fn tcp(client: &str) -> FiveTuple {
+    FiveTuple {
+        transport: Transport::Tcp,
+        client: client.parse().unwrap(),
+        server: "198.51.100.1:3478".parse().unwrap(),
+    }
+}
+
+fn transport_tcp(b: &mut MessageBuilder<'_>) {
+    b.add(AttributeType::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
+}
+
+fn connection_id(bytes: &[u8]) -> u32 {
+    let m = Message::parse(bytes).unwrap();
+    let v = m.get(AttributeType::CONNECTION_ID).expect("CONNECTION-ID");
+    u32::from_be_bytes(v.try_into().unwrap())
+}
+
+impl Harness {
+    /// An authenticated request whose answer may come later: the answers
+    /// queued now.
+    fn call_async(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        method: Method,
+        user: &str,
+        attrs: Attrs<'_>,
+    ) -> Vec<Vec<u8>> {
+        let nonce = self.nonce(now, tuple);
+        self.calls += 1;
+        let mut id = [7; 12];
+        id[..4].copy_from_slice(&self.calls.to_be_bytes());
+        let req = request(method, id, Some((user, &nonce)), attrs);
+        self.send(now, tuple, &req)
+    }
+
+    /// The answers queued for the client, whatever their destination.
+    fn transmits(&mut self) -> Vec<(FiveTuple, Vec<u8>)> {
+        let mut out = vec![];
+        while let Some(t) = self.server.poll_transmit() {
+            out.push((t.to, t.data));
+        }
+        out
+    }
+}
+
+#[test]
+fn tcp_allocations_are_off_by_default_and_need_a_stream_client() {
+    let mut h = harness(Opts::default());
+    let now = h.at(0);
+    let a = h.allocate(now, tcp("203.0.113.5:40000"), &|b| transport_tcp(b));
+    assert_eq!(code_of(&a), Some(442));
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..Opts::default()
+    });
+    let a = h.allocate(now, client(), &|b| transport_tcp(b));
+    assert_eq!(
+        code_of(&a),
+        Some(400),
+        "a UDP client cannot have a TCP relay"
+    );
+    let a = h.allocate(now, tcp("203.0.113.5:40000"), &|b| {
+        transport_tcp(b);
+        b.add(AttributeType::DONT_FRAGMENT, &[]);
+    });
+    assert_eq!(code_of(&a), Some(400));
+}
+
+#[test]
+fn connect_bind_446_447_and_unbound_connections_time_out() {
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..Opts::default()
+    });
+    let now = h.at(0);
+    let control = tcp("203.0.113.5:40000");
+    let a = h.allocate(now, control, &|b| transport_tcp(b));
+    assert_eq!(code_of(&a), None, "TCP allocation");
+
+    // A denied peer: 403 and nothing asked of the shell (no SYN).
+    let denied = sa("10.0.0.1:80");
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(denied));
+    assert_eq!(code_of(&r[0]), Some(403));
+    assert!(h.connects.is_empty());
+
+    // Connect: the answer waits for the shell's connection.
+    let peer = sa("8.8.8.8:8080");
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer));
+    assert!(r.is_empty(), "no answer before the peer connects");
+    let (conn, to) = h.connects[0];
+    assert_eq!(to, peer);
+    // A second Connect to the same peer while the first is pending: 446.
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer));
+    assert_eq!(code_of(&r[0]), Some(446));
+    h.server.peer_connected(now, conn, true);
+    let t = h.transmits();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].0, control);
+    assert_eq!(code_of(&t[0].1), None);
+    assert_eq!(connection_id(&t[0].1), conn);
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer));
+    assert_eq!(
+        code_of(&r[0]),
+        Some(446),
+        "a connection to that peer exists"
+    );
+
+    // ConnectionBind on a new connection, by another user: 441; by the
+    // owner: success and the shell splices; again: 400.
+    let data = tcp("203.0.113.5:40001");
+    let id = conn.to_be_bytes();
+    let bind = |b: &mut MessageBuilder<'_>| b.add(AttributeType::CONNECTION_ID, &id);
+    let r = h.call_async(now, data, Method::CONNECTION_BIND, "bob", &bind);
+    assert_eq!(code_of(&r[0]), Some(441));
+    let r = h.call_async(now, data, Method::CONNECTION_BIND, "alice", &bind);
+    assert_eq!(code_of(&r[0]), None);
+    assert_eq!(h.binds, vec![(conn, data)]);
+    let r = h.call_async(
+        now,
+        tcp("203.0.113.5:40002"),
+        Method::CONNECTION_BIND,
+        "alice",
+        &bind,
+    );
+    assert_eq!(code_of(&r[0]), Some(400));
+
+    // A peer that does not answer: 447.
+    let silent = sa("8.8.8.9:8080");
+    h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(silent));
+    let (conn2, _) = h.connects[1];
+    h.server.peer_connected(now, conn2, false);
+    let t = h.transmits();
+    assert_eq!(code_of(&t[0].1), Some(447));
+
+    // Connected but never bound: closed at 30 s, not before.
+    let other = sa("8.8.8.10:8080");
+    h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(other));
+    let (conn3, _) = h.connects[2];
+    h.server.peer_connected(now, conn3, true);
+    h.transmits();
+    h.server.handle_timeout(h.at(29));
+    h.pump(h.at(29));
+    assert!(h.peer_closes.is_empty());
+    assert!(h.server.poll_timeout().unwrap() <= h.at(30));
+    h.server.handle_timeout(h.at(31));
+    h.pump(h.at(31));
+    assert_eq!(h.peer_closes, vec![conn3], "only the unbound one");
+
+    // The allocation ends: its bound connection goes with it.
+    let r = h.call(h.at(40), control, Method::REFRESH, "alice", 9, &|b| {
+        b.add_u32(AttributeType::LIFETIME, 0)
+    });
+    assert_eq!(code_of(&r), None);
+    assert_eq!(h.peer_closes, vec![conn3, conn]);
+    assert!(h.server.shared().tcp_conns.is_empty());
+}
+
+#[test]
+fn peers_connecting_in_need_a_permission_and_get_a_connection_attempt() {
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..Opts::default()
+    });
+    let now = h.at(0);
+    let control = tcp("203.0.113.5:40000");
+    h.allocate(now, control, &|b| transport_tcp(b));
+    let relay = h.opened[0].0;
+    let peer = sa("8.8.4.4:5555");
+    assert_eq!(
+        h.server.peer_accepted(now, relay, peer),
+        None,
+        "no permission"
+    );
+    let r = h.call(
+        now,
+        control,
+        Method::CREATE_PERMISSION,
+        "alice",
+        3,
+        &peer_attr(peer),
+    );
+    assert_eq!(code_of(&r), None);
+    let conn = h.server.peer_accepted(now, relay, peer).expect("permitted");
+    let t = h.transmits();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].0, control);
+    let m = Message::parse(&t[0].1).unwrap();
+    assert_eq!(
+        m.message_type(),
+        MessageType::new(Method::CONNECTION_ATTEMPT, Class::Indication)
+    );
+    assert_eq!(connection_id(&t[0].1), conn);
+    let at = decode_xor_address(
+        m.get(AttributeType::XOR_PEER_ADDRESS).unwrap(),
+        &m.transaction_id(),
+    )
+    .unwrap();
+    assert_eq!(at, peer);
+    // ChannelBind and Send have no place on a TCP allocation.
+    let r = h.call(now, control, Method::CHANNEL_BIND, "alice", 4, &|b| {
+        b.add(AttributeType::CHANNEL_NUMBER, &[0x40, 0, 0, 0]);
+        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
+    });
+    assert_eq!(code_of(&r), Some(400));
+}
