@@ -639,16 +639,17 @@ impl Options {
             return Err(invalid("cert", "cert and key go together".into()));
         }
         let dtls = self.dtls.unwrap_or(d.dtls);
+        if dtls {
+            // Refused rather than silently ignored until it is served.
+            return Err(invalid(
+                "dtls",
+                "DTLS is not served yet (TLS over TCP is); set dtls = false".into(),
+            ));
+        }
         if cert.is_none() && (!tls_listen.is_empty() || dtls) {
             return Err(invalid(
                 "tls_listen",
                 "TLS and DTLS need cert and key (PEM files)".into(),
-            ));
-        }
-        if dtls && tls_listen.is_empty() {
-            return Err(invalid(
-                "dtls",
-                "DTLS is served on the tls_listen addresses; give at least one".into(),
             ));
         }
         let handshake_timeout = count(
@@ -781,6 +782,30 @@ mod tests {
         assert_eq!(
             Config::load(None, Options::default()),
             Ok(Config::default())
+        );
+    }
+
+    #[test]
+    fn dtls_is_refused_until_it_is_served() {
+        let e = parse("dtls = true").unwrap_err().to_string();
+        assert!(e.starts_with("dtls:"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key_and_the_port_defaults_to_5349() {
+        let e = parse("tls_listen = [\"127.0.0.1\"]").unwrap_err();
+        assert!(e.to_string().starts_with("tls_listen:"), "{e}");
+        let e = parse("cert = \"a.pem\"").unwrap_err();
+        assert!(e.to_string().starts_with("cert:"), "{e}");
+        let c =
+            parse("tls_listen = [\"127.0.0.1\", \"[::1]:443\"]\ncert = \"c.pem\"\nkey = \"k.pem\"")
+                .unwrap();
+        assert_eq!(
+            c.tls_listen,
+            vec![
+                "127.0.0.1:5349".parse::<SocketAddr>().unwrap(),
+                "[::1]:443".parse().unwrap()
+            ]
         );
     }
 
