@@ -165,17 +165,7 @@ impl Server {
                 |_| {},
             );
         }
-        let a = self.allocation_mut(c.slot);
-        a.tcp_peers.push((conn, c.peer));
-        let username = a.username.clone();
-        self.shared.tcp_conns.lock().insert(
-            conn,
-            Entry {
-                username,
-                state: State::Waiting,
-            },
-        );
-        self.conn_timers.push(Reverse((now + BIND_TIMEOUT, conn)));
+        self.await_bind(now, c.slot, conn, c.peer);
         self.answer(now, &c.ctx, Answer::Success, Some(&c.signer), false, |b| {
             b.add(AttributeType::CONNECTION_ID, &conn.to_be_bytes());
         });
@@ -194,9 +184,19 @@ impl Server {
         if !self.shared.config.policy.allows(from) {
             return None;
         }
-        let (username, tuple) = (a.username.clone(), a.tuple);
+        let tuple = a.tuple;
         let conn = self.connection_id();
-        self.allocation_mut(slot).tcp_peers.push((conn, from));
+        self.await_bind(now, slot, conn, from);
+        self.connection_attempt(tuple, conn, from);
+        Some(conn)
+    }
+
+    /// Records a connected peer of allocation `slot` as waiting for its
+    /// ConnectionBind, for at most [`BIND_TIMEOUT`].
+    fn await_bind(&mut self, now: Instant, slot: u32, conn: u32, peer: SocketAddr) {
+        let a = self.allocation_mut(slot);
+        a.tcp_peers.push((conn, peer));
+        let username = a.username.clone();
         self.shared.tcp_conns.lock().insert(
             conn,
             Entry {
@@ -205,8 +205,6 @@ impl Server {
             },
         );
         self.conn_timers.push(Reverse((now + BIND_TIMEOUT, conn)));
-        self.connection_attempt(tuple, conn, from);
-        Some(conn)
     }
 
     fn connection_attempt(&mut self, to: FiveTuple, conn: u32, peer: SocketAddr) {
