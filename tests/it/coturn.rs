@@ -123,6 +123,14 @@ async fn uclient_zero_loss(mode: &[&str], peer_ip: &str) {
     server.stop().await;
 }
 
+/// One turnutils_uclient run at a time: it paces itself and counts late
+/// answers as lost, so two load runs (or one beside 50 TLS handshakes) on
+/// 2 cores can starve each other into false losses.
+pub(crate) async fn uclient_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE.lock().await
+}
+
 /// turnutils_uclient with `flags` (credentials and mode), `clients` x 50
 /// messages through the server on 127.0.0.1:`port` to the echo peer;
 /// asserts that every message came back.
@@ -153,6 +161,7 @@ pub(crate) async fn uclient_relays_all(
         .iter()
         .map(|s| s.to_string()),
     );
+    let _one = uclient_turn().await;
     let out = tokio::task::spawn_blocking(move || {
         Command::new("timeout")
             .arg("120")

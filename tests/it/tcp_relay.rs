@@ -24,6 +24,7 @@ async fn uclient_tcp_relay_between_its_clients_zero_loss() {
     .await;
     let port = server.addrs(Transport::Tcp)[0].port().to_string();
     // -T: TCP relays; -m 3 means 4 clients, each connecting to the others.
+    let _one = crate::coturn::uclient_turn().await;
     let out = tokio::task::spawn_blocking(move || {
         Command::new("timeout")
             .args(["90", "turnutils_uclient", "-T", "-u", USER, "-w", PASSWORD])
