@@ -197,10 +197,6 @@ pub struct Options {
     /// TCP and TLS connections in total [default: 16384]
     #[arg(long, value_name = "N")]
     pub max_tcp_connections: Option<i64>,
-
-    /// DTLS handshakes in progress at once [default: 1024]
-    #[arg(long, value_name = "N")]
-    pub max_dtls_handshakes: Option<i64>,
 }
 
 /// A validated configuration.
@@ -249,7 +245,6 @@ pub struct Config {
     pub handshake_timeout: Duration,
     pub max_tcp_per_ip: u32,
     pub max_tcp_connections: u32,
-    pub max_dtls_handshakes: u32,
 }
 
 /// Where the store lives when nothing is said.
@@ -299,7 +294,6 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_tcp_per_ip: 256,
             max_tcp_connections: 16384,
-            max_dtls_handshakes: 1024,
         }
     }
 }
@@ -388,7 +382,6 @@ impl Options {
         self.handshake_timeout = over.handshake_timeout.or(self.handshake_timeout);
         self.max_tcp_per_ip = over.max_tcp_per_ip.or(self.max_tcp_per_ip);
         self.max_tcp_connections = over.max_tcp_connections.or(self.max_tcp_connections);
-        self.max_dtls_handshakes = over.max_dtls_handshakes.or(self.max_dtls_handshakes);
         self.admin_jwt_secret = over.admin_jwt_secret.or(self.admin_jwt_secret);
         self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
         self
@@ -679,11 +672,6 @@ impl Options {
             self.max_tcp_connections,
             d.max_tcp_connections,
         )?;
-        let max_dtls_handshakes = cap(
-            "max_dtls_handshakes",
-            self.max_dtls_handshakes,
-            d.max_dtls_handshakes,
-        )?;
         Ok(Config {
             listen,
             log_level,
@@ -723,7 +711,6 @@ impl Options {
             handshake_timeout: Duration::from_secs(handshake_timeout),
             max_tcp_per_ip,
             max_tcp_connections,
-            max_dtls_handshakes,
         })
     }
 }

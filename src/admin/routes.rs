@@ -486,8 +486,6 @@ fn ice_urls(s: &State) -> Vec<String> {
                 out.push(format!("turn:{hp}?transport={transport}"));
             }
             Transport::Tls => out.push(format!("turns:{hp}?transport=tcp")),
-            // Browsers do not speak TURN over DTLS.
-            Transport::Dtls => {}
         }
     }
     out

@@ -246,8 +246,6 @@ impl Worker {
                     }
                 }
             }
-            // DTLS sessions are not served yet.
-            Transport::Dtls => {}
             Transport::Tcp | Transport::Tls => {
                 if let Some(out) = self.tcp_out.borrow().get(to) {
                     let mut q = out.queue.borrow_mut();

@@ -41,8 +41,6 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP: a byte stream, like TCP.
     Tls,
-    /// DTLS over UDP: datagrams, like UDP.
-    Dtls,
 }
 
 impl Transport {
@@ -58,7 +56,6 @@ impl std::fmt::Display for Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
-            Transport::Dtls => "dtls",
         })
     }
 }
