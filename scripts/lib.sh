@@ -18,13 +18,15 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_cargo: a Rust toolchain (>= 1.80). rustup's is used when present;
-# otherwise Debian's cargo is installed.
+# ensure_cargo: a Rust toolchain (>= 1.80) and the C libraries the build
+# links. rustup's toolchain is used when present; otherwise Debian's.
 ensure_cargo() {
   if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
   if ! command -v cargo >/dev/null 2>&1; then
-    apt_install cargo rustc rustfmt rust-clippy pkg-config gcc
+    apt_install cargo rustc rustfmt rust-clippy
   fi
+  # DTLS links Debian's OpenSSL (the openssl crate finds it via pkg-config).
+  apt_install pkg-config gcc libssl-dev
 }
 
 # stop_packaged_coturn: Debian's coturn package may start a turnserver on

@@ -178,7 +178,7 @@ pub struct Options {
     #[arg(long, alias = "pkey", value_name = "FILE")]
     pub key: Option<String>,
 
-    /// Also serve DTLS on the UDP side of each TLS address [default: false]
+    /// Also serve DTLS: on the UDP side of each TLS address and on every UDP listener [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub dtls: Option<bool>,
 
@@ -186,7 +186,7 @@ pub struct Options {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tcp_relay: Option<bool>,
 
-    /// Seconds a TCP/TLS client has to finish its TLS handshake or send its first message [default: 10]
+    /// Seconds a TCP, TLS or DTLS client has to finish its handshake and send its first message [default: 10]
     #[arg(long, value_name = "SECONDS")]
     pub handshake_timeout: Option<i64>,
 
@@ -197,6 +197,10 @@ pub struct Options {
     /// TCP and TLS connections in total [default: 16384]
     #[arg(long, value_name = "N")]
     pub max_tcp_connections: Option<i64>,
+
+    /// DTLS handshakes past the cookie exchange and not finished, in total [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_dtls_handshakes: Option<i64>,
 }
 
 /// A validated configuration.
@@ -245,6 +249,7 @@ pub struct Config {
     pub handshake_timeout: Duration,
     pub max_tcp_per_ip: u32,
     pub max_tcp_connections: u32,
+    pub max_dtls_handshakes: u32,
 }
 
 /// Where the store lives when nothing is said.
@@ -294,6 +299,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_tcp_per_ip: 256,
             max_tcp_connections: 16384,
+            max_dtls_handshakes: 1024,
         }
     }
 }
@@ -382,6 +388,7 @@ impl Options {
         self.handshake_timeout = over.handshake_timeout.or(self.handshake_timeout);
         self.max_tcp_per_ip = over.max_tcp_per_ip.or(self.max_tcp_per_ip);
         self.max_tcp_connections = over.max_tcp_connections.or(self.max_tcp_connections);
+        self.max_dtls_handshakes = over.max_dtls_handshakes.or(self.max_dtls_handshakes);
         self.admin_jwt_secret = over.admin_jwt_secret.or(self.admin_jwt_secret);
         self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
         self
@@ -632,13 +639,6 @@ impl Options {
             return Err(invalid("cert", "cert and key go together".into()));
         }
         let dtls = self.dtls.unwrap_or(d.dtls);
-        if dtls {
-            // Refused rather than silently ignored until it is served.
-            return Err(invalid(
-                "dtls",
-                "DTLS is not served yet (TLS over TCP is); set dtls = false".into(),
-            ));
-        }
         if cert.is_none() && (!tls_listen.is_empty() || dtls) {
             return Err(invalid(
                 "tls_listen",
@@ -671,6 +671,11 @@ impl Options {
             "max_tcp_connections",
             self.max_tcp_connections,
             d.max_tcp_connections,
+        )?;
+        let max_dtls_handshakes = cap(
+            "max_dtls_handshakes",
+            self.max_dtls_handshakes,
+            d.max_dtls_handshakes,
         )?;
         Ok(Config {
             listen,
@@ -711,6 +716,7 @@ impl Options {
             handshake_timeout: Duration::from_secs(handshake_timeout),
             max_tcp_per_ip,
             max_tcp_connections,
+            max_dtls_handshakes,
         })
     }
 }
@@ -773,9 +779,14 @@ mod tests {
     }
 
     #[test]
-    fn dtls_is_refused_until_it_is_served() {
+    fn dtls_needs_a_certificate_and_a_positive_handshake_cap() {
         let e = parse("dtls = true").unwrap_err().to_string();
-        assert!(e.starts_with("dtls:"), "{e}");
+        assert!(e.starts_with("tls_listen:"), "{e}");
+        let c = parse("dtls = true\ncert = \"c.pem\"\nkey = \"k.pem\"").unwrap();
+        assert!(c.dtls);
+        assert_eq!(c.max_dtls_handshakes, 1024);
+        let e = parse("max_dtls_handshakes = 0").unwrap_err().to_string();
+        assert!(e.starts_with("max_dtls_handshakes:"), "{e}");
     }
 
     #[test]

@@ -486,6 +486,9 @@ fn ice_urls(s: &State) -> Vec<String> {
                 out.push(format!("turn:{hp}?transport={transport}"));
             }
             Transport::Tls => out.push(format!("turns:{hp}?transport=tcp")),
+            // RFC 7065 spells DTLS `turns:...?transport=udp`, but browsers
+            // do not speak it, and one URL they reject spoils the list.
+            Transport::Dtls => {}
         }
     }
     out

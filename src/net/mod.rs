@@ -8,6 +8,7 @@
 //! [`Running::stop`] is called.
 
 pub(crate) mod batch;
+pub mod dtls;
 pub mod limits;
 pub mod registry;
 mod socket;
@@ -113,6 +114,14 @@ impl Running {
     /// TCP and TLS connections open now.
     pub fn stream_connections(&self) -> u32 {
         self.limits.open()
+    }
+
+    /// DTLS handshakes past the cookie exchange and not finished.
+    pub fn dtls_handshakes(&self) -> usize {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.dtls())
+            .map_or(0, |d| d.half_open())
     }
 
     /// Allocations alive now, over all workers.
@@ -267,7 +276,15 @@ pub async fn serve(
     }
 
     let tls = match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        (Some(cert), Some(key)) => {
+            let t = tls::Tls::load(cert, key)?;
+            let t = if config.dtls {
+                t.with_dtls(config.max_dtls_handshakes as usize)?
+            } else {
+                t
+            };
+            Some(Arc::new(t))
+        }
         _ => None,
     };
     for want in &config.tls_listen {
@@ -284,12 +301,28 @@ pub async fn serve(
         }
         tracing::info!("listening tls {addr}");
         listeners.push((Transport::Tls, addr));
+        if config.dtls {
+            // DTLS on the same port number, UDP side.
+            let bind_err = |source| ServeError::Bind {
+                transport: Transport::Dtls,
+                addr,
+                source,
+            };
+            for sockets in udp.iter_mut() {
+                sockets.push(socket::bind_udp(addr, reuse).map_err(bind_err)?);
+            }
+            tracing::info!("listening dtls {addr}");
+            listeners.push((Transport::Dtls, addr));
+        }
     }
     socket::raise_fd_limit();
     let streams = Arc::new(worker::StreamSetup {
         tls: tls.clone(),
         limits: limits::ConnLimits::new(config.max_tcp_per_ip, config.max_tcp_connections),
         handshake_timeout: config.handshake_timeout,
+        // A DTLS client with an allocation sends at least once per
+        // lifetime (its Refresh); one with none needs no session.
+        dtls_idle: config.max_allocate_lifetime + std::time::Duration::from_secs(60),
         peers: Default::default(),
     });
 

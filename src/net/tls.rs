@@ -52,6 +52,8 @@ pub struct Tls {
     current: Arc<Current>,
     with_alpn: Arc<ServerConfig>,
     without_alpn: Arc<ServerConfig>,
+    /// DTLS from the same files, when served; reloaded together.
+    dtls: Option<Arc<super::dtls::Dtls>>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -113,14 +115,36 @@ impl Tls {
             with_alpn: config(true)?,
             without_alpn: config(false)?,
             current,
+            dtls: None,
         })
+    }
+
+    /// Also serves DTLS from the same pair, with at most `max_half_open`
+    /// handshakes in progress.
+    pub fn with_dtls(mut self, max_half_open: usize) -> Result<Tls, TlsError> {
+        let d = super::dtls::Dtls::load(&self.cert_path, &self.key_path, max_half_open)?;
+        self.dtls = Some(Arc::new(d));
+        Ok(self)
+    }
+
+    /// The DTLS state, when DTLS is served.
+    pub fn dtls(&self) -> Option<Arc<super::dtls::Dtls>> {
+        self.dtls.clone()
     }
 
     /// Reads the files again. On any error the old pair stays and the
     /// error says why.
+    /// TLS and DTLS change together or not at all.
     pub fn reload(&self) -> Result<(), TlsError> {
         let pair = load_pair(&self.cert_path, &self.key_path)?;
+        let dtls = match &self.dtls {
+            Some(d) => Some((d, d.prepare_reload()?)),
+            None => None,
+        };
         *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
+        if let Some((d, ctx)) = dtls {
+            d.install(ctx);
+        }
         Ok(())
     }
 

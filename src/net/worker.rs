@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::batch::{self, Epoll, RecvBatch, SendBatch};
+use super::dtls::{self, Gate, Session};
 use super::limits::{ConnLimits, ConnSlot};
 use super::registry::{Command, Registry, Report};
 use super::socket;
@@ -63,6 +64,8 @@ pub(crate) struct StreamSetup {
     pub limits: Arc<ConnLimits>,
     /// For the TLS handshake and the first complete message together.
     pub handshake_timeout: Duration,
+    /// A DTLS session that receives nothing for this long is dropped.
+    pub dtls_idle: Duration,
     /// RFC 6062 peer connections by CONNECTION-ID, of every worker: the
     /// ConnectionBind may arrive on any of them.
     pub peers: std::sync::Mutex<HashMap<u32, PeerSide>>,
@@ -91,6 +94,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// STUN starts with 0x00/0x01 and ChannelData with 0x40-0x7F.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
+/// How often DTLS retransmission timers and deadlines are looked at.
+const DTLS_TICK: Duration = Duration::from_millis(100);
+
 /// Epoll tokens at or above this are relays (token - base = RelayId).
 const RELAY_TOKEN: u64 = 1 << 32;
 
@@ -101,6 +107,13 @@ struct TcpOut {
     /// Set when the connection becomes a data connection: the writer
     /// sends what is queued, then hands its half back.
     handing_over: std::cell::Cell<bool>,
+}
+
+/// DTLS of one worker: its cookie gate and its clients' sessions, by
+/// listener index and client address.
+struct DtlsSide {
+    gate: RefCell<Gate>,
+    sessions: RefCell<HashMap<(usize, SocketAddr), Session>>,
 }
 
 struct Worker {
@@ -123,6 +136,8 @@ struct Worker {
     /// Client connections just bound as data connections, to splice.
     bound: RefCell<HashMap<FiveTuple, u32>>,
     epoll: AsyncFd<Epoll>,
+    /// Set when DTLS is served: every UDP listener then also takes DTLS.
+    dtls: Option<DtlsSide>,
     /// Receive buffers shared by this worker's sockets.
     recv: RefCell<RecvBatch>,
 }
@@ -199,6 +214,14 @@ async fn run(setup: WorkerSetup) {
         tcp_relays: RefCell::new(HashMap::new()),
         bound: RefCell::new(HashMap::new()),
         epoll,
+        dtls: streams
+            .tls
+            .as_ref()
+            .and_then(|t| t.dtls())
+            .map(|d| DtlsSide {
+                gate: RefCell::new(Gate::new(d)),
+                sessions: RefCell::new(HashMap::new()),
+            }),
         recv: RefCell::new(RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM)),
     });
     tokio::task::spawn_local(udp_engine(w.clone()));
@@ -211,6 +234,9 @@ async fn run(setup: WorkerSetup) {
         }
     }
     tokio::task::spawn_local(timer_loop(w.clone()));
+    if w.dtls.is_some() {
+        tokio::task::spawn_local(dtls_tick(w.clone()));
+    }
     tokio::task::spawn_local(report_loop(w.clone(), registry.clone(), index));
     tokio::task::spawn_local(command_loop(w.clone(), registry, index, commands));
     super::stopped(&mut stop).await;
@@ -233,16 +259,35 @@ impl Worker {
         pending[i].1.push(f.peer, f.data);
     }
 
-    /// Queues data for a client: UDP into its listener's batch, TCP into
-    /// the connection's queue.
+    /// Queues a datagram for `to` into listener `i`'s batch.
+    fn queue_udp(&self, i: usize, to: SocketAddr, data: &[u8]) {
+        let mut sends = self.sends.borrow_mut();
+        sends[i].push(to, data);
+        if sends[i].len() >= batch::BATCH {
+            sends[i].flush(self.udp[i].1.as_raw_fd());
+        }
+    }
+
+    /// Queues data for a client: UDP into its listener's batch, DTLS
+    /// encrypted into the same, TCP into the connection's queue.
     fn send_to_client(&self, to: &FiveTuple, data: &[u8]) {
         match to.transport {
             Transport::Udp => {
                 if let Some(i) = self.udp.iter().position(|(local, _)| *local == to.server) {
-                    let mut sends = self.sends.borrow_mut();
-                    sends[i].push(to.client, data);
-                    if sends[i].len() >= batch::BATCH {
-                        sends[i].flush(self.udp[i].1.as_raw_fd());
+                    self.queue_udp(i, to.client, data);
+                }
+            }
+            Transport::Dtls => {
+                let Some(d) = &self.dtls else { return };
+                let Some(i) = self.udp.iter().position(|(local, _)| *local == to.server) else {
+                    return;
+                };
+                let mut sessions = d.sessions.borrow_mut();
+                if let Some(s) = sessions.get_mut(&(i, to.client)) {
+                    if s.send(data) {
+                        for o in s.outgoing() {
+                            self.queue_udp(i, to.client, &o);
+                        }
                     }
                 }
             }
@@ -402,19 +447,88 @@ impl Worker {
         for k in 0..n {
             let (from, slot, at, len) = rb.get_mut(k);
             let Some(from) = from else { continue };
+            let data = &slot[at..at + len];
+            if self.dtls_datagram(i, *local, from, data, now) {
+                continue;
+            }
             let tuple = FiveTuple {
                 transport: Transport::Udp,
                 client: from,
                 server: *local,
             };
-            let forward = self
-                .core
-                .borrow_mut()
-                .handle_client(now, tuple, &slot[at..at + len]);
+            let forward = self.core.borrow_mut().handle_client(now, tuple, data);
             if let Some(f) = forward {
                 self.forward(f);
             }
         }
+    }
+
+    /// Takes a datagram that belongs to DTLS: one from a client with a
+    /// session, or a DTLS record from anyone else (the cookie gate).
+    /// Returns false for plain STUN and ChannelData.
+    fn dtls_datagram(
+        &self,
+        i: usize,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(d) = &self.dtls else { return false };
+        let key = (i, from);
+        let mut out = Vec::new();
+        let mut plain = Vec::new();
+        let mut ended = false;
+        {
+            let mut sessions = d.sessions.borrow_mut();
+            let session = sessions.get_mut(&key);
+            if session.is_none() && !dtls::is_dtls(data) {
+                return false;
+            }
+            // A ClientHello on an established session is a client that
+            // restarted on the same port: it must pass the gate again.
+            let restart = session
+                .as_ref()
+                .is_some_and(|s| s.is_established() && dtls::is_client_hello(data));
+            match session {
+                Some(s) if !restart => {
+                    ended = s.input(now, data, &mut plain).is_err();
+                    out.extend(s.outgoing());
+                }
+                _ => {
+                    let timeout = self.streams.handshake_timeout;
+                    let offered = d
+                        .gate
+                        .borrow_mut()
+                        .offer(now, from, data, timeout, &mut out);
+                    if let Some(mut s) = offered {
+                        out.extend(s.outgoing());
+                        ended = sessions.insert(key, s).is_some();
+                    }
+                }
+            }
+            if ended && !restart {
+                sessions.remove(&key);
+            }
+        }
+        for o in &out {
+            self.queue_udp(i, from, o);
+        }
+        let tuple = FiveTuple {
+            transport: Transport::Dtls,
+            client: from,
+            server: local,
+        };
+        for m in &plain {
+            let forward = self.core.borrow_mut().handle_client(now, tuple, m);
+            if let Some(f) = forward {
+                self.forward(f);
+            }
+        }
+        if ended {
+            self.core.borrow_mut().handle_client_closed(tuple);
+        }
+        true
     }
 
     /// Reads one batch from a relay socket.
@@ -465,6 +579,43 @@ async fn udp_engine(w: Rc<Worker>) {
             w.flush();
         }
         guard.clear_ready();
+    }
+}
+
+/// Fires DTLS retransmissions and drops sessions past their handshake
+/// deadline or idle limit (with their allocations).
+async fn dtls_tick(w: Rc<Worker>) {
+    let Some(d) = &w.dtls else { return };
+    let mut ended = Vec::new();
+    loop {
+        tokio::time::sleep(DTLS_TICK).await;
+        let now = Instant::now();
+        {
+            let mut sessions = d.sessions.borrow_mut();
+            for (&(i, client), s) in sessions.iter_mut() {
+                let r = s.tick(now, w.streams.dtls_idle);
+                for o in s.outgoing() {
+                    w.queue_udp(i, client, &o);
+                }
+                if let Err(why) = r {
+                    tracing::debug!("dtls {client}: {why:?}");
+                    ended.push((i, client));
+                }
+            }
+            for key in &ended {
+                sessions.remove(key);
+            }
+        }
+        for (i, client) in ended.drain(..) {
+            let tuple = FiveTuple {
+                transport: Transport::Dtls,
+                client,
+                server: w.udp[i].0,
+            };
+            w.core.borrow_mut().handle_client_closed(tuple);
+        }
+        w.drain(now);
+        w.flush();
     }
 }
 

@@ -41,6 +41,8 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP: a byte stream, like TCP.
     Tls,
+    /// DTLS over UDP: datagrams, like UDP.
+    Dtls,
 }
 
 impl Transport {
@@ -56,6 +58,7 @@ impl std::fmt::Display for Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Dtls => "dtls",
         })
     }
 }

@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod coturn;
 mod differential;
+mod dtls;
 mod policy;
 mod props;
 mod secure;

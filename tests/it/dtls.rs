@@ -1,0 +1,210 @@
+//! Issue 6, DTLS side: coturn's client over DTLS with zero loss, the
+//! stateless cookie exchange on the wire, the half-open cap and the
+//! handshake deadline, and STUN over a DTLS session of our own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openssl::ssl::{
+    ErrorCode, Ssl, SslContext, SslMethod, SslOptions, SslStream, SslVerifyMode, SslVersion,
+};
+use tokio::net::UdpSocket;
+use turnpike::net::dtls::DgramIo;
+use turnpike::{Running, Transport};
+
+use crate::coturn::{turnutils_peer, uclient_relays_all};
+use crate::secure::tls_turn;
+use crate::{PASSWORD, USER};
+
+async fn dtls_turn(adjust: impl FnOnce(&mut turnpike::Config)) -> (Running, SocketAddr) {
+    let (server, _dir) = tls_turn(|c| {
+        c.dtls = true;
+        adjust(c);
+    })
+    .await;
+    let addr = server.addrs(Transport::Dtls)[0];
+    (server, addr)
+}
+
+async fn uclient_over_dtls(mode: &[&str]) {
+    let (server, addr) = dtls_turn(|_| {}).await;
+    let (_peer, peer_port) = turnutils_peer();
+    let mut flags = vec!["-u", USER, "-w", PASSWORD, "-S"];
+    flags.extend_from_slice(mode);
+    uclient_relays_all(addr.port(), "127.0.0.1", peer_port, &flags, 50).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_over_dtls_with_channels_zero_loss() {
+    uclient_over_dtls(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uclient_over_dtls_with_send_indications_zero_loss() {
+    uclient_over_dtls(&["-s"]).await;
+}
+
+/// An OpenSSL DTLS 1.2 client whose datagrams the test carries by hand.
+struct Client {
+    ssl: SslStream<DgramIo>,
+    sock: UdpSocket,
+    server: SocketAddr,
+}
+
+impl Client {
+    async fn new(server: SocketAddr) -> Client {
+        let mut b = SslContext::builder(SslMethod::dtls_client()).unwrap();
+        b.set_verify(SslVerifyMode::NONE);
+        b.set_min_proto_version(Some(SslVersion::DTLS1_2)).unwrap();
+        b.set_options(SslOptions::NO_QUERY_MTU);
+        let mut ssl = Ssl::new(&b.build()).unwrap();
+        ssl.set_mtu(1200).unwrap();
+        ssl.set_connect_state();
+        Client {
+            ssl: SslStream::new(ssl, DgramIo::default()).unwrap(),
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+        }
+    }
+
+    /// Advances the handshake and sends what it produced.
+    async fn step(&mut self) -> bool {
+        let done = match self.ssl.connect() {
+            Ok(()) => true,
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::WANT_READ, "client: {e}");
+                false
+            }
+        };
+        self.flush().await;
+        done
+    }
+
+    async fn flush(&mut self) {
+        let out: Vec<_> = self.ssl.get_mut().drain_outbox().collect();
+        for d in out {
+            self.sock.send_to(&d, self.server).await.unwrap();
+        }
+    }
+
+    /// Datagrams from the server: the first within `wait`, then those
+    /// following it with gaps under 100 ms.
+    async fn recv_all(&mut self, wait: Duration) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_536];
+        let mut gap = wait;
+        while let Ok(Ok(n)) = tokio::time::timeout(gap, self.sock.recv(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+            gap = Duration::from_millis(100);
+        }
+        got
+    }
+
+    fn take(&mut self, datagrams: Vec<Vec<u8>>) {
+        for d in datagrams {
+            self.ssl.get_mut().push_inbox(d);
+        }
+    }
+
+    /// Sends the ClientHello, answers the HelloVerifyRequest and returns
+    /// the server's answer to the cookie-bearing ClientHello.
+    async fn past_cookie(&mut self, wait: Duration) -> Vec<Vec<u8>> {
+        self.step().await;
+        let hvr = self.recv_all(Duration::from_millis(500)).await;
+        assert_eq!(hvr.len(), 1);
+        assert_eq!(hvr[0][13], 3, "HelloVerifyRequest");
+        self.take(hvr);
+        self.step().await;
+        self.recv_all(wait).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_less_client_hello_gets_one_hello_verify_request_and_no_retransmission() {
+    let (server, addr) = dtls_turn(|_| {}).await;
+    let mut c = Client::new(addr).await;
+    c.ssl.connect().unwrap_err();
+    let hello: Vec<_> = c.ssl.get_mut().drain_outbox().collect();
+    assert_eq!(hello.len(), 1);
+    for _ in 0..3 {
+        c.sock.send_to(&hello[0], addr).await.unwrap();
+    }
+    // A server holding state would retransmit after about a second.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let end = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(end, c.sock.recv(&mut buf)).await {
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), 3, "one answer per ClientHello, nothing more");
+    for d in &got {
+        assert_eq!((d[0], d[13]), (22, 3), "HelloVerifyRequest");
+    }
+    assert_eq!(server.dtls_handshakes(), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_handshakes_are_capped_and_expire_at_the_handshake_timeout() {
+    let (server, addr) = dtls_turn(|c| {
+        c.max_dtls_handshakes = 2;
+        c.handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::new(addr).await;
+        let flight = c.past_cookie(Duration::from_millis(300)).await;
+        assert!(!flight.is_empty() && flight[0][13] == 2, "ServerHello");
+        stalled.push(c);
+    }
+    assert_eq!(server.dtls_handshakes(), 2);
+    let mut third = Client::new(addr).await;
+    let flight = third.past_cookie(Duration::from_millis(300)).await;
+    assert!(
+        flight.is_empty(),
+        "at the cap a valid cookie gets no answer"
+    );
+    assert_eq!(server.dtls_handshakes(), 2);
+
+    // The stalled handshakes end at the timeout and free their slots.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(server.dtls_handshakes(), 0);
+    let mut c = Client::new(addr).await;
+    let flight = c.past_cookie(Duration::from_millis(300)).await;
+    c.take(flight);
+    let mut done = c.step().await;
+    for _ in 0..5 {
+        if done {
+            break;
+        }
+        let more = c.recv_all(Duration::from_millis(300)).await;
+        c.take(more);
+        done = c.step().await;
+    }
+    assert!(done, "handshake completes");
+    // A Binding request over the session gets our mapped address back.
+    let txid = [7u8; 12];
+    let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    req.extend_from_slice(&txid);
+    c.ssl.ssl_write(&req).unwrap();
+    c.flush().await;
+    let answer = c.recv_all(Duration::from_millis(500)).await;
+    c.take(answer);
+    let mut buf = [0u8; 1500];
+    let n = c.ssl.ssl_read(&mut buf).unwrap();
+    let mut msg = stun::message::Message::new();
+    msg.raw = buf[..n].to_vec();
+    msg.decode().unwrap();
+    assert_eq!(msg.typ, stun::message::BINDING_SUCCESS);
+    assert_eq!(&msg.transaction_id.0, &txid);
+    let mut mapped = stun::xoraddr::XorMappedAddress::default();
+    use stun::message::Getter;
+    mapped.get_from(&msg).unwrap();
+    assert_eq!(
+        SocketAddr::new(mapped.ip, mapped.port),
+        c.sock.local_addr().unwrap()
+    );
+    server.stop().await;
+}
