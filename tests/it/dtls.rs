@@ -120,6 +120,31 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A whole handshake from the start.
+    async fn handshake(&mut self) {
+        let flight = self.past_cookie(Duration::from_millis(500)).await;
+        self.take(flight);
+        let mut done = self.step().await;
+        for _ in 0..5 {
+            if done {
+                break;
+            }
+            let more = self.recv_all(Duration::from_millis(500)).await;
+            self.take(more);
+            done = self.step().await;
+        }
+        assert!(done, "handshake completes");
+    }
+}
+
+/// The leaf certificate a new DTLS handshake with `addr` sees.
+pub(crate) async fn dtls_leaf(addr: SocketAddr) -> Vec<u8> {
+    let mut c = Client::new(addr).await;
+    c.handshake().await;
+    c.ssl.ssl().peer_certificate().unwrap().to_der().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_less_client_hello_gets_one_hello_verify_request_and_no_retransmission() {
     let (server, addr) = dtls_turn(|_| {}).await;
@@ -172,18 +197,7 @@ async fn half_open_handshakes_are_capped_and_expire_at_the_handshake_timeout() {
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(server.dtls_handshakes(), 0);
     let mut c = Client::new(addr).await;
-    let flight = c.past_cookie(Duration::from_millis(300)).await;
-    c.take(flight);
-    let mut done = c.step().await;
-    for _ in 0..5 {
-        if done {
-            break;
-        }
-        let more = c.recv_all(Duration::from_millis(300)).await;
-        c.take(more);
-        done = c.step().await;
-    }
-    assert!(done, "handshake completes");
+    c.handshake().await;
     // A Binding request over the session gets our mapped address back.
     let txid = [7u8; 12];
     let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];

@@ -283,16 +283,18 @@ async fn sighup_swaps_the_certificate_for_new_handshakes_and_keeps_allocations()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_reload_swaps_the_certificate_and_a_bad_file_gets_422() {
+async fn api_reload_swaps_the_tls_and_dtls_certificate_and_a_bad_file_gets_422() {
     let dir = cert_dir();
     let first = write_cert(&dir);
     let (server, _, admin) = crate::admin::server(|c| {
         c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
         c.cert = Some(dir.join("cert.pem"));
         c.key = Some(dir.join("key.pem"));
+        c.dtls = true;
     })
     .await;
     let tls_addr = server.addrs(Transport::Tls)[0];
+    let dtls_addr = server.addrs(Transport::Dtls)[0];
     let token = crate::admin::token("admin");
     let (code, _) = crate::admin::http(admin, "POST", "/api/v1/reload", None, None).await;
     assert_eq!(code, 401);
@@ -309,12 +311,14 @@ async fn api_reload_swaps_the_certificate_and_a_bad_file_gets_422() {
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("key.pem"), "{body}");
     assert_eq!(tls_client(tls_addr).await.1, first);
+    assert_eq!(crate::dtls::dtls_leaf(dtls_addr).await, first);
 
     let second = write_cert(&dir);
     let (code, body) =
         crate::admin::http(admin, "POST", "/api/v1/reload", Some(&token), None).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(tls_client(tls_addr).await.1, second);
+    assert_eq!(crate::dtls::dtls_leaf(dtls_addr).await, second, "DTLS too");
     assert_eq!(server.tls().unwrap().leaf(), second);
     old.refresh(600).await.expect("the old session lives on");
     server.stop().await;
