@@ -12,6 +12,8 @@
 //!   * [`auth`]: long-term credentials, stateless nonces, reply budget.
 //!   * [`turn`]: the TURN allocation state machine, peer policy, ports,
 //!     quotas.
+//!   * [`nat`]: RFC 5780 NAT behaviour discovery: the server's
+//!     CHANGE-REQUEST/RESPONSE-PORT/PADDING rules and the probe's tests.
 //! * shell:
 //!   * [`net`]: worker threads, UDP (batched, on the worker's own epoll) and
 //!     TCP listeners, relay sockets; [`serve`] starts them.
@@ -30,6 +32,7 @@ pub mod bench;
 pub mod binding;
 pub mod cli;
 pub mod config;
+pub mod nat;
 pub mod net;
 pub mod store;
 pub mod stun;

@@ -1,0 +1,851 @@
+//! The server half of RFC 5780 (NAT Behavior Discovery), sans-IO: a parsed
+//! Binding request, where it came from and where it arrived in; which local
+//! address the answer leaves from, where it goes, and its bytes out.
+//!
+//! # The addresses
+//!
+//! RFC 5780 §6: "A server implementing the NAT Behavior Discovery usage SHOULD
+//! be configured with two separate IP addresses on the public Internet. On
+//! startup, the server SHOULD allocate a pair of ports [...] such that it can
+//! send and receive datagrams using the same ports on each IP address". With
+//! a primary `A1:P1` and an alternate `A2:P2` that makes four UDP sockets,
+//! listed by [`ServerAddresses::local_addresses`]: `A1:P1`, `A1:P2`, `A2:P1`,
+//! `A2:P2`. A request may arrive on any of them; the answer may have to leave
+//! from any of them.
+//!
+//! # How a UDP shell calls this
+//!
+//! For every datagram that parses as a STUN Binding request on one of those
+//! sockets: `answer(&msg, source, local, &addresses, &options, &mut buf)`,
+//! where `local` is the address of the socket it arrived on. `Some(reply)`
+//! means: send `buf[..reply.len]` **from the socket bound to `reply.from`** to
+//! `reply.to`. `None` means nothing to send (not a Binding request, or the
+//! buffer was too small). Non-Binding requests are not this module's: route
+//! them elsewhere (TURN) before calling.
+//!
+//! The rules are UDP only: RFC 5780 §3.2 "This test applies only to UDP
+//! datagrams", and RESPONSE-PORT and PADDING are UDP matters (§3.3, §3.5).
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
+use crate::stun::{AttributeType, Class, Message, MessageBuilder, Method};
+
+/// Most unknown attribute types listed in one 420 answer.
+pub const MAX_UNKNOWN_LISTED: usize = 16;
+
+/// Default cap on the PADDING the server sends back: the Ethernet MTU.
+/// RFC 5780 §6.1: "The server SHOULD use a length of PADDING equal to the MTU
+/// on the outgoing interface, rounded up to an even multiple of four bytes."
+pub const DEFAULT_MAX_PADDING: usize = 1500;
+
+/// Hard cap on PADDING, well below a 64 KiB datagram.
+const MAX_PADDING: usize = 65_000;
+
+/// Room a response needs beyond its PADDING: header, XOR-MAPPED-ADDRESS,
+/// MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS (IPv6 sizes), PADDING's own
+/// header, SOFTWARE (127 characters of up to 4 bytes) and FINGERPRINT.
+pub const RESPONSE_OVERHEAD: usize = 20 + 4 * 24 + 4 + 4 + 508 + 8;
+
+/// The addresses the server answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerAddresses {
+    primary: SocketAddr,
+    alternate: Option<SocketAddr>,
+}
+
+/// Why a primary/alternate pair cannot serve RFC 5780.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddressSetError {
+    /// RFC 5780 §6: the server needs "two separate IP addresses".
+    #[error("the alternate address {alternate} has the same IP as the primary {primary}")]
+    SameIp {
+        primary: SocketAddr,
+        alternate: SocketAddr,
+    },
+    /// Without two ports "change port" (RFC 5780 §7.2, flag B) is impossible.
+    #[error("the alternate address {alternate} has the same port as the primary {primary}")]
+    SamePort {
+        primary: SocketAddr,
+        alternate: SocketAddr,
+    },
+    #[error("the primary {primary} and alternate {alternate} are of different IP families")]
+    FamilyMismatch {
+        primary: SocketAddr,
+        alternate: SocketAddr,
+    },
+    /// RESPONSE-ORIGIN and OTHER-ADDRESS must name real addresses.
+    #[error("{0} is unspecified; RFC 5780 needs the concrete address of each socket")]
+    Unspecified(SocketAddr),
+}
+
+impl ServerAddresses {
+    /// A server with one address: RESPONSE-PORT and PADDING work, CHANGE-REQUEST
+    /// gets 420 and no response carries OTHER-ADDRESS (RFC 5780 §6).
+    pub fn single(primary: SocketAddr) -> Self {
+        ServerAddresses {
+            primary,
+            alternate: None,
+        }
+    }
+
+    /// A full RFC 5780 server: `primary` is `A1:P1`, `alternate` is `A2:P2`.
+    pub fn with_alternate(
+        primary: SocketAddr,
+        alternate: SocketAddr,
+    ) -> Result<Self, AddressSetError> {
+        for a in [primary, alternate] {
+            if a.ip().is_unspecified() {
+                return Err(AddressSetError::Unspecified(a));
+            }
+        }
+        if primary.is_ipv4() != alternate.is_ipv4() {
+            return Err(AddressSetError::FamilyMismatch { primary, alternate });
+        }
+        if primary.ip() == alternate.ip() {
+            return Err(AddressSetError::SameIp { primary, alternate });
+        }
+        if primary.port() == alternate.port() {
+            return Err(AddressSetError::SamePort { primary, alternate });
+        }
+        Ok(ServerAddresses {
+            primary,
+            alternate: Some(alternate),
+        })
+    }
+
+    pub fn primary(&self) -> SocketAddr {
+        self.primary
+    }
+
+    pub fn alternate(&self) -> Option<SocketAddr> {
+        self.alternate
+    }
+
+    /// Every local address the shell must bind a UDP socket to: the primary
+    /// alone, or `A1:P1, A1:P2, A2:P1, A2:P2`.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        match self.alternate {
+            None => vec![self.primary],
+            Some(alt) => {
+                let (a1, p1, a2, p2) =
+                    (self.primary.ip(), self.primary.port(), alt.ip(), alt.port());
+                vec![
+                    SocketAddr::new(a1, p1),
+                    SocketAddr::new(a1, p2),
+                    SocketAddr::new(a2, p1),
+                    SocketAddr::new(a2, p2),
+                ]
+            }
+        }
+    }
+
+    /// `(Da:Dp, Ca:Cp)` for a request that arrived on `local`, in the words of
+    /// RFC 5780 §6.1: "Let Ca represent the other address, so that if Da is
+    /// A1, Ca is A2. If Da is A2, Ca is A1. Similarly, let Cp represent the
+    /// other port". `None` without an alternate, or when `local` is not one of
+    /// [`Self::local_addresses`].
+    fn resolve(&self, local: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+        let alt = self.alternate?;
+        let ip = local.ip().to_canonical();
+        let (da, ca) = if ip == self.primary.ip().to_canonical() {
+            (self.primary.ip(), alt.ip())
+        } else if ip == alt.ip().to_canonical() {
+            (alt.ip(), self.primary.ip())
+        } else {
+            return None;
+        };
+        let (dp, cp) = if local.port() == self.primary.port() {
+            (self.primary.port(), alt.port())
+        } else if local.port() == alt.port() {
+            (alt.port(), self.primary.port())
+        } else {
+            return None;
+        };
+        Some((SocketAddr::new(da, dp), SocketAddr::new(ca, cp)))
+    }
+
+    /// OTHER-ADDRESS for a request that arrived on `local`: `Ca:Cp`. RFC 5780
+    /// §6.1: "these are Ca and Cp, respectively, regardless of the value of
+    /// the CHANGE-REQUEST flags."
+    pub fn other_address(&self, local: SocketAddr) -> Option<SocketAddr> {
+        self.resolve(local).map(|(_, c)| c)
+    }
+
+    /// The local address the answer to a request received on `local` leaves
+    /// from (RFC 5780 §6.1, Table 1), or `None` when the change cannot be
+    /// made (no alternate, or `local` unknown) and a change was asked for.
+    pub fn response_source(&self, local: SocketAddr, change: ChangeRequest) -> Option<SocketAddr> {
+        if change == ChangeRequest::NONE {
+            // "If neither flag is set, or if the CHANGE-REQUEST attribute is
+            // absent entirely, the source IP address of the Binding Response
+            // MUST be Da and the source port of the Binding Response MUST be
+            // Dp."
+            return Some(self.resolve(local).map_or(local, |(d, _)| d));
+        }
+        let (d, c) = self.resolve(local)?;
+        // "If the "change port" flag was set [...] and the "change IP" flag
+        // was not set, the source IP address of the Binding Response MUST be
+        // Da and the source port of the Binding Response MUST be Cp. If the
+        // "change IP" flag was set [...] and the "change port" flag was not
+        // set, the source IP address of the Binding Response MUST be Ca and
+        // the source port of the Binding Response MUST be Dp. When both flags
+        // are set, the source IP address of the Binding Response MUST be Ca
+        // and the source port of the Binding Response MUST be Cp."
+        let ip: IpAddr = if change.change_ip { c.ip() } else { d.ip() };
+        let port = if change.change_port {
+            c.port()
+        } else {
+            d.port()
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+}
+
+/// Knobs of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions<'a> {
+    /// SOFTWARE attribute, off by default (security defaults).
+    pub software: Option<&'a str>,
+    /// Largest PADDING value the server writes; see [`Plan`] for the rule.
+    pub max_padding: usize,
+}
+
+impl Default for ServerOptions<'_> {
+    fn default() -> Self {
+        ServerOptions {
+            software: None,
+            max_padding: DEFAULT_MAX_PADDING,
+        }
+    }
+}
+
+/// A 400 answer's cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    #[error("CHANGE-REQUEST is not 4 bytes")]
+    MalformedChangeRequest,
+    #[error("RESPONSE-PORT is not 4 bytes")]
+    MalformedResponsePort,
+    /// RFC 5780 §7.5 lists 0 as allowed, but nothing can be sent to port 0.
+    #[error("RESPONSE-PORT is 0")]
+    ResponsePortZero,
+    /// RFC 5780 §6.1: "If the Request also contains the RESPONSE-PORT
+    /// attribute the server MUST return an error response of type 400."
+    #[error("RESPONSE-PORT together with PADDING")]
+    ResponsePortWithPadding,
+}
+
+/// An error answer. It always leaves from the socket the request arrived on
+/// and goes back to the request's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// 420 with UNKNOWN-ATTRIBUTES listing `types[..len]`.
+    UnknownAttributes {
+        types: [u16; MAX_UNKNOWN_LISTED],
+        len: usize,
+    },
+    /// 400.
+    BadRequest(BadRequest),
+}
+
+impl Rejection {
+    pub fn code(&self) -> u16 {
+        match self {
+            Rejection::UnknownAttributes { .. } => 420,
+            Rejection::BadRequest(_) => 400,
+        }
+    }
+
+    /// The attribute types a 420 lists.
+    pub fn unknown(&self) -> &[u16] {
+        match self {
+            Rejection::UnknownAttributes { types, len } => &types[..*len],
+            Rejection::BadRequest(_) => &[],
+        }
+    }
+}
+
+/// Where a success answer goes and what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Local address it leaves from; also its RESPONSE-ORIGIN.
+    pub from: SocketAddr,
+    /// Destination: the request's source, or its IP at RESPONSE-PORT.
+    pub to: SocketAddr,
+    /// The request's source, for XOR-MAPPED-ADDRESS and MAPPED-ADDRESS.
+    pub mapped: SocketAddr,
+    /// `Ca:Cp`, when the server has an alternate.
+    pub other_address: Option<SocketAddr>,
+    /// PADDING value length, when the request carried PADDING.
+    pub padding: Option<usize>,
+}
+
+/// The decision for one request, before any byte is written.
+///
+/// PADDING: RFC 5780 §6.1 "If the Request contained a PADDING attribute,
+/// PADDING MUST be included in the Binding Response." Its length is the
+/// request's PADDING length rounded up to four, capped at
+/// [`ServerOptions::max_padding`] (the MTU, as the RFC's SHOULD asks). Never
+/// answering with more padding than the client sent keeps the server from
+/// being a bandwidth amplifier: a 28-byte request cannot buy a 1500-byte
+/// answer. Clients send MTU-sized PADDING anyway (RFC 5780 §5: "When PADDING
+/// is used, it SHOULD be equal to the MTU of the outgoing interface").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Not a Binding request: not for this module.
+    Ignore,
+    Answer(Route),
+    Reject(Rejection),
+}
+
+/// Decides how to answer `msg`, received from `source` on the local socket
+/// `local`.
+pub fn plan(
+    msg: &Message<'_>,
+    source: SocketAddr,
+    local: SocketAddr,
+    addresses: &ServerAddresses,
+    options: &ServerOptions<'_>,
+) -> Plan {
+    if msg.class() != Class::Request || msg.method() != Method::BINDING {
+        return Plan::Ignore;
+    }
+    let other_address = addresses.other_address(local);
+
+    // RFC 8489 §6.3.1.1: unknown comprehension-required attributes get 420
+    // listing them. RFC 5780 §6: "If a server cannot allocate the same ports
+    // on two different IP address, then it MUST NOT include an OTHER-ADDRESS
+    // attribute in any Response and MUST respond with a 420 (Unknown
+    // Attribute) to any Request with a CHANGE-REQUEST attribute." and §6.1:
+    // "If the Request contains the CHANGE-REQUEST attribute and the server
+    // does not have an alternate address and port as described above, the
+    // server MUST generate an error response of type 420."
+    let can_change = other_address.is_some();
+    let mut types = [0u16; MAX_UNKNOWN_LISTED];
+    let len = msg.unknown_comprehension_required(
+        |t| t.is_known() && (can_change || t != AttributeType::CHANGE_REQUEST),
+        &mut types,
+    );
+    if len > 0 {
+        return Plan::Reject(Rejection::UnknownAttributes { types, len });
+    }
+
+    let change = match msg.get(AttributeType::CHANGE_REQUEST) {
+        None => ChangeRequest::NONE,
+        Some(v) => match ChangeRequest::decode(v) {
+            Ok(c) => c,
+            Err(_) => {
+                return Plan::Reject(Rejection::BadRequest(BadRequest::MalformedChangeRequest))
+            }
+        },
+    };
+    let padding_len = msg.get(AttributeType::PADDING).map(|v| v.len());
+    let response_port = match msg.get(AttributeType::RESPONSE_PORT) {
+        None => None,
+        Some(v) => match ResponsePort::decode(v) {
+            Ok(ResponsePort(0)) => {
+                return Plan::Reject(Rejection::BadRequest(BadRequest::ResponsePortZero))
+            }
+            Ok(ResponsePort(p)) => Some(p),
+            Err(_) => {
+                return Plan::Reject(Rejection::BadRequest(BadRequest::MalformedResponsePort))
+            }
+        },
+    };
+    // RFC 5780 §7.5: "The server MUST NOT process a request containing a
+    // RESPONSE-PORT and a PADDING attribute."
+    if response_port.is_some() && padding_len.is_some() {
+        return Plan::Reject(Rejection::BadRequest(BadRequest::ResponsePortWithPadding));
+    }
+
+    // A change without an alternate was rejected above, so this always
+    // resolves.
+    let from = addresses.response_source(local, change).unwrap_or(local);
+
+    // RFC 5780 §7.5: "the Binding Response MUST be transmitted to the source
+    // IP address of the Binding Request and the port contained in
+    // RESPONSE-PORT." and §6.1: "When the server sends the Response, it is
+    // sent from the source address as determined above and to the source
+    // address of the Request. If RESPONSE-PORT is present, the server sends
+    // the response to that port instead of the originating port."
+    let to = match response_port {
+        Some(port) => SocketAddr::new(source.ip(), port),
+        None => source,
+    };
+    // RFC 5780 §7.6: "PADDING MUST NOT be longer than the length that brings
+    // the total IP datagram size to 64K."
+    let cap = options.max_padding.min(MAX_PADDING);
+    let padding = padding_len.map(|n| round_up_4(n.min(cap)));
+
+    Plan::Answer(Route {
+        from,
+        to,
+        mapped: source,
+        other_address,
+        padding,
+    })
+}
+
+/// A response to send: `len` bytes at the front of the buffer, from the
+/// local socket bound to `from`, to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub len: usize,
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+}
+
+/// Answers one Binding request received from `source` on the local socket
+/// `local`, writing the response into `out` (make it at least
+/// `max_padding + RESPONSE_OVERHEAD` bytes). `None`: nothing to send.
+pub fn answer(
+    msg: &Message<'_>,
+    source: SocketAddr,
+    local: SocketAddr,
+    addresses: &ServerAddresses,
+    options: &ServerOptions<'_>,
+    out: &mut [u8],
+) -> Option<Reply> {
+    match plan(msg, source, local, addresses, options) {
+        Plan::Ignore => None,
+        Plan::Reject(r) => {
+            let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
+            b.add_error_code(r.code(), crate::stun::attributes::reason_phrase(r.code()));
+            if r.code() == 420 {
+                b.add_unknown_attributes(r.unknown());
+            }
+            let len = finish(b, options.software, msg.has_fingerprint())?;
+            Some(Reply {
+                len,
+                from: local,
+                to: source,
+            })
+        }
+        Plan::Answer(route) => {
+            let mut b =
+                MessageBuilder::new(out, msg.message_type().success(), msg.transaction_id());
+            // RFC 5780 §6.1: "The server MUST include both MAPPED-ADDRESS and
+            // XOR-MAPPED-ADDRESS in its Response." (The pair also lets a
+            // client spot an address-rewriting ALG, §3.6.)
+            b.add_xor_mapped_address(&route.mapped);
+            b.add_mapped_address(&route.mapped);
+            // "The server MUST add a RESPONSE-ORIGIN attribute to the Binding
+            // Response, containing the source address and port used to send
+            // the Binding Response."
+            b.add_address(AttributeType::RESPONSE_ORIGIN, &route.from);
+            // "If the server supports an alternate address and port, the
+            // server MUST add an OTHER-ADDRESS attribute to the Binding
+            // Response." §7.4: "OTHER-ADDRESS MUST NOT be inserted into a
+            // Binding Response unless the server has a second IP address."
+            if let Some(other) = route.other_address {
+                b.add_address(AttributeType::OTHER_ADDRESS, &other);
+            }
+            // "If the Request contained a PADDING attribute, PADDING MUST be
+            // included in the Binding Response."
+            if let Some(n) = route.padding {
+                b.add_with(AttributeType::PADDING, n, |v| v.fill(0));
+            }
+            // ALTERNATE-SERVER is never added: "An ALTERNATE-SERVER attribute
+            // MUST NOT be included with any other attribute defined in this
+            // specification."
+            let len = finish(b, options.software, msg.has_fingerprint())?;
+            Some(Reply {
+                len,
+                from: route.from,
+                to: route.to,
+            })
+        }
+    }
+}
+
+/// SOFTWARE when configured, FINGERPRINT when the request had one
+/// (RFC 8489 §7.3), then the length.
+fn finish(mut b: MessageBuilder<'_>, software: Option<&str>, fingerprint: bool) -> Option<usize> {
+    if let Some(s) = software {
+        b.add_software(s);
+    }
+    if fingerprint {
+        b.add_fingerprint();
+    }
+    b.finish().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stun::attributes::{
+        decode_address, decode_unknown_attributes, decode_xor_address, ErrorCode,
+    };
+    use crate::stun::{MessageType, TransactionId};
+
+    const TXID: TransactionId = TransactionId([9; 12]);
+
+    fn a1p1() -> SocketAddr {
+        "192.0.2.1:3478".parse().unwrap()
+    }
+    fn a1p2() -> SocketAddr {
+        "192.0.2.1:3479".parse().unwrap()
+    }
+    fn a2p1() -> SocketAddr {
+        "198.51.100.2:3478".parse().unwrap()
+    }
+    fn a2p2() -> SocketAddr {
+        "198.51.100.2:3479".parse().unwrap()
+    }
+    fn client() -> SocketAddr {
+        "203.0.113.7:40000".parse().unwrap()
+    }
+    fn full() -> ServerAddresses {
+        ServerAddresses::with_alternate(a1p1(), a2p2()).unwrap()
+    }
+
+    fn request(build: impl FnOnce(&mut MessageBuilder)) -> Vec<u8> {
+        let mut buf = vec![0u8; 8192];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::BINDING, Class::Request),
+            TXID,
+        );
+        build(&mut b);
+        let n = b.finish().unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn change(c: ChangeRequest) -> Vec<u8> {
+        request(|b| b.add(AttributeType::CHANGE_REQUEST, &c.encode()))
+    }
+
+    fn run(req: &[u8], local: SocketAddr, addrs: &ServerAddresses) -> (Reply, Vec<u8>) {
+        let msg = Message::parse(req).unwrap();
+        let mut out = vec![0u8; DEFAULT_MAX_PADDING + RESPONSE_OVERHEAD];
+        let reply = answer(
+            &msg,
+            client(),
+            local,
+            addrs,
+            &ServerOptions::default(),
+            &mut out,
+        )
+        .expect("an answer");
+        out.truncate(reply.len);
+        (reply, out)
+    }
+
+    fn addr_attr(resp: &Message<'_>, t: AttributeType) -> Option<SocketAddr> {
+        resp.get(t).map(|v| decode_address(v).unwrap())
+    }
+
+    fn error_code(resp: &Message<'_>) -> u16 {
+        ErrorCode::decode(resp.get(AttributeType::ERROR_CODE).unwrap())
+            .unwrap()
+            .code
+    }
+
+    #[test]
+    fn plain_request_is_answered_from_where_it_arrived_with_all_four_addresses() {
+        let (reply, bytes) = run(&request(|_| {}), a1p1(), &full());
+        assert_eq!((reply.from, reply.to), (a1p1(), client()));
+        let resp = Message::parse(&bytes).unwrap();
+        assert_eq!(resp.class(), Class::SuccessResponse);
+        assert_eq!(resp.transaction_id(), TXID);
+        let xma = decode_xor_address(resp.get(AttributeType::XOR_MAPPED_ADDRESS).unwrap(), &TXID);
+        assert_eq!(xma, Ok(client()));
+        assert_eq!(
+            addr_attr(&resp, AttributeType::MAPPED_ADDRESS),
+            Some(client())
+        );
+        assert_eq!(
+            addr_attr(&resp, AttributeType::RESPONSE_ORIGIN),
+            Some(a1p1())
+        );
+        assert_eq!(addr_attr(&resp, AttributeType::OTHER_ADDRESS), Some(a2p2()));
+        assert!(resp.get(AttributeType::PADDING).is_none());
+        assert!(resp.get(AttributeType::SOFTWARE).is_none());
+    }
+
+    #[test]
+    fn change_ip_answers_from_the_other_ip_on_the_same_port() {
+        let (reply, bytes) = run(&change(ChangeRequest::IP), a1p1(), &full());
+        assert_eq!(reply.from, a2p1());
+        assert_eq!(reply.to, client());
+        let resp = Message::parse(&bytes).unwrap();
+        assert_eq!(
+            addr_attr(&resp, AttributeType::RESPONSE_ORIGIN),
+            Some(a2p1())
+        );
+        assert_eq!(addr_attr(&resp, AttributeType::OTHER_ADDRESS), Some(a2p2()));
+    }
+
+    #[test]
+    fn change_port_answers_from_the_same_ip_on_the_other_port() {
+        let (reply, bytes) = run(&change(ChangeRequest::PORT), a1p1(), &full());
+        assert_eq!(reply.from, a1p2());
+        let resp = Message::parse(&bytes).unwrap();
+        assert_eq!(
+            addr_attr(&resp, AttributeType::RESPONSE_ORIGIN),
+            Some(a1p2())
+        );
+    }
+
+    #[test]
+    fn change_ip_and_port_answers_from_the_other_address() {
+        let (reply, _) = run(&change(ChangeRequest::IP_AND_PORT), a1p1(), &full());
+        assert_eq!(reply.from, a2p2());
+    }
+
+    #[test]
+    fn change_request_with_no_flags_answers_from_where_it_arrived() {
+        let (reply, _) = run(&change(ChangeRequest::NONE), a1p1(), &full());
+        assert_eq!(reply.from, a1p1());
+    }
+
+    #[test]
+    fn requests_on_the_other_sockets_change_relative_to_where_they_arrived() {
+        // Arrived on A2:P2: Ca is A1, Cp is P1.
+        assert_eq!(
+            run(&change(ChangeRequest::IP), a2p2(), &full()).0.from,
+            a1p2()
+        );
+        assert_eq!(
+            run(&change(ChangeRequest::PORT), a2p2(), &full()).0.from,
+            a2p1()
+        );
+        assert_eq!(
+            run(&change(ChangeRequest::IP_AND_PORT), a2p2(), &full())
+                .0
+                .from,
+            a1p1()
+        );
+        // Arrived on A1:P2: OTHER-ADDRESS is A2:P1 whatever the flags.
+        let (reply, bytes) = run(&change(ChangeRequest::PORT), a1p2(), &full());
+        assert_eq!(reply.from, a1p1());
+        let resp = Message::parse(&bytes).unwrap();
+        assert_eq!(addr_attr(&resp, AttributeType::OTHER_ADDRESS), Some(a2p1()));
+    }
+
+    #[test]
+    fn response_port_redirects_to_the_source_ip_at_that_port() {
+        let req = request(|b| b.add(AttributeType::RESPONSE_PORT, &ResponsePort(50000).encode()));
+        let (reply, bytes) = run(&req, a1p1(), &full());
+        assert_eq!(reply.to, "203.0.113.7:50000".parse().unwrap());
+        assert_eq!(reply.from, a1p1());
+        let resp = Message::parse(&bytes).unwrap();
+        // The mapped address is still where the request came from.
+        assert_eq!(
+            addr_attr(&resp, AttributeType::MAPPED_ADDRESS),
+            Some(client())
+        );
+    }
+
+    #[test]
+    fn response_port_works_on_a_single_address_server() {
+        let req = request(|b| b.add(AttributeType::RESPONSE_PORT, &ResponsePort(50000).encode()));
+        let (reply, _) = run(&req, a1p1(), &ServerAddresses::single(a1p1()));
+        assert_eq!(reply.to, "203.0.113.7:50000".parse().unwrap());
+    }
+
+    #[test]
+    fn response_port_with_padding_gets_400() {
+        let req = request(|b| {
+            b.add(AttributeType::RESPONSE_PORT, &ResponsePort(50000).encode());
+            b.add(AttributeType::PADDING, &[0; 100]);
+        });
+        let (reply, bytes) = run(&req, a1p1(), &full());
+        assert_eq!((reply.from, reply.to), (a1p1(), client()));
+        let resp = Message::parse(&bytes).unwrap();
+        assert_eq!(resp.class(), Class::ErrorResponse);
+        assert_eq!(error_code(&resp), 400);
+    }
+
+    #[test]
+    fn response_port_zero_or_malformed_gets_400() {
+        for value in [&[0u8, 0, 0, 0][..], &[0x9c, 0x40][..]] {
+            let req = request(|b| b.add(AttributeType::RESPONSE_PORT, value));
+            let (_, bytes) = run(&req, a1p1(), &full());
+            assert_eq!(
+                error_code(&Message::parse(&bytes).unwrap()),
+                400,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_change_request_gets_400() {
+        let req = request(|b| b.add(AttributeType::CHANGE_REQUEST, &[0, 0, 6]));
+        let (_, bytes) = run(&req, a1p1(), &full());
+        assert_eq!(error_code(&Message::parse(&bytes).unwrap()), 400);
+    }
+
+    #[test]
+    fn change_request_without_an_alternate_gets_420_listing_change_request() {
+        for flags in [
+            ChangeRequest::NONE,
+            ChangeRequest::IP,
+            ChangeRequest::IP_AND_PORT,
+        ] {
+            let (reply, bytes) = run(&change(flags), a1p1(), &ServerAddresses::single(a1p1()));
+            assert_eq!((reply.from, reply.to), (a1p1(), client()));
+            let resp = Message::parse(&bytes).unwrap();
+            assert_eq!(resp.class(), Class::ErrorResponse);
+            assert_eq!(error_code(&resp), 420);
+            let listed: Vec<u16> =
+                decode_unknown_attributes(resp.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                    .unwrap()
+                    .collect();
+            assert_eq!(listed, vec![0x0003], "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn change_request_on_a_socket_outside_the_address_set_gets_420() {
+        let stray: SocketAddr = "192.0.2.1:9999".parse().unwrap();
+        let (reply, bytes) = run(&change(ChangeRequest::PORT), stray, &full());
+        assert_eq!(reply.from, stray);
+        assert_eq!(error_code(&Message::parse(&bytes).unwrap()), 420);
+    }
+
+    #[test]
+    fn unknown_attributes_are_listed_together_with_an_unserviceable_change_request() {
+        let req = request(|b| {
+            b.add(AttributeType(0x7777), b"x");
+            b.add(AttributeType::CHANGE_REQUEST, &ChangeRequest::IP.encode());
+        });
+        let (_, bytes) = run(&req, a1p1(), &ServerAddresses::single(a1p1()));
+        let resp = Message::parse(&bytes).unwrap();
+        let listed: Vec<u16> =
+            decode_unknown_attributes(resp.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                .unwrap()
+                .collect();
+        assert_eq!(listed, vec![0x7777, 0x0003]);
+    }
+
+    #[test]
+    fn single_address_server_sends_response_origin_but_never_other_address() {
+        let (reply, bytes) = run(&request(|_| {}), a1p1(), &ServerAddresses::single(a1p1()));
+        assert_eq!(reply.from, a1p1());
+        let resp = Message::parse(&bytes).unwrap();
+        assert_eq!(
+            addr_attr(&resp, AttributeType::RESPONSE_ORIGIN),
+            Some(a1p1())
+        );
+        assert_eq!(addr_attr(&resp, AttributeType::OTHER_ADDRESS), None);
+        assert_eq!(
+            addr_attr(&resp, AttributeType::MAPPED_ADDRESS),
+            Some(client())
+        );
+    }
+
+    #[test]
+    fn padding_is_answered_with_padding_of_the_request_length_capped_at_the_mtu() {
+        for (asked, expected) in [(1500usize, 1500usize), (7, 8), (0, 0), (4000, 1500)] {
+            let req = request(|b| b.add(AttributeType::PADDING, &vec![b'p'; asked]));
+            let (_, bytes) = run(&req, a1p1(), &full());
+            let resp = Message::parse(&bytes).unwrap();
+            assert_eq!(resp.class(), Class::SuccessResponse);
+            assert_eq!(
+                resp.get(AttributeType::PADDING).map(|v| v.len()),
+                Some(expected),
+                "asked for {asked}"
+            );
+        }
+    }
+
+    #[test]
+    fn padded_answer_is_never_much_larger_than_the_request() {
+        let req = request(|b| b.add(AttributeType::PADDING, &[0; 1500]));
+        let (_, bytes) = run(&req, a1p1(), &full());
+        assert!(bytes.len() > 1500);
+        assert!(
+            bytes.len() <= req.len() + 64,
+            "{} vs {}",
+            bytes.len(),
+            req.len()
+        );
+    }
+
+    #[test]
+    fn fingerprint_and_software_are_added_when_due() {
+        let req = request(|b| b.add_fingerprint());
+        let msg = Message::parse(&req).unwrap();
+        let mut out = [0u8; 512];
+        let opts = ServerOptions {
+            software: Some("turnpike"),
+            ..ServerOptions::default()
+        };
+        let reply = answer(&msg, client(), a1p1(), &full(), &opts, &mut out).unwrap();
+        let resp = Message::parse(&out[..reply.len]).unwrap();
+        assert!(resp.has_fingerprint());
+        assert_eq!(resp.get(AttributeType::SOFTWARE), Some(&b"turnpike"[..]));
+    }
+
+    #[test]
+    fn non_binding_requests_and_non_requests_are_not_answered() {
+        let mut out = [0u8; 512];
+        let mut buf = [0u8; 64];
+        for t in [
+            MessageType::new(Method::ALLOCATE, Class::Request),
+            MessageType::new(Method::BINDING, Class::Indication),
+            MessageType::new(Method::BINDING, Class::SuccessResponse),
+        ] {
+            let n = MessageBuilder::new(&mut buf, t, TXID).finish().unwrap();
+            let msg = Message::parse(&buf[..n]).unwrap();
+            let opts = ServerOptions::default();
+            assert_eq!(plan(&msg, client(), a1p1(), &full(), &opts), Plan::Ignore);
+            assert_eq!(
+                answer(&msg, client(), a1p1(), &full(), &opts, &mut out),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn too_small_a_buffer_gives_no_answer_rather_than_a_panic() {
+        let req = request(|b| b.add(AttributeType::PADDING, &[0; 1500]));
+        let msg = Message::parse(&req).unwrap();
+        let mut out = [0u8; 100];
+        let opts = ServerOptions::default();
+        assert_eq!(
+            answer(&msg, client(), a1p1(), &full(), &opts, &mut out),
+            None
+        );
+    }
+
+    #[test]
+    fn address_sets_need_two_ips_two_ports_one_family() {
+        let v6: SocketAddr = "[2001:db8::1]:3479".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:3479".parse().unwrap();
+        assert_eq!(
+            ServerAddresses::with_alternate(a1p1(), a1p2()),
+            Err(AddressSetError::SameIp {
+                primary: a1p1(),
+                alternate: a1p2()
+            })
+        );
+        assert_eq!(
+            ServerAddresses::with_alternate(a1p1(), a2p1()),
+            Err(AddressSetError::SamePort {
+                primary: a1p1(),
+                alternate: a2p1()
+            })
+        );
+        assert!(matches!(
+            ServerAddresses::with_alternate(a1p1(), v6),
+            Err(AddressSetError::FamilyMismatch { .. })
+        ));
+        assert_eq!(
+            ServerAddresses::with_alternate(a1p1(), any),
+            Err(AddressSetError::Unspecified(any))
+        );
+        assert_eq!(
+            full().local_addresses(),
+            vec![a1p1(), a1p2(), a2p1(), a2p2()]
+        );
+        assert_eq!(
+            ServerAddresses::single(a1p1()).local_addresses(),
+            vec![a1p1()]
+        );
+    }
+}
