@@ -201,6 +201,18 @@ pub struct Options {
     /// DTLS handshakes past the cookie exchange and not finished, in total [default: 1024]
     #[arg(long, value_name = "N")]
     pub max_dtls_handshakes: Option<i64>,
+
+    /// Serve RFC 5780 NAT behaviour discovery over UDP (needs --alt-ip) [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rfc5780: Option<bool>,
+
+    /// The second IP address RFC 5780 answers from (same family as a listen address)
+    #[arg(long, value_name = "IP")]
+    pub alt_ip: Option<String>,
+
+    /// The alternate port for RFC 5780 [default: each listen port + 1]
+    #[arg(long, value_name = "PORT")]
+    pub alt_listening_port: Option<i64>,
 }
 
 /// A validated configuration.
@@ -250,6 +262,10 @@ pub struct Config {
     pub max_tcp_per_ip: u32,
     pub max_tcp_connections: u32,
     pub max_dtls_handshakes: u32,
+    pub rfc5780: bool,
+    pub alt_ip: Option<IpAddr>,
+    /// `None`: each listen port + 1.
+    pub alt_listening_port: Option<u16>,
 }
 
 /// Where the store lives when nothing is said.
@@ -300,6 +316,9 @@ impl Default for Config {
             max_tcp_per_ip: 256,
             max_tcp_connections: 16384,
             max_dtls_handshakes: 1024,
+            rfc5780: false,
+            alt_ip: None,
+            alt_listening_port: None,
         }
     }
 }
@@ -389,6 +408,9 @@ impl Options {
         self.max_tcp_per_ip = over.max_tcp_per_ip.or(self.max_tcp_per_ip);
         self.max_tcp_connections = over.max_tcp_connections.or(self.max_tcp_connections);
         self.max_dtls_handshakes = over.max_dtls_handshakes.or(self.max_dtls_handshakes);
+        self.rfc5780 = over.rfc5780.or(self.rfc5780);
+        self.alt_ip = over.alt_ip.or(self.alt_ip.take());
+        self.alt_listening_port = over.alt_listening_port.or(self.alt_listening_port);
         self.admin_jwt_secret = over.admin_jwt_secret.or(self.admin_jwt_secret);
         self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
         self
@@ -677,6 +699,55 @@ impl Options {
             self.max_dtls_handshakes,
             d.max_dtls_handshakes,
         )?;
+        let rfc5780 = self.rfc5780.unwrap_or(d.rfc5780);
+        let alt_ip = match &self.alt_ip {
+            None => None,
+            Some(s) => match s.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => Some(ip),
+                Ok(_) => {
+                    return Err(invalid(
+                        "alt_ip",
+                        format!("`{s}` is a wildcard; name a real address"),
+                    ))
+                }
+                Err(_) => return Err(invalid("alt_ip", format!("`{s}` is not an IP address"))),
+            },
+        };
+        let alt_listening_port = match self.alt_listening_port {
+            None => None,
+            Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+            Some(p) => {
+                return Err(invalid(
+                    "alt_listening_port",
+                    format!("{p} is not a port (1-65535)"),
+                ))
+            }
+        };
+        if rfc5780 {
+            // RFC 5780 §6: the server needs two IP addresses; answering
+            // CHANGE-REQUEST from one would mislead every probe.
+            let Some(alt) = alt_ip else {
+                return Err(invalid(
+                    "rfc5780",
+                    "needs alt_ip, a second IP address of this host to answer from".into(),
+                ));
+            };
+            let primary = listen
+                .iter()
+                .find(|l| l.is_ipv4() == alt.is_ipv4() && !l.ip().is_unspecified());
+            match primary {
+                None => {
+                    return Err(invalid(
+                        "rfc5780",
+                        format!("needs a listen address of a specific IP of the same family as alt_ip {alt} (not a wildcard)"),
+                    ))
+                }
+                Some(p) if p.ip() == alt => {
+                    return Err(invalid("alt_ip", format!("{alt} is the listen address; it must be a second one")))
+                }
+                Some(_) => {}
+            }
+        }
         Ok(Config {
             listen,
             log_level,
@@ -717,6 +788,9 @@ impl Options {
             max_tcp_per_ip,
             max_tcp_connections,
             max_dtls_handshakes,
+            rfc5780,
+            alt_ip,
+            alt_listening_port,
         })
     }
 }
@@ -776,6 +850,30 @@ mod tests {
             Config::load(None, Options::default()),
             Ok(Config::default())
         );
+    }
+
+    #[test]
+    fn rfc5780_without_a_second_address_refuses_to_start_with_a_clear_message() {
+        let e = parse("rfc5780 = true").unwrap_err().to_string();
+        assert!(e.starts_with("rfc5780:") && e.contains("alt_ip"), "{e}");
+        let e = parse("rfc5780 = true\nalt_ip = \"127.0.0.2\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("rfc5780:") && e.contains("wildcard"), "{e}");
+        let ok = "rfc5780 = true\nalt_ip = \"127.0.0.2\"\nlisten = [\"127.0.0.1:3478\"]";
+        let c = parse(ok).unwrap();
+        assert_eq!(
+            (c.rfc5780, c.alt_ip),
+            (true, Some("127.0.0.2".parse().unwrap()))
+        );
+        let e = parse("rfc5780 = true\nalt_ip = \"127.0.0.1\"\nlisten = [\"127.0.0.1:3478\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("alt_ip:"), "{e}");
+        let e = parse("alt_ip = \"nope\"").unwrap_err().to_string();
+        assert!(e.starts_with("alt_ip:"), "{e}");
+        let e = parse("alt_listening_port = 70000").unwrap_err().to_string();
+        assert!(e.starts_with("alt_listening_port:"), "{e}");
     }
 
     #[test]

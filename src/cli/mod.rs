@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod probe;
+mod probe_turn;
 mod store;
 
 #[derive(Debug, Parser)]
@@ -63,6 +65,9 @@ pub enum Command {
     /// Load generator for any TURN server (prints one JSON line)
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Diagnose from this host: the NAT type (RFC 5780), or a TURN server's health
+    #[command(subcommand)]
+    Probe(probe::ProbeCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +115,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Quota { db, command } => store::quota(&db, command),
         Command::Credentials(args) => store::credentials(args),
         Command::AdminToken { db, args } => store::admin_token(&db, args),
+        Command::Probe(cmd) => probe::run(cmd),
         Command::Bench(cmd) => match crate::bench::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -56,6 +56,8 @@ pub enum ServeError {
     Admin { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    #[error("rfc5780: {0}")]
+    Rfc5780(String),
 }
 
 /// A started server.
@@ -211,6 +213,56 @@ fn relay_ips(config: &Config, bound: &[(Transport, SocketAddr)]) -> Vec<IpAddr> 
     out
 }
 
+/// Binds the three other sockets RFC 5780 answers from: the primary IP
+/// with the alternate port, and the alternate IP with both ports. The
+/// primary is the first UDP listener of a specific IP in alt_ip's family
+/// (config validation guarantees one).
+fn bind_rfc5780(
+    config: &Config,
+    listeners: &[(Transport, SocketAddr)],
+    udp: &mut [Vec<std::net::UdpSocket>],
+    reuse: bool,
+) -> Result<crate::nat::ServerAddresses, ServeError> {
+    let alt_ip = config
+        .alt_ip
+        .ok_or(ServeError::Rfc5780("needs alt_ip".into()))?;
+    let primary = listeners
+        .iter()
+        .find(|(t, a)| {
+            *t == Transport::Udp && a.is_ipv4() == alt_ip.is_ipv4() && !a.ip().is_unspecified()
+        })
+        .map(|(_, a)| *a)
+        .ok_or(ServeError::Rfc5780(format!(
+            "no UDP listener of a specific IP in the family of {alt_ip}"
+        )))?;
+    let bind_all = |udp: &mut [Vec<std::net::UdpSocket>], addr: SocketAddr| {
+        let bind_err = |source| ServeError::Bind {
+            transport: Transport::Udp,
+            addr,
+            source,
+        };
+        let first = socket::bind_udp(addr, reuse).map_err(bind_err)?;
+        let bound = first.local_addr().map_err(bind_err)?;
+        udp[0].push(first);
+        for sockets in udp.iter_mut().skip(1) {
+            sockets.push(socket::bind_udp(bound, true).map_err(bind_err)?);
+        }
+        Ok::<_, ServeError>(bound)
+    };
+    // Port 0 listeners (tests) let the OS pick the alternate port too.
+    let alt_port = match config.alt_listening_port {
+        Some(p) => p,
+        None if config.listen.iter().any(|l| l.port() == 0) => 0,
+        None => primary.port().wrapping_add(1),
+    };
+    let primary_alt_port = bind_all(udp, SocketAddr::new(primary.ip(), alt_port))?;
+    let alternate = SocketAddr::new(alt_ip, primary_alt_port.port());
+    bind_all(udp, SocketAddr::new(alt_ip, primary.port()))?;
+    bind_all(udp, alternate)?;
+    crate::nat::ServerAddresses::with_alternate(primary, alternate)
+        .map_err(|e| ServeError::Rfc5780(e.to_string()))
+}
+
 fn random_bytes<const N: usize>() -> Result<[u8; N], ServeError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| ServeError::Random(e.to_string()))?;
@@ -273,6 +325,18 @@ pub async fn serve(
         tracing::info!("listening tcp {tcp_addr}");
         listeners.push((Transport::Udp, udp_addr));
         listeners.push((Transport::Tcp, tcp_addr));
+    }
+
+    let nat = if config.rfc5780 {
+        Some(bind_rfc5780(&config, &listeners, &mut udp, reuse)?)
+    } else {
+        None
+    };
+    if let Some(set) = &nat {
+        for addr in set.local_addresses().into_iter().skip(1) {
+            tracing::info!("listening udp {addr} (RFC 5780)");
+            listeners.push((Transport::Udp, addr));
+        }
     }
 
     let tls = match (&config.cert, &config.key) {
@@ -401,6 +465,11 @@ pub async fn serve(
             stop: stop_rx.clone(),
             registry: registry.clone(),
             commands,
+            nat: nat.map(|addresses| worker::NatSetup {
+                addresses,
+                reply_rate: config.auth_reply_rate,
+                software: config.software.clone(),
+            }),
         };
         match worker::spawn(setup) {
             Ok(t) => threads.push(t),

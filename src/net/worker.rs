@@ -31,7 +31,10 @@ use super::limits::{ConnLimits, ConnSlot};
 use super::registry::{Command, Registry, Report};
 use super::socket;
 use super::tls::Tls;
+use crate::auth::rate::ReplyBudget;
+use crate::nat::{ServerAddresses, ServerOptions};
 use crate::stun::framing::Framer;
+use crate::stun::Message;
 use crate::turn::{
     FiveTuple, Forward, Output, RelayId, Server, Shared, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
@@ -54,6 +57,25 @@ pub(crate) struct WorkerSetup {
     pub stop: watch::Receiver<bool>,
     pub registry: Arc<Registry>,
     pub commands: mpsc::UnboundedReceiver<Command>,
+    pub nat: Option<NatSetup>,
+}
+
+/// RFC 5780 server mode: the four addresses and the reflection budget.
+pub(crate) struct NatSetup {
+    pub addresses: ServerAddresses,
+    /// Answers per second per source IP (the 401 budget's rate).
+    pub reply_rate: u32,
+    pub software: Option<String>,
+}
+
+/// RFC 5780 on one worker.
+struct NatSide {
+    addresses: ServerAddresses,
+    /// Per listener index: one of the four RFC 5780 sockets.
+    serves: Vec<bool>,
+    budget: RefCell<ReplyBudget>,
+    software: Option<String>,
+    out: RefCell<Vec<u8>>,
 }
 
 /// What TCP and TLS connections share across workers.
@@ -138,6 +160,8 @@ struct Worker {
     epoll: AsyncFd<Epoll>,
     /// Set when DTLS is served: every UDP listener then also takes DTLS.
     dtls: Option<DtlsSide>,
+    /// Set when RFC 5780 is served.
+    nat: Option<NatSide>,
     /// Receive buffers shared by this worker's sockets.
     recv: RefCell<RecvBatch>,
 }
@@ -172,6 +196,7 @@ async fn run(setup: WorkerSetup) {
         mut stop,
         registry,
         commands,
+        nat,
     } = setup;
     let epoll = match Epoll::new() {
         // SAFETY: Epoll owns its descriptor, which stays open and the same
@@ -202,6 +227,20 @@ async fn run(setup: WorkerSetup) {
             Err(e) => tracing::error!("worker {index}: udp socket: {e}"),
         }
     }
+    let nat = nat.map(|n| {
+        let mine = n.addresses.local_addresses();
+        NatSide {
+            serves: sockets.iter().map(|(a, _)| mine.contains(a)).collect(),
+            addresses: n.addresses,
+            budget: RefCell::new(ReplyBudget::new(n.reply_rate, 0x5780 + index as u64)),
+            software: n.software,
+            out: RefCell::new(vec![
+                0u8;
+                crate::nat::server::DEFAULT_MAX_PADDING
+                    + crate::nat::server::RESPONSE_OVERHEAD
+            ]),
+        }
+    });
     let w = Rc::new(Worker {
         core: RefCell::new(Server::new(shared, 0x5eed_0000 + index as u64)),
         relays: RefCell::new(Vec::new()),
@@ -222,6 +261,7 @@ async fn run(setup: WorkerSetup) {
                 gate: RefCell::new(Gate::new(d)),
                 sessions: RefCell::new(HashMap::new()),
             }),
+        nat,
         recv: RefCell::new(RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM)),
     });
     tokio::task::spawn_local(udp_engine(w.clone()));
@@ -448,7 +488,9 @@ impl Worker {
             let (from, slot, at, len) = rb.get_mut(k);
             let Some(from) = from else { continue };
             let data = &slot[at..at + len];
-            if self.dtls_datagram(i, *local, from, data, now) {
+            if self.dtls_datagram(i, *local, from, data, now)
+                || self.rfc5780_binding(i, *local, from, data, now)
+            {
                 continue;
             }
             let tuple = FiveTuple {
@@ -527,6 +569,42 @@ impl Worker {
         }
         if ended {
             self.core.borrow_mut().handle_client_closed(tuple);
+        }
+        true
+    }
+
+    /// Answers a Binding request on an RFC 5780 socket, possibly from
+    /// another of the four. Returns false for anything else.
+    fn rfc5780_binding(
+        &self,
+        i: usize,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(n) = &self.nat else { return false };
+        // A Binding request: type 0x0001 (the core takes everything else).
+        if !n.serves.get(i).copied().unwrap_or(false) || data.len() < 20 || data[..2] != [0, 1] {
+            return false;
+        }
+        let Ok(msg) = Message::parse(data) else {
+            return false;
+        };
+        // Each answer is an unauthenticated reflection, possibly toward
+        // another port: it spends the source's budget, like a 401.
+        if !n.budget.borrow_mut().allow(now, from.ip()) {
+            return true;
+        }
+        let options = ServerOptions {
+            software: n.software.as_deref(),
+            ..ServerOptions::default()
+        };
+        let mut out = n.out.borrow_mut();
+        if let Some(r) = crate::nat::answer(&msg, from, local, &n.addresses, &options, &mut out) {
+            if let Some(j) = self.udp.iter().position(|(a, _)| *a == r.from) {
+                self.queue_udp(j, r.to, &out[..r.len]);
+            }
         }
         true
     }

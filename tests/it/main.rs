@@ -6,6 +6,7 @@ mod cli;
 mod coturn;
 mod differential;
 mod dtls;
+mod nat;
 mod policy;
 mod props;
 mod secure;
