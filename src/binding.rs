@@ -52,6 +52,17 @@ pub fn answer_with(
         return finish(b, software, fingerprint);
     }
 
+    // RFC 5780 §6: "If the server does not have the alternate address
+    // ... it MUST respond with an error code of 420" to CHANGE-REQUEST.
+    // Without RFC 5780 mode no change can be made (RFC 5780 mode is served
+    // by `nat::server` on its own sockets).
+    if msg.get(AttributeType::CHANGE_REQUEST).is_some() {
+        let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
+        b.add_error_code(420, "Unknown Attribute");
+        b.add_unknown_attributes(&[AttributeType::CHANGE_REQUEST.0]);
+        return finish(b, software, fingerprint);
+    }
+
     // RFC 8489 §6.3.1.2 and §14.2: the success response carries
     // XOR-MAPPED-ADDRESS with the request's source transport address.
     let mut b = MessageBuilder::new(out, msg.message_type().success(), msg.transaction_id());
@@ -108,6 +119,35 @@ mod tests {
         );
         assert!(!resp.has_fingerprint());
         assert!(resp.get(AttributeType::SOFTWARE).is_none());
+    }
+
+    #[test]
+    fn change_request_without_rfc5780_gets_420_listing_it_and_no_other_address() {
+        let req = request(Method::BINDING, |b| {
+            b.add(AttributeType::CHANGE_REQUEST, &[0, 0, 0, 6])
+        });
+        let mut out = [0u8; 256];
+        let n = answer(&req, source(), &mut out).unwrap();
+        let resp = Message::parse(&out[..n]).unwrap();
+        assert_eq!(resp.class(), Class::ErrorResponse);
+        let e = ErrorCode::decode(resp.get(AttributeType::ERROR_CODE).unwrap()).unwrap();
+        assert_eq!(e.code, 420);
+        let listed: Vec<u16> =
+            decode_unknown_attributes(resp.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                .unwrap()
+                .collect();
+        assert_eq!(listed, vec![0x0003]);
+        assert!(resp.get(AttributeType::OTHER_ADDRESS).is_none());
+        // RESPONSE-PORT and PADDING are ignored: a plain answer to the source.
+        let req = request(Method::BINDING, |b| {
+            b.add(AttributeType::RESPONSE_PORT, &[0x12, 0x34, 0, 0]);
+            b.add(AttributeType::PADDING, &[0; 400]);
+        });
+        let n = answer(&req, source(), &mut out).unwrap();
+        let resp = Message::parse(&out[..n]).unwrap();
+        assert_eq!(resp.class(), Class::SuccessResponse);
+        assert!(resp.get(AttributeType::RESPONSE_ORIGIN).is_none());
+        assert!(n < 100, "no padding without RFC 5780: {n} bytes");
     }
 
     #[test]

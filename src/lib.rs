@@ -24,7 +24,8 @@
 //! # RFCs
 //!
 //! RFC 8489 (STUN), RFC 5769 (test vectors), RFC 8656 (TURN, with RFC
-//! 6156's IPv6 folded in). RFC 6062, RFC 5780 and RFC 7635 follow.
+//! 6156's IPv6 folded in), RFC 6062 (TCP relays), RFC 5780 (NAT behaviour
+//! discovery), RFC 7635 (OAuth), RFC 6347 (DTLS, through OpenSSL).
 
 pub mod admin;
 pub mod auth;
