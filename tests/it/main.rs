@@ -8,6 +8,7 @@ mod differential;
 mod dtls;
 mod nat;
 mod policy;
+mod probe_turn;
 mod props;
 mod secure;
 mod tcp_relay;
