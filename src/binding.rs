@@ -72,7 +72,11 @@ pub fn answer_with(
 
 /// SOFTWARE when configured, then FINGERPRINT when the request had one
 /// (RFC 8489 §7.3: a response to a request with FINGERPRINT carries one).
-fn finish(mut b: MessageBuilder<'_>, software: Option<&str>, fingerprint: bool) -> Option<usize> {
+pub(crate) fn finish(
+    mut b: MessageBuilder<'_>,
+    software: Option<&str>,
+    fingerprint: bool,
+) -> Option<usize> {
     if let Some(s) = software {
         b.add_software(s);
     }

@@ -26,6 +26,7 @@
 //! The rules are UDP only: RFC 5780 §3.2 "This test applies only to UDP
 //! datagrams", and RESPONSE-PORT and PADDING are UDP matters (§3.3, §3.5).
 
+use crate::binding::finish;
 use std::net::{IpAddr, SocketAddr};
 
 use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
@@ -457,18 +458,6 @@ pub fn answer(
             })
         }
     }
-}
-
-/// SOFTWARE when configured, FINGERPRINT when the request had one
-/// (RFC 8489 §7.3), then the length.
-fn finish(mut b: MessageBuilder<'_>, software: Option<&str>, fingerprint: bool) -> Option<usize> {
-    if let Some(s) = software {
-        b.add_software(s);
-    }
-    if fingerprint {
-        b.add_fingerprint();
-    }
-    b.finish().ok()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use openssl::ssl::{
 };
 use sha2::Sha256;
 
-use super::tls::TlsError;
+use super::tls::{file_err, TlsError};
 
 // Not bound by openssl-sys; both are in libssl/libcrypto 1.1 and 3.
 unsafe extern "C" {
@@ -116,13 +116,6 @@ pub struct Dtls {
     ctx: RwLock<(u64, SslContext)>,
     half_open: Arc<AtomicUsize>,
     max_half_open: usize,
-}
-
-fn file_err(path: &Path, e: impl ToString) -> TlsError {
-    TlsError::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
 }
 
 fn setup_err(e: impl ToString) -> TlsError {

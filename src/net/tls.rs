@@ -60,7 +60,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn file_err(path: &Path, reason: impl ToString) -> TlsError {
+pub(super) fn file_err(path: &Path, reason: impl ToString) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
         reason: reason.to_string(),
