@@ -463,6 +463,7 @@ pub fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nat::tests::{a1p1, a1p2, a2p1, a2p2};
     use crate::stun::attributes::{
         decode_address, decode_unknown_attributes, decode_xor_address, ErrorCode,
     };
@@ -470,18 +471,6 @@ mod tests {
 
     const TXID: TransactionId = TransactionId([9; 12]);
 
-    fn a1p1() -> SocketAddr {
-        "192.0.2.1:3478".parse().unwrap()
-    }
-    fn a1p2() -> SocketAddr {
-        "192.0.2.1:3479".parse().unwrap()
-    }
-    fn a2p1() -> SocketAddr {
-        "198.51.100.2:3478".parse().unwrap()
-    }
-    fn a2p2() -> SocketAddr {
-        "198.51.100.2:3479".parse().unwrap()
-    }
     fn client() -> SocketAddr {
         "203.0.113.7:40000".parse().unwrap()
     }

@@ -10,16 +10,16 @@ use crate::stun::{AttributeType, Message};
 
 const SEED: [u8; 32] = [7; 32];
 
-fn a1p1() -> SocketAddr {
+pub(super) fn a1p1() -> SocketAddr {
     "192.0.2.1:3478".parse().unwrap()
 }
-fn a1p2() -> SocketAddr {
+pub(super) fn a1p2() -> SocketAddr {
     "192.0.2.1:3479".parse().unwrap()
 }
-fn a2p1() -> SocketAddr {
+pub(super) fn a2p1() -> SocketAddr {
     "198.51.100.2:3478".parse().unwrap()
 }
-fn a2p2() -> SocketAddr {
+pub(super) fn a2p2() -> SocketAddr {
     "198.51.100.2:3479".parse().unwrap()
 }
 fn public_ip() -> IpAddr {

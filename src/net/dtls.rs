@@ -37,7 +37,7 @@ use openssl::ssl::{
 };
 use sha2::Sha256;
 
-use super::tls::{file_err, TlsError};
+use super::tls::{file_err, mismatch_err, TlsError};
 
 // Not bound by openssl-sys; both are in libssl/libcrypto 1.1 and 3.
 unsafe extern "C" {
@@ -153,15 +153,8 @@ fn build_context(
         .map_err(|e| file_err(cert, e))?;
     b.set_private_key_file(key, SslFiletype::PEM)
         .map_err(|e| file_err(key, e))?;
-    b.check_private_key().map_err(|e| {
-        file_err(
-            key,
-            format!(
-                "does not belong to the certificate in {}: {e}",
-                cert.display()
-            ),
-        )
-    })?;
+    b.check_private_key()
+        .map_err(|e| mismatch_err(cert, key, e))?;
     // NO_QUERY_MTU: the MTU is ours (the BIO is a queue, not a socket).
     b.set_options(SslOptions::NO_QUERY_MTU | SslOptions::NO_TICKET);
     b.set_alpn_select_callback(|_, offered| {

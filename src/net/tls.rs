@@ -67,6 +67,17 @@ pub(super) fn file_err(path: &Path, reason: impl ToString) -> TlsError {
     }
 }
 
+/// A key that does not belong to the certificate, naming both files.
+pub(super) fn mismatch_err(cert: &Path, key: &Path, e: impl std::fmt::Display) -> TlsError {
+    file_err(
+        key,
+        format!(
+            "does not belong to the certificate in {}: {e}",
+            cert.display()
+        ),
+    )
+}
+
 /// Reads and checks a certificate chain and its key.
 fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -82,15 +93,7 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         .load_private_key(der)
         .map_err(|e| file_err(key, e))?;
     let pair = CertifiedKey::new(chain, signing);
-    pair.keys_match().map_err(|e| {
-        file_err(
-            key,
-            format!(
-                "does not belong to the certificate in {}: {e}",
-                cert.display()
-            ),
-        )
-    })?;
+    pair.keys_match().map_err(|e| mismatch_err(cert, key, e))?;
     Ok(pair)
 }
 
