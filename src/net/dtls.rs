@@ -347,7 +347,7 @@ impl Gate {
             greeted: false,
             last_seen: now,
         };
-        match session.advance(now, &mut Vec::new()) {
+        match session.advance(&mut Vec::new()) {
             Ok(()) => Some(session),
             Err(_) => {
                 // Send the alert (a DTLS 1.0 ClientHello gets
@@ -396,10 +396,10 @@ impl Session {
     ) -> Result<(), Ended> {
         self.last_seen = now;
         self.stream.get_mut().inbox.push_back(datagram.to_vec());
-        self.advance(now, plain)
+        self.advance(plain)
     }
 
-    fn advance(&mut self, _now: Instant, plain: &mut Vec<Vec<u8>>) -> Result<(), Ended> {
+    fn advance(&mut self, plain: &mut Vec<Vec<u8>>) -> Result<(), Ended> {
         if self.half_open.is_some() {
             match self.stream.accept() {
                 Ok(()) => self.half_open = None,

@@ -213,6 +213,28 @@ fn relay_ips(config: &Config, bound: &[(Transport, SocketAddr)]) -> Vec<IpAddr> 
     out
 }
 
+/// Binds `addr` once per worker (SO_REUSEPORT when there are several);
+/// returns the bound address (port 0 resolved by the first bind).
+fn bind_udp_per_worker(
+    udp: &mut [Vec<std::net::UdpSocket>],
+    addr: SocketAddr,
+    reuse: bool,
+    transport: Transport,
+) -> Result<SocketAddr, ServeError> {
+    let bind_err = |source| ServeError::Bind {
+        transport,
+        addr,
+        source,
+    };
+    let first = socket::bind_udp(addr, reuse).map_err(bind_err)?;
+    let bound = first.local_addr().map_err(bind_err)?;
+    udp[0].push(first);
+    for sockets in udp.iter_mut().skip(1) {
+        sockets.push(socket::bind_udp(bound, true).map_err(bind_err)?);
+    }
+    Ok(bound)
+}
+
 /// Binds the three other sockets RFC 5780 answers from: the primary IP
 /// with the alternate port, and the alternate IP with both ports. The
 /// primary is the first UDP listener of a specific IP in alt_ip's family
@@ -232,22 +254,13 @@ fn bind_rfc5780(
             *t == Transport::Udp && a.is_ipv4() == alt_ip.is_ipv4() && !a.ip().is_unspecified()
         })
         .map(|(_, a)| *a)
-        .ok_or(ServeError::Rfc5780(format!(
-            "no UDP listener of a specific IP in the family of {alt_ip}"
-        )))?;
-    let bind_all = |udp: &mut [Vec<std::net::UdpSocket>], addr: SocketAddr| {
-        let bind_err = |source| ServeError::Bind {
-            transport: Transport::Udp,
-            addr,
-            source,
-        };
-        let first = socket::bind_udp(addr, reuse).map_err(bind_err)?;
-        let bound = first.local_addr().map_err(bind_err)?;
-        udp[0].push(first);
-        for sockets in udp.iter_mut().skip(1) {
-            sockets.push(socket::bind_udp(bound, true).map_err(bind_err)?);
-        }
-        Ok::<_, ServeError>(bound)
+        .ok_or_else(|| {
+            ServeError::Rfc5780(format!(
+                "no UDP listener of a specific IP in the family of {alt_ip}"
+            ))
+        })?;
+    let bind_all = |udp: &mut [Vec<std::net::UdpSocket>], addr| {
+        bind_udp_per_worker(udp, addr, reuse, Transport::Udp)
     };
     // Port 0 listeners (tests) let the OS pick the alternate port too.
     let alt_port = match config.alt_listening_port {
@@ -367,14 +380,7 @@ pub async fn serve(
         listeners.push((Transport::Tls, addr));
         if config.dtls {
             // DTLS on the same port number, UDP side.
-            let bind_err = |source| ServeError::Bind {
-                transport: Transport::Dtls,
-                addr,
-                source,
-            };
-            for sockets in udp.iter_mut() {
-                sockets.push(socket::bind_udp(addr, reuse).map_err(bind_err)?);
-            }
+            bind_udp_per_worker(&mut udp, addr, reuse, Transport::Dtls)?;
             tracing::info!("listening dtls {addr}");
             listeners.push((Transport::Dtls, addr));
         }

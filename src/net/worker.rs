@@ -517,6 +517,11 @@ impl Worker {
         now: Instant,
     ) -> bool {
         let Some(d) = &self.dtls else { return false };
+        // Everything a DTLS client sends is a DTLS record, so plain STUN
+        // and ChannelData skip the session table: relaying pays nothing.
+        if !dtls::is_dtls(data) {
+            return false;
+        }
         let key = (i, from);
         let mut out = Vec::new();
         let mut plain = Vec::new();
@@ -524,9 +529,6 @@ impl Worker {
         {
             let mut sessions = d.sessions.borrow_mut();
             let session = sessions.get_mut(&key);
-            if session.is_none() && !dtls::is_dtls(data) {
-                return false;
-            }
             // A ClientHello on an established session is a client that
             // restarted on the same port: it must pass the gate again.
             let restart = session
