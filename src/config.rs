@@ -96,6 +96,18 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub total_quota: Option<i64>,
 
+    /// Allocations per client address (IPv6: per /64), 0 = unlimited [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_allocations_per_ip: Option<i64>,
+
+    /// RFC 6062 peer connections (pending and bound) per TCP allocation [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_peer_connections: Option<i64>,
+
+    /// RFC 6062 peer connections (pending and bound) per user [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_peer_connections_per_user: Option<i64>,
+
     /// Bits per second per allocation and direction, 0 = unlimited [default: 0]
     #[arg(long, value_name = "BPS")]
     pub max_bps: Option<i64>,
@@ -234,6 +246,10 @@ pub struct Config {
     pub denied_peer_ips: Vec<IpRange>,
     pub user_quota: u32,
     pub total_quota: u32,
+    /// 0 = unlimited.
+    pub max_allocations_per_ip: u32,
+    pub max_peer_connections: u32,
+    pub max_peer_connections_per_user: u32,
     pub max_bps: u64,
     pub stale_nonce: Duration,
     pub auth_reply_rate: u32,
@@ -290,6 +306,9 @@ impl Default for Config {
             denied_peer_ips: vec![],
             user_quota: 0,
             total_quota: 0,
+            max_allocations_per_ip: 256,
+            max_peer_connections: 64,
+            max_peer_connections_per_user: 256,
             max_bps: 0,
             stale_nonce: Duration::from_secs(600),
             auth_reply_rate: 200,
@@ -383,6 +402,11 @@ impl Options {
         self.allow_loopback_peers = over.allow_loopback_peers.or(self.allow_loopback_peers);
         self.user_quota = over.user_quota.or(self.user_quota);
         self.total_quota = over.total_quota.or(self.total_quota);
+        self.max_allocations_per_ip = over.max_allocations_per_ip.or(self.max_allocations_per_ip);
+        self.max_peer_connections = over.max_peer_connections.or(self.max_peer_connections);
+        self.max_peer_connections_per_user = over
+            .max_peer_connections_per_user
+            .or(self.max_peer_connections_per_user);
         self.max_bps = over.max_bps.or(self.max_bps);
         self.stale_nonce = over.stale_nonce.or(self.stale_nonce);
         self.auth_reply_rate = over.auth_reply_rate.or(self.auth_reply_rate);
@@ -532,6 +556,12 @@ impl Options {
             "total_quota",
             self.total_quota,
             d.total_quota.into(),
+            u32::MAX.into(),
+        )? as u32;
+        let max_allocations_per_ip = count(
+            "max_allocations_per_ip",
+            self.max_allocations_per_ip,
+            d.max_allocations_per_ip.into(),
             u32::MAX.into(),
         )? as u32;
         let max_bps = count("max_bps", self.max_bps, d.max_bps, u64::MAX >> 1)?;
@@ -689,6 +719,16 @@ impl Options {
             })
         };
         let max_tcp_per_ip = cap("max_tcp_per_ip", self.max_tcp_per_ip, d.max_tcp_per_ip)?;
+        let max_peer_connections = cap(
+            "max_peer_connections",
+            self.max_peer_connections,
+            d.max_peer_connections,
+        )?;
+        let max_peer_connections_per_user = cap(
+            "max_peer_connections_per_user",
+            self.max_peer_connections_per_user,
+            d.max_peer_connections_per_user,
+        )?;
         let max_tcp_connections = cap(
             "max_tcp_connections",
             self.max_tcp_connections,
@@ -762,6 +802,9 @@ impl Options {
             denied_peer_ips,
             user_quota,
             total_quota,
+            max_allocations_per_ip,
+            max_peer_connections,
+            max_peer_connections_per_user,
             max_bps,
             stale_nonce: Duration::from_secs(stale_nonce),
             auth_reply_rate,

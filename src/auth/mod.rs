@@ -103,6 +103,14 @@ pub struct Authenticated {
     pub origin: Origin,
 }
 
+/// An OAuth allocation's key, for requests its client signs without a
+/// token: the mac key and the expiry of the token that delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSession {
+    pub signer: Signer,
+    pub expires: Option<u64>,
+}
+
 /// Which kind of credential a request was verified with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -249,15 +257,15 @@ impl Authenticator {
         }
     }
 
-    /// RFC 8489 §9.2.4 for one request from `ip`. `session` is the key of
-    /// the client's OAuth allocation, if it has one: coturn's client signs
-    /// requests without a token with the last token's mac key.
+    /// RFC 8489 §9.2.4 for one request from `ip`. `session` is the client's
+    /// OAuth allocation, if it has one: coturn's client signs requests
+    /// without a token with the last token's mac key.
     pub fn authenticate(
         &self,
         now: Instant,
         msg: &Message<'_>,
         ip: IpAddr,
-        session: Option<&Signer>,
+        session: Option<&OAuthSession>,
     ) -> Result<Authenticated, Rejection> {
         let sha256 = msg.integrity_sha256_offset().is_some();
         // "If the message does not contain a MESSAGE-INTEGRITY or
@@ -322,14 +330,21 @@ impl Authenticator {
             }
             if let (Some(s), Some(u)) = (session, username) {
                 let kid = decode_username(u).map_err(|_| Rejection::BadRequest)?;
-                if matches!(s.key, Key::Mac { .. })
+                if matches!(s.signer.key, Key::Mac { .. })
                     && !sha256
-                    && verify_sha1(msg, s.key.as_bytes()).is_ok()
+                    && verify_sha1(msg, s.signer.key.as_bytes()).is_ok()
                 {
+                    // F9: the mac key is only as good as its token: the key
+                    // id must still be configured, and the token's expiry
+                    // travels with the answer (the caller refuses it once
+                    // passed, as for a request carrying the token).
+                    if !dir.oauth_keys.contains_key(kid) {
+                        return Err(Rejection::Unauthorized);
+                    }
                     return Ok(Authenticated {
                         username: kid.to_string(),
-                        signer: s.clone(),
-                        origin: Origin::OAuth { expires: None },
+                        signer: s.signer.clone(),
+                        origin: Origin::OAuth { expires: s.expires },
                     });
                 }
             }

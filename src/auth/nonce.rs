@@ -2,14 +2,21 @@
 //! its MESSAGE-INTEGRITY verifies.
 //!
 //! A nonce is `obMatJos2` + 4 base64 characters of the security feature set
-//! (RFC 8489 §9.2.1) + 8 hex digits of issue time (seconds since the issuer's
-//! epoch) + 24 hex digits of a truncated HMAC-SHA1 over the client IP, the
-//! feature set and the time. The port is left out so that a client whose NAT
-//! rebinds keeps its nonce.
+//! (RFC 8489 §9.2.1) + 16 base64 characters of the issue time (4 bytes,
+//! seconds since the issuer's epoch) and an HMAC-SHA1 over the client IP,
+//! the feature set and the time, truncated to 8 bytes. The port is left out
+//! so that a client whose NAT rebinds keeps its nonce.
+//!
+//! 29 characters in all: every 401 and 438 carries one to whoever the
+//! source address claims to be, so it is kept short (F5). 64 bits of MAC
+//! are plenty: each wrong guess costs a 438 from the reply budget, and a
+//! nonce lives `stale_nonce` seconds.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
@@ -22,8 +29,11 @@ pub const FEATURE_PASSWORD_ALGORITHMS: u32 = 0x00_0001;
 pub const FEATURE_USERNAME_ANONYMITY: u32 = 0x00_0002;
 
 const FEATURES_B64_LEN: usize = 4;
-const MAC_BYTES: usize = 12;
-const NONCE_LEN: usize = NONCE_COOKIE.len() + FEATURES_B64_LEN + 8 + MAC_BYTES * 2;
+const MAC_BYTES: usize = 8;
+/// Issue time and MAC, before base64.
+const BODY_BYTES: usize = 4 + MAC_BYTES;
+const BODY_B64_LEN: usize = BODY_BYTES / 3 * 4;
+const NONCE_LEN: usize = NONCE_COOKIE.len() + FEATURES_B64_LEN + BODY_B64_LEN;
 
 /// Issues and checks nonces. Shared by every worker.
 #[derive(Clone)]
@@ -60,10 +70,6 @@ fn features_from_b64(s: &[u8]) -> Option<u32> {
         let v = B64.iter().position(|b| b == c)? as u32;
         Some((acc << 6) | v)
     })
-}
-
-fn hex_val(c: u8) -> Option<u32> {
-    (c as char).to_digit(16)
 }
 
 impl NonceIssuer {
@@ -112,15 +118,11 @@ impl NonceIssuer {
         let (cookie, rest) = out.split_at_mut(NONCE_COOKIE.len());
         cookie.copy_from_slice(NONCE_COOKIE.as_bytes());
         rest[..4].copy_from_slice(&features_b64(self.features));
-        let hex = b"0123456789abcdef";
-        for i in 0..8 {
-            rest[4 + i] = hex[(issued >> (28 - 4 * i)) as usize & 15];
-        }
-        let mac = self.mac(ip, self.features, issued);
-        for (i, b) in mac.iter().enumerate() {
-            rest[12 + 2 * i] = hex[(b >> 4) as usize];
-            rest[12 + 2 * i + 1] = hex[(b & 15) as usize];
-        }
+        let mut body = [0u8; BODY_BYTES];
+        body[..4].copy_from_slice(&issued.to_be_bytes());
+        body[4..].copy_from_slice(&self.mac(ip, self.features, issued));
+        // 12 bytes are exactly 16 characters: no padding, cannot fail.
+        let _ = STANDARD.encode_slice(body, &mut rest[4..]);
         out
     }
 
@@ -133,22 +135,13 @@ impl NonceIssuer {
         let Some(features) = features_from_b64(&rest[..4]) else {
             return NonceCheck::Stale;
         };
-        let mut issued = 0u32;
-        for &c in &rest[4..12] {
-            let Some(v) = hex_val(c) else {
-                return NonceCheck::Stale;
-            };
-            issued = (issued << 4) | v;
+        let mut body = [0u8; BODY_BYTES];
+        if !matches!(STANDARD.decode_slice(&rest[4..], &mut body), Ok(BODY_BYTES)) {
+            return NonceCheck::Stale;
         }
-        let mut got = [0u8; MAC_BYTES];
-        for (i, g) in got.iter_mut().enumerate() {
-            let (Some(h), Some(l)) = (hex_val(rest[12 + 2 * i]), hex_val(rest[13 + 2 * i])) else {
-                return NonceCheck::Stale;
-            };
-            *g = (h << 4 | l) as u8;
-        }
+        let issued = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         let want = self.mac(ip, features, issued);
-        if !bool::from(want.ct_eq(&got)) {
+        if !bool::from(want.ct_eq(&body[4..])) {
             return NonceCheck::Stale;
         }
         let age = self.seconds(now).checked_sub(issued);
@@ -181,6 +174,7 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let nonce = n.issue(t0 + Duration::from_secs(5), ip);
         assert!(nonce.starts_with(b"obMatJos2AAAB"));
+        assert_eq!(nonce.len(), 29, "short: it is in every 401");
         assert_eq!(
             n.check(t0 + Duration::from_secs(604), ip, &nonce),
             NonceCheck::Valid {

@@ -1,81 +1,93 @@
-//! Per-source-address budget for unauthenticated error answers (401, 438):
-//! each answer is a reflection an attacker can aim, so their rate is capped.
+//! Per-source-address budget for unauthenticated answers (401, 438, 400 to
+//! requests we do not serve, RFC 5780 answers): each is a reflection an
+//! attacker can aim at a spoofed source, so their rate is capped.
 //!
-//! A fixed table of token buckets indexed by a hash of the IP: memory is
-//! bounded whatever the number of sources; colliding sources share a bucket.
+//! One budget serves every worker (F5: a budget per worker let N workers
+//! answer N times as much, since SO_REUSEPORT spreads one source's ports
+//! over all of them). It is a fixed table of buckets indexed by a keyed
+//! hash of the IP (IPv6: of its /64): memory is bounded whatever the number
+//! of sources, and without the random key nobody can pick addresses that
+//! land in a victim's bucket. Each bucket is one atomic running GCRA (the
+//! token bucket as a "theoretical arrival time"), so no lock is taken.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
+
+use sha2::{Digest, Sha256};
 
 const BUCKETS: usize = 4096;
 
-#[derive(Clone, Copy)]
-struct Bucket {
-    tokens: f32,
-    last: Option<Instant>,
-}
-
 pub struct ReplyBudget {
-    /// Answers per second per source; 0 disables the budget.
-    rate: u32,
-    burst: f32,
-    buckets: Box<[Bucket]>,
-    seed: u64,
+    /// Nanoseconds between answers at the steady rate; 0: no budget.
+    interval: u64,
+    /// How far ahead of now a bucket may run: the burst, less one answer.
+    tolerance: u64,
+    /// Per bucket: when it is empty again, in ns since `epoch`.
+    buckets: Box<[AtomicU64]>,
+    key: [u8; 32],
+    /// The first instant seen; times are kept relative to it.
+    epoch: OnceLock<Instant>,
 }
 
 impl ReplyBudget {
     /// `rate` answers per second per source address, with a burst of twice
-    /// that; `seed` keys the bucket index so sources cannot pick collisions.
-    pub fn new(rate: u32, seed: u64) -> Self {
+    /// that; `key` keys the bucket index (random in the shell).
+    pub fn new(rate: u32, key: [u8; 32]) -> Self {
+        let interval = if rate == 0 {
+            0
+        } else {
+            1_000_000_000 / u64::from(rate)
+        };
+        let burst = (u64::from(rate) * 2).max(1);
         ReplyBudget {
-            rate,
-            burst: (rate as f32 * 2.0).max(1.0),
-            buckets: vec![
-                Bucket {
-                    tokens: 0.0,
-                    last: None
-                };
-                if rate == 0 { 0 } else { BUCKETS }
-            ]
-            .into_boxed_slice(),
-            seed,
+            interval,
+            tolerance: interval * (burst - 1),
+            buckets: (0..if rate == 0 { 0 } else { BUCKETS })
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            key,
+            epoch: OnceLock::new(),
         }
     }
 
     fn index(&self, ip: IpAddr) -> usize {
-        let bits: u128 = match ip {
-            IpAddr::V4(v4) => u32::from(v4) as u128,
+        let mut h = Sha256::new();
+        h.update(self.key);
+        match ip {
+            IpAddr::V4(v4) => h.update(v4.octets()),
             // One budget per /64: a host owns a whole /64.
-            IpAddr::V6(v6) => u128::from(v6) >> 64,
-        };
-        let mut h = self.seed ^ 0x9E37_79B9_7F4A_7C15;
-        for part in [bits as u64, (bits >> 64) as u64] {
-            h = (h ^ part).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            h ^= h >> 31;
+            IpAddr::V6(v6) => h.update(&v6.octets()[..8]),
         }
-        (h as usize) % BUCKETS
+        let d = h.finalize();
+        u16::from_be_bytes([d[0], d[1]]) as usize % BUCKETS
     }
 
     /// Takes one answer from `ip`'s budget; false means stay silent.
-    pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
-        if self.rate == 0 {
+    pub fn allow(&self, now: Instant, ip: IpAddr) -> bool {
+        if self.interval == 0 {
             return true;
         }
-        let i = self.index(ip);
-        let (rate, burst) = (self.rate as f32, self.burst);
-        let b = &mut self.buckets[i];
-        b.tokens = match b.last {
-            None => burst,
-            Some(last) => {
-                (b.tokens + now.saturating_duration_since(last).as_secs_f32() * rate).min(burst)
+        let epoch = *self.epoch.get_or_init(|| now);
+        // +1 keeps 0 meaning "never used" apart from the first instant.
+        let t = now.saturating_duration_since(epoch).as_nanos() as u64 + 1;
+        let bucket = &self.buckets[self.index(ip)];
+        let mut seen = bucket.load(Ordering::Relaxed);
+        loop {
+            let start = seen.max(t);
+            if start - t > self.tolerance {
+                return false;
             }
-        };
-        b.last = Some(now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
+            match bucket.compare_exchange_weak(
+                seen,
+                start + self.interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(current) => seen = current,
+            }
         }
     }
 }
@@ -88,7 +100,7 @@ mod tests {
     #[test]
     fn budget_allows_a_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut b = ReplyBudget::new(10, 1);
+        let b = ReplyBudget::new(10, [1; 32]);
         let ip: IpAddr = "198.51.100.1".parse().unwrap();
         let allowed = (0..100).filter(|_| b.allow(t0, ip)).count();
         assert_eq!(allowed, 20);
@@ -98,12 +110,45 @@ mod tests {
         // A second later, ten more.
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!((0..100).filter(|_| b.allow(t1, ip)).count(), 10);
+        // An IPv6 /64 is one source.
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let c: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        let spent = (0..15).filter(|_| b.allow(t0, a)).count();
+        assert_eq!(spent, 15);
+        assert_eq!((0..100).filter(|_| b.allow(t0, c)).count(), 5);
+    }
+
+    #[test]
+    fn threads_share_one_budget() {
+        let t0 = Instant::now();
+        let b = std::sync::Arc::new(ReplyBudget::new(10, [2; 32]));
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..100).filter(|_| b.allow(t0, ip)).count())
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(total, 20, "four workers answer no more than one");
+    }
+
+    #[test]
+    fn the_key_decides_which_sources_share_a_bucket() {
+        let a = ReplyBudget::new(10, [3; 32]);
+        let b = ReplyBudget::new(10, [4; 32]);
+        let ips: Vec<IpAddr> = (0..64u8).map(|i| IpAddr::from([198, 51, 100, i])).collect();
+        let differ = ips
+            .iter()
+            .filter(|ip| a.index(**ip) != b.index(**ip))
+            .count();
+        assert!(differ > 60, "{differ} of 64 moved with the key");
     }
 
     #[test]
     fn zero_rate_turns_the_budget_off() {
         let t0 = Instant::now();
-        let mut b = ReplyBudget::new(0, 1);
+        let b = ReplyBudget::new(0, [1; 32]);
         assert!((0..10_000).all(|_| b.allow(t0, "198.51.100.1".parse().unwrap())));
     }
 }

@@ -213,6 +213,27 @@ fn relay_ips(config: &Config, bound: &[(Transport, SocketAddr)]) -> Vec<IpAddr> 
     out
 }
 
+/// This host's addresses that a peer must never name on a listener port:
+/// every interface address when a listener is a wildcard (it answers on
+/// all of them), the relay IPs, and the external (public) IPs.
+fn own_ips(
+    bound: &[(Transport, SocketAddr)],
+    relay_ips: &[IpAddr],
+    external_ips: &[(IpAddr, IpAddr)],
+) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = relay_ips.to_vec();
+    out.extend(
+        external_ips
+            .iter()
+            .flat_map(|(private, public)| [*private, *public]),
+    );
+    if bound.iter().any(|(_, a)| a.ip().is_unspecified()) {
+        let host = if_addrs::get_if_addrs().unwrap_or_default();
+        out.extend(host.iter().map(|i| i.ip()));
+    }
+    out
+}
+
 /// Binds `addr` once per worker (SO_REUSEPORT when there are several);
 /// returns the bound address (port 0 resolved by the first bind).
 fn bind_udp_per_worker(
@@ -403,7 +424,7 @@ pub async fn serve(
     for ip in &relay_ips {
         tracing::info!("relay ip {ip}");
     }
-    let external_ips = config
+    let external_ips: Vec<(IpAddr, IpAddr)> = config
         .external_ips
         .iter()
         .filter_map(|(public, private)| {
@@ -421,12 +442,13 @@ pub async fn serve(
             "allow_loopback_peers is on: clients may relay to services on this host's loopback; for local testing only"
         );
     }
-    let policy = PeerPolicy::new(
+    let mut policy = PeerPolicy::new(
         config.allowed_peer_ips.clone(),
         config.denied_peer_ips.clone(),
         config.allow_loopback_peers,
         listeners.iter().map(|(_, a)| *a).collect(),
     );
+    policy.add_own_ips(own_ips(&listeners, &relay_ips, &external_ips));
     let turn = TurnConfig {
         relay_ips: relay_ips.clone(),
         external_ips,
@@ -440,6 +462,8 @@ pub async fn serve(
         auth_reply_rate: config.auth_reply_rate,
         strict_expiry: config.strict_expiry,
         tcp_relay: config.tcp_relay,
+        max_peer_connections: config.max_peer_connections,
+        max_peer_connections_per_user: config.max_peer_connections_per_user,
     };
     let nonces = NonceIssuer::new(
         random_bytes()?,
@@ -451,10 +475,12 @@ pub async fn serve(
         Shared::new(
             turn,
             authenticator(&config, nonces, snapshot),
-            Quotas::new(config.user_quota, config.total_quota),
-            PortPool::new(config.min_port, config.max_port),
+            Quotas::new(config.user_quota, config.total_quota)
+                .with_per_source(config.max_allocations_per_ip),
+            PortPool::new(config.min_port, config.max_port).with_key(random_bytes()?),
         )
-        .with_token_key(random_bytes()?),
+        .with_token_key(random_bytes()?)
+        .with_budget_key(random_bytes()?),
     );
 
     let (stop, stop_rx) = watch::channel(false);
@@ -473,7 +499,6 @@ pub async fn serve(
             commands,
             nat: nat.map(|addresses| worker::NatSetup {
                 addresses,
-                reply_rate: config.auth_reply_rate,
                 software: config.software.clone(),
             }),
         };

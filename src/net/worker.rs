@@ -31,7 +31,6 @@ use super::limits::{ConnLimits, ConnSlot};
 use super::registry::{Command, Registry, Report};
 use super::socket;
 use super::tls::Tls;
-use crate::auth::rate::ReplyBudget;
 use crate::nat::{ServerAddresses, ServerOptions};
 use crate::stun::framing::Framer;
 use crate::stun::Message;
@@ -60,11 +59,9 @@ pub(crate) struct WorkerSetup {
     pub nat: Option<NatSetup>,
 }
 
-/// RFC 5780 server mode: the four addresses and the reflection budget.
+/// RFC 5780 server mode: the four addresses.
 pub(crate) struct NatSetup {
     pub addresses: ServerAddresses,
-    /// Answers per second per source IP (the 401 budget's rate).
-    pub reply_rate: u32,
     pub software: Option<String>,
 }
 
@@ -73,7 +70,8 @@ struct NatSide {
     addresses: ServerAddresses,
     /// Per listener index: one of the four RFC 5780 sockets.
     serves: Vec<bool>,
-    budget: RefCell<ReplyBudget>,
+    /// Whose reply budget the answers spend: the one 401s use.
+    shared: Arc<Shared>,
     software: Option<String>,
     out: RefCell<Vec<u8>>,
 }
@@ -232,7 +230,7 @@ async fn run(setup: WorkerSetup) {
         NatSide {
             serves: sockets.iter().map(|(a, _)| mine.contains(a)).collect(),
             addresses: n.addresses,
-            budget: RefCell::new(ReplyBudget::new(n.reply_rate, 0x5780 + index as u64)),
+            shared: shared.clone(),
             software: n.software,
             out: RefCell::new(vec![
                 0u8;
@@ -595,7 +593,7 @@ impl Worker {
         };
         // Each answer is an unauthenticated reflection, possibly toward
         // another port: it spends the source's budget, like a 401.
-        if !n.budget.borrow_mut().allow(now, from.ip()) {
+        if !n.shared.reply_budget.allow(now, from.ip()) {
             return true;
         }
         let options = ServerOptions {

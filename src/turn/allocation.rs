@@ -87,6 +87,13 @@ pub struct Allocation {
     pub created: Instant,
     pub expires: Instant,
     pub lifetime: Duration,
+    /// When this allocation's one live timer entry falls due (F2: a
+    /// Refresh flood must not grow the timer heap, so extending the
+    /// lifetime pushes nothing; the entry re-arms itself when it pops).
+    pub armed: Option<Instant>,
+    /// The RESERVATION-TOKEN of the port held next to this one (EVEN-PORT
+    /// with R): released with the allocation if nobody claimed it.
+    pub reservation: Option<[u8; 8]>,
     /// At most one IPv4 and one IPv6 relay.
     pub relays: Vec<Relay>,
     pub permissions: Vec<Permission>,
@@ -96,6 +103,8 @@ pub struct Allocation {
     pub tcp: bool,
     /// Its peer connections: (CONNECTION-ID, peer address).
     pub tcp_peers: Vec<(u32, std::net::SocketAddr)>,
+    /// Connect's rate limit (one token per Connect).
+    pub connects: Bandwidth,
     pub to_peer: Counters,
     pub to_client: Counters,
     pub bw_to_peer: Bandwidth,

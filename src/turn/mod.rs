@@ -164,6 +164,9 @@ pub struct TurnConfig {
     pub strict_expiry: bool,
     /// Serve RFC 6062 TCP allocations.
     pub tcp_relay: bool,
+    /// RFC 6062 peer connections per TCP allocation and per user.
+    pub max_peer_connections: u32,
+    pub max_peer_connections_per_user: u32,
 }
 
 impl TurnConfig {

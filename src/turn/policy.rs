@@ -6,10 +6,13 @@
 //! address (IPv4-mapped, IPv4-compatible, 6to4, NAT64 well-known and
 //! local-use prefixes) is judged as that IPv4 address, as coturn's
 //! `ioa_addr_get_embedded_ipv4` does. Then, in order:
-//! 1. the never-set (unspecified, Teredo, 6to4, the server's own listeners,
-//!    address and port: the TURN loop) is refused whatever the options;
-//! 2. `allowed_peer_ip` ranges are opened;
-//! 3. `allow_loopback_peers` opens loopback;
+//! 1. the never-set (unspecified, Teredo, 6to4, link-local and cloud
+//!    metadata addresses, and the server's own addresses on a listener
+//!    port: the TURN loop) is refused whatever the options;
+//! 2. loopback is opened by `allow_loopback_peers` only, never by an
+//!    allow list;
+//! 3. `allowed_peer_ip` ranges, matched on the canonical address only (so
+//!    `::/0` cannot open `::ffff:127.0.0.1`), are opened;
 //! 4. `denied_peer_ip` ranges and the default deny list are refused;
 //! 5. everything else is allowed.
 
@@ -92,8 +95,19 @@ fn ranges(list: &[&str]) -> Vec<IpRange> {
         .collect()
 }
 
-/// Never relayed to, whatever the options.
-const NEVER: &[&str] = &["0.0.0.0/8", "::/128", "2001::/32", "2002::/16"];
+/// Never relayed to, whatever the options: unspecified, Teredo, 6to4
+/// (tunnels that loop), and link-local with the cloud metadata services
+/// in it (169.254.169.254, AWS's fd00:ec2::254): coturn denies link-local
+/// before any allow list too.
+const NEVER: &[&str] = &[
+    "0.0.0.0/8",
+    "::/128",
+    "2001::/32",
+    "2002::/16",
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254/128",
+];
 
 /// Loopback, opened only by `allow_loopback_peers`.
 const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
@@ -186,6 +200,10 @@ pub struct PeerPolicy {
     allow_loopback: bool,
     /// Listener endpoints; a peer equal to one would loop through us.
     own: Vec<SocketAddr>,
+    /// The host's own addresses (every interface address when a listener
+    /// is a wildcard, relay and external IPs): none of them is a peer on
+    /// a listener port.
+    own_ips: Vec<IpAddr>,
 }
 
 impl PeerPolicy {
@@ -203,6 +221,7 @@ impl PeerPolicy {
             denied,
             allow_loopback,
             own: own_endpoints,
+            own_ips: Vec::new(),
         }
     }
 
@@ -211,10 +230,23 @@ impl PeerPolicy {
         self.own.push(addr);
     }
 
+    /// Adds addresses of this host: a peer at one of them on any listener
+    /// port would be the server itself (F4: TURN loop through a wildcard
+    /// listener, or through a relay or external IP).
+    pub fn add_own_ips(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        for ip in ips {
+            let ip = canonical(ip);
+            if !self.own_ips.contains(&ip) {
+                self.own_ips.push(ip);
+            }
+        }
+    }
+
     fn is_own(&self, ip: IpAddr, port: u16) -> bool {
         self.own.iter().any(|e| {
             e.port() == port
                 && (canonical(e.ip()) == ip
+                    || self.own_ips.contains(&ip)
                     // A wildcard listener answers on every local address;
                     // loopback is the one we know for sure.
                     || (e.ip().is_unspecified() && ip.is_loopback()))
@@ -231,15 +263,17 @@ impl PeerPolicy {
         if self.is_own(ip, peer.port()) {
             return Err(Denied::OwnEndpoint);
         }
-        if self
-            .allowed
-            .iter()
-            .any(|r| r.contains(ip) || r.contains(raw))
-        {
-            return Ok(());
+        // Loopback is the host itself: only the explicit (and logged) flag
+        // opens it, never a broad allow list such as `0.0.0.0/0`.
+        if self.loopback.iter().any(|r| r.contains(ip)) {
+            if self.allow_loopback && !self.denied.iter().any(|r| r.contains(ip)) {
+                return Ok(());
+            }
+            return Err(Denied::Default);
         }
-        let loopback = self.loopback.iter().any(|r| r.contains(ip));
-        if loopback && self.allow_loopback && !self.denied.iter().any(|r| r.contains(ip)) {
+        // The canonical form only: `::/0` must not open an IPv4 address
+        // written as IPv4-mapped or NAT64.
+        if self.allowed.iter().any(|r| r.contains(ip)) {
             return Ok(());
         }
         if self
@@ -249,11 +283,10 @@ impl PeerPolicy {
         {
             return Err(Denied::Configured);
         }
-        if loopback
-            || self
-                .default_denied
-                .iter()
-                .any(|r| r.contains(ip) || r.contains(raw))
+        if self
+            .default_denied
+            .iter()
+            .any(|r| r.contains(ip) || r.contains(raw))
         {
             return Err(Denied::Default);
         }
@@ -393,10 +426,67 @@ mod tests {
         ];
         let p = PeerPolicy::new(allowed, vec![], false, vec![]);
         assert!(p.allows(sa("10.1.2.3")));
-        assert!(p.allows(sa("169.254.169.254")));
+        assert!(p.allows(sa("192.168.1.1")));
         assert!(!p.allows(sa("0.0.0.0")));
         assert!(!p.allows(sa("2001::1")));
         assert!(!p.allows(sa("2002:a00:1::1")));
+    }
+
+    #[test]
+    fn allowing_everything_still_refuses_loopback_link_local_and_metadata() {
+        let everything = || {
+            vec![
+                IpRange::parse("0.0.0.0/0").unwrap(),
+                IpRange::parse("::/0").unwrap(),
+            ]
+        };
+        let p = PeerPolicy::new(everything(), vec![], false, vec![]);
+        for a in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "fd00:ec2::254",
+        ] {
+            assert!(!p.allows(sa(a)), "{a} must stay closed");
+        }
+        // What the allow list is for: private space the operator opened.
+        for a in ["10.0.0.1", "::ffff:10.0.0.1", "fd12:3456::1", "8.8.8.8"] {
+            assert!(p.allows(sa(a)), "{a} was opened");
+        }
+        // With the loopback flag, loopback opens; link-local never does.
+        let p = PeerPolicy::new(everything(), vec![], true, vec![]);
+        assert!(p.allows(sa("127.0.0.1")));
+        assert!(p.allows(sa("::ffff:127.0.0.1")));
+        assert_eq!(p.check(sa("fe80::1")), Err(Denied::Never));
+        assert_eq!(p.check(sa("169.254.169.254")), Err(Denied::Never));
+    }
+
+    #[test]
+    fn own_addresses_are_never_peers_on_a_listener_port_whatever_the_allow_list() {
+        let mut p = PeerPolicy::new(
+            vec![IpRange::parse("0.0.0.0/0").unwrap()],
+            vec![],
+            false,
+            vec![
+                "0.0.0.0:3478".parse().unwrap(),
+                "[::]:5349".parse().unwrap(),
+            ],
+        );
+        // Interface, relay and external addresses of this host.
+        p.add_own_ips(["8.8.4.4".parse().unwrap(), "2001:db8::7".parse().unwrap()]);
+        for a in ["8.8.4.4:3478", "8.8.4.4:5349", "[::ffff:8.8.4.4]:3478"] {
+            assert_eq!(p.check(a.parse().unwrap()), Err(Denied::OwnEndpoint), "{a}");
+        }
+        // Other ports of the host (relay-to-relay) stay open, as documented.
+        assert!(p.allows("8.8.4.4:49152".parse().unwrap()));
+        assert!(p.allows("8.8.8.8:3478".parse().unwrap()));
     }
 
     #[test]

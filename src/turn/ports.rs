@@ -1,15 +1,22 @@
 //! The relay port range (`min_port`..=`max_port`), shared by all workers.
 //! Ports return to the pool the moment an allocation ends.
 
-/// A bitmap of ports in use, with a rotating cursor so a released port is
-/// not handed out again at once (late peer packets then find nobody).
+use sha2::{Digest, Sha256};
+
+/// A bitmap of ports in use. Each search starts at a random place (RFC 8656
+/// §7.2 RECOMMENDS RFC 6056 port randomisation, so the next relayed
+/// address cannot be guessed), which also makes a just-released port
+/// unlikely to be handed out again at once (late peer packets then find
+/// nobody).
 #[derive(Debug)]
 pub struct PortPool {
     min: u16,
     max: u16,
     used: Vec<u64>,
-    cursor: u32,
     free: u32,
+    /// Secret the start points are drawn from (random in the shell).
+    key: [u8; 32],
+    draws: u64,
 }
 
 impl PortPool {
@@ -19,9 +26,27 @@ impl PortPool {
             min,
             max,
             used: vec![0; n.div_ceil(64)],
-            cursor: 0,
             free: n as u32,
+            key: [0; 32],
+            draws: 0,
         }
+    }
+
+    /// Sets the secret the random start points derive from.
+    pub fn with_key(mut self, key: [u8; 32]) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// A start point: SHA-256 over the key and a counter (RFC 6056
+    /// algorithm 1 with a keyed generator; one hash per Allocate).
+    fn random_start(&mut self, n: u32) -> u32 {
+        self.draws += 1;
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(self.draws.to_be_bytes());
+        let d = h.finalize();
+        (u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % u64::from(n)) as u32
     }
 
     fn len(&self) -> u32 {
@@ -53,8 +78,12 @@ impl PortPool {
     /// next (odd) port, which is returned as held for a RESERVATION-TOKEN.
     pub fn take(&mut self, even: bool, pair: bool) -> Option<u16> {
         let n = self.len();
+        if self.free == 0 {
+            return None;
+        }
+        let start = self.random_start(n);
         for step in 0..n {
-            let i = (self.cursor + step) % n;
+            let i = (start + step) % n;
             let port = self.min as u32 + i;
             if (even || pair) && port % 2 != 0 {
                 continue;
@@ -71,7 +100,6 @@ impl PortPool {
                 self.set(i + 1, true);
                 self.free -= 1;
             }
-            self.cursor = (i + 1 + pair as u32) % n;
             return Some(port as u16);
         }
         None
@@ -108,6 +136,26 @@ mod tests {
         assert_eq!(p.take(false, false), None);
         p.release(50002);
         assert_eq!(p.take(false, false), Some(50002));
+    }
+
+    #[test]
+    fn ports_come_in_an_unpredictable_order() {
+        let take_all = |key: [u8; 32]| {
+            let mut p = PortPool::new(40000, 40999).with_key(key);
+            (0..1000)
+                .map(|_| p.take(false, false).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let a = take_all([1; 32]);
+        let mut sorted = a.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 1000, "every port once");
+        // Not sequential: consecutive grants are rarely neighbours.
+        let neighbours = a.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(neighbours < 100, "{neighbours} sequential steps");
+        // Another key, another order.
+        assert_ne!(a[..20], take_all([2; 32])[..20]);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Allocation quotas: per user (`user_quota`, or the user's stored quota),
-//! per realm (stored) and in total (`total_quota`), shared by all workers.
+//! per realm (stored), per source (`max_allocations_per_ip`, an IPv6 /64
+//! counting as one source) and in total (`total_quota`), shared by all
+//! workers.
 //! Touched on Allocate and on release only, never per packet. The server
 //! serves one realm, so the realm's count is the total.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// Which quota refused an allocation (both are answered with 486).
@@ -12,6 +15,8 @@ pub enum QuotaExceeded {
     User,
     Realm,
     Total,
+    /// `max_allocations_per_ip` for the client's address (or /64).
+    Source,
 }
 
 /// Stored limits that override the configured ones for one request.
@@ -28,6 +33,7 @@ pub struct Quotas {
     /// 0 = unlimited.
     user_quota: u32,
     total_quota: u32,
+    per_source_quota: u32,
     state: Mutex<State>,
 }
 
@@ -35,6 +41,16 @@ pub struct Quotas {
 struct State {
     total: u32,
     per_user: HashMap<String, u32>,
+    per_source: HashMap<u128, u32>,
+}
+
+/// The source an allocation counts against: the IPv4 address, or the /64
+/// of an IPv6 one (a host owns a whole /64).
+fn source_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => (u128::from(v6) >> 64) | (1 << 127),
+    }
 }
 
 impl Quotas {
@@ -42,13 +58,26 @@ impl Quotas {
         Quotas {
             user_quota,
             total_quota,
+            per_source_quota: 0,
             state: Mutex::default(),
         }
     }
 
-    /// Counts one allocation for `user`, or says which quota is full.
-    pub fn acquire(&self, user: &str, limits: Limits) -> Result<(), QuotaExceeded> {
+    /// Caps allocations per client address (IPv6: per /64); 0 = unlimited.
+    pub fn with_per_source(mut self, max: u32) -> Self {
+        self.per_source_quota = max;
+        self
+    }
+
+    /// Counts one allocation for `user` from `source`, or says which quota
+    /// is full.
+    pub fn acquire(&self, user: &str, source: IpAddr, limits: Limits) -> Result<(), QuotaExceeded> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = source_key(source);
+        let from_source = s.per_source.get(&key).copied().unwrap_or(0);
+        if self.per_source_quota != 0 && from_source >= self.per_source_quota {
+            return Err(QuotaExceeded::Source);
+        }
         if self.total_quota != 0 && s.total >= self.total_quota {
             return Err(QuotaExceeded::Total);
         }
@@ -62,12 +91,20 @@ impl Quotas {
         }
         s.total += 1;
         s.per_user.insert(user.to_string(), n + 1);
+        s.per_source.insert(key, from_source + 1);
         Ok(())
     }
 
-    pub fn release(&self, user: &str) {
+    pub fn release(&self, user: &str, source: IpAddr) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.total = s.total.saturating_sub(1);
+        let key = source_key(source);
+        if let Some(n) = s.per_source.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_source.remove(&key);
+            }
+        }
         if let Some(n) = s.per_user.get_mut(user) {
             *n -= 1;
             if *n == 0 {
@@ -90,17 +127,19 @@ impl Quotas {
 mod tests {
     use super::*;
 
+    const SRC: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+
     #[test]
     fn user_and_total_quotas_refuse_then_free_up() {
         let q = Quotas::new(2, 3);
         let none = Limits::default();
-        assert_eq!(q.acquire("a", none), Ok(()));
-        assert_eq!(q.acquire("a", none), Ok(()));
-        assert_eq!(q.acquire("a", none), Err(QuotaExceeded::User));
-        assert_eq!(q.acquire("b", none), Ok(()));
-        assert_eq!(q.acquire("c", none), Err(QuotaExceeded::Total));
-        q.release("a");
-        assert_eq!(q.acquire("c", none), Ok(()));
+        assert_eq!(q.acquire("a", SRC, none), Ok(()));
+        assert_eq!(q.acquire("a", SRC, none), Ok(()));
+        assert_eq!(q.acquire("a", SRC, none), Err(QuotaExceeded::User));
+        assert_eq!(q.acquire("b", SRC, none), Ok(()));
+        assert_eq!(q.acquire("c", SRC, none), Err(QuotaExceeded::Total));
+        q.release("a", SRC);
+        assert_eq!(q.acquire("c", SRC, none), Ok(()));
         assert_eq!(q.of_user("a"), 1);
         assert_eq!(q.total(), 3);
     }
@@ -114,22 +153,42 @@ mod tests {
             realm: None,
         };
         for _ in 0..3 {
-            assert_eq!(q.acquire("vip", three), Ok(()));
+            assert_eq!(q.acquire("vip", SRC, three), Ok(()));
         }
-        assert_eq!(q.acquire("vip", three), Err(QuotaExceeded::User));
-        assert_eq!(q.acquire("a", Limits::default()), Ok(()));
-        assert_eq!(q.acquire("a", Limits::default()), Err(QuotaExceeded::User));
+        assert_eq!(q.acquire("vip", SRC, three), Err(QuotaExceeded::User));
+        assert_eq!(q.acquire("a", SRC, Limits::default()), Ok(()));
+        assert_eq!(
+            q.acquire("a", SRC, Limits::default()),
+            Err(QuotaExceeded::User)
+        );
         // A stored 0 means unlimited for that user.
         let unlimited = Limits {
             user: Some(0),
             realm: None,
         };
-        assert_eq!(q.acquire("a", unlimited), Ok(()));
+        assert_eq!(q.acquire("a", SRC, unlimited), Ok(()));
         // The realm's quota caps everyone.
         let realm = Limits {
             user: Some(0),
             realm: Some(5),
         };
-        assert_eq!(q.acquire("b", realm), Err(QuotaExceeded::Realm));
+        assert_eq!(q.acquire("b", SRC, realm), Err(QuotaExceeded::Realm));
+    }
+
+    #[test]
+    fn a_source_and_its_ipv6_slash_64_share_one_count() {
+        let q = Quotas::new(0, 0).with_per_source(2);
+        let none = Limits::default();
+        let v6a: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let v6b: IpAddr = "2001:db8:1:2:ffff::b".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::a".parse().unwrap();
+        assert_eq!(q.acquire("a", v6a, none), Ok(()));
+        assert_eq!(q.acquire("b", v6b, none), Ok(()));
+        assert_eq!(q.acquire("c", v6a, none), Err(QuotaExceeded::Source));
+        assert_eq!(q.acquire("c", other, none), Ok(()));
+        assert_eq!(q.acquire("c", SRC, none), Ok(()));
+        q.release("a", v6a);
+        assert_eq!(q.acquire("a", v6b, none), Ok(()));
+        assert_eq!(q.total(), 4);
     }
 }

@@ -10,7 +10,8 @@ use super::allocation::{Allocation, Bandwidth, Channel, Counters, Relay, CHANNEL
 use super::ports::PortPool;
 use super::quota::{Limits, Quotas};
 use super::{Deliver, FiveTuple, Forward, Output, RelayId, Transmit, TurnConfig};
-use crate::auth::{Authenticated, Authenticator, Origin, Rejection, Signer};
+use crate::auth::rate::ReplyBudget;
+use crate::auth::{Authenticated, Authenticator, OAuthSession, Origin, Rejection, Signer};
 use crate::stun::attributes::{self, AttributeType};
 use crate::stun::channel_data::{is_channel_number, ChannelData};
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
@@ -49,6 +50,9 @@ pub struct Shared {
     pub tcp_conns: super::tcp_relay::TcpConns,
     /// Key for RESERVATION-TOKENs: random in the shell, fixed in tests.
     token_key: [u8; 32],
+    /// The per-source budget of unauthenticated answers, one for all
+    /// workers (RFC 5780 answers in the shell spend it too).
+    pub reply_budget: ReplyBudget,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +63,7 @@ struct Reservation {
 
 impl Shared {
     pub fn new(config: TurnConfig, auth: Authenticator, quotas: Quotas, ports: PortPool) -> Self {
+        let reply_budget = ReplyBudget::new(config.auth_reply_rate, [0; 32]);
         Shared {
             config,
             auth,
@@ -67,7 +72,15 @@ impl Shared {
             reservations: Mutex::default(),
             tcp_conns: Default::default(),
             token_key: [0; 32],
+            reply_budget,
         }
+    }
+
+    /// Sets the secret that keys the reply budget's buckets (the shell
+    /// passes random bytes, so sources cannot aim at a victim's bucket).
+    pub fn with_budget_key(mut self, key: [u8; 32]) -> Self {
+        self.reply_budget = ReplyBudget::new(self.config.auth_reply_rate, key);
+        self
     }
 
     /// Sets the secret RESERVATION-TOKENs are derived from (the shell
@@ -116,10 +129,22 @@ pub(crate) enum Answer {
 }
 
 /// Answers kept for retransmitted requests.
-#[derive(Default)]
 struct TransactionCache {
     answers: HashMap<(FiveTuple, u16, [u8; 12]), Vec<u8>>,
     order: VecDeque<(Instant, FiveTuple, u16, [u8; 12])>,
+}
+
+impl Default for TransactionCache {
+    /// Sized for its bound from the start. Under churn a hash table that
+    /// is more than half full doubles instead of rehashing in place, so a
+    /// full cache ends at this size anyway; growing there late would look
+    /// like a leak in a long run (and in the Refresh-flood test).
+    fn default() -> Self {
+        TransactionCache {
+            answers: HashMap::with_capacity(TRANSACTION_CACHE_MAX * 2),
+            order: VecDeque::with_capacity(TRANSACTION_CACHE_MAX + 1),
+        }
+    }
 }
 
 impl TransactionCache {
@@ -160,7 +185,6 @@ impl TransactionCache {
 
 pub struct Server {
     pub(super) shared: Arc<Shared>,
-    budget: crate::auth::rate::ReplyBudget,
     pub(super) allocations: Vec<Option<Allocation>>,
     free_slots: Vec<u32>,
     generation: u32,
@@ -233,10 +257,8 @@ fn is_v4(family: u8) -> bool {
 
 impl Server {
     pub fn new(shared: Arc<Shared>, seed: u64) -> Self {
-        let budget = crate::auth::rate::ReplyBudget::new(shared.config.auth_reply_rate, seed);
         Server {
             shared,
-            budget,
             allocations: Vec::new(),
             free_slots: Vec::new(),
             generation: 0,
@@ -324,6 +346,35 @@ impl Server {
         self.outputs.pop_front()
     }
 
+    /// Puts allocation `slot`'s expiry on the timer heap if it falls due
+    /// before the entry already armed (a shortened lifetime). Superseded
+    /// entries stay until they pop, so the heap is rebuilt whenever they
+    /// outnumber the allocations: memory stays O(allocations).
+    fn arm(&mut self, slot: u32) {
+        let a = self.allocations[slot as usize].as_mut().expect("live slot");
+        if a.armed.is_some_and(|at| at <= a.expires) {
+            return;
+        }
+        a.armed = Some(a.expires);
+        self.timers.push(Reverse((a.expires, slot, a.generation)));
+        if self.timers.len() > 2 * self.by_tuple.len() + 64 {
+            self.timers = self
+                .allocations
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, a)| {
+                    let a = a.as_ref()?;
+                    Some(Reverse((a.armed?, slot as u32, a.generation)))
+                })
+                .collect();
+        }
+    }
+
+    /// Entries on the allocation timer heap (tests: it must stay bounded).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
     /// When [`Server::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let allocation = self.timers.peek().map(|Reverse((at, _, _))| *at);
@@ -334,19 +385,26 @@ impl Server {
         }
     }
 
-    /// Expires allocations whose time has come.
+    /// Expires allocations whose time has come. An allocation's entry
+    /// that pops before its (extended) expiry is pushed again for it; an
+    /// entry that is no longer the allocation's armed one is dropped.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&Reverse((at, slot, generation))) = self.timers.peek() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            let expired = matches!(
-                &self.allocations[slot as usize],
-                Some(a) if a.generation == generation && a.expires <= now
-            );
-            if expired {
+            let Some(a) = self.allocations[slot as usize].as_mut() else {
+                continue;
+            };
+            if a.generation != generation || a.armed != Some(at) {
+                continue;
+            }
+            if a.expires <= now {
                 self.delete(slot);
+            } else {
+                a.armed = Some(a.expires);
+                self.timers.push(Reverse((a.expires, slot, generation)));
             }
         }
         self.cache.expire(now);
@@ -506,28 +564,46 @@ impl Server {
                     _ => self.channel_bind(now, &ctx, msg, auth),
                 }
             }
-            _ => self.answer(now, &ctx, Answer::Error(400), None, false, |_| {}),
+            // A method we do not serve: an unauthenticated reflection too.
+            _ => {
+                if self.shared.reply_budget.allow(now, tuple.client.ip()) {
+                    self.answer(now, &ctx, Answer::Error(400), None, false, |_| {})
+                }
+            }
         }
     }
 
     /// The key of this 5-tuple's OAuth allocation, if it has one.
-    fn oauth_session(&self, tuple: &FiveTuple) -> Option<Signer> {
+    fn oauth_session(&self, tuple: &FiveTuple) -> Option<OAuthSession> {
         self.shared.auth.oauth_server_name()?;
         let slot = *self.by_tuple.get(tuple)?;
         let a = self.allocations[slot as usize].as_ref()?;
-        matches!(a.origin, Origin::OAuth { .. }).then(|| a.signer.clone())
+        match a.origin {
+            Origin::OAuth { expires } => Some(OAuthSession {
+                signer: a.signer.clone(),
+                expires,
+            }),
+            _ => None,
+        }
     }
 
     /// A REST username past its expiry may not Allocate, nor Refresh with
-    /// `strict_expiry`; an OAuth token past its lifetime was already
-    /// refused when decoded.
+    /// `strict_expiry`. An OAuth token past its lifetime is refused for
+    /// every request (RFC 7635: the token's lifetime bounds the use of
+    /// its mac key), including those signed with its key alone.
     fn expired(&self, now: Instant, method: Method, auth: &Authenticated) -> bool {
-        let Origin::Rest { expires } = auth.origin else {
-            return false;
-        };
-        let checked = method == Method::ALLOCATE
-            || (method == Method::REFRESH && self.shared.config.strict_expiry);
-        checked && self.shared.auth.unix_time(now) >= expires
+        let unix = self.shared.auth.unix_time(now);
+        match auth.origin {
+            Origin::Rest { expires } => {
+                let checked = method == Method::ALLOCATE
+                    || (method == Method::REFRESH && self.shared.config.strict_expiry);
+                checked && unix >= expires
+            }
+            Origin::OAuth {
+                expires: Some(expires),
+            } => unix >= expires,
+            _ => false,
+        }
     }
 
     fn binding(&mut self, tuple: FiveTuple, msg: &Message<'_>) {
@@ -573,7 +649,7 @@ impl Server {
             438 => self.stats.auth_stale_nonce += 1,
             _ => self.stats.auth_bad_request += 1,
         }
-        if code != 400 && !self.budget.allow(now, ctx.tuple.client.ip()) {
+        if !self.shared.reply_budget.allow(now, ctx.tuple.client.ip()) {
             return;
         }
         let shared = self.shared.clone();
@@ -663,6 +739,10 @@ impl Server {
             return None;
         }
         a.signer = auth.signer.clone();
+        // A new token brings its own lifetime.
+        if oauth {
+            a.origin = auth.origin;
+        }
         Some(slot)
     }
 
@@ -737,7 +817,12 @@ impl Server {
                     true,
                 ),
             };
-        let lifetime = self.lifetime(msg)?;
+        // RFC 8656 §7.2: LIFETIME 0 deletes on Refresh only; an Allocate
+        // asking for 0 gets the default like any value below it.
+        let lifetime = match self.lifetime(msg)? {
+            l if l.is_zero() => cfg.default_lifetime,
+            l => l,
+        };
 
         // Step 5: RESERVATION-TOKEN with EVEN-PORT or an address family →
         // 400; an unknown token → 508.
@@ -837,7 +922,13 @@ impl Server {
         // One snapshot serves both the quota and the bandwidth limit.
         let bps = self.bytes_per_sec(&dir, &auth.username);
         drop(dir);
-        if self.shared.quotas.acquire(&auth.username, limits).is_err() {
+        let source = ctx.tuple.client.ip();
+        if self
+            .shared
+            .quotas
+            .acquire(&auth.username, source, limits)
+            .is_err()
+        {
             if let Some(r) = plan.reserved {
                 self.shared.ports().release(r.port());
             }
@@ -858,7 +949,7 @@ impl Server {
                     let r: &Relay = r;
                     self.shared.ports().release(r.local.port());
                 }
-                self.shared.quotas.release(&auth.username);
+                self.shared.quotas.release(&auth.username, source);
                 return self.error(now, ctx, 508, &signer);
             };
             if plan.pair && i == 0 {
@@ -903,12 +994,15 @@ impl Server {
             created: now,
             expires: now + plan.lifetime,
             lifetime: plan.lifetime,
+            armed: None,
+            reservation: token,
             relays,
             permissions: Vec::new(),
             channels: Vec::new(),
             dont_fragment: plan.dont_fragment,
             tcp: plan.tcp,
             tcp_peers: Vec::new(),
+            connects: Bandwidth::new(now, super::tcp_relay::CONNECT_RATE),
             to_peer: Counters::default(),
             to_client: Counters::default(),
             bw_to_peer: Bandwidth::new(now, bps),
@@ -1022,15 +1116,16 @@ impl Server {
             txid: pending.txid,
             fingerprint: pending.fingerprint,
         };
-        self.timers.push(Reverse((a.expires, slot, a.generation)));
         let relayed: Vec<SocketAddr> = a.relays.iter().map(|r| r.advertised).collect();
         let (lifetime, signer, client) = (a.lifetime, a.signer.clone(), a.tuple.client);
-        self.stats.allocations_created += 1;
-        self.outputs.push_back(Output::AllocationCreated {
+        let created = Output::AllocationCreated {
             tuple: a.tuple,
             username: a.username.clone(),
             relayed: relayed.clone(),
-        });
+        };
+        self.arm(slot);
+        self.stats.allocations_created += 1;
+        self.outputs.push_back(created);
         self.answer(now, &ctx, Answer::Success, Some(&signer), true, |b| {
             for addr in &relayed {
                 b.add_xor_address(AttributeType::XOR_RELAYED_ADDRESS, addr);
@@ -1078,7 +1173,14 @@ impl Server {
             self.free_relays.push(r.id.0);
             self.outputs.push_back(Output::CloseRelay { relay: r.id });
         }
-        self.shared.quotas.release(&a.username);
+        self.shared.quotas.release(&a.username, a.tuple.client.ip());
+        // F7: the EVEN-PORT `port + 1` held for this allocation goes with
+        // it, so reservations are never a way around `user_quota`.
+        if let Some(token) = a.reservation {
+            if let Some(r) = self.shared.reservations().remove(&token) {
+                self.shared.ports().release(r.addr.port());
+            }
+        }
         self.close_connections(&a.tcp_peers);
         if a.pending.is_none() {
             self.outputs.push_back(Output::AllocationDeleted {
@@ -1115,7 +1217,7 @@ impl Server {
             let a = self.allocations[slot as usize].as_mut().expect("live");
             a.expires = now + lifetime;
             a.lifetime = lifetime;
-            self.timers.push(Reverse((a.expires, slot, a.generation)));
+            self.arm(slot);
         }
         self.answer(now, ctx, Answer::Success, Some(&signer), true, |b| {
             b.add_u32(AttributeType::LIFETIME, lifetime.as_secs() as u32);

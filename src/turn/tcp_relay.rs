@@ -8,6 +8,12 @@
 //! the worker that receives the ConnectionBind checks it against the table
 //! and, once bound, the shell splices the two streams. The relay path
 //! itself (bytes between two TCP streams) is the shell's.
+//!
+//! Peer connections cost a socket each, so they are bounded (F8): per
+//! allocation (`max_peer_connections`, pending Connects included), per
+//! user (`max_peer_connections_per_user`, across workers), and Connect is
+//! rate-limited per allocation ([`CONNECT_RATE`]). Beyond them a Connect
+//! gets 508 and an inbound peer is closed at once.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -23,6 +29,9 @@ use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, Transacti
 
 /// RFC 6062 §5.2/§5.3: a connection not bound within 30 seconds is closed.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connects per second per allocation (and the burst): scanning allowed
+/// address space from our relay address must be slow.
+pub const CONNECT_RATE: f64 = 10.0;
 
 /// A peer connection known by its CONNECTION-ID.
 #[derive(Debug, Clone)]
@@ -38,22 +47,66 @@ enum State {
     Bound,
 }
 
-/// Peer connections of every worker.
+/// Peer connections of every worker, and each user's count of them
+/// (pending Connects included).
 #[derive(Debug, Default)]
-pub struct TcpConns(Mutex<HashMap<u32, Entry>>);
+pub struct TcpConns(Mutex<Table>);
+
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<u32, Entry>,
+    per_user: HashMap<String, u32>,
+}
+
+impl Table {
+    fn contains_key(&self, conn: &u32) -> bool {
+        self.entries.contains_key(conn)
+    }
+
+    /// Counts one more connection for `user`, unless at `max`.
+    fn reserve(&mut self, user: &str, max: u32) -> bool {
+        let n = self.per_user.get(user).copied().unwrap_or(0);
+        if n >= max {
+            return false;
+        }
+        self.per_user.insert(user.to_string(), n + 1);
+        true
+    }
+
+    fn unreserve(&mut self, user: &str) {
+        if let Some(n) = self.per_user.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_user.remove(user);
+            }
+        }
+    }
+
+    /// Ends a connection and its place in its user's count.
+    fn remove(&mut self, conn: &u32) -> Option<Entry> {
+        let e = self.entries.remove(conn)?;
+        self.unreserve(&e.username);
+        Some(e)
+    }
+}
 
 impl TcpConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Connections not yet ended (waiting or bound).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Connections counted for `user`, pending Connects included.
+    pub fn of_user(&self, user: &str) -> u32 {
+        self.lock().per_user.get(user).copied().unwrap_or(0)
     }
 }
 
@@ -62,6 +115,8 @@ impl TcpConns {
 pub(crate) struct Connecting {
     ctx: Ctx,
     signer: Signer,
+    /// Whose count the pending connection is in.
+    username: String,
     slot: u32,
     generation: u32,
     peer: SocketAddr,
@@ -74,7 +129,10 @@ impl Server {
         loop {
             let t = self.reservation_token();
             let id = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
-            if id != 0 && !self.shared.tcp_conns.lock().contains_key(&id) {
+            if id != 0
+                && !self.shared.tcp_conns.lock().contains_key(&id)
+                && !self.connecting.contains_key(&id)
+            {
                 return id;
             }
         }
@@ -119,6 +177,10 @@ impl Server {
         if busy {
             return self.error(now, ctx, 446, &signer);
         }
+        if !self.peer_connection_allowed(now, slot, true) {
+            return self.error(now, ctx, 508, &signer);
+        }
+        let a = self.allocation_at(slot);
         let relay = a.relays[0];
         let conn = self.connection_id();
         self.connecting.insert(
@@ -126,6 +188,7 @@ impl Server {
             Connecting {
                 ctx: ctx.clone(),
                 signer,
+                username: auth.username,
                 slot,
                 generation,
                 peer,
@@ -139,6 +202,31 @@ impl Server {
         });
     }
 
+    /// Takes a place for one more peer connection of allocation `slot`:
+    /// under its cap, its user's cap and (for a Connect) its rate.
+    fn peer_connection_allowed(&mut self, now: Instant, slot: u32, connect: bool) -> bool {
+        let cfg = &self.shared.config;
+        let (max, max_user) = (cfg.max_peer_connections, cfg.max_peer_connections_per_user);
+        let generation = self.allocation_at(slot).generation;
+        let connecting = self
+            .connecting
+            .values()
+            .filter(|c| c.slot == slot && c.generation == generation)
+            .count();
+        let shared = self.shared.clone();
+        let mut table = shared.tcp_conns.lock();
+        let a = self.allocation_mut(slot);
+        // Ended connections leave the list here, so it stays bounded too.
+        a.tcp_peers.retain(|(id, _)| table.contains_key(id));
+        if a.tcp_peers.len() + connecting >= max as usize {
+            return false;
+        }
+        if connect && !a.connects.spend(now, CONNECT_RATE, 1) {
+            return false;
+        }
+        table.reserve(&a.username, max_user)
+    }
+
     /// The shell's answer to [`Output::ConnectPeer`]: success with the
     /// CONNECTION-ID, or 447.
     pub fn peer_connected(&mut self, now: Instant, conn: u32, ok: bool) {
@@ -149,6 +237,10 @@ impl Server {
             self.allocations.get(c.slot as usize),
             Some(Some(a)) if a.generation == c.generation
         );
+        if !alive || !ok {
+            // The place taken at Connect is given back.
+            self.shared.tcp_conns.lock().unreserve(&c.username);
+        }
         if !alive {
             if ok {
                 self.outputs.push_back(Output::ClosePeer { conn });
@@ -185,6 +277,9 @@ impl Server {
             return None;
         }
         let tuple = a.tuple;
+        if !self.peer_connection_allowed(now, slot, false) {
+            return None;
+        }
         let conn = self.connection_id();
         self.await_bind(now, slot, conn, from);
         self.connection_attempt(tuple, conn, from);
@@ -192,12 +287,13 @@ impl Server {
     }
 
     /// Records a connected peer of allocation `slot` as waiting for its
-    /// ConnectionBind, for at most [`BIND_TIMEOUT`].
+    /// ConnectionBind, for at most [`BIND_TIMEOUT`]. Its place in the
+    /// user's count was taken by [`Server::peer_connection_allowed`].
     fn await_bind(&mut self, now: Instant, slot: u32, conn: u32, peer: SocketAddr) {
         let a = self.allocation_mut(slot);
         a.tcp_peers.push((conn, peer));
         let username = a.username.clone();
-        self.shared.tcp_conns.lock().insert(
+        self.shared.tcp_conns.lock().entries.insert(
             conn,
             Entry {
                 username,
@@ -246,7 +342,7 @@ impl Server {
         };
         let verdict = {
             let mut table = self.shared.tcp_conns.lock();
-            match table.get_mut(&conn) {
+            match table.entries.get_mut(&conn) {
                 Some(e) if e.state == State::Waiting && e.username == auth.username => {
                     e.state = State::Bound;
                     Ok(())
@@ -280,7 +376,11 @@ impl Server {
             }
             self.conn_timers.pop();
             let mut table = self.shared.tcp_conns.lock();
-            if table.get(&conn).is_some_and(|e| e.state == State::Waiting) {
+            if table
+                .entries
+                .get(&conn)
+                .is_some_and(|e| e.state == State::Waiting)
+            {
                 table.remove(&conn);
                 drop(table);
                 self.outputs.push_back(Output::ClosePeer { conn });

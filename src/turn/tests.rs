@@ -33,6 +33,9 @@ struct Opts {
     tcp_relay: bool,
     /// OAuth on with these (kid, key) pairs.
     oauth: Vec<(&'static str, crate::auth::oauth::OAuthKey)>,
+    max_allocations_per_ip: u32,
+    max_peer_connections: u32,
+    max_peer_connections_per_user: u32,
 }
 
 /// The Unix second the harness's `t0` is.
@@ -56,6 +59,9 @@ impl Default for Opts {
             strict_expiry: false,
             tcp_relay: false,
             oauth: vec![],
+            max_allocations_per_ip: 0,
+            max_peer_connections: 64,
+            max_peer_connections_per_user: 256,
         }
     }
 }
@@ -104,6 +110,8 @@ fn harness(o: Opts) -> Harness {
         auth_reply_rate: o.auth_reply_rate,
         strict_expiry: o.strict_expiry,
         tcp_relay: o.tcp_relay,
+        max_peer_connections: o.max_peer_connections,
+        max_peer_connections_per_user: o.max_peer_connections_per_user,
     };
     let mut dir = Directory::new(creds);
     dir.secrets = o
@@ -124,7 +132,7 @@ fn harness(o: Opts) -> Harness {
     let shared = Shared::new(
         config,
         auth,
-        Quotas::new(o.user_quota, o.total_quota),
+        Quotas::new(o.user_quota, o.total_quota).with_per_source(o.max_allocations_per_ip),
         PortPool::new(o.min_port, o.max_port),
     );
     Harness {
@@ -537,6 +545,70 @@ fn lifetime_is_capped_at_3600_and_raised_to_600() {
 }
 
 #[test]
+fn allocate_with_lifetime_zero_gets_the_default_not_zero() {
+    let mut h = harness(Opts::default());
+    let a = h.allocate(h.at(0), client(), &|b| {
+        transport_udp(b);
+        b.add_u32(AttributeType::LIFETIME, 0);
+    });
+    assert_eq!(code_of(&a), None);
+    assert_eq!(lifetime_of(&a), 600);
+    h.server.handle_timeout(h.at(599));
+    assert_eq!(h.server.allocation_count(), 1, "alive until the default");
+    h.server.handle_timeout(h.at(600));
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
+fn a_refresh_flood_keeps_one_timer_entry_and_the_last_lifetime_still_rules() {
+    let mut h = harness(Opts::default());
+    h.allocate(h.at(0), client(), &|b| transport_udp(b));
+    // 20,000 Refreshes, lengthening and shortening in turn: the heap must
+    // not keep an entry per Refresh (F2: 600k Refreshes grew it 36 MiB).
+    let mut last = h.at(0);
+    for i in 0..20_000u32 {
+        let now = h.at(u64::from(i / 100));
+        let lifetime = if i % 2 == 0 { 3600 } else { 600 };
+        let r = h.call(now, client(), Method::REFRESH, "alice", 3, &|b| {
+            b.add_u32(AttributeType::LIFETIME, lifetime)
+        });
+        assert_eq!(lifetime_of(&r), lifetime);
+        last = now;
+        h.server.handle_timeout(now);
+    }
+    assert!(
+        h.server.timer_entries() <= 2 * h.server.allocation_count() + 64,
+        "{} timer entries for one allocation",
+        h.server.timer_entries()
+    );
+    // The last Refresh asked for 600 s: it expires then, not an hour on.
+    let end = last + Duration::from_secs(600);
+    h.server.handle_timeout(end - Duration::from_secs(1));
+    assert_eq!(h.server.allocation_count(), 1);
+    h.server.handle_timeout(end);
+    assert_eq!(h.server.allocation_count(), 0);
+
+    // A lengthened allocation survives its first entry and dies at the end.
+    h.allocate(h.at(10_000), client(), &|b| transport_udp(b));
+    h.call(h.at(10_100), client(), Method::REFRESH, "alice", 4, &|b| {
+        b.add_u32(AttributeType::LIFETIME, 3600)
+    });
+    assert_eq!(h.server.timer_entries(), 1, "extending pushes nothing");
+    h.server.handle_timeout(h.at(10_600));
+    assert_eq!(h.server.allocation_count(), 1, "re-armed, not expired");
+    assert_eq!(h.server.poll_timeout(), Some(h.at(13_700)));
+    // Shortened below the armed entry: a new entry, due first.
+    h.call(h.at(10_700), client(), Method::REFRESH, "alice", 5, &|b| {
+        b.add_u32(AttributeType::LIFETIME, 600)
+    });
+    assert_eq!(h.server.poll_timeout(), Some(h.at(11_300)));
+    h.server.handle_timeout(h.at(11_299));
+    assert_eq!(h.server.allocation_count(), 1);
+    h.server.handle_timeout(h.at(11_300));
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
 fn allocation_expires_at_its_lifetime_and_releases_everything_at_once() {
     let mut h = harness(Opts {
         min_port: 50000,
@@ -832,6 +904,96 @@ fn even_port_with_reservation_then_the_token_claims_the_next_port() {
         code_of(&h.allocate(now, udp("203.0.113.5:4"), &token_and_even)),
         Some(400)
     );
+}
+
+#[test]
+fn even_port_reservations_go_with_their_allocation_and_never_escape_the_quota() {
+    // F7: 600 cycles of {Allocate EVEN-PORT R=1; Refresh 0} under
+    // user_quota = 1 used to hold every odd port for 30 s.
+    let mut h = harness(Opts {
+        user_quota: 1,
+        min_port: 50000,
+        max_port: 50019,
+        ..Default::default()
+    });
+    let free = |h: &Harness| h.server.shared().ports.lock().unwrap().free();
+    for i in 0..100u64 {
+        let now = h.at(i / 10);
+        let a = h.allocate(now, client(), &|b| {
+            transport_udp(b);
+            b.add(AttributeType::EVEN_PORT, &[0x80]);
+        });
+        assert_eq!(code_of(&a), None, "cycle {i}");
+        assert_eq!(free(&h), 18, "the port and the one held next to it");
+        let r = h.call(now, client(), Method::REFRESH, "alice", 8, &|b| {
+            b.add_u32(AttributeType::LIFETIME, 0)
+        });
+        assert_eq!(code_of(&r), None);
+        assert_eq!(free(&h), 20, "cycle {i}: both back at once");
+    }
+    // While the allocation lives, its reservation is claimable as before.
+    let a = h.allocate(h.at(20), client(), &|b| {
+        transport_udp(b);
+        b.add(AttributeType::EVEN_PORT, &[0x80]);
+    });
+    let token = Message::parse(&a)
+        .unwrap()
+        .get(AttributeType::RESERVATION_TOKEN)
+        .unwrap()
+        .to_vec();
+    let bob = h.call(
+        h.at(20),
+        udp("203.0.113.6:1"),
+        Method::ALLOCATE,
+        "bob",
+        2,
+        &|b| {
+            transport_udp(b);
+            b.add(AttributeType::RESERVATION_TOKEN, &token);
+        },
+    );
+    assert_eq!(relayed(&bob)[0].port(), relayed(&a)[0].port() + 1);
+    // The first allocation's end leaves the claimed port with its owner.
+    h.call(h.at(21), client(), Method::REFRESH, "alice", 9, &|b| {
+        b.add_u32(AttributeType::LIFETIME, 0)
+    });
+    assert_eq!(free(&h), 19);
+}
+
+#[test]
+fn one_address_holds_at_most_max_allocations_per_ip_and_its_slash_64() {
+    let mut h = harness(Opts {
+        max_allocations_per_ip: 2,
+        relay_ips: vec!["192.0.2.10", "2001:db8::10"],
+        ..Default::default()
+    });
+    let now = h.at(0);
+    assert_eq!(h.allocate_code(now, "203.0.113.5:1"), None);
+    assert_eq!(h.allocate_code(now, "203.0.113.5:2"), None);
+    assert_eq!(h.allocate_code(now, "203.0.113.5:3"), Some(486));
+    assert_eq!(
+        h.allocate_code(now, "203.0.113.6:1"),
+        None,
+        "another source"
+    );
+    assert_eq!(h.allocate_code(now, "[2001:db8:5::1]:1"), None);
+    assert_eq!(h.allocate_code(now, "[2001:db8:5::2]:1"), None);
+    assert_eq!(
+        h.allocate_code(now, "[2001:db8:5::ffff:3]:1"),
+        Some(486),
+        "same /64"
+    );
+    assert_eq!(h.allocate_code(now, "[2001:db8:5:1::1]:1"), None);
+    // Freed on delete.
+    h.call(
+        now,
+        udp("203.0.113.5:1"),
+        Method::REFRESH,
+        "alice",
+        3,
+        &|b| b.add_u32(AttributeType::LIFETIME, 0),
+    );
+    assert_eq!(h.allocate_code(now, "203.0.113.5:3"), None);
 }
 
 // ----- permissions and policy ---------------------------------------------

@@ -53,6 +53,13 @@ impl TurnClient {
         Self::with_link(Link::Udp(sock), user, password)
     }
 
+    /// A client from a chosen local address (another loopback source).
+    pub async fn connect_from(server: SocketAddr, local: &str) -> Self {
+        let sock = UdpSocket::bind(local).await.unwrap();
+        sock.connect(server).await.unwrap();
+        Self::with_link(Link::Udp(sock), USER, PASSWORD)
+    }
+
     /// A client over an established TCP or TLS stream, as the test user.
     pub fn over_stream(io: impl Duplex + 'static, local: SocketAddr) -> Self {
         Self::with_link(
@@ -208,6 +215,42 @@ impl TurnClient {
         b.add(AttributeType::DATA, data);
         let n = b.finish().unwrap();
         self.send_raw(&buf[..n]).await;
+    }
+
+    /// Sends `n` Refreshes over UDP, `window` at a time without waiting
+    /// for each answer (a flood); returns how many were answered with
+    /// success. The client must hold a nonce (allocate first).
+    pub async fn refresh_flood(&mut self, n: usize, lifetime: u32, window: usize) -> usize {
+        let mut ok = 0;
+        let mut buf = vec![0u8; 2048];
+        let mut left = n;
+        while left > 0 {
+            let k = window.min(left);
+            left -= k;
+            let reqs: Vec<Vec<u8>> = (0..k)
+                .map(|_| {
+                    self.build(Method::REFRESH, &|b| {
+                        b.add_u32(AttributeType::LIFETIME, lifetime)
+                    })
+                })
+                .collect();
+            let Link::Udp(sock) = &self.link else {
+                panic!("UDP only");
+            };
+            for r in &reqs {
+                sock.send(r).await.unwrap();
+            }
+            for _ in 0..k {
+                match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
+                    Ok(Ok(len)) => {
+                        let m = Message::parse(&buf[..len]).expect("a STUN answer");
+                        ok += usize::from(m.get(AttributeType::ERROR_CODE).is_none());
+                    }
+                    _ => break,
+                }
+            }
+        }
+        ok
     }
 
     pub async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {

@@ -170,14 +170,18 @@ fn static_users_and_rest_secrets_work_in_one_server() {
 const NORTH: &[u8] = b"01234567890123456789012345678901\n";
 const UNION: &[u8] = b"1234567890123456\n";
 
-fn oauth_harness() -> Harness {
-    harness(Opts {
+fn oauth_opts() -> Opts {
+    Opts {
         oauth: vec![
             ("north", OAuthKey::new(Alg::A256Gcm, NORTH, 0).unwrap()),
             ("union", OAuthKey::new(Alg::A128Gcm, UNION, 0).unwrap()),
         ],
         ..Opts::default()
-    })
+    }
+}
+
+fn oauth_harness() -> Harness {
+    harness(oauth_opts())
 }
 
 /// A token as an authorization server would issue it at Unix second `at`.
@@ -268,6 +272,76 @@ fn oauth_token_allocates_and_its_mac_key_then_signs_without_a_token() {
         &peer_attr(sa(PEER)),
     );
     assert_eq!(code_of(&p), None);
+}
+
+/// F9: a request signed with a token's mac key but carrying no token.
+fn key_only_refresh(h: &mut Harness, at: u64, txid: u8) -> Option<u16> {
+    code_of(
+        &h.signed_call(h.at(at), Method::REFRESH, txid, "north", &[7; 16], &|b| {
+            b.add_u32(AttributeType::LIFETIME, 3600)
+        }),
+    )
+}
+
+#[test]
+fn after_its_token_expires_the_mac_key_alone_refreshes_nothing_strict_or_not() {
+    for strict in [false, true] {
+        let mut h = harness(Opts {
+            strict_expiry: strict,
+            ..oauth_opts()
+        });
+        // Valid until UNIX0 + 60 + 5 s of slack.
+        let t = token(Alg::A256Gcm, NORTH, 7, UNIX0, 60);
+        let a = h.signed_call(
+            h.at(0),
+            Method::ALLOCATE,
+            1,
+            "north",
+            &[7; 16],
+            &with_token(t, &|b| transport_udp(b)),
+        );
+        assert_eq!(code_of(&a), None);
+        assert_eq!(key_only_refresh(&mut h, 30, 2), None, "inside the lifetime");
+        assert_eq!(
+            key_only_refresh(&mut h, 120, 3),
+            Some(401),
+            "strict={strict}"
+        );
+        assert_eq!(
+            key_only_refresh(&mut h, 3000, 4),
+            Some(401),
+            "strict={strict}"
+        );
+        // The allocation then ends at the lifetime granted before expiry.
+        h.server.handle_timeout(h.at(30 + 3600));
+        assert_eq!(h.server.allocation_count(), 0);
+    }
+}
+
+#[test]
+fn removing_the_key_id_stops_its_mac_key_at_once() {
+    let mut h = oauth_harness();
+    let t = token(Alg::A256Gcm, NORTH, 7, UNIX0, 3600);
+    let a = h.signed_call(
+        h.at(0),
+        Method::ALLOCATE,
+        1,
+        "north",
+        &[7; 16],
+        &with_token(t, &|b| transport_udp(b)),
+    );
+    assert_eq!(code_of(&a), None);
+    assert_eq!(key_only_refresh(&mut h, 10, 2), None);
+    // The operator removes key id "north": the store's next snapshot.
+    let mut creds = Credentials::new(REALM);
+    creds.add_spec("alice:wonderland").unwrap();
+    let mut dir = Directory::new(creds);
+    dir.oauth_keys.insert(
+        "union".into(),
+        OAuthKey::new(Alg::A128Gcm, UNION, 0).unwrap(),
+    );
+    h.server.shared().auth.replace(dir);
+    assert_eq!(key_only_refresh(&mut h, 20, 3), Some(401));
 }
 
 #[test]

@@ -211,3 +211,114 @@ fn peers_connecting_in_need_a_permission_and_get_a_connection_attempt() {
     });
     assert_eq!(code_of(&r), Some(400));
 }
+
+#[test]
+fn peer_connections_are_capped_per_allocation_and_per_user() {
+    // F8: one allocation opened 5,000 outbound connections.
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        max_peer_connections: 3,
+        max_peer_connections_per_user: 5,
+        ..Opts::default()
+    });
+    let now = h.at(0);
+    let control = tcp("203.0.113.5:40000");
+    h.allocate(now, control, &|b| transport_tcp(b));
+    let peer = |i: u8| sa(&format!("8.8.8.{i}:80"));
+    for i in 1..=3 {
+        let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer(i)));
+        assert!(r.is_empty(), "pending");
+    }
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer(4)));
+    assert_eq!(code_of(&r[0]), Some(508), "pending Connects count");
+    assert_eq!(h.connects.len(), 3, "no SYN beyond the cap");
+    // A failed Connect gives its place back; a connected one keeps it.
+    h.server.peer_connected(now, h.connects[0].0, false);
+    h.server.peer_connected(now, h.connects[1].0, true);
+    h.transmits();
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer(5)));
+    assert!(r.is_empty());
+    let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer(6)));
+    assert_eq!(code_of(&r[0]), Some(508));
+    // Peers connecting in count too: at the cap they are closed at once.
+    let relay = h.opened[0].0;
+    let inbound = sa("8.8.4.4:5555");
+    h.call(
+        now,
+        control,
+        Method::CREATE_PERMISSION,
+        "alice",
+        3,
+        &peer_attr(inbound),
+    );
+    assert_eq!(h.server.peer_accepted(now, relay, inbound), None);
+    assert_eq!(h.server.shared().tcp_conns.of_user("alice"), 3);
+
+    // The user's second allocation has the user's remaining two places.
+    let control2 = tcp("203.0.113.5:40001");
+    h.allocate(now, control2, &|b| transport_tcp(b));
+    for i in 10..=11 {
+        let r = h.call_async(now, control2, Method::CONNECT, "alice", &peer_attr(peer(i)));
+        assert!(r.is_empty());
+    }
+    let r = h.call_async(
+        now,
+        control2,
+        Method::CONNECT,
+        "alice",
+        &peer_attr(peer(12)),
+    );
+    assert_eq!(code_of(&r[0]), Some(508), "per-user cap");
+    // Bob is not alice.
+    let bob = tcp("203.0.113.6:40000");
+    h.call(now, bob, Method::ALLOCATE, "bob", 1, &|b| transport_tcp(b));
+    let r = h.call_async(now, bob, Method::CONNECT, "bob", &peer_attr(peer(20)));
+    assert!(r.is_empty());
+
+    // Ending the allocations frees every place, pending ones included
+    // once the shell reports them.
+    for (tuple, id) in [(control, 30), (control2, 31)] {
+        h.call(h.at(1), tuple, Method::REFRESH, "alice", id, &|b| {
+            b.add_u32(AttributeType::LIFETIME, 0)
+        });
+    }
+    let pending: Vec<u32> = h.connects[2..].iter().map(|(c, _)| *c).collect();
+    for conn in pending {
+        h.server.peer_connected(h.at(2), conn, true);
+    }
+    assert_eq!(h.server.shared().tcp_conns.of_user("alice"), 0);
+    assert_eq!(
+        h.server.shared().tcp_conns.of_user("bob"),
+        1,
+        "bob's allocation lives on"
+    );
+    h.pump(h.at(2));
+}
+
+#[test]
+fn connect_is_rate_limited_per_allocation() {
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        max_peer_connections: 1000,
+        max_peer_connections_per_user: 1000,
+        ..Opts::default()
+    });
+    let control = tcp("203.0.113.5:40000");
+    h.allocate(h.at(0), control, &|b| transport_tcp(b));
+    let connect_burst = |h: &mut Harness, at: u64, base: u16| {
+        (0..30u16)
+            .filter(|i| {
+                let p = sa(&format!(
+                    "8.8.{}.{}:80",
+                    (base + i) / 250,
+                    (base + i) % 250 + 1
+                ));
+                let r = h.call_async(h.at(at), control, Method::CONNECT, "alice", &peer_attr(p));
+                r.is_empty()
+            })
+            .count()
+    };
+    assert_eq!(connect_burst(&mut h, 0, 0), 10, "a burst of ten");
+    assert_eq!(connect_burst(&mut h, 1, 100), 10, "then ten a second");
+    assert_eq!(h.connects.len(), 20);
+}
