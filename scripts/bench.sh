@@ -36,10 +36,11 @@ trap cleanup EXIT
 
 # Equivalent settings: one listener on 127.0.0.1, relay on 127.0.0.1, one
 # static long-term user, loopback peers allowed, no quotas, default threads
-# (one per CPU for both), no TLS. turnpike's 401 budget is off because every
-# bench client shares 127.0.0.1 and coturn has no such limit.
+# (one per CPU for both), no TLS. turnpike's 401 budget and its per-address
+# allocation cap are off because every bench client shares 127.0.0.1 and
+# coturn has no such limits.
 $BIN serve --listen 127.0.0.1:$TP_PORT --relay-ip 127.0.0.1 --min-port 20000 --max-port 29999 \
-  --user $USER_PASS --realm $REALM --allow-loopback-peers --auth-reply-rate 0 --log-level warn \
+  --user $USER_PASS --realm $REALM --allow-loopback-peers --auth-reply-rate 0 --max-allocations-per-ip 0 --log-level warn \
   >"$work/turnpike.log" 2>&1 &
 pids+=($!); TP_PID=$!
 turnserver -n --listening-ip=127.0.0.1 --listening-port=$CT_PORT --relay-ip=127.0.0.1 \
