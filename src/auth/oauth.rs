@@ -22,6 +22,10 @@ pub const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// coturn accepts a token this many seconds past its lifetime.
 pub const CLOCK_SLACK: u64 = 5;
+/// How far ahead of our clock a token's timestamp may be. Without a bound
+/// a token stamped a day ahead would be good for a day more than its
+/// lifetime says (review I4); a minute covers clocks that drift.
+pub const MAX_CLOCK_AHEAD: u64 = 60;
 /// HMAC-SHA1 mac keys only (coturn refuses any other length).
 pub const MAC_KEY_LEN: usize = 20;
 
@@ -172,6 +176,8 @@ pub enum TokenError {
     MacKeyLength,
     #[error("token expired")]
     Expired,
+    #[error("token timestamp is ahead of this server's clock")]
+    FromTheFuture,
 }
 
 impl Token {
@@ -224,6 +230,9 @@ pub fn decode(
     };
     if t.expires(key).is_some_and(|end| now >= end) {
         return Err(TokenError::Expired);
+    }
+    if (t.timestamp >> 16) > now.saturating_add(MAX_CLOCK_AHEAD) {
+        return Err(TokenError::FromTheFuture);
     }
     Ok(t)
 }
@@ -327,6 +336,12 @@ mod tests {
         assert_eq!(
             decode(&short, "example.org", &t, 1_700_000_065),
             Err(TokenError::Expired)
+        );
+        // Stamped more than a minute ahead of our clock: refused.
+        assert!(decode(&north(), "example.org", &t, 1_700_000_000 - 60).is_ok());
+        assert_eq!(
+            decode(&north(), "example.org", &t, 1_700_000_000 - 61),
+            Err(TokenError::FromTheFuture)
         );
     }
 
