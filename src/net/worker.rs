@@ -258,7 +258,7 @@ async fn run(setup: WorkerSetup) {
             .as_ref()
             .and_then(|t| t.dtls())
             .map(|d| DtlsSide {
-                gate: RefCell::new(Gate::new(d)),
+                gate: RefCell::new(Gate::new(d, streams.limits.clone())),
                 sessions: RefCell::new(HashMap::new()),
             }),
         nat,
@@ -458,6 +458,7 @@ impl Worker {
                         tuple.client,
                         relayed
                     );
+                    self.with_dtls_session(&tuple, |s| s.set_allocated(true));
                 }
                 Output::AllocationDeleted { tuple, username } => {
                     tracing::debug!(
@@ -465,6 +466,8 @@ impl Worker {
                         tuple.transport,
                         tuple.client
                     );
+                    // A DTLS session falls back to the short idle limit.
+                    self.with_dtls_session(&tuple, |s| s.set_allocated(false));
                 }
             }
         }
@@ -472,6 +475,20 @@ impl Worker {
             let t = self.core.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             self.send_to_client(&t.to, &t.data);
+        }
+    }
+
+    /// Runs `f` on the DTLS session of `tuple`, if there is one.
+    fn with_dtls_session(&self, tuple: &FiveTuple, f: impl FnOnce(&mut Session)) {
+        let Some(d) = &self.dtls else { return };
+        if tuple.transport != Transport::Dtls {
+            return;
+        }
+        let Some(i) = self.udp.iter().position(|(a, _)| *a == tuple.server) else {
+            return;
+        };
+        if let Some(s) = d.sessions.borrow_mut().get_mut(&(i, tuple.client)) {
+            f(s);
         }
     }
 
@@ -541,10 +558,16 @@ impl Worker {
                 }
                 _ => {
                     let timeout = self.streams.handshake_timeout;
+                    // A restart takes over the old session's slot.
+                    let replacing = if restart {
+                        sessions.get_mut(&key)
+                    } else {
+                        None
+                    };
                     let offered = d
                         .gate
                         .borrow_mut()
-                        .offer(now, from, data, timeout, &mut out);
+                        .offer(now, from, data, timeout, replacing, &mut out);
                     if let Some(mut s) = offered {
                         out.extend(s.outgoing());
                         ended = sessions.insert(key, s).is_some();
