@@ -11,6 +11,7 @@ mod policy;
 mod probe_turn;
 mod props;
 mod secure;
+mod streams;
 mod tcp_relay;
 mod turn_client;
 mod webrtc;
