@@ -857,12 +857,18 @@ async fn command_loop(
     }
 }
 
+/// How often a failing accept may log: descriptor exhaustion retries every
+/// 50 ms and must not flood the log.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(60);
+
 async fn accept_loop(
     w: Rc<Worker>,
     listener: TcpListener,
     local: SocketAddr,
     streams: Arc<StreamSetup>,
 ) {
+    let mut warned: Option<tokio::time::Instant> = None;
+    let mut suppressed = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => match streams.limits.acquire(peer.ip()) {
@@ -881,8 +887,20 @@ async fn accept_loop(
                 Err(cap) => tracing::debug!("tcp {peer} refused: {cap:?} connection cap"),
             },
             Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept on {local}: {e}");
+                // Out of descriptors and the like: back off instead of
+                // spinning, and say so once per window.
+                let now = tokio::time::Instant::now();
+                if warned.is_none_or(|at| now >= at + ACCEPT_WARN_EVERY) {
+                    if suppressed > 0 {
+                        tracing::warn!("accept on {local}: {e} ({suppressed} more since the last warning)");
+                    } else {
+                        tracing::warn!("accept on {local}: {e}");
+                    }
+                    warned = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
