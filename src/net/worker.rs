@@ -158,7 +158,12 @@ impl TcpOut {
     fn push(&self, data: &[u8], relayed: bool) {
         let mut q = self.queue.borrow_mut();
         let after = q.len() + self.in_flight.get() + data.len();
-        if after <= if relayed { STREAM_PAUSE } else { STREAM_QUEUE_MAX } {
+        let cap = if relayed {
+            STREAM_PAUSE
+        } else {
+            STREAM_QUEUE_MAX
+        };
+        if after <= cap {
             q.extend_from_slice(data);
             self.ready.notify_one();
         } else if !relayed {
@@ -892,7 +897,9 @@ async fn accept_loop(
                 let now = tokio::time::Instant::now();
                 if warned.is_none_or(|at| now >= at + ACCEPT_WARN_EVERY) {
                     if suppressed > 0 {
-                        tracing::warn!("accept on {local}: {e} ({suppressed} more since the last warning)");
+                        tracing::warn!(
+                            "accept on {local}: {e} ({suppressed} more since the last warning)"
+                        );
                     } else {
                         tracing::warn!("accept on {local}: {e}");
                     }

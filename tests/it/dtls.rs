@@ -253,7 +253,10 @@ async fn sessions_from_one_ip_beyond_its_share_are_refused_and_another_ip_gets_i
     }
     let mut third = Client::new(addr).await;
     let flight = third.past_cookie(Duration::from_millis(300)).await;
-    assert!(flight.is_empty(), "a third session from one address is refused");
+    assert!(
+        flight.is_empty(),
+        "a third session from one address is refused"
+    );
     assert_eq!(server.stream_connections(), 2, "sessions count in the caps");
     let mut other = Client::from_ip(addr, "127.0.0.2").await;
     other.handshake().await;

@@ -185,13 +185,19 @@ async fn connections_without_an_allocation_get_a_quarter_of_max_tcp_per_ip() {
         idle.push(s);
     }
     let mut third = connect_from("127.0.0.1", addr).await;
-    assert!(refused(&mut third).await, "a third idle connection is refused");
+    assert!(
+        refused(&mut third).await,
+        "a third idle connection is refused"
+    );
 
     // Another address has its own share and is served.
     let other = connect_from("127.0.0.2", addr).await;
     let local = other.local_addr().unwrap();
     let mut other = TurnClient::over_stream(other, local);
-    other.allocate(None).await.expect("another address allocates");
+    other
+        .allocate(None)
+        .await
+        .expect("another address allocates");
 
     // Allocating moves a connection out of the share: six more fit, each
     // allocating, up to the per-IP cap of 8.

@@ -85,7 +85,9 @@ fn past_cookie(
 ) -> Option<(Session, Vec<Vec<u8>>)> {
     let hello = client_step(c, vec![]);
     let mut hvr = Vec::new();
-    assert!(gate.offer(now, from, &hello[0], T, None, &mut hvr).is_none());
+    assert!(gate
+        .offer(now, from, &hello[0], T, None, &mut hvr)
+        .is_none());
     let hello2 = client_step(c, hvr);
     let mut out = Vec::new();
     let mut s = gate.offer(now, from, &hello2[0], T, None, &mut out)?;
