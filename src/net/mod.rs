@@ -113,7 +113,8 @@ impl Running {
         self.tls.clone()
     }
 
-    /// TCP and TLS connections open now.
+    /// TCP and TLS connections and DTLS sessions open now (what the
+    /// connection caps count).
     pub fn stream_connections(&self) -> u32 {
         self.limits.open()
     }

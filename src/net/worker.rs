@@ -895,7 +895,7 @@ async fn accept_loop(
                 // Out of descriptors and the like: back off instead of
                 // spinning, and say so once per window.
                 let now = tokio::time::Instant::now();
-                if warned.is_none_or(|at| now >= at + ACCEPT_WARN_EVERY) {
+                if !matches!(warned, Some(at) if now < at + ACCEPT_WARN_EVERY) {
                     if suppressed > 0 {
                         tracing::warn!(
                             "accept on {local}: {e} ({suppressed} more since the last warning)"
