@@ -297,3 +297,79 @@ async fn a_client_that_never_reads_grows_the_server_by_less_than_256_kib() {
         "RssAnon grew from {before} KiB to {after} KiB ({sent} bytes sent)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_accept_is_logged_once_per_window_not_every_retry() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"));
+    cmd.args([
+        "serve",
+        "--db",
+        &crate::temp_db(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--admin-listen", "127.0.0.1:0", "--workers", "1"])
+    .args(["--max-tcp-per-ip", "1000"])
+    .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit runs between fork and exec. A hard limit of
+    // 64 descriptors makes accept fail with EMFILE once clients fill it.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (lines, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Started once the admin API (the last thing) listens.
+    let mut addr = None;
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("starts");
+        if let Some(a) = line.split("listening tcp ").nth(1) {
+            addr = Some(a.trim().parse::<SocketAddr>().unwrap());
+        }
+        if line.contains("admin api") {
+            break;
+        }
+    }
+    let addr = addr.expect("a tcp listener");
+    // More connections than the server has descriptors; they stay open.
+    let mut conns = Vec::new();
+    for _ in 0..100 {
+        conns.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Accept retries every 50 ms: 2 s would be 40 warnings.
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut warnings = 0;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("accept on") => warnings += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server keeps running"
+    );
+    crate::cli::sigterm(&child);
+    let _ = child.wait();
+    assert_eq!(warnings, 1, "one warning per window");
+}
