@@ -353,7 +353,7 @@ impl Gate {
         from: SocketAddr,
         datagram: &[u8],
         handshake_timeout: Duration,
-        replacing: Option<&mut Session>,
+        mut replacing: Option<&mut Session>,
         out: &mut Vec<Vec<u8>>,
     ) -> Option<Session> {
         if !is_client_hello(datagram) || self.addr.is_null() {
@@ -390,11 +390,8 @@ impl Gate {
             tracing::debug!("dtls {from} refused: half-open cap");
             return None;
         };
-        let conn = match replacing.and_then(|old| old.conn.take()) {
-            Some(mut slot) => {
-                slot.unbind();
-                slot
-            }
+        let conn = match replacing.as_mut().and_then(|old| old.conn.take()) {
+            Some(slot) => slot,
             None => match self.limits.acquire(from.ip()) {
                 Ok(slot) => slot,
                 Err(cap) => {
@@ -414,12 +411,21 @@ impl Gate {
             allocated: false,
         };
         match session.advance(&mut Vec::new()) {
-            Ok(()) => Some(session),
+            Ok(()) => {
+                // A new session owns no allocation yet.
+                session.set_allocated(false);
+                Some(session)
+            }
             Err(_) => {
                 // Send the alert (a DTLS 1.0 ClientHello gets
                 // protocol_version), so the client fails now, not at its
                 // timeout.
                 out.extend(session.outgoing());
+                // A failed restart leaves the old session its slot: it
+                // must never run uncounted.
+                if let Some(old) = replacing {
+                    old.conn = session.conn.take();
+                }
                 None
             }
         }

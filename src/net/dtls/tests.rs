@@ -349,3 +349,34 @@ fn only_dtls_records_are_taken_for_dtls() {
     assert!(!is_dtls(&[]));
     assert!(!is_client_hello(&[22, 0xfe, 0xfd, 0, 1]));
 }
+
+#[test]
+fn a_restarting_client_hands_its_slot_to_the_new_session() {
+    let d = dtls(64);
+    // One session without an allocation per source.
+    let caps = ConnLimits::new(4, 100);
+    let mut gate = Gate::new(d, caps.clone());
+    let now = Instant::now();
+    let (mut old, _c) = handshake(&mut gate, now, addr(A));
+    old.set_allocated(true);
+    // The same address starts over: the new session takes the old slot.
+    let mut c = client();
+    let hello = client_step(&mut c, vec![]);
+    let mut hvr = Vec::new();
+    assert!(gate
+        .offer(now, addr(A), &hello[0], T, Some(&mut old), &mut hvr)
+        .is_none());
+    let hello2 = client_step(&mut c, hvr);
+    let mut out = Vec::new();
+    let new = gate
+        .offer(now, addr(A), &hello2[0], T, Some(&mut old), &mut out)
+        .expect("the restart is admitted");
+    assert_eq!(caps.open(), 1);
+    drop(old);
+    assert_eq!(caps.open(), 1, "the slot moved with the client");
+    // The new session owns no allocation: the source's share is full.
+    let mut c2 = client();
+    assert!(past_cookie(&mut gate, now, &mut c2, addr("127.0.0.1:2")).is_none());
+    drop(new);
+    assert_eq!(caps.open(), 0);
+}
