@@ -1222,3 +1222,33 @@ where
     w.streams.peers().remove(&conn);
     w.core.borrow_mut().peer_closed(conn);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_output_drops_relayed_data_past_the_pause_and_closes_past_the_cap() {
+        let out = TcpOut::default();
+        let chunk = vec![0u8; 16 << 10];
+        for _ in 0..4 {
+            out.push(&chunk, true);
+        }
+        assert_eq!(out.unsent(), STREAM_PAUSE);
+        out.push(&[0; 4], true);
+        assert_eq!(
+            out.unsent(),
+            STREAM_PAUSE,
+            "relayed data past 64 KiB is dropped"
+        );
+        // Answers still queue (in flight counts too), up to the hard cap.
+        out.in_flight.set(16 << 10);
+        while out.unsent() + chunk.len() <= STREAM_QUEUE_MAX {
+            out.push(&chunk, false);
+        }
+        assert!(!out.closing.get());
+        out.push(&chunk, false);
+        assert!(out.closing.get(), "an answer past 256 KiB closes");
+        assert!(out.unsent() <= STREAM_QUEUE_MAX);
+    }
+}
