@@ -19,13 +19,18 @@
 //!
 //! Cookies are HMAC-SHA256(secret, minute, peer IP, peer port): bound to
 //! the address, valid for one to two minutes, checked in constant time.
+//!
+//! Limits: a valid cookie makes a session only if the source has room in
+//! the connection caps shared with TCP and TLS ([`ConnLimits`]) and in
+//! the half-open cap, of which one source (an IPv4 address or IPv6 /64)
+//! may hold a sixteenth, at least one: a source re-sending cookie-bearing
+//! ClientHellos cannot keep everyone else out.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use foreign_types::ForeignTypeRef;
@@ -37,6 +42,7 @@ use openssl::ssl::{
 };
 use sha2::Sha256;
 
+use super::limits::{source_key, ConnLimits, ConnSlot};
 use super::tls::{file_err, mismatch_err, TlsError};
 
 // Not bound by openssl-sys; both are in libssl/libcrypto 1.1 and 3.
@@ -114,8 +120,23 @@ pub struct Dtls {
     peer: Index<Ssl, SocketAddr>,
     /// (generation, context): gates rebuild their listener when it moves.
     ctx: RwLock<(u64, SslContext)>,
-    half_open: Arc<AtomicUsize>,
+    half_open: Arc<Mutex<HalfOpenCounts>>,
     max_half_open: usize,
+    /// Half-open handshakes one source may hold.
+    per_source_half_open: u32,
+}
+
+/// Handshakes past the cookie exchange, in total and per source. Touched
+/// once when a handshake starts and once when it ends.
+#[derive(Default)]
+struct HalfOpenCounts {
+    total: usize,
+    per_source: HashMap<IpAddr, u32>,
+}
+
+/// A source's share of the half-open cap: a sixteenth, at least one.
+pub fn half_open_share(max_half_open: usize) -> u32 {
+    u32::try_from(max_half_open / 16).unwrap_or(u32::MAX).max(1)
 }
 
 fn setup_err(e: impl ToString) -> TlsError {
@@ -197,8 +218,9 @@ impl Dtls {
             secret,
             peer,
             ctx: RwLock::new((0, ctx)),
-            half_open: Arc::new(AtomicUsize::new(0)),
+            half_open: Default::default(),
             max_half_open,
+            per_source_half_open: half_open_share(max_half_open),
         })
     }
 
@@ -221,30 +243,48 @@ impl Dtls {
 
     /// Handshakes past the cookie exchange and not finished, all workers.
     pub fn half_open(&self) -> usize {
-        self.half_open.load(Ordering::Relaxed)
+        lock(&self.half_open).total
     }
 
-    fn take_half_open(&self) -> Option<HalfOpen> {
-        let counter = &self.half_open;
-        let mut n = counter.load(Ordering::Relaxed);
-        loop {
-            if n >= self.max_half_open {
-                return None;
-            }
-            match counter.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(HalfOpen(counter.clone())),
-                Err(seen) => n = seen,
-            }
+    fn take_half_open(&self, ip: IpAddr) -> Option<HalfOpen> {
+        let key = source_key(ip);
+        let mut c = lock(&self.half_open);
+        if c.total >= self.max_half_open {
+            return None;
         }
+        let n = c.per_source.entry(key).or_insert(0);
+        if *n >= self.per_source_half_open {
+            return None;
+        }
+        *n += 1;
+        c.total += 1;
+        Some(HalfOpen {
+            counts: self.half_open.clone(),
+            key,
+        })
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One slot of the half-open cap, given back on drop.
-struct HalfOpen(Arc<AtomicUsize>);
+struct HalfOpen {
+    counts: Arc<Mutex<HalfOpenCounts>>,
+    key: IpAddr,
+}
 
 impl Drop for HalfOpen {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut c = lock(&self.counts);
+        c.total -= 1;
+        if let Some(n) = c.per_source.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_source.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -264,6 +304,8 @@ pub fn is_client_hello(d: &[u8]) -> bool {
 /// cleared by the next `DTLSv1_listen`.
 pub struct Gate {
     dtls: Arc<Dtls>,
+    /// The connection caps DTLS sessions share with TCP and TLS.
+    limits: Arc<ConnLimits>,
     generation: u64,
     listener: Option<SslStream<DgramIo>>,
     addr: *mut BioAddr,
@@ -287,11 +329,12 @@ fn new_listener(ctx: &SslContext) -> Option<SslStream<DgramIo>> {
 }
 
 impl Gate {
-    pub fn new(dtls: Arc<Dtls>) -> Gate {
+    pub fn new(dtls: Arc<Dtls>, limits: Arc<ConnLimits>) -> Gate {
         // SAFETY: plain allocation; null is handled by offer() and drop.
         let addr = unsafe { BIO_ADDR_new() };
         Gate {
             dtls,
+            limits,
             generation: u64::MAX,
             listener: None,
             addr,
@@ -300,14 +343,17 @@ impl Gate {
 
     /// Runs the cookie exchange on a ClientHello from `from`. Answers
     /// (HelloVerifyRequests) are appended to `out`. Returns a session when
-    /// the cookie is valid and the half-open cap has room; otherwise
-    /// nothing about `from` is kept.
+    /// the cookie is valid and the connection caps and the half-open cap
+    /// (with `from`'s share of it) have room; otherwise nothing about
+    /// `from` is kept. A client restarting on the same address hands over
+    /// its old session (`replacing`) and its connection slot with it.
     pub fn offer(
         &mut self,
         now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         handshake_timeout: Duration,
+        mut replacing: Option<&mut Session>,
         out: &mut Vec<Vec<u8>>,
     ) -> Option<Session> {
         if !is_client_hello(datagram) || self.addr.is_null() {
@@ -337,23 +383,49 @@ impl Gate {
             return None;
         }
         // The cookie is valid: this SSL, with the ClientHello buffered,
-        // becomes the peer's session, if the cap allows.
+        // becomes the peer's session, if the caps allow. Checked before
+        // any key exchange work is done for it.
         let stream = self.listener.take()?;
-        let slot = self.dtls.take_half_open()?;
+        let Some(half_open) = self.dtls.take_half_open(from.ip()) else {
+            tracing::debug!("dtls {from} refused: half-open cap");
+            return None;
+        };
+        let conn = match replacing.as_mut().and_then(|old| old.conn.take()) {
+            Some(slot) => slot,
+            None => match self.limits.acquire(from.ip()) {
+                Ok(slot) => slot,
+                Err(cap) => {
+                    tracing::debug!("dtls {from} refused: {cap:?} connection cap");
+                    return None;
+                }
+            },
+        };
         let mut session = Session {
             stream,
-            half_open: Some(slot),
+            half_open: Some(half_open),
             deadline: now + handshake_timeout,
+            quiet: handshake_timeout,
             greeted: false,
             last_seen: now,
+            conn: Some(conn),
+            allocated: false,
         };
         match session.advance(&mut Vec::new()) {
-            Ok(()) => Some(session),
+            Ok(()) => {
+                // A new session owns no allocation yet.
+                session.set_allocated(false);
+                Some(session)
+            }
             Err(_) => {
                 // Send the alert (a DTLS 1.0 ClientHello gets
                 // protocol_version), so the client fails now, not at its
                 // timeout.
                 out.extend(session.outgoing());
+                // A failed restart leaves the old session its slot: it
+                // must never run uncounted.
+                if let Some(old) = replacing {
+                    old.conn = session.conn.take();
+                }
                 None
             }
         }
@@ -377,14 +449,34 @@ pub struct Session {
     half_open: Option<HalfOpen>,
     /// Handshake and first application message must be done by then.
     deadline: Instant,
+    /// Without an allocation, a session silent this long is dropped.
+    quiet: Duration,
     greeted: bool,
     last_seen: Instant,
+    /// Its place in the connection caps (handed to a session that
+    /// replaces it).
+    conn: Option<ConnSlot>,
+    allocated: bool,
 }
 
 impl Session {
     /// Whether the handshake has finished.
     pub fn is_established(&self) -> bool {
         self.half_open.is_none()
+    }
+
+    /// The client gained (true) or lost its allocation: it moves out of
+    /// (or back into) the smaller share of sessions without one, and its
+    /// idle limit is the long one (or `handshake_timeout`).
+    pub fn set_allocated(&mut self, allocated: bool) {
+        self.allocated = allocated;
+        if let Some(c) = &mut self.conn {
+            if allocated {
+                c.bind();
+            } else {
+                c.unbind();
+            }
+        }
     }
 
     /// Feeds one datagram; decrypted messages are appended to `plain`.
@@ -442,11 +534,13 @@ impl Session {
     }
 
     /// Fires OpenSSL's retransmission timer when due and enforces the
-    /// handshake deadline and `idle`.
+    /// handshake deadline and the idle limit: `idle` with an allocation,
+    /// the handshake timeout without one.
     pub fn tick(&mut self, now: Instant, idle: Duration) -> Result<(), Ended> {
         if !self.greeted && now >= self.deadline {
             return Err(Ended::TimedOut);
         }
+        let idle = if self.allocated { idle } else { self.quiet };
         if now.saturating_duration_since(self.last_seen) >= idle {
             return Err(Ended::TimedOut);
         }

@@ -1,14 +1,17 @@
-//! Connection caps for TCP and TLS, shared by every worker: per source
-//! address (an IPv6 /64 counts as one, as for 401 rate limits) and in
-//! total. Taken once per accepted connection, never per packet, so a
-//! mutex is fine here.
+//! Connection caps for TCP, TLS and DTLS, shared by every worker: per
+//! source address (an IPv6 /64 counts as one, as for 401 rate limits) and
+//! in total. Connections that own no allocation yet (nothing
+//! authenticated) get a smaller per-source share, a quarter of the
+//! per-source cap: the rest is kept for clients that allocate. Taken once
+//! per connection and once when it gains an allocation, never per packet,
+//! so a mutex is fine here.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 /// The per-source key: the address, or its /64 for IPv6.
-fn source_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -22,14 +25,23 @@ fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Open connections of one source, and how many of them own no allocation.
+#[derive(Default)]
+struct Source {
+    open: u32,
+    unbound: u32,
+}
+
 #[derive(Default)]
 struct Counts {
-    per_source: HashMap<IpAddr, u32>,
+    per_source: HashMap<IpAddr, Source>,
     total: u32,
 }
 
 pub struct ConnLimits {
     per_ip: u32,
+    /// Connections without an allocation per source: `per_ip / 4`, at least 1.
+    unbound_per_ip: u32,
     total: u32,
     counts: Mutex<Counts>,
 }
@@ -38,12 +50,16 @@ pub struct ConnLimits {
 pub struct ConnSlot {
     limits: Arc<ConnLimits>,
     key: IpAddr,
+    /// Owns an allocation: out of the smaller share.
+    bound: bool,
 }
 
 /// Which cap refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     PerSource,
+    /// The source's share for connections without an allocation is full.
+    Unallocated,
     Total,
 }
 
@@ -51,42 +67,85 @@ impl ConnLimits {
     pub fn new(per_ip: u32, total: u32) -> Arc<Self> {
         Arc::new(ConnLimits {
             per_ip,
+            unbound_per_ip: (per_ip / 4).max(1),
             total,
             counts: Mutex::new(Counts::default()),
         })
     }
 
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a new connection, which owns no allocation yet.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, Refused> {
         let key = source_key(ip);
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.counts();
         if c.total >= self.total {
             return Err(Refused::Total);
         }
-        let n = c.per_source.entry(key).or_insert(0);
-        if *n >= self.per_ip {
+        let s = c.per_source.entry(key).or_default();
+        if s.open >= self.per_ip {
             return Err(Refused::PerSource);
         }
-        *n += 1;
+        if s.unbound >= self.unbound_per_ip {
+            return Err(Refused::Unallocated);
+        }
+        s.open += 1;
+        s.unbound += 1;
         c.total += 1;
         Ok(ConnSlot {
             limits: self.clone(),
             key,
+            bound: false,
         })
     }
 
     /// Connections open now.
     pub fn open(&self) -> u32 {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).total
+        self.counts().total
+    }
+}
+
+impl ConnSlot {
+    /// The connection owns an allocation now (or, for an RFC 6062 data
+    /// connection, belongs to one): it leaves the smaller share.
+    pub fn bind(&mut self) {
+        self.set_bound(true);
+    }
+
+    /// Its allocation is gone: back into the smaller share (even above
+    /// it; such a connection is closed or expires soon).
+    pub fn unbind(&mut self) {
+        self.set_bound(false);
+    }
+
+    fn set_bound(&mut self, bound: bool) {
+        if self.bound == bound {
+            return;
+        }
+        self.bound = bound;
+        let mut c = self.limits.counts();
+        if let Some(s) = c.per_source.get_mut(&self.key) {
+            if bound {
+                s.unbound -= 1;
+            } else {
+                s.unbound += 1;
+            }
+        }
     }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        let mut c = self.limits.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.limits.counts();
         c.total -= 1;
-        if let Some(n) = c.per_source.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(s) = c.per_source.get_mut(&self.key) {
+            s.open -= 1;
+            if !self.bound {
+                s.unbound -= 1;
+            }
+            if s.open == 0 {
                 c.per_source.remove(&self.key);
             }
         }
@@ -99,17 +158,48 @@ mod tests {
 
     #[test]
     fn per_source_and_total_caps_hold_and_slots_come_back() {
-        let l = ConnLimits::new(2, 3);
+        let l = ConnLimits::new(8, 3);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let s1 = l.acquire(a).unwrap();
+        let mut s1 = l.acquire(a).unwrap();
+        s1.bind();
         let _s2 = l.acquire(a).unwrap();
-        assert_eq!(l.acquire(a).err(), Some(Refused::PerSource));
         let _s3 = l.acquire(b).unwrap();
         assert_eq!(l.acquire(b).err(), Some(Refused::Total));
         drop(s1);
         assert_eq!(l.open(), 2);
         assert!(l.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn connections_without_an_allocation_get_a_quarter_of_the_per_source_cap() {
+        let l = ConnLimits::new(8, 100);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut first = l.acquire(a).unwrap();
+        let _second = l.acquire(a).unwrap();
+        assert_eq!(l.acquire(a).err(), Some(Refused::Unallocated));
+        // Another source has its own share.
+        assert!(l.acquire("10.0.0.2".parse().unwrap()).is_ok());
+        // Allocating moves a connection out of the share, up to the cap.
+        first.bind();
+        first.bind();
+        let mut held = vec![first];
+        for _ in 0..6 {
+            let mut s = l.acquire(a).unwrap();
+            s.bind();
+            held.push(s);
+        }
+        assert_eq!(l.acquire(a).err(), Some(Refused::PerSource));
+        // Unbinding counts it in the share again; dropping frees both.
+        held[0].unbind();
+        drop(held.pop());
+        assert_eq!(l.acquire(a).err(), Some(Refused::Unallocated));
+        drop(held.remove(0));
+        assert!(l.acquire(a).is_ok());
+        // Tiny caps still let one unallocated connection in.
+        let one = ConnLimits::new(1, 10);
+        let _s = one.acquire(a).unwrap();
+        assert_eq!(one.acquire(a).err(), Some(Refused::PerSource));
     }
 
     #[test]

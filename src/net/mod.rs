@@ -113,7 +113,8 @@ impl Running {
         self.tls.clone()
     }
 
-    /// TCP and TLS connections open now.
+    /// TCP and TLS connections and DTLS sessions open now (what the
+    /// connection caps count).
     pub fn stream_connections(&self) -> u32 {
         self.limits.open()
     }
@@ -412,7 +413,8 @@ pub async fn serve(
         limits: limits::ConnLimits::new(config.max_tcp_per_ip, config.max_tcp_connections),
         handshake_timeout: config.handshake_timeout,
         // A DTLS client with an allocation sends at least once per
-        // lifetime (its Refresh); one with none needs no session.
+        // lifetime (its Refresh); one without is dropped after
+        // handshake_timeout of silence (dtls.rs).
         dtls_idle: config.max_allocate_lifetime + std::time::Duration::from_secs(60),
         peers: Default::default(),
     });
@@ -452,7 +454,9 @@ pub async fn serve(
     let turn = TurnConfig {
         relay_ips: relay_ips.clone(),
         external_ips,
-        default_lifetime: DEFAULT_LIFETIME,
+        // Validation keeps the max at or above the default; a Config
+        // built in code (tests of expiry) may go below it.
+        default_lifetime: DEFAULT_LIFETIME.min(config.max_allocate_lifetime),
         max_lifetime: config.max_allocate_lifetime,
         max_permissions: config.max_permissions,
         max_channels: config.max_channels,

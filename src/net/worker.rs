@@ -11,11 +11,12 @@
 //! borrowed across an await). No lock, no allocation, no log line per
 //! relayed packet.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use std::os::fd::AsRawFd;
@@ -32,7 +33,7 @@ use super::registry::{Command, Registry, Report};
 use super::socket;
 use super::tls::Tls;
 use crate::nat::{ServerAddresses, ServerOptions};
-use crate::stun::framing::Framer;
+use crate::stun::framing::{FrameKind, Framer};
 use crate::stun::Message;
 use crate::turn::{
     FiveTuple, Forward, Output, RelayId, Server, Shared, Transport, PEER_HEADROOM, PEER_TAILROOM,
@@ -40,8 +41,14 @@ use crate::turn::{
 
 /// Largest UDP payload handled.
 const MAX_DATAGRAM: usize = 65_535;
-/// Bytes queued for one TCP client before new frames are dropped.
-const TCP_QUEUE_MAX: usize = 4 << 20;
+/// Unsent bytes for one TCP or TLS client above which its connection is
+/// not read until they drain: a client that does not read its answers is
+/// not heard either. Relayed data that would pass it is dropped, as a UDP
+/// path would drop it; answers never are.
+const STREAM_PAUSE: usize = 64 << 10;
+/// Unsent bytes for one TCP or TLS client at which it is closed. Reading
+/// stops at [`STREAM_PAUSE`], so only one read's answers can go past that.
+const STREAM_QUEUE_MAX: usize = 256 << 10;
 /// Longest sleep of the timer task (allocation expiry granularity).
 const TICK: Duration = Duration::from_secs(1);
 /// How often sessions and counters are copied out for the admin API.
@@ -121,12 +128,82 @@ const DTLS_TICK: Duration = Duration::from_millis(100);
 const RELAY_TOKEN: u64 = 1 << 32;
 
 /// Frames waiting for a TCP client.
+#[derive(Default)]
 struct TcpOut {
     queue: RefCell<Vec<u8>>,
+    /// Bytes the writer took from `queue` and has not finished writing.
+    in_flight: Cell<usize>,
     ready: Notify,
     /// Set when the connection becomes a data connection: the writer
     /// sends what is queued, then hands its half back.
-    handing_over: std::cell::Cell<bool>,
+    handing_over: Cell<bool>,
+    /// Set when the connection must end: its allocation is gone, its
+    /// output passed the hard cap, or writing failed.
+    closing: Cell<bool>,
+    /// The reader waits for its output to drain.
+    paused: Cell<bool>,
+    reader: ReaderWake,
+}
+
+impl TcpOut {
+    fn unsent(&self) -> usize {
+        self.queue.borrow().len() + self.in_flight.get()
+    }
+
+    /// Queues a frame for the writer. Relayed data is dropped rather than
+    /// pass [`STREAM_PAUSE`]; an answer that would pass
+    /// [`STREAM_QUEUE_MAX`] closes the connection instead.
+    fn push(&self, data: &[u8], relayed: bool) {
+        let mut q = self.queue.borrow_mut();
+        let after = q.len() + self.in_flight.get() + data.len();
+        let cap = if relayed {
+            STREAM_PAUSE
+        } else {
+            STREAM_QUEUE_MAX
+        };
+        if after <= cap {
+            q.extend_from_slice(data);
+            self.ready.notify_one();
+        } else if !relayed {
+            drop(q);
+            self.close();
+        }
+    }
+
+    fn close(&self) {
+        self.closing.set(true);
+        self.reader.wake();
+    }
+}
+
+/// Wakes a connection's reader task from the writer or the worker: a
+/// flag and a waker in cells, so waiting for it costs no lock and no
+/// allocation per read.
+#[derive(Default)]
+struct ReaderWake {
+    woken: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl ReaderWake {
+    fn wake(&self) {
+        self.woken.set(true);
+        let waker = self.waker.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.replace(false) {
+            return Poll::Ready(());
+        }
+        let mut waker = self.waker.borrow_mut();
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
 }
 
 /// DTLS of one worker: its cookie gate and its clients' sessions, by
@@ -256,7 +333,7 @@ async fn run(setup: WorkerSetup) {
             .as_ref()
             .and_then(|t| t.dtls())
             .map(|d| DtlsSide {
-                gate: RefCell::new(Gate::new(d)),
+                gate: RefCell::new(Gate::new(d, streams.limits.clone())),
                 sessions: RefCell::new(HashMap::new()),
             }),
         nat,
@@ -307,8 +384,9 @@ impl Worker {
     }
 
     /// Queues data for a client: UDP into its listener's batch, DTLS
-    /// encrypted into the same, TCP into the connection's queue.
-    fn send_to_client(&self, to: &FiveTuple, data: &[u8]) {
+    /// encrypted into the same, TCP into the connection's queue. `relayed`
+    /// is peer data (dropped first when a stream client falls behind).
+    fn send_to_client(&self, to: &FiveTuple, data: &[u8], relayed: bool) {
         match to.transport {
             Transport::Udp => {
                 if let Some(i) = self.udp.iter().position(|(local, _)| *local == to.server) {
@@ -331,11 +409,7 @@ impl Worker {
             }
             Transport::Tcp | Transport::Tls => {
                 if let Some(out) = self.tcp_out.borrow().get(to) {
-                    let mut q = out.queue.borrow_mut();
-                    if q.len() + data.len() <= TCP_QUEUE_MAX {
-                        q.extend_from_slice(data);
-                        out.ready.notify_one();
-                    }
+                    out.push(data, relayed);
                 }
             }
         }
@@ -456,6 +530,7 @@ impl Worker {
                         tuple.client,
                         relayed
                     );
+                    self.with_dtls_session(&tuple, |s| s.set_allocated(true));
                 }
                 Output::AllocationDeleted { tuple, username } => {
                     tracing::debug!(
@@ -463,13 +538,34 @@ impl Worker {
                         tuple.transport,
                         tuple.client
                     );
+                    // A stream's allocation goes with it (the answer to a
+                    // Refresh with LIFETIME 0 is sent first); a DTLS
+                    // session falls back to the short idle limit.
+                    if let Some(out) = self.tcp_out.borrow().get(&tuple) {
+                        out.close();
+                    }
+                    self.with_dtls_session(&tuple, |s| s.set_allocated(false));
                 }
             }
         }
         loop {
             let t = self.core.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
-            self.send_to_client(&t.to, &t.data);
+            self.send_to_client(&t.to, &t.data, false);
+        }
+    }
+
+    /// Runs `f` on the DTLS session of `tuple`, if there is one.
+    fn with_dtls_session(&self, tuple: &FiveTuple, f: impl FnOnce(&mut Session)) {
+        let Some(d) = &self.dtls else { return };
+        if tuple.transport != Transport::Dtls {
+            return;
+        }
+        let Some(i) = self.udp.iter().position(|(a, _)| *a == tuple.server) else {
+            return;
+        };
+        if let Some(s) = d.sessions.borrow_mut().get_mut(&(i, tuple.client)) {
+            f(s);
         }
     }
 
@@ -539,10 +635,16 @@ impl Worker {
                 }
                 _ => {
                     let timeout = self.streams.handshake_timeout;
+                    // A restart takes over the old session's slot.
+                    let replacing = if restart {
+                        sessions.get_mut(&key)
+                    } else {
+                        None
+                    };
                     let offered = d
                         .gate
                         .borrow_mut()
-                        .offer(now, from, data, timeout, &mut out);
+                        .offer(now, from, data, timeout, replacing, &mut out);
                     if let Some(mut s) = offered {
                         out.extend(s.outgoing());
                         ended = sessions.insert(key, s).is_some();
@@ -625,7 +727,7 @@ impl Worker {
                 .borrow_mut()
                 .handle_peer(now, relay, from, slot, at, len);
             if let Some(d) = deliver {
-                self.send_to_client(&d.to, &slot[d.start..d.end]);
+                self.send_to_client(&d.to, &slot[d.start..d.end], true);
             }
         }
     }
@@ -758,12 +860,18 @@ async fn command_loop(
     }
 }
 
+/// How often a failing accept may log: descriptor exhaustion retries every
+/// 50 ms and must not flood the log.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(60);
+
 async fn accept_loop(
     w: Rc<Worker>,
     listener: TcpListener,
     local: SocketAddr,
     streams: Arc<StreamSetup>,
 ) {
+    let mut warned: Option<tokio::time::Instant> = None;
+    let mut suppressed = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => match streams.limits.acquire(peer.ip()) {
@@ -782,8 +890,22 @@ async fn accept_loop(
                 Err(cap) => tracing::debug!("tcp {peer} refused: {cap:?} connection cap"),
             },
             Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept on {local}: {e}");
+                // Out of descriptors and the like: back off instead of
+                // spinning, and say so once per window.
+                let now = tokio::time::Instant::now();
+                if !matches!(warned, Some(at) if now < at + ACCEPT_WARN_EVERY) {
+                    if suppressed > 0 {
+                        tracing::warn!(
+                            "accept on {local}: {e} ({suppressed} more since the last warning)"
+                        );
+                    } else {
+                        tracing::warn!("accept on {local}: {e}");
+                    }
+                    warned = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -797,7 +919,7 @@ async fn connection(
     peer: SocketAddr,
     local: SocketAddr,
     streams: Arc<StreamSetup>,
-    _slot: ConnSlot,
+    mut slot: ConnSlot,
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + streams.handshake_timeout;
@@ -807,7 +929,7 @@ async fn connection(
         server: local,
     };
     let Some(tls) = &streams.tls else {
-        return serve_stream(w, stream, tuple, deadline).await;
+        return serve_stream(w, stream, tuple, deadline, &mut slot).await;
     };
     let mut first = [0u8; 1];
     match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
@@ -815,31 +937,47 @@ async fn connection(
         _ => return,
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
-        return serve_stream(w, stream, tuple, deadline).await;
+        return serve_stream(w, stream, tuple, deadline, &mut slot).await;
     }
     match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
             tuple.transport = Transport::Tls;
-            serve_stream(w, tls_stream, tuple, deadline).await
+            serve_stream(w, tls_stream, tuple, deadline, &mut slot).await
         }
         Ok(Err(e)) => tracing::debug!("tls {peer}: handshake failed: {e}"),
         Err(_) => tracing::debug!("tls {peer}: handshake timed out"),
     }
 }
 
+/// What woke a stream's reader.
+enum ReadEvent {
+    Read(std::io::Result<usize>),
+    Woken,
+    Deadline,
+}
+
 /// Reads frames from a TCP or TLS client into the core and writes what the
-/// core queues for it. The first complete message must arrive before
-/// `deadline`.
-async fn serve_stream<S>(w: Rc<Worker>, stream: S, tuple: FiveTuple, deadline: tokio::time::Instant)
-where
+/// core queues for it.
+///
+/// Every read has a deadline. The first complete message must arrive
+/// before `deadline`; then, until the connection owns an allocation, the
+/// next STUN message must come within `handshake_timeout` of the last one,
+/// and afterwards the allocation's expiry plus `handshake_timeout` bounds
+/// the wait. The connection closes when its allocation is deleted or
+/// expires. Its reads stop while more than [`STREAM_PAUSE`] bytes wait to
+/// be written to it. Only STUN messages move the deadline, so ChannelData
+/// costs nothing extra.
+async fn serve_stream<S>(
+    w: Rc<Worker>,
+    stream: S,
+    tuple: FiveTuple,
+    deadline: tokio::time::Instant,
+    slot: &mut ConnSlot,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let out = Rc::new(TcpOut {
-        queue: RefCell::new(Vec::new()),
-        ready: Notify::new(),
-        handing_over: std::cell::Cell::new(false),
-    });
+    let out = Rc::new(TcpOut::default());
     w.tcp_out.borrow_mut().insert(tuple, out.clone());
     let writer_out = out.clone();
     let writer = tokio::task::spawn_local(async move {
@@ -847,48 +985,95 @@ where
         loop {
             writer_out.ready.notified().await;
             std::mem::swap(&mut sending, &mut *writer_out.queue.borrow_mut());
+            writer_out.in_flight.set(sending.len());
             if !sending.is_empty() && wr.write_all(&sending).await.is_err() {
+                writer_out.in_flight.set(0);
+                writer_out.close();
                 return None;
             }
             sending.clear();
-            if writer_out.handing_over.get() && writer_out.queue.borrow().is_empty() {
-                return Some(wr);
+            writer_out.in_flight.set(0);
+            // A burst leaves no large buffer behind.
+            if sending.capacity() > STREAM_PAUSE {
+                sending.shrink_to(STREAM_PAUSE);
+            }
+            if writer_out.paused.get() && writer_out.unsent() <= STREAM_PAUSE / 2 {
+                writer_out.reader.wake();
+            }
+            if writer_out.queue.borrow().is_empty() {
+                if writer_out.handing_over.get() {
+                    return Some(wr);
+                }
+                if writer_out.closing.get() {
+                    // Everything owed is written: end the stream (TLS
+                    // sends close_notify).
+                    let _ = wr.shutdown().await;
+                    return None;
+                }
             }
         }
     });
+    let quiet = w.streams.handshake_timeout;
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
     let mut framer = Framer::new();
-    let mut greeted = false;
+    let mut allocated = false;
     let mut data_conn = None;
     'read: loop {
-        let read = rd.read(framer.unfilled());
-        let n = if greeted {
-            read.await
-        } else {
-            match tokio::time::timeout_at(deadline, read).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::debug!(
-                        "{} {}: no message before the timeout",
-                        tuple.transport,
-                        tuple.client
-                    );
-                    break;
-                }
+        if out.closing.get() {
+            break;
+        }
+        if out.unsent() > STREAM_PAUSE {
+            // The client does not read its answers: do not read it either
+            // until they drain (the writer wakes us), or the deadline.
+            out.paused.set(true);
+            let woken = tokio::select! {
+                () = std::future::poll_fn(|cx| out.reader.poll(cx)) => true,
+                () = &mut timer => false,
+            };
+            out.paused.set(false);
+            if !woken {
+                tracing::debug!(
+                    "{} {}: does not read its answers, closing",
+                    tuple.transport,
+                    tuple.client
+                );
+                break;
             }
+            continue;
+        }
+        let event = tokio::select! {
+            r = rd.read(framer.unfilled()) => ReadEvent::Read(r),
+            () = std::future::poll_fn(|cx| out.reader.poll(cx)) => ReadEvent::Woken,
+            () = &mut timer => ReadEvent::Deadline,
         };
-        let n = match n {
-            Ok(0) | Err(_) => {
+        let n = match event {
+            ReadEvent::Read(Ok(n)) if n > 0 => n,
+            ReadEvent::Read(_) => {
                 framer.filled(0);
                 break;
             }
-            Ok(n) => n,
+            ReadEvent::Woken => {
+                framer.filled(0);
+                continue;
+            }
+            ReadEvent::Deadline => {
+                framer.filled(0);
+                tracing::debug!(
+                    "{} {}: no message before the deadline",
+                    tuple.transport,
+                    tuple.client
+                );
+                break;
+            }
         };
         framer.filled(n);
         let now = Instant::now();
+        let mut stun = false;
         loop {
             match framer.next_frame() {
                 Ok(Some(frame)) => {
-                    greeted = true;
+                    stun |= frame.kind == FrameKind::Stun;
                     let forward = w.core.borrow_mut().handle_client(now, tuple, frame.bytes);
                     if let Some(f) = forward {
                         w.forward(f);
@@ -902,8 +1087,26 @@ where
         w.drain(now);
         w.flush();
         if let Some(conn) = w.bound.borrow_mut().remove(&tuple) {
+            // A data connection belongs to its allocation from now on.
+            slot.bind();
             data_conn = Some(conn);
             break;
+        }
+        if stun {
+            let expires = w.core.borrow().allocation(&tuple).map(|a| a.expires);
+            let next = match expires {
+                Some(at) => {
+                    if !allocated {
+                        allocated = true;
+                        slot.bind();
+                    }
+                    at + quiet
+                }
+                // Deleted by a Refresh with LIFETIME 0.
+                None if allocated => break,
+                None => now + quiet,
+            };
+            timer.as_mut().reset(tokio::time::Instant::from_std(next));
         }
     }
     if let Some(conn) = data_conn {
@@ -920,13 +1123,21 @@ where
     w.drain(Instant::now());
     w.flush();
     w.tcp_out.borrow_mut().remove(&tuple);
-    // Let queued answers go out before the connection closes.
-    if out.queue.borrow().is_empty() {
+    // Let queued answers go out before the connection closes; the writer
+    // ends once they are written, or is stopped after 2 s.
+    if out.unsent() == 0 {
         writer.abort();
     } else {
+        out.closing.set(true);
         out.ready.notify_one();
+        let stop = writer.abort_handle();
         tokio::task::spawn_local(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+            if tokio::time::timeout(Duration::from_secs(2), writer)
+                .await
+                .is_err()
+            {
+                stop.abort();
+            }
         });
     }
 }
@@ -1008,4 +1219,34 @@ where
     let _ = task.await;
     w.streams.peers().remove(&conn);
     w.core.borrow_mut().peer_closed(conn);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_output_drops_relayed_data_past_the_pause_and_closes_past_the_cap() {
+        let out = TcpOut::default();
+        let chunk = vec![0u8; 16 << 10];
+        for _ in 0..4 {
+            out.push(&chunk, true);
+        }
+        assert_eq!(out.unsent(), STREAM_PAUSE);
+        out.push(&[0; 4], true);
+        assert_eq!(
+            out.unsent(),
+            STREAM_PAUSE,
+            "relayed data past 64 KiB is dropped"
+        );
+        // Answers still queue (in flight counts too), up to the hard cap.
+        out.in_flight.set(16 << 10);
+        while out.unsent() + chunk.len() <= STREAM_QUEUE_MAX {
+            out.push(&chunk, false);
+        }
+        assert!(!out.closing.get());
+        out.push(&chunk, false);
+        assert!(out.closing.get(), "an answer past 256 KiB closes");
+        assert!(out.unsent() <= STREAM_QUEUE_MAX);
+    }
 }

@@ -54,6 +54,11 @@ struct Client {
 
 impl Client {
     async fn new(server: SocketAddr) -> Client {
+        Client::from_ip(server, "127.0.0.1").await
+    }
+
+    /// A client on its own port of loopback address `ip`.
+    async fn from_ip(server: SocketAddr, ip: &str) -> Client {
         let mut b = SslContext::builder(SslMethod::dtls_client()).unwrap();
         b.set_verify(SslVerifyMode::NONE);
         b.set_min_proto_version(Some(SslVersion::DTLS1_2)).unwrap();
@@ -63,7 +68,7 @@ impl Client {
         ssl.set_connect_state();
         Client {
             ssl: SslStream::new(ssl, DgramIo::default()).unwrap(),
-            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            sock: UdpSocket::bind((ip, 0)).await.unwrap(),
             server,
         }
     }
@@ -178,14 +183,15 @@ async fn half_open_handshakes_are_capped_and_expire_at_the_handshake_timeout() {
     })
     .await;
     let mut stalled = Vec::new();
-    for _ in 0..2 {
-        let mut c = Client::new(addr).await;
+    // From two addresses: one source may hold a sixteenth of the cap (one).
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let mut c = Client::from_ip(addr, ip).await;
         let flight = c.past_cookie(Duration::from_millis(300)).await;
         assert!(!flight.is_empty() && flight[0][13] == 2, "ServerHello");
         stalled.push(c);
     }
     assert_eq!(server.dtls_handshakes(), 2);
-    let mut third = Client::new(addr).await;
+    let mut third = Client::from_ip(addr, "127.0.0.3").await;
     let flight = third.past_cookie(Duration::from_millis(300)).await;
     assert!(
         flight.is_empty(),
@@ -199,20 +205,7 @@ async fn half_open_handshakes_are_capped_and_expire_at_the_handshake_timeout() {
     let mut c = Client::new(addr).await;
     c.handshake().await;
     // A Binding request over the session gets our mapped address back.
-    let txid = [7u8; 12];
-    let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-    req.extend_from_slice(&txid);
-    c.ssl.ssl_write(&req).unwrap();
-    c.flush().await;
-    let answer = c.recv_all(Duration::from_millis(500)).await;
-    c.take(answer);
-    let mut buf = [0u8; 1500];
-    let n = c.ssl.ssl_read(&mut buf).unwrap();
-    let mut msg = stun::message::Message::new();
-    msg.raw = buf[..n].to_vec();
-    msg.decode().unwrap();
-    assert_eq!(msg.typ, stun::message::BINDING_SUCCESS);
-    assert_eq!(&msg.transaction_id.0, &txid);
+    let msg = c.binding([7u8; 12]).await.expect("an answer");
     let mut mapped = stun::xoraddr::XorMappedAddress::default();
     use stun::message::Getter;
     mapped.get_from(&msg).unwrap();
@@ -220,5 +213,86 @@ async fn half_open_handshakes_are_capped_and_expire_at_the_handshake_timeout() {
         SocketAddr::new(mapped.ip, mapped.port),
         c.sock.local_addr().unwrap()
     );
+    server.stop().await;
+}
+
+impl Client {
+    /// Sends a Binding request over the session; its success answer, or
+    /// None if nothing comes back within 500 ms.
+    async fn binding(&mut self, txid: [u8; 12]) -> Option<stun::message::Message> {
+        let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        req.extend_from_slice(&txid);
+        self.ssl.ssl_write(&req).unwrap();
+        self.flush().await;
+        let answer = self.recv_all(Duration::from_millis(500)).await;
+        if answer.is_empty() {
+            return None;
+        }
+        self.take(answer);
+        let mut buf = [0u8; 1500];
+        let n = self.ssl.ssl_read(&mut buf).unwrap();
+        let mut msg = stun::message::Message::new();
+        msg.raw = buf[..n].to_vec();
+        msg.decode().unwrap();
+        assert_eq!(msg.typ, stun::message::BINDING_SUCCESS);
+        assert_eq!(&msg.transaction_id.0, &txid);
+        Some(msg)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_from_one_ip_beyond_its_share_are_refused_and_another_ip_gets_in() {
+    // max_tcp_per_ip = 8: two sessions without an allocation per address.
+    let (server, addr) = dtls_turn(|c| c.max_tcp_per_ip = 8).await;
+    let mut held = Vec::new();
+    for k in 0..2u8 {
+        let mut c = Client::new(addr).await;
+        c.handshake().await;
+        assert!(c.binding([k; 12]).await.is_some());
+        held.push(c);
+    }
+    let mut third = Client::new(addr).await;
+    let flight = third.past_cookie(Duration::from_millis(300)).await;
+    assert!(
+        flight.is_empty(),
+        "a third session from one address is refused"
+    );
+    assert_eq!(server.stream_connections(), 2, "sessions count in the caps");
+    let mut other = Client::from_ip(addr, "127.0.0.2").await;
+    other.handshake().await;
+    assert!(other.binding([9; 12]).await.is_some());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_an_allocation_is_dropped_after_the_handshake_timeout_of_silence() {
+    let (server, addr) = dtls_turn(|c| c.handshake_timeout = Duration::from_secs(1)).await;
+    let mut c = Client::new(addr).await;
+    c.handshake().await;
+    assert!(c.binding([1; 12]).await.is_some());
+    // Talking keeps it: 0.6 s of silence, then another message.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(c.binding([2; 12]).await.is_some(), "still served");
+    // 1.5 s of silence ends it (the tick runs every 100 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(server.stream_connections(), 0, "the session is gone");
+    assert!(c.binding([3; 12]).await.is_none(), "no session, no answer");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ip_cannot_take_every_half_open_slot() {
+    // A cap of 4 leaves one slot per source.
+    let (server, addr) = dtls_turn(|c| c.max_dtls_handshakes = 4).await;
+    let mut hog = Client::new(addr).await;
+    let flight = hog.past_cookie(Duration::from_millis(300)).await;
+    assert!(!flight.is_empty() && flight[0][13] == 2, "ServerHello");
+    let mut more = Client::new(addr).await;
+    let flight = more.past_cookie(Duration::from_millis(300)).await;
+    assert!(flight.is_empty(), "a second half-open handshake is refused");
+    assert_eq!(server.dtls_handshakes(), 1);
+    let mut other = Client::from_ip(addr, "127.0.0.2").await;
+    other.handshake().await;
+    assert!(other.binding([5; 12]).await.is_some());
     server.stop().await;
 }

@@ -13,6 +13,7 @@ mod probe_turn;
 mod props;
 mod reflection;
 mod secure;
+mod streams;
 mod tcp_relay;
 mod turn_client;
 mod webrtc;

@@ -364,7 +364,8 @@ async fn unfinished_tls_handshake_and_silent_tcp_are_closed_at_the_timeout() {
 async fn a_thousand_idle_connections_from_one_address_hit_the_per_ip_cap() {
     let server = start_turn(|c| c.allow_loopback_peers = true).await;
     let addr = server.addrs(Transport::Tcp)[0];
-    let per_ip = turnpike::Config::default().max_tcp_per_ip as usize;
+    // Connections without an allocation get a quarter of the per-IP cap.
+    let per_ip = turnpike::Config::default().max_tcp_per_ip as usize / 4;
     let mut conns = Vec::new();
     for _ in 0..1000 {
         conns.push(TcpStream::connect(addr).await.unwrap());
@@ -382,7 +383,7 @@ async fn a_thousand_idle_connections_from_one_address_hit_the_per_ip_cap() {
             open += 1;
         }
     }
-    assert_eq!(open, per_ip, "exactly the per-IP cap stays open");
+    assert_eq!(open, per_ip, "exactly the per-IP share stays open");
     assert_eq!(server.stream_connections() as usize, per_ip);
     // Another source address still gets in and allocates.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();

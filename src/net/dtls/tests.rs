@@ -3,6 +3,7 @@
 
 use super::*;
 use openssl::ssl::SslVerifyMode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const A: &str = "127.0.0.1:40000";
 const B: &str = "127.0.0.2:40000";
@@ -32,6 +33,11 @@ fn dtls(max_half_open: usize) -> Arc<Dtls> {
     let d = Dtls::load(&dir.join("cert.pem"), &dir.join("key.pem"), max_half_open).unwrap();
     let _ = std::fs::remove_dir_all(dir);
     Arc::new(d)
+}
+
+/// Caps too large to matter for a test.
+fn limits() -> Arc<ConnLimits> {
+    ConnLimits::new(1000, 1000)
 }
 
 fn leaf(c: &SslStream<DgramIo>) -> Vec<u8> {
@@ -79,10 +85,12 @@ fn past_cookie(
 ) -> Option<(Session, Vec<Vec<u8>>)> {
     let hello = client_step(c, vec![]);
     let mut hvr = Vec::new();
-    assert!(gate.offer(now, from, &hello[0], T, &mut hvr).is_none());
+    assert!(gate
+        .offer(now, from, &hello[0], T, None, &mut hvr)
+        .is_none());
     let hello2 = client_step(c, hvr);
     let mut out = Vec::new();
-    let mut s = gate.offer(now, from, &hello2[0], T, &mut out)?;
+    let mut s = gate.offer(now, from, &hello2[0], T, None, &mut out)?;
     assert!(
         out.is_empty(),
         "a valid cookie gets no second HelloVerifyRequest"
@@ -119,7 +127,7 @@ fn handshake(gate: &mut Gate, now: Instant, from: SocketAddr) -> (Session, SslSt
 #[test]
 fn a_cookie_less_client_hello_gets_exactly_one_hello_verify_request_and_leaves_no_state() {
     let d = dtls(8);
-    let mut gate = Gate::new(d.clone());
+    let mut gate = Gate::new(d.clone(), limits());
     let mut c = client();
     let hello = client_step(&mut c, vec![]);
     assert_eq!(hello.len(), 1);
@@ -127,7 +135,7 @@ fn a_cookie_less_client_hello_gets_exactly_one_hello_verify_request_and_leaves_n
     for _ in 0..3 {
         let mut out = Vec::new();
         assert!(gate
-            .offer(Instant::now(), addr(A), &hello[0], T, &mut out)
+            .offer(Instant::now(), addr(A), &hello[0], T, None, &mut out)
             .is_none());
         assert_eq!(out.len(), 1, "exactly one datagram");
         assert_eq!(handshake_type(&out[0]), 3, "HelloVerifyRequest");
@@ -138,29 +146,29 @@ fn a_cookie_less_client_hello_gets_exactly_one_hello_verify_request_and_leaves_n
 #[test]
 fn a_cookie_is_bound_to_the_address_it_was_given_to() {
     let d = dtls(8);
-    let mut gate = Gate::new(d.clone());
+    let mut gate = Gate::new(d.clone(), limits());
     let now = Instant::now();
     let mut c = client();
     let hello = client_step(&mut c, vec![]);
     let mut hvr = Vec::new();
-    gate.offer(now, addr(A), &hello[0], T, &mut hvr);
+    gate.offer(now, addr(A), &hello[0], T, None, &mut hvr);
     let with_cookie = client_step(&mut c, hvr);
     let mut out = Vec::new();
     assert!(gate
-        .offer(now, addr(B), &with_cookie[0], T, &mut out)
+        .offer(now, addr(B), &with_cookie[0], T, None, &mut out)
         .is_none());
     assert_eq!(out.len(), 1);
     assert_eq!(handshake_type(&out[0]), 3, "another HelloVerifyRequest");
     assert_eq!(d.half_open(), 0);
     assert!(gate
-        .offer(now, addr(A), &with_cookie[0], T, &mut out)
+        .offer(now, addr(A), &with_cookie[0], T, None, &mut out)
         .is_some());
 }
 
 #[test]
 fn a_handshake_completes_and_application_data_flows_both_ways() {
     let d = dtls(8);
-    let mut gate = Gate::new(d.clone());
+    let mut gate = Gate::new(d.clone(), limits());
     let now = Instant::now();
     let mut c = client();
     let (s, flight) = past_cookie(&mut gate, now, &mut c, addr(A)).unwrap();
@@ -197,7 +205,7 @@ fn a_handshake_completes_and_application_data_flows_both_ways() {
 #[test]
 fn the_half_open_cap_refuses_valid_cookies_until_a_slot_frees() {
     let d = dtls(1);
-    let mut gate = Gate::new(d.clone());
+    let mut gate = Gate::new(d.clone(), limits());
     let now = Instant::now();
     let mut a = client();
     let (first, _) = past_cookie(&mut gate, now, &mut a, addr(A)).unwrap();
@@ -216,7 +224,7 @@ fn the_half_open_cap_refuses_valid_cookies_until_a_slot_frees() {
 #[test]
 fn a_handshake_and_first_message_must_finish_by_the_deadline() {
     let d = dtls(8);
-    let mut gate = Gate::new(d);
+    let mut gate = Gate::new(d, limits());
     let now = Instant::now();
     let idle = Duration::from_secs(600);
     let mut c = client();
@@ -233,8 +241,79 @@ fn a_handshake_and_first_message_must_finish_by_the_deadline() {
     for dgram in c.get_mut().outbox.drain(..).collect::<Vec<_>>() {
         s.input(now, &dgram, &mut plain).unwrap();
     }
+    // Without an allocation, silence is allowed for the handshake timeout.
+    assert_eq!(s.tick(now + T - Duration::from_millis(1), idle), Ok(()));
+    assert_eq!(s.tick(now + T, idle), Err(Ended::TimedOut));
+    // With one, the long idle limit applies.
+    s.set_allocated(true);
     assert_eq!(s.tick(now + T, idle), Ok(()));
     assert_eq!(s.tick(now + idle, idle), Err(Ended::TimedOut));
+    s.set_allocated(false);
+    assert_eq!(s.tick(now + T, idle), Err(Ended::TimedOut));
+}
+
+#[test]
+fn one_source_holds_at_most_a_sixteenth_of_the_half_open_cap() {
+    assert_eq!(half_open_share(1), 1);
+    assert_eq!(half_open_share(1024), 64);
+    let d = dtls(32);
+    let mut gate = Gate::new(d.clone(), limits());
+    let now = Instant::now();
+    let mut held = Vec::new();
+    for port in [40001, 40002] {
+        let mut c = client();
+        let from = SocketAddr::new(addr(A).ip(), port);
+        held.push(past_cookie(&mut gate, now, &mut c, from).expect("within the share"));
+    }
+    let mut c = client();
+    assert!(
+        past_cookie(&mut gate, now, &mut c, addr("127.0.0.1:40003")).is_none(),
+        "a third half-open handshake from one address is refused"
+    );
+    assert_eq!(d.half_open(), 2);
+    let mut c = client();
+    assert!(past_cookie(&mut gate, now, &mut c, addr(B)).is_some());
+    // An IPv6 /64 is one source.
+    let d = dtls(16);
+    let mut gate = Gate::new(d.clone(), limits());
+    let mut c = client();
+    let _first = past_cookie(&mut gate, now, &mut c, addr("[2001:db8::1]:1")).unwrap();
+    let mut c = client();
+    assert!(past_cookie(&mut gate, now, &mut c, addr("[2001:db8::2]:1")).is_none());
+}
+
+#[test]
+fn sessions_count_in_the_connection_caps_and_allocating_frees_the_smaller_share() {
+    let d = dtls(64);
+    // Four per source, one of them without an allocation.
+    let caps = ConnLimits::new(4, 100);
+    let mut gate = Gate::new(d, caps.clone());
+    let now = Instant::now();
+    let (mut first, _c) = handshake(&mut gate, now, addr("127.0.0.1:1"));
+    assert_eq!(caps.open(), 1);
+    let mut c = client();
+    assert!(
+        past_cookie(&mut gate, now, &mut c, addr("127.0.0.1:2")).is_none(),
+        "a second session without an allocation is refused"
+    );
+    first.set_allocated(true);
+    let mut held = Vec::new();
+    for port in 2..5 {
+        let (mut s, c) = handshake(&mut gate, now, SocketAddr::new(addr(A).ip(), port));
+        s.set_allocated(true);
+        held.push((s, c));
+    }
+    let mut c = client();
+    assert!(
+        past_cookie(&mut gate, now, &mut c, addr("127.0.0.1:9")).is_none(),
+        "the per-source cap holds"
+    );
+    assert_eq!(caps.open(), 4);
+    let mut c = client();
+    assert!(past_cookie(&mut gate, now, &mut c, addr(B)).is_some());
+    drop(held);
+    drop(first);
+    assert_eq!(caps.open(), 0);
 }
 
 #[test]
@@ -242,7 +321,7 @@ fn a_reload_serves_the_new_certificate_to_new_handshakes_and_keeps_sessions() {
     let dir = dir();
     let first = write_pair(&dir);
     let d = Arc::new(Dtls::load(&dir.join("cert.pem"), &dir.join("key.pem"), 8).unwrap());
-    let mut gate = Gate::new(d.clone());
+    let mut gate = Gate::new(d.clone(), limits());
     let now = Instant::now();
     let (mut old, mut c) = handshake(&mut gate, now, addr(A));
     assert_eq!(leaf(&c), first);
@@ -269,4 +348,35 @@ fn only_dtls_records_are_taken_for_dtls() {
     assert!(is_dtls(&[22, 0xfe, 0xfd]));
     assert!(!is_dtls(&[]));
     assert!(!is_client_hello(&[22, 0xfe, 0xfd, 0, 1]));
+}
+
+#[test]
+fn a_restarting_client_hands_its_slot_to_the_new_session() {
+    let d = dtls(64);
+    // One session without an allocation per source.
+    let caps = ConnLimits::new(4, 100);
+    let mut gate = Gate::new(d, caps.clone());
+    let now = Instant::now();
+    let (mut old, _c) = handshake(&mut gate, now, addr(A));
+    old.set_allocated(true);
+    // The same address starts over: the new session takes the old slot.
+    let mut c = client();
+    let hello = client_step(&mut c, vec![]);
+    let mut hvr = Vec::new();
+    assert!(gate
+        .offer(now, addr(A), &hello[0], T, Some(&mut old), &mut hvr)
+        .is_none());
+    let hello2 = client_step(&mut c, hvr);
+    let mut out = Vec::new();
+    let new = gate
+        .offer(now, addr(A), &hello2[0], T, Some(&mut old), &mut out)
+        .expect("the restart is admitted");
+    assert_eq!(caps.open(), 1);
+    drop(old);
+    assert_eq!(caps.open(), 1, "the slot moved with the client");
+    // The new session owns no allocation: the source's share is full.
+    let mut c2 = client();
+    assert!(past_cookie(&mut gate, now, &mut c2, addr("127.0.0.1:2")).is_none());
+    drop(new);
+    assert_eq!(caps.open(), 0);
 }
