@@ -607,13 +607,14 @@ impl Server {
     }
 
     fn binding(&mut self, tuple: FiveTuple, msg: &Message<'_>) {
-        let mut buf = vec![0u8; CONTROL_MAX];
+        // Built on the stack and copied out at its size: a 1,500-byte
+        // buffer per queued answer would multiply a pipelined burst.
+        let mut buf = [0u8; CONTROL_MAX];
         let software = self.shared.config.software.as_deref();
         if let Some(n) = crate::binding::answer_with(msg, tuple.client, software, &mut buf) {
-            buf.truncate(n);
             self.transmits.push_back(Transmit {
                 to: tuple,
-                data: buf,
+                data: buf[..n].to_vec(),
             });
         }
     }
@@ -672,7 +673,7 @@ impl Server {
         cache: bool,
         content: impl FnOnce(&mut MessageBuilder<'_>),
     ) {
-        let mut buf = vec![0u8; CONTROL_MAX];
+        let mut buf = [0u8; CONTROL_MAX];
         let message_type = match answer {
             Answer::Success => ctx.message_type.success(),
             Answer::Error(_) => ctx.message_type.error(),
@@ -692,19 +693,19 @@ impl Server {
             b.add_fingerprint();
         }
         let Ok(n) = b.finish() else { return };
-        buf.truncate(n);
+        let data = buf[..n].to_vec();
         if cache {
             self.cache.insert(
                 now,
                 ctx.tuple,
                 ctx.message_type.method,
                 ctx.txid,
-                buf.clone(),
+                data.clone(),
             );
         }
         self.transmits.push_back(Transmit {
             to: ctx.tuple,
-            data: buf,
+            data,
         });
     }
 

@@ -45,7 +45,15 @@ fn leaf(c: &SslStream<DgramIo>) -> Vec<u8> {
 }
 
 fn client() -> SslStream<DgramIo> {
+    client_offering(None)
+}
+
+/// A client offering only `ciphers` (OpenSSL's list syntax), if given.
+fn client_offering(ciphers: Option<&str>) -> SslStream<DgramIo> {
     let mut b = SslContext::builder(SslMethod::dtls_client()).unwrap();
+    if let Some(list) = ciphers {
+        b.set_cipher_list(list).unwrap();
+    }
     b.set_verify(SslVerifyMode::NONE);
     b.set_min_proto_version(Some(SslVersion::DTLS1_2)).unwrap();
     b.set_options(SslOptions::NO_QUERY_MTU);
@@ -200,6 +208,27 @@ fn a_handshake_completes_and_application_data_flows_both_ways() {
     c.shutdown().unwrap();
     let close: Vec<_> = c.get_mut().outbox.drain(..).collect();
     assert_eq!(s.input(now, &close[0], &mut plain), Err(Ended::Closed));
+}
+
+#[test]
+fn clients_offering_only_weak_suites_get_no_session() {
+    // F22: OpenSSL's DEFAULT list took CBC-SHA1 (and, with an RSA key,
+    // static-RSA key exchange); only forward-secret AEAD suites remain.
+    let d = dtls(8);
+    let mut gate = Gate::new(d.clone(), limits());
+    let now = Instant::now();
+    for weak in ["ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"] {
+        let mut c = client_offering(Some(weak));
+        let refused = match past_cookie(&mut gate, now, &mut c, addr(A)) {
+            None => true,
+            // An alert record (content type 21) instead of a ServerHello.
+            Some((_, flight)) => flight.first().map_or(true, |f| f[0] == 21),
+        };
+        assert!(refused, "{weak} was accepted");
+    }
+    let mut c = client_offering(Some("ECDHE-ECDSA-AES128-GCM-SHA256"));
+    let (_, flight) = past_cookie(&mut gate, now, &mut c, addr(B)).expect("session");
+    assert_eq!(handshake_type(&flight[0]), 2, "a ServerHello");
 }
 
 #[test]
