@@ -176,22 +176,75 @@ async fn api_needs_a_token_and_realm_tokens_stay_in_their_realm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_lock_the_source_out() {
     let (s, _, admin) = server(|_| {}).await;
-    for _ in 0..5 {
+    for i in 0..5 {
         assert_eq!(
-            http(admin, "GET", "/api/v1/users", Some("bad"), None)
+            http(
+                admin,
+                "GET",
+                "/api/v1/users",
+                Some(&format!("bad-{i}")),
+                None
+            )
+            .await
+            .0,
+            401
+        );
+    }
+    // The source's bad tokens now get 429 ...
+    let (code, body) = http(admin, "GET", "/api/v1/users", Some("bad-5"), None).await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(json(&body)["status"], 429);
+    // ... and a request without a token is still a plain 401.
+    assert_eq!(http(admin, "GET", "/api/v1/users", None, None).await.0, 401);
+    s.stop().await;
+}
+
+/// F17: a stranger on the admin's host must not lock the admin out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_is_served_from_a_locked_out_address() {
+    let (s, _, admin) = server(|_| {}).await;
+    // Token-less requests do not count at all.
+    for _ in 0..20 {
+        assert_eq!(http(admin, "GET", "/metrics", None, None).await.0, 401);
+    }
+    assert_eq!(
+        http(admin, "GET", "/api/v1/users", Some("bad-0"), None)
+            .await
+            .0,
+        401,
+        "missing tokens counted toward the lockout"
+    );
+    // One stale token repeated is not guessing: still 401, never 429.
+    for _ in 0..10 {
+        assert_eq!(
+            http(admin, "GET", "/api/v1/users", Some("stale"), None)
                 .await
                 .0,
             401
         );
     }
-    // Even a good token waits out the lockout now.
-    let good = token("admin");
+    for i in 1..10 {
+        http(
+            admin,
+            "GET",
+            "/api/v1/users",
+            Some(&format!("bad-{i}")),
+            None,
+        )
+        .await;
+    }
     assert_eq!(
-        http(admin, "GET", "/api/v1/users", Some(&good), None)
+        http(admin, "GET", "/api/v1/users", Some("bad-x"), None)
             .await
             .0,
-        429
+        429,
+        "locked out"
     );
+    let good = token("admin");
+    for path in ["/api/v1/users", "/metrics"] {
+        let (code, body) = http(admin, "GET", path, Some(&good), None).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
     s.stop().await;
 }
 
