@@ -88,7 +88,7 @@ pub(crate) async fn server(
 }
 
 /// Allocates as `user` until it works or the deadline passes; the last code.
-async fn allocate_within(
+pub(crate) async fn allocate_within(
     udp: SocketAddr,
     user: &str,
     password: &str,
@@ -590,6 +590,16 @@ async fn no_password_secret_or_key_reaches_the_logs() {
     const CLI_PW: &str = "PW-cli-e5f6";
     let key_b64 = "MTIzNDU2Nzg5MDEyMzQ1Ngo=";
     let db = crate::temp_db();
+    // Secrets come in through a config file, a secret file and the
+    // environment, never argv (review F15).
+    let dir = std::path::PathBuf::from(db.trim_start_matches("sqlite:"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (toml, jwt_file) = (dir.join("turnserver.toml"), dir.join("jwt"));
+    std::fs::write(&toml, format!("user = [\"logu:{STATIC_PW}\"]\n")).unwrap();
+    std::fs::write(&jwt_file, JWT).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_turnpike"))
         .args([
             "serve",
@@ -608,14 +618,11 @@ async fn no_password_secret_or_key_reaches_the_logs() {
             "--allow-loopback-peers",
             "--oauth",
         ])
-        .args([
-            "--user",
-            &format!("logu:{STATIC_PW}"),
-            "--static-auth-secret",
-            REST,
-            "--admin-jwt-secret",
-            JWT,
-        ])
+        .arg("--config")
+        .arg(&toml)
+        .arg("--admin-jwt-secret-file")
+        .arg(&jwt_file)
+        .env("TURNPIKE_STATIC_AUTH_SECRET", REST)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -677,29 +684,21 @@ async fn no_password_secret_or_key_reaches_the_logs() {
     assert!(!resp.contains(key_b64));
     let (_, listed) = http(admin, "GET", "/api/v1/secrets", Some(&t), None).await;
     assert!(!listed.contains(API_SECRET), "{listed}");
-    let (ok, out, e) = cli(&[
-        "user",
-        "add",
-        "cliu",
-        "--password",
-        CLI_PW,
-        "--realm",
-        REALM,
-        "--db",
-        &db,
-    ]);
+    let cli_add = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["user", "add", "cliu", "--realm", REALM, "--db", &db])
+            .env("TURNPIKE_PASSWORD", CLI_PW)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, e) = cli_add();
     assert!(ok, "{e}");
-    let (ok, out2, e2) = cli(&[
-        "user",
-        "add",
-        "cliu",
-        "--password",
-        CLI_PW,
-        "--realm",
-        REALM,
-        "--db",
-        &db,
-    ]);
+    let (ok, out2, e2) = cli_add();
     assert!(!ok);
     allocate_within(udp, "cliu", CLI_PW, true).await.unwrap();
     allocate_within(udp, "apiu", API_PW, true).await.unwrap();

@@ -10,6 +10,7 @@ mod nat;
 mod policy;
 mod probe_turn;
 mod props;
+mod secrets;
 mod secure;
 mod tcp_relay;
 mod turn_client;
