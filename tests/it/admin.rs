@@ -170,6 +170,36 @@ async fn api_needs_a_token_and_realm_tokens_stay_in_their_realm() {
     assert_eq!(code, 400);
     let (_, list) = http(admin, "GET", "/api/v1/oauth-keys", Some(&admin_token), None).await;
     assert_eq!(json(&list)["oauth_keys"].as_array().unwrap().len(), 0);
+    // Found by schemathesis: serde fills a struct from an array.
+    let (code, body) = http(
+        admin,
+        "PUT",
+        "/api/v1/quotas/realms/r",
+        Some(&admin_token),
+        Some("[null, null]"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    // A bad query string is a JSON 400 too, not axum's plain text.
+    let (code, body) = http(
+        admin,
+        "GET",
+        "/api/v1/users?realm=a&realm=b",
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    assert_eq!((code, json(&body)["status"].as_u64()), (400, Some(400)));
+    // A key whose last character has unused bits set is still the key.
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/oauth-keys",
+        Some(&admin_token),
+        Some(r#"{"kid":"k","key":"MTIzNDU2Nzg5MDEyMzQ1Ngp=","alg":"A128GCM"}"#),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
     s.stop().await;
 }
 
