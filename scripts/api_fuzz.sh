@@ -50,10 +50,12 @@ export TURNPIKE_FUZZ_TOKEN
 
 echo "== schemathesis $ST_VERSION, every check, against http://$admin (budget ${SECONDS_BUDGET}s)"
 status=0
-timeout --kill-after=10 $((SECONDS_BUDGET + 60)) \
-  "$VENV/bin/st" --config-file scripts/api_fuzz.toml run "http://$admin/api/v1/openapi.json" \
+# Run from the scratch directory: schemathesis leaves a cache in its cwd.
+config=$PWD/scripts/api_fuzz.toml
+(cd "$work" && timeout --kill-after=10 $((SECONDS_BUDGET + 60)) \
+  "$VENV/bin/st" --config-file "$config" run "http://$admin/api/v1/openapi.json" \
   --checks all --max-examples "$MAX_EXAMPLES" --max-time "$SECONDS_BUDGET" --seed 1 \
-  --workers 2 --no-color --generation-database none "$@" || status=$?
+  --workers 2 --no-color --generation-database none "$@") || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "error: turnpike serve died during the fuzz run" >&2
   tail -20 "$work/server.log" >&2
