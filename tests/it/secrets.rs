@@ -354,12 +354,21 @@ fn store_files_are_private_whatever_the_umask() {
         ])
         .args(["--db", &db]);
     let (child, _, _, _) = start(cmd);
-    for f in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
-        let mode = std::fs::metadata(&f)
-            .unwrap_or_else(|e| panic!("{f}: {e}"))
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{f} has mode {:o}", mode & 0o777);
-    }
+    let modes: Vec<_> = [path.clone(), format!("{path}-wal"), format!("{path}-shm")]
+        .into_iter()
+        .map(|f| {
+            let mode = std::fs::metadata(&f).map(|m| m.permissions().mode() & 0o777);
+            (f, mode.ok())
+        })
+        .collect();
+    // Stop the server before asserting, so a failure leaves no process.
     stop(child);
+    for (f, mode) in modes {
+        assert_eq!(
+            mode,
+            Some(0o600),
+            "{f} has mode {:?}",
+            mode.map(|m| format!("{m:o}"))
+        );
+    }
 }
