@@ -26,3 +26,5 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+echo "== admin API fuzzing (schemathesis, every check; a few minutes)"
+scripts/api_fuzz.sh

@@ -140,8 +140,13 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub workers: Option<i64>,
 
-    /// REST API shared secret (ephemeral credentials), repeatable: all are accepted
-    #[arg(long = "static-auth-secret", value_name = "SECRET")]
+    /// REST API shared secret (ephemeral credentials), repeatable: all are accepted; prefer --static-auth-secret-file
+    #[arg(
+        long = "static-auth-secret",
+        value_name = "SECRET",
+        env = "TURNPIKE_STATIC_AUTH_SECRET",
+        hide_env_values = true
+    )]
     #[serde(default)]
     pub static_auth_secret: Vec<String>,
 
@@ -169,8 +174,13 @@ pub struct Options {
     #[arg(long, value_name = "IP:PORT")]
     pub admin_listen: Option<String>,
 
-    /// HS256 secret for admin API tokens [default: one generated into the store]
-    #[arg(long, value_name = "SECRET")]
+    /// HS256 secret for admin API tokens; prefer --admin-jwt-secret-file [default: one generated into the store]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "TURNPIKE_ADMIN_JWT_SECRET",
+        hide_env_values = true
+    )]
     pub admin_jwt_secret: Option<String>,
 
     /// Label per-user metrics with user names [default: false]
@@ -225,6 +235,16 @@ pub struct Options {
     /// The alternate port for RFC 5780 [default: each listen port + 1]
     #[arg(long, value_name = "PORT")]
     pub alt_listening_port: Option<i64>,
+
+    // ----- secrets from files (the env and file alternatives to argv) -----
+    /// File holding one REST API shared secret (a trailing newline is ignored), repeatable
+    #[arg(long = "static-auth-secret-file", value_name = "FILE")]
+    #[serde(default)]
+    pub static_auth_secret_file: Vec<String>,
+
+    /// File holding the HS256 secret for admin API tokens
+    #[arg(long, value_name = "FILE")]
+    pub admin_jwt_secret_file: Option<String>,
 }
 
 /// A validated configuration.
@@ -282,6 +302,9 @@ pub struct Config {
     pub alt_ip: Option<IpAddr>,
     /// `None`: each listen port + 1.
     pub alt_listening_port: Option<u16>,
+    /// Lines to log as warnings once logging is up (secret files others
+    /// can read); the config is read before the log exists.
+    pub warnings: Vec<String>,
 }
 
 /// Where the store lives when nothing is said.
@@ -338,6 +361,7 @@ impl Default for Config {
             rfc5780: false,
             alt_ip: None,
             alt_listening_port: None,
+            warnings: vec![],
         }
     }
 }
@@ -393,7 +417,6 @@ impl Options {
             (&mut self.external_ip, over.external_ip),
             (&mut self.allowed_peer_ip, over.allowed_peer_ip),
             (&mut self.denied_peer_ip, over.denied_peer_ip),
-            (&mut self.static_auth_secret, over.static_auth_secret),
         ] {
             if !theirs.is_empty() {
                 *mine = theirs;
@@ -435,8 +458,17 @@ impl Options {
         self.rfc5780 = over.rfc5780.or(self.rfc5780);
         self.alt_ip = over.alt_ip.or(self.alt_ip.take());
         self.alt_listening_port = over.alt_listening_port.or(self.alt_listening_port);
-        self.admin_jwt_secret = over.admin_jwt_secret.or(self.admin_jwt_secret);
         self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
+        // A secret and its file are one setting: flags (or the environment)
+        // giving either replace both from the file.
+        if !over.static_auth_secret.is_empty() || !over.static_auth_secret_file.is_empty() {
+            self.static_auth_secret = over.static_auth_secret;
+            self.static_auth_secret_file = over.static_auth_secret_file;
+        }
+        if over.admin_jwt_secret.is_some() || over.admin_jwt_secret_file.is_some() {
+            self.admin_jwt_secret = over.admin_jwt_secret;
+            self.admin_jwt_secret_file = over.admin_jwt_secret_file;
+        }
         self
     }
 
@@ -627,6 +659,25 @@ impl Options {
             }
             static_auth_secrets.push(Secret(secret.as_bytes().to_vec()));
         }
+        let mut warnings = Vec::new();
+        let mut secret_file = |key: &'static str, path: &str| {
+            warnings.extend(crate::secret_file::exposure(path));
+            crate::secret_file::read(path).map_err(|e| invalid(key, e))
+        };
+        for path in &self.static_auth_secret_file {
+            let secret = secret_file("static_auth_secret_file", path)?;
+            static_auth_secrets.push(Secret(secret.into_bytes()));
+        }
+        let admin_jwt_secret = match (self.admin_jwt_secret, &self.admin_jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "admin_jwt_secret_file",
+                    "set admin_jwt_secret or admin_jwt_secret_file, not both".into(),
+                ))
+            }
+            (None, Some(path)) => Some(secret_file("admin_jwt_secret_file", path)?),
+            (s, None) => s,
+        };
         let rest_api_separator = match self.rest_api_separator.as_deref() {
             None => d.rest_api_separator,
             Some(sep) => {
@@ -663,7 +714,7 @@ impl Options {
                 invalid("admin_listen", format!("`{a}` is not IP:PORT or \"off\""))
             })?),
         };
-        let admin_jwt_secret = match self.admin_jwt_secret {
+        let admin_jwt_secret = match admin_jwt_secret {
             Some(s) if s.len() < 16 => {
                 return Err(invalid(
                     "admin_jwt_secret",
@@ -834,6 +885,7 @@ impl Options {
             rfc5780,
             alt_ip,
             alt_listening_port,
+            warnings,
         })
     }
 }
@@ -988,6 +1040,69 @@ mod tests {
         let c = file.overlay(flags).resolve().unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:2".parse().unwrap()]);
         assert_eq!(c.min_port, 1000);
+    }
+
+    fn secret_file(name: &str, contents: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("turnpike-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    }
+
+    /// F15: secrets need not go on the command line.
+    #[test]
+    fn secrets_come_from_files_and_a_bad_file_is_named() {
+        let rest = secret_file("rest", "rest-from-file\n");
+        let jwt = secret_file("jwt", "jwt-from-file-0123456789\n");
+        let c = parse(&format!(
+            "static_auth_secret = [\"inline\"]\nstatic_auth_secret_file = [\"{rest}\"]\nadmin_jwt_secret_file = \"{jwt}\""
+        ))
+        .unwrap();
+        assert_eq!(
+            c.static_auth_secrets,
+            vec![
+                Secret(b"inline".to_vec()),
+                Secret(b"rest-from-file".to_vec())
+            ]
+        );
+        assert_eq!(
+            c.admin_jwt_secret,
+            Some(Secret(b"jwt-from-file-0123456789".to_vec()))
+        );
+        let e = parse("admin_jwt_secret_file = \"/nonexistent/jwt\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("admin_jwt_secret_file:") && e.contains("/nonexistent/jwt"),
+            "{e}"
+        );
+        let e = parse("static_auth_secret_file = [\"/nonexistent/rest\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/rest"), "{e}");
+        let short = secret_file("short", "short\n");
+        let e = parse(&format!("admin_jwt_secret_file = \"{short}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("admin_jwt_secret:"), "{e}");
+        let e = parse(&format!(
+            "admin_jwt_secret = \"0123456789abcdef\"\nadmin_jwt_secret_file = \"{jwt}\""
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both"), "{e}");
+        // A flag (or the environment) replaces the file's secret setting.
+        let file = Options::from_toml(&format!("admin_jwt_secret_file = \"{jwt}\""), "f").unwrap();
+        let flags = Options {
+            admin_jwt_secret: Some("from-the-environment-0123".into()),
+            ..Default::default()
+        };
+        let c = file.overlay(flags).resolve().unwrap();
+        assert_eq!(
+            c.admin_jwt_secret,
+            Some(Secret(b"from-the-environment-0123".to_vec()))
+        );
     }
 
     #[test]

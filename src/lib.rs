@@ -35,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod nat;
 pub mod net;
+pub mod secret_file;
 pub mod store;
 pub mod stun;
 pub mod turn;

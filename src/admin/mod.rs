@@ -1,18 +1,19 @@
 //! The admin REST API and `/metrics` (axum), on loopback by default.
 //!
 //! Every route but `/healthz` and the OpenAPI document needs a bearer token
-//! ([`token`]); answers and errors are JSON. Five bad tokens from one
-//! address lock it out for 30 s. No route returns or logs a password,
-//! secret or key: they go in, only names and ids come out.
+//! ([`token`]); answers and errors are JSON. Five different bad tokens
+//! from one address within 30 s lock its bad tokens out for 30 s (429); a
+//! valid token is always served ([`Lockout`]). No route returns or logs a
+//! password, secret or key: they go in, only names and ids come out.
 
+mod lockout;
 mod metrics;
 mod routes;
 pub mod token;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,11 +26,8 @@ use crate::net::registry::Registry;
 use crate::net::Transport;
 use crate::store::{Store, StoreError};
 use crate::turn::Shared;
+use lockout::Lockout;
 use token::Scope;
-
-/// Bad tokens from one address before it is locked out.
-const LOCKOUT_AFTER: u32 = 5;
-const LOCKOUT_FOR: Duration = Duration::from_secs(30);
 
 /// Everything the handlers reach.
 #[derive(Clone)]
@@ -43,7 +41,7 @@ pub struct Inner {
     listeners: Vec<(Transport, SocketAddr)>,
     tls: Option<Arc<crate::net::tls::Tls>>,
     jwt_secret: Secret,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<Lockout>,
 }
 
 impl State {
@@ -161,36 +159,40 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 
 impl Inner {
     /// Checks the bearer token; returns who it names and its scope.
+    ///
+    /// A valid token is served even from a locked-out address: the lockout
+    /// must not let a stranger sharing the admin's IP shut the admin out.
+    /// A missing token is a plain 401 and does not count (it guesses
+    /// nothing, and a browser page can send one cross-origin).
     fn authorize(&self, caller: &Caller) -> Result<(String, Scope), ApiError> {
-        let (from, headers) = (caller.from, &caller.headers);
-        let now = Instant::now();
-        {
-            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            f.retain(|_, (_, at)| now.duration_since(*at) < LOCKOUT_FOR);
-            if f.get(&from).is_some_and(|(n, _)| *n >= LOCKOUT_AFTER) {
-                return Err(ApiError(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many bad tokens; try again in 30 s".into(),
-                ));
-            }
-        }
-        let token = headers
+        let token = caller
+            .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(token) = token else {
+            return Err(unauthorized());
+        };
         // The signature check inside is a constant-time HMAC comparison.
-        match token.map(|t| token::verify(&self.jwt_secret.0, t.trim())) {
-            Some(Ok((claims, scope))) => Ok((claims.sub, scope)),
-            _ => {
-                let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-                let e = f.entry(from).or_insert((0, now));
-                e.0 += 1;
-                e.1 = now;
-                Err(ApiError(
-                    StatusCode::UNAUTHORIZED,
-                    "missing, invalid or expired bearer token".into(),
-                ))
-            }
+        if let Ok((claims, scope)) = token::verify(&self.jwt_secret.0, token) {
+            return Ok((claims.sub, scope));
+        }
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if f.bad_token(caller.from, token, Instant::now()) {
+            Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many bad tokens from this address; try again in 30 s".into(),
+            ))
+        } else {
+            Err(unauthorized())
         }
     }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing, invalid or expired bearer token".into(),
+    )
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State as Extract};
+use axum::extract::{FromRequestParts, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -20,6 +20,40 @@ use crate::net::Transport;
 use crate::store::QuotaRow;
 
 type Reply = Result<Json<Value>, ApiError>;
+
+/// axum's `Path` and `Query`, with a JSON 400 for a bad path or query
+/// string (axum answers those in plain text, which the document does not
+/// promise).
+struct Path<T>(T);
+struct Query<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -80,9 +114,17 @@ fn may(sub: &str, scope: &Scope, realm: Option<&str>) -> Result<String, ApiError
     Ok(format!("api:{sub}"))
 }
 
+/// A JSON object body. serde would also fill a struct from an array
+/// (`[null, null]`), which the document does not allow.
 fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let bad = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
+    let v: Value = serde_json::from_slice(bytes).map_err(bad)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid JSON body: expected an object",
+        ));
+    }
+    serde_json::from_value(v).map_err(bad)
 }
 
 #[derive(Deserialize)]

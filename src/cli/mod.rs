@@ -133,6 +133,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             init_tracing(&config.log_level);
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
             match serve_until_signal(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

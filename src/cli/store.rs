@@ -24,13 +24,52 @@ pub struct RealmArg {
     pub realm: String,
 }
 
+/// Where a user's password comes from: `--password-file FILE` (`-`:
+/// stdin), the variable TURNPIKE_PASSWORD, or `--password` (visible to
+/// every local user in the process list; kept for scripts).
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// Read the password from FILE, or stdin with `-` (one trailing newline is ignored)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<String>,
+    /// The password itself (visible in the process list: prefer --password-file or TURNPIKE_PASSWORD)
+    #[arg(long)]
+    pub password: Option<String>,
+}
+
+impl PasswordArgs {
+    fn get(self) -> Result<String, String> {
+        crate::secret_file::pick(
+            "password",
+            self.password,
+            self.password_file.as_deref(),
+            "TURNPIKE_PASSWORD",
+        )?
+        .ok_or_else(|| {
+            "no password: give --password-file FILE (or - for stdin) or set TURNPIKE_PASSWORD"
+                .into()
+        })
+    }
+}
+
+/// The REST secret for `secret add` and `credentials`: `--secret-file FILE`
+/// (`-`: stdin) or TURNPIKE_STATIC_AUTH_SECRET, the server's variable.
+fn rest_secret(value: Option<String>, file: Option<&str>) -> Result<String, String> {
+    crate::secret_file::pick("secret", value, file, "TURNPIKE_STATIC_AUTH_SECRET")?.ok_or_else(
+        || {
+            "no secret: give --secret-file FILE (or - for stdin) or set TURNPIKE_STATIC_AUTH_SECRET"
+                .into()
+        },
+    )
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Add a long-term user (stored as HA1 keys only)
     Add {
         name: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[command(flatten)]
         realm: RealmArg,
     },
@@ -49,8 +88,8 @@ pub enum UserCommand {
     /// Change a user's password
     Passwd {
         name: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[command(flatten)]
         realm: RealmArg,
     },
@@ -60,7 +99,11 @@ pub enum UserCommand {
 pub enum SecretCommand {
     /// Add a REST shared secret; prints its id
     Add {
-        secret: String,
+        /// The secret (visible in the process list: prefer --secret-file or TURNPIKE_STATIC_AUTH_SECRET)
+        secret: Option<String>,
+        /// Read the secret from FILE, or stdin with `-`
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<String>,
         #[command(flatten)]
         realm: RealmArg,
     },
@@ -75,9 +118,12 @@ pub enum OAuthKeyCommand {
     /// Add an OAuth (RFC 7635) key
     Add {
         kid: String,
-        /// The key, base64
+        /// The key, base64 (visible in the process list: prefer --key-file or TURNPIKE_OAUTH_KEY)
         #[arg(long)]
-        key: String,
+        key: Option<String>,
+        /// Read the key (base64) from FILE, or stdin with `-`
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<String>,
         /// A256GCM or A128GCM
         #[arg(long, default_value = "A256GCM")]
         alg: String,
@@ -117,9 +163,12 @@ pub enum QuotaCommand {
 
 #[derive(Debug, Args)]
 pub struct CredentialsArgs {
-    /// REST shared secret
+    /// REST shared secret (visible in the process list: prefer --secret-file or TURNPIKE_STATIC_AUTH_SECRET)
     #[arg(long)]
-    pub secret: String,
+    pub secret: Option<String>,
+    /// Read the REST shared secret from FILE, or stdin with `-`
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<String>,
     /// User name carried after the expiry
     #[arg(long, default_value = "")]
     pub user: String,
@@ -145,9 +194,12 @@ pub struct AdminTokenArgs {
     /// Who the token names (shown in the audit log)
     #[arg(long, default_value = "cli")]
     pub subject: String,
-    /// Sign with this secret instead of the one in the store
+    /// Sign with this secret instead of the one in the store (visible in the process list: prefer --admin-jwt-secret-file or TURNPIKE_ADMIN_JWT_SECRET)
     #[arg(long, value_name = "SECRET")]
     pub admin_jwt_secret: Option<String>,
+    /// Sign with the secret in FILE (`-`: stdin), as the server's admin_jwt_secret_file
+    #[arg(long, value_name = "FILE")]
+    pub admin_jwt_secret_file: Option<String>,
 }
 
 /// One line and a failing exit.
@@ -197,14 +249,20 @@ where
 const ACTOR: &str = "cli";
 
 pub fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
+    // Read the password before opening the store: a bad file changes nothing.
+    let password = match &cmd {
+        UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. } => {
+            match password.clone().get() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            }
+        }
+        _ => String::new(),
+    };
     with_store(&db.db, move |s| {
         Box::pin(async move {
             match cmd {
-                UserCommand::Add {
-                    name,
-                    password,
-                    realm,
-                } => {
+                UserCommand::Add { name, realm, .. } => {
                     s.add_user(ACTOR, &realm.realm, &name, &password).await?;
                     Ok(String::new())
                 }
@@ -212,11 +270,7 @@ pub fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
                     s.remove_user(ACTOR, &realm.realm, &name).await?;
                     Ok(String::new())
                 }
-                UserCommand::Passwd {
-                    name,
-                    password,
-                    realm,
-                } => {
+                UserCommand::Passwd { name, realm, .. } => {
                     s.set_password(ACTOR, &realm.realm, &name, &password)
                         .await?;
                     Ok(String::new())
@@ -234,10 +288,21 @@ pub fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
 }
 
 pub fn secret(db: &StoreArgs, cmd: SecretCommand) -> ExitCode {
+    let secret = match &cmd {
+        SecretCommand::Add {
+            secret,
+            secret_file,
+            ..
+        } => match rest_secret(secret.clone(), secret_file.as_deref()) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        },
+        _ => String::new(),
+    };
     with_store(&db.db, move |s| {
         Box::pin(async move {
             match cmd {
-                SecretCommand::Add { secret, realm } => Ok(s
+                SecretCommand::Add { realm, .. } => Ok(s
                     .add_secret(ACTOR, &realm.realm, &secret)
                     .await?
                     .to_string()),
@@ -258,14 +323,29 @@ pub fn secret(db: &StoreArgs, cmd: SecretCommand) -> ExitCode {
 }
 
 pub fn oauth_key(db: &StoreArgs, cmd: OAuthKeyCommand) -> ExitCode {
+    let key =
+        match &cmd {
+            OAuthKeyCommand::Add { key, key_file, .. } => {
+                match crate::secret_file::pick(
+                    "key",
+                    key.clone(),
+                    key_file.as_deref(),
+                    "TURNPIKE_OAUTH_KEY",
+                ) {
+                    Ok(Some(k)) => k,
+                    Ok(None) => return fail(
+                        "no key: give --key-file FILE (or - for stdin) or set TURNPIKE_OAUTH_KEY",
+                    ),
+                    Err(e) => return fail(e),
+                }
+            }
+            _ => String::new(),
+        };
     with_store(&db.db, move |s| {
         Box::pin(async move {
             match cmd {
                 OAuthKeyCommand::Add {
-                    kid,
-                    key,
-                    alg,
-                    lifetime,
+                    kid, alg, lifetime, ..
                 } => {
                     s.add_oauth_key(ACTOR, &kid, &key, &alg, lifetime).await?;
                     Ok(String::new())
@@ -319,8 +399,12 @@ pub fn quota(db: &StoreArgs, cmd: QuotaCommand) -> ExitCode {
 
 /// REST credentials as an RTCIceServer, as a WebRTC backend hands out.
 pub fn credentials(a: CredentialsArgs) -> ExitCode {
-    if a.secret.is_empty() || a.ttl == 0 {
-        return fail("--secret must not be empty and --ttl must be at least 1");
+    let secret = match rest_secret(a.secret.clone(), a.secret_file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if secret.is_empty() || a.ttl == 0 {
+        return fail("the secret must not be empty and --ttl must be at least 1");
     }
     let expiry = crate::store::unix_now() as u64 + a.ttl;
     let username = if a.user.is_empty() {
@@ -328,7 +412,7 @@ pub fn credentials(a: CredentialsArgs) -> ExitCode {
     } else {
         format!("{expiry}{}{}", a.separator, a.user)
     };
-    let credential = crate::auth::rest::password(a.secret.as_bytes(), &username);
+    let credential = crate::auth::rest::password(secret.as_bytes(), &username);
     let out = serde_json::json!({"urls": a.uris, "username": username, "credential": credential});
     println!("{out}");
     ExitCode::SUCCESS
@@ -347,6 +431,16 @@ pub fn admin_token(db: &StoreArgs, a: AdminTokenArgs) -> ExitCode {
             a.scope
         ));
     }
+    let given = crate::secret_file::pick(
+        "admin-jwt-secret",
+        a.admin_jwt_secret.clone(),
+        a.admin_jwt_secret_file.as_deref(),
+        "TURNPIKE_ADMIN_JWT_SECRET",
+    );
+    let given = match given {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
     let mint = move |secret: &[u8]| {
         crate::admin::token::mint(
             secret,
@@ -360,7 +454,7 @@ pub fn admin_token(db: &StoreArgs, a: AdminTokenArgs) -> ExitCode {
             reason: e.to_string(),
         })
     };
-    match a.admin_jwt_secret {
+    match given {
         Some(secret) => match mint(secret.as_bytes()) {
             Ok(t) => {
                 println!("{t}");

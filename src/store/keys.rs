@@ -33,7 +33,13 @@ pub fn parse_oauth_key(key_b64: &str, alg: &str, lifetime: i64) -> Result<OAuthK
         field: "alg",
         reason: format!("`{alg}` is not A256GCM or A128GCM"),
     })?;
-    let raw = base64::engine::general_purpose::STANDARD
+    // Lenient about the unused bits of the last character, as most
+    // encoders are: the key is the bytes, not one spelling of them.
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let raw = LENIENT
         .decode(key_b64.trim())
         .map_err(|_| StoreError::Invalid {
             field: "key",

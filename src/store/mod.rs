@@ -106,6 +106,10 @@ impl Store {
                     std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
                 }
             }
+            if file != ":memory:" {
+                create_private(std::path::Path::new(file))
+                    .map_err(|e| open_err(format!("{file}: {e}")))?;
+            }
             let sep = if path.contains('?') { '&' } else { '?' };
             (Kind::Sqlite, format!("sqlite://{path}{sep}mode=rwc"))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -230,18 +234,78 @@ pub struct Snapshot {
     pub realm_quota: crate::auth::Quota,
 }
 
-/// A URL with any password removed, for messages.
+/// Creates a missing SQLite file with mode 0600, whatever the umask: it
+/// holds REST secrets, OAuth keys and the admin token secret. SQLite gives
+/// the `-wal` and `-shm` files the database file's mode, so they are
+/// private too. An existing file keeps its mode (an operator may share it
+/// with a group on purpose) but gets a warning if others can read it.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        // The umask may have taken bits away (0o200 would make it
+        // read-only): set the mode exactly.
+        Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(0o600)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(m) = std::fs::metadata(path) {
+                if m.permissions().mode() & 0o004 != 0 {
+                    tracing::warn!(
+                        "{} is readable by every local user (mode {:o}) and holds secrets: chmod 600 it",
+                        path.display(),
+                        m.permissions().mode() & 0o777
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A URL with any password removed, for messages: the `user:pass@` form
+/// and query parameters such as `?password=` or `&sslpassword=`.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    // A password may hold `?`: the query starts after the last `@`.
+    let host_from = url.rfind('@').unwrap_or(0);
+    let (base, query) = match url[host_from..].find('?') {
+        Some(q) => (&url[..host_from + q], Some(&url[host_from + q + 1..])),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &base[s + 3..at];
             match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..s + 3], &base[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        _ => base.to_string(),
+    };
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secret_param(k) => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
+}
+
+/// Query parameters that carry a secret (libpq's `password`,
+/// `sslpassword`; any spelling that contains one of these words).
+fn secret_param(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "passwd", "pwd", "secret", "token"]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 #[cfg(test)]

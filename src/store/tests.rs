@@ -251,6 +251,25 @@ fn urls_are_redacted_for_messages() {
     assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
 }
 
+/// F20: libpq also takes the password as a query parameter.
+#[test]
+fn query_passwords_are_redacted() {
+    assert_eq!(
+        redact("postgres://u@h/db?password=hunter2"),
+        "postgres://u@h/db?password=***"
+    );
+    assert_eq!(
+        redact("postgres://u@h/db?sslmode=require&password=hunter2&application_name=t"),
+        "postgres://u@h/db?sslmode=require&password=***&application_name=t"
+    );
+    assert_eq!(
+        redact("postgresql://u:pw@h/db?sslpassword=k3y&PASSWORD=x"),
+        "postgresql://u:***@h/db?sslpassword=***&PASSWORD=***"
+    );
+    assert_eq!(redact("sqlite:x.db?mode=rwc"), "sqlite:x.db?mode=rwc");
+    assert_eq!(redact("postgres://u:p?w@h/db"), "postgres://u:***@h/db");
+}
+
 /// PostgreSQL, when the test script started one. In CI it must be there.
 #[tokio::test]
 async fn postgres_store_round_trips_and_refuses_bad_input() {

@@ -88,7 +88,7 @@ pub(crate) async fn server(
 }
 
 /// Allocates as `user` until it works or the deadline passes; the last code.
-async fn allocate_within(
+pub(crate) async fn allocate_within(
     udp: SocketAddr,
     user: &str,
     password: &str,
@@ -170,28 +170,111 @@ async fn api_needs_a_token_and_realm_tokens_stay_in_their_realm() {
     assert_eq!(code, 400);
     let (_, list) = http(admin, "GET", "/api/v1/oauth-keys", Some(&admin_token), None).await;
     assert_eq!(json(&list)["oauth_keys"].as_array().unwrap().len(), 0);
+    // Found by schemathesis: serde fills a struct from an array.
+    let (code, body) = http(
+        admin,
+        "PUT",
+        "/api/v1/quotas/realms/r",
+        Some(&admin_token),
+        Some("[null, null]"),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    // A bad query string is a JSON 400 too, not axum's plain text.
+    let (code, body) = http(
+        admin,
+        "GET",
+        "/api/v1/users?realm=a&realm=b",
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    assert_eq!((code, json(&body)["status"].as_u64()), (400, Some(400)));
+    // A key whose last character has unused bits set is still the key.
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/oauth-keys",
+        Some(&admin_token),
+        Some(r#"{"kid":"k","key":"MTIzNDU2Nzg5MDEyMzQ1Ngp=","alg":"A128GCM"}"#),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_lock_the_source_out() {
     let (s, _, admin) = server(|_| {}).await;
-    for _ in 0..5 {
+    for i in 0..5 {
         assert_eq!(
-            http(admin, "GET", "/api/v1/users", Some("bad"), None)
+            http(
+                admin,
+                "GET",
+                "/api/v1/users",
+                Some(&format!("bad-{i}")),
+                None
+            )
+            .await
+            .0,
+            401
+        );
+    }
+    // The source's bad tokens now get 429 ...
+    let (code, body) = http(admin, "GET", "/api/v1/users", Some("bad-5"), None).await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(json(&body)["status"], 429);
+    // ... and a request without a token is still a plain 401.
+    assert_eq!(http(admin, "GET", "/api/v1/users", None, None).await.0, 401);
+    s.stop().await;
+}
+
+/// F17: a stranger on the admin's host must not lock the admin out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_is_served_from_a_locked_out_address() {
+    let (s, _, admin) = server(|_| {}).await;
+    // Token-less requests do not count at all.
+    for _ in 0..20 {
+        assert_eq!(http(admin, "GET", "/metrics", None, None).await.0, 401);
+    }
+    assert_eq!(
+        http(admin, "GET", "/api/v1/users", Some("bad-0"), None)
+            .await
+            .0,
+        401,
+        "missing tokens counted toward the lockout"
+    );
+    // One stale token repeated is not guessing: still 401, never 429.
+    for _ in 0..10 {
+        assert_eq!(
+            http(admin, "GET", "/api/v1/users", Some("stale"), None)
                 .await
                 .0,
             401
         );
     }
-    // Even a good token waits out the lockout now.
-    let good = token("admin");
+    for i in 1..10 {
+        http(
+            admin,
+            "GET",
+            "/api/v1/users",
+            Some(&format!("bad-{i}")),
+            None,
+        )
+        .await;
+    }
     assert_eq!(
-        http(admin, "GET", "/api/v1/users", Some(&good), None)
+        http(admin, "GET", "/api/v1/users", Some("bad-x"), None)
             .await
             .0,
-        429
+        429,
+        "locked out"
     );
+    let good = token("admin");
+    for path in ["/api/v1/users", "/metrics"] {
+        let (code, body) = http(admin, "GET", path, Some(&good), None).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
     s.stop().await;
 }
 
@@ -537,6 +620,16 @@ async fn no_password_secret_or_key_reaches_the_logs() {
     const CLI_PW: &str = "PW-cli-e5f6";
     let key_b64 = "MTIzNDU2Nzg5MDEyMzQ1Ngo=";
     let db = crate::temp_db();
+    // Secrets come in through a config file, a secret file and the
+    // environment, never argv (review F15).
+    let dir = std::path::PathBuf::from(db.trim_start_matches("sqlite:"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (toml, jwt_file) = (dir.join("turnserver.toml"), dir.join("jwt"));
+    std::fs::write(&toml, format!("user = [\"logu:{STATIC_PW}\"]\n")).unwrap();
+    std::fs::write(&jwt_file, JWT).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_turnpike"))
         .args([
             "serve",
@@ -555,14 +648,11 @@ async fn no_password_secret_or_key_reaches_the_logs() {
             "--allow-loopback-peers",
             "--oauth",
         ])
-        .args([
-            "--user",
-            &format!("logu:{STATIC_PW}"),
-            "--static-auth-secret",
-            REST,
-            "--admin-jwt-secret",
-            JWT,
-        ])
+        .arg("--config")
+        .arg(&toml)
+        .arg("--admin-jwt-secret-file")
+        .arg(&jwt_file)
+        .env("TURNPIKE_STATIC_AUTH_SECRET", REST)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -624,29 +714,21 @@ async fn no_password_secret_or_key_reaches_the_logs() {
     assert!(!resp.contains(key_b64));
     let (_, listed) = http(admin, "GET", "/api/v1/secrets", Some(&t), None).await;
     assert!(!listed.contains(API_SECRET), "{listed}");
-    let (ok, out, e) = cli(&[
-        "user",
-        "add",
-        "cliu",
-        "--password",
-        CLI_PW,
-        "--realm",
-        REALM,
-        "--db",
-        &db,
-    ]);
+    let cli_add = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["user", "add", "cliu", "--realm", REALM, "--db", &db])
+            .env("TURNPIKE_PASSWORD", CLI_PW)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, e) = cli_add();
     assert!(ok, "{e}");
-    let (ok, out2, e2) = cli(&[
-        "user",
-        "add",
-        "cliu",
-        "--password",
-        CLI_PW,
-        "--realm",
-        REALM,
-        "--db",
-        &db,
-    ]);
+    let (ok, out2, e2) = cli_add();
     assert!(!ok);
     allocate_within(udp, "cliu", CLI_PW, true).await.unwrap();
     allocate_within(udp, "apiu", API_PW, true).await.unwrap();

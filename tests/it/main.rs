@@ -12,6 +12,7 @@ mod policy;
 mod probe_turn;
 mod props;
 mod reflection;
+mod secrets;
 mod secure;
 mod streams;
 mod tcp_relay;
