@@ -10,6 +10,7 @@
 //! * `binding`: Binding requests in a closed loop.
 //! * `idle`: holds N allocations and reports the server's RSS per one.
 
+mod echo;
 mod idle;
 mod proc;
 pub mod proto;
