@@ -182,3 +182,30 @@ pub(crate) fn per_cpu(count: f64, cpu: Option<f64>) -> String {
         _ => "null".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_of_sorted_samples() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&v, 0.5), 51);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        // Nearest rank: one slow sample in 100 is above the p99; two in 101 are not.
+        let mut w = vec![1_000; 99];
+        w.push(50_000);
+        assert_eq!(percentile(&w, 0.99), 1_000);
+        w.push(60_000);
+        assert_eq!(percentile(&w, 0.99), 50_000);
+    }
+
+    #[test]
+    fn percentiles_of_nothing_or_one_sample() {
+        assert_eq!(percentile(&[], 0.99), 0);
+        assert_eq!(percentile(&[7], 0.5), 7);
+        assert_eq!(percentile(&[7], 0.99), 7);
+    }
+}
