@@ -9,13 +9,18 @@
 //!   fresh source port.
 //! * `binding`: Binding requests in a closed loop.
 //! * `idle`: holds N allocations and reports the server's RSS per one.
+//! * `soak`: N allocations churning through their lives for minutes or
+//!   hours, reporting the server's RSS, descriptors and the relay round
+//!   trip every interval (soak/).
 
+mod async_client;
 mod echo;
 mod idle;
 mod proc;
 pub mod proto;
 mod rate;
 mod relay;
+mod soak;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -83,11 +88,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         allocations: usize,
     },
+    /// Allocations churning (allocate, permission, relay, refresh, delete)
+    /// for --duration seconds; a table row per interval, then a verdict
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        soak: soak::SoakArgs,
+    },
 }
 
-/// Runs a bench; prints one JSON object on stdout.
+/// Runs a bench; prints one JSON object on stdout (soak: a table).
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let report = match cmd {
+        BenchCommand::Soak { common, soak } => return soak::run(&common, &soak),
         BenchCommand::Relay {
             common,
             clients,
