@@ -26,3 +26,11 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+# The integration test of `turnpike bench soak`: 60 s of 10,000 churning
+# allocations against the release binary; non-zero if the server died or
+# errors passed the bound.
+echo "== scripts/soak.sh 1"
+if ! scripts/soak.sh 1; then
+  echo "error: the 60-second soak failed" >&2
+  exit 1
+fi
