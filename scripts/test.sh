@@ -27,4 +27,12 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
 echo "== admin API fuzzing (schemathesis, every check; a few minutes)"
-scripts/api_fuzz.sh
+API_FUZZ_SECONDS=${API_FUZZ_SECONDS:-120} scripts/api_fuzz.sh
+# The integration test of `turnpike bench soak`: 60 s of 10,000 churning
+# allocations against the release binary; non-zero if the server died or
+# errors passed the bound.
+echo "== scripts/soak.sh 1"
+if ! scripts/soak.sh 1; then
+  echo "error: the 60-second soak failed" >&2
+  exit 1
+fi

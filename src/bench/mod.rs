@@ -9,12 +9,18 @@
 //!   fresh source port.
 //! * `binding`: Binding requests in a closed loop.
 //! * `idle`: holds N allocations and reports the server's RSS per one.
+//! * `soak`: N allocations churning through their lives for minutes or
+//!   hours, reporting the server's RSS, descriptors and the relay round
+//!   trip every interval (soak/).
 
+mod async_client;
+mod echo;
 mod idle;
 mod proc;
 pub mod proto;
 mod rate;
 mod relay;
+mod soak;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -82,11 +88,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         allocations: usize,
     },
+    /// Allocations churning (allocate, permission, relay, refresh, delete)
+    /// for --duration seconds; a table row per interval, then a verdict
+    Soak {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        soak: soak::SoakArgs,
+    },
 }
 
-/// Runs a bench; prints one JSON object on stdout.
+/// Runs a bench; prints one JSON object on stdout (soak: a table).
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let report = match cmd {
+        BenchCommand::Soak { common, soak } => return soak::run(&common, &soak),
         BenchCommand::Relay {
             common,
             clients,
@@ -179,5 +194,32 @@ pub(crate) fn per_cpu(count: f64, cpu: Option<f64>) -> String {
     match cpu {
         Some(c) if c > 0.0 => format!("{:.0}", count / c),
         _ => "null".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_of_sorted_samples() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&v, 0.5), 51);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        // Nearest rank: one slow sample in 100 is above the p99; two in 101 are not.
+        let mut w = vec![1_000; 99];
+        w.push(50_000);
+        assert_eq!(percentile(&w, 0.99), 1_000);
+        w.push(60_000);
+        assert_eq!(percentile(&w, 0.99), 50_000);
+    }
+
+    #[test]
+    fn percentiles_of_nothing_or_one_sample() {
+        assert_eq!(percentile(&[], 0.99), 0);
+        assert_eq!(percentile(&[7], 0.5), 7);
+        assert_eq!(percentile(&[7], 0.99), 7);
     }
 }

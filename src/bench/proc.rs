@@ -21,3 +21,46 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Open file descriptors.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.count() as u64)
+}
+
+/// Whether the process exists and has not exited (a zombie has).
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_missing_one_is_not() {
+        assert!(alive(std::process::id()));
+        assert!(!alive(u32::MAX));
+    }
+
+    #[test]
+    fn open_fds_counts_a_new_descriptor() {
+        let me = std::process::id();
+        let before = open_fds(me).unwrap();
+        let files: Vec<_> = (0..200)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        // Other test threads open and close files too: a wide margin.
+        let during = open_fds(me).unwrap();
+        assert!(during >= before + 150, "{before} then {during}");
+        drop(files);
+        assert!(open_fds(me).unwrap() <= during - 150);
+        assert_eq!(open_fds(u32::MAX), None);
+    }
+}

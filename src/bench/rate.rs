@@ -5,12 +5,16 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::async_client::{exchange, Retry};
 use super::proto::{error_code, request, txid, Creds};
 use super::{cpu_json, measured, per_cpu, Common};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Message, Method};
 
-const TIMEOUT: Duration = Duration::from_millis(500);
+const RETRY: Retry = Retry {
+    timeout: Duration::from_millis(500),
+    tries: 3,
+};
 
 fn local_any(server: SocketAddr) -> SocketAddr {
     if server.is_ipv4() {
@@ -24,19 +28,9 @@ fn local_any(server: SocketAddr) -> SocketAddr {
 
 /// Sends `req` and waits for the answer with its transaction id.
 async fn call(sock: &tokio::net::UdpSocket, req: &[u8], buf: &mut [u8]) -> Option<usize> {
-    for _ in 0..3 {
-        sock.send(req).await.ok()?;
-        let until = Instant::now() + TIMEOUT;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, sock.recv(buf)).await {
-                Ok(Ok(n)) if n >= 20 && buf[8..20] == req[8..20] => return Some(n),
-                Ok(Ok(_)) => continue,
-                _ => break,
-            }
-        }
-    }
-    None
+    exchange(sock, req, buf, RETRY, &mut |_| {})
+        .await
+        .map(|(n, _)| n)
 }
 
 /// One allocation life: 401, authenticated Allocate, Refresh 0 — on a fresh

@@ -3,19 +3,21 @@
 //! The generator must cost less than the server it drives, or the server
 //! idles between small batches and its per-packet cost is what gets
 //! measured. So the clients share one thread on an epoll set and the echo
-//! peer has its own; both read with `recvmmsg` and write with `sendmmsg`.
+//! peer (echo.rs) has its own; both read with `recvmmsg` and write with
+//! `sendmmsg`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use super::echo::EchoPeer;
 use super::proto::Allocated;
 use super::{cpu_json, measured_blocking, per_cpu, percentile, Common};
 use crate::net::batch::{Epoll, RecvBatch, SendBatch};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
-const CHANNEL: u16 = 0x4000;
+pub(super) const CHANNEL: u16 = 0x4000;
 /// A window with no echo for this long is presumed lost and sent again.
 const STALL: Duration = Duration::from_millis(200);
 
@@ -27,43 +29,6 @@ struct Stats {
     rtts_us: Vec<u32>,
 }
 
-/// Echoes every datagram back to its sender until 3 s of silence.
-fn echo_peer() -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    // Room for every packet in flight: the bench must not be where they drop.
-    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);
-    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
-    let addr = sock.local_addr()?;
-    let epoll = Epoll::new()?;
-    epoll.add(sock.as_raw_fd(), 0)?;
-    let handle = std::thread::Builder::new()
-        .name("bench-echo".into())
-        .spawn(move || {
-            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 1];
-            let mut rb = RecvBatch::new(0, 65536, 0);
-            let mut sb = SendBatch::default();
-            let mut idle = 0;
-            while idle < 15 {
-                if epoll.wait(&mut events, 200) == 0 {
-                    idle += 1;
-                    continue;
-                }
-                idle = 0;
-                let Ok(n) = rb.recv(sock.as_raw_fd()) else {
-                    continue;
-                };
-                for k in 0..n {
-                    let (from, slot, at, len) = rb.get_mut(k);
-                    if let Some(from) = from {
-                        sb.push(from, &slot[at..at + len]);
-                    }
-                }
-                sb.flush(sock.as_raw_fd());
-            }
-        })?;
-    Ok((addr, handle))
-}
-
 pub fn run(
     c: &Common,
     clients: usize,
@@ -72,7 +37,8 @@ pub fn run(
     send_indications: bool,
 ) -> anyhow::Result<String> {
     let size = size.max(16);
-    let (echo, echo_thread) = echo_peer()?;
+    let echo_peer = EchoPeer::start()?;
+    let echo = echo_peer.addr;
     let mut allocated = Vec::with_capacity(clients);
     for i in 0..clients {
         let mut a = Allocated::new(c.server, &c.user, &c.password, 0xbe9c_0000 + i as u64)?;
@@ -105,7 +71,7 @@ pub fn run(
         sock.set_nonblocking(false)?;
         let _ = super::proto::Allocated::from_parts(sock, creds, 0xf4ee_0000 + i as u64).refresh(0);
     }
-    let _ = echo_thread.join();
+    drop(echo_peer);
     s.rtts_us.sort_unstable();
     let relayed = 2 * s.in_window;
     let pps = relayed as f64 / elapsed.as_secs_f64();
@@ -133,7 +99,7 @@ pub fn run(
 }
 
 /// Writes one packet carrying `seq` and its send time.
-fn packet(
+pub(super) fn packet(
     out: &mut [u8],
     peer: SocketAddr,
     send_ind: bool,
@@ -166,7 +132,7 @@ fn packet(
 }
 
 /// The payload's send time, from ChannelData or a Data indication.
-fn sent_at(bytes: &[u8]) -> Option<u64> {
+pub(super) fn sent_at(bytes: &[u8]) -> Option<u64> {
     let data = if bytes.first().is_some_and(|b| b & 0xC0 == 0x40) {
         let len = u16::from_be_bytes([bytes[2], bytes[3]]) as usize;
         bytes.get(4..4 + len)?
