@@ -11,8 +11,12 @@
 #   FUZZ_CPU=1     SECONDS is CPU time, not wall time: a target is run again
 #                  (on its grown corpus) until its CPU time adds up, for busy
 #                  or niced machines
-#   FUZZ_WORK      grown corpora, logs and crash inputs (default fuzz/work)
-#   FUZZ_ARGS      more libFuzzer flags
+#   FUZZ_DEV=1     build with the dev profile: about 60% of the release
+#                  build's CPU time (CI's short run), slower to execute
+#   FUZZ_WORK      grown corpora (default fuzz/work)
+#   FUZZ_LOGS      libFuzzer logs (default FUZZ_WORK/logs)
+#   FUZZ_ARGS      more libFuzzer flags (a target's own are fuzz/flags/<target>,
+#                  its dictionary fuzz/dict/<target>.dict)
 #
 # Stable Rust: cargo-fuzz's only nightly-only flag is its default sanitizer
 # (`-Zsanitizer=address`). With `--sanitizer none` everything else it passes
@@ -25,7 +29,7 @@
 # Seeds are fuzz/corpus/<target>/ (committed, regenerate with
 # fuzz/make_seeds.py); what the fuzzer adds goes to FUZZ_WORK/corpus/<target>.
 # A crash leaves its input in fuzz/artifacts/<target>/ and its log in
-# FUZZ_WORK/logs/; replay it with
+# FUZZ_LOGS; replay it with
 #   cargo fuzz run --sanitizer none TARGET fuzz/artifacts/TARGET/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,18 +47,22 @@ if [ ${#TARGETS[@]} -eq 0 ]; then
   mapfile -t TARGETS < <(cargo fuzz list)
 fi
 WORK=${FUZZ_WORK:-fuzz/work}
+LOGS=${FUZZ_LOGS:-$WORK/logs}
 PARALLEL=${FUZZ_PARALLEL:-$(nproc)}
-mkdir -p "$WORK/logs"
+mkdir -p "$LOGS"
 
-echo "== cargo fuzz build --sanitizer none"
-cargo fuzz build --sanitizer none
+PROFILE=release BUILD=()
+if [ "${FUZZ_DEV:-0}" = 1 ]; then PROFILE=debug BUILD=(--dev); fi
+echo "== cargo fuzz build --sanitizer none ${BUILD[*]}"
+cargo fuzz build --sanitizer none "${BUILD[@]}"
 
 # run_target T: fuzzes T for SECS (wall, or CPU with FUZZ_CPU=1); prints one
 # summary line; returns non-zero on a crash.
 run_target() {
-  local t=$1 log="$WORK/logs/$1.log" bin="fuzz/target/x86_64-unknown-linux-gnu/release/$1"
-  local used=0 runs=0 round=0 left rc=0 dict=() n
+  local t=$1 log="$LOGS/$1.log" bin="fuzz/target/x86_64-unknown-linux-gnu/$PROFILE/$1"
+  local used=0 runs=0 round=0 left rc=0 dict=() flags=() n
   [ -f "fuzz/dict/$t.dict" ] && dict=("-dict=fuzz/dict/$t.dict")
+  [ -f "fuzz/flags/$t" ] && read -r -a flags <"fuzz/flags/$t"
   mkdir -p "$WORK/corpus/$t" "fuzz/artifacts/$t"
   : >"$log"
   while :; do
@@ -65,7 +73,7 @@ run_target() {
     round=$((round + 1))
     rc=0
     /usr/bin/time -f "cpu %U %S" -o "$log.time" \
-      "$bin" "$WORK/corpus/$t" "fuzz/corpus/$t" "${dict[@]}" \
+      "$bin" "$WORK/corpus/$t" "fuzz/corpus/$t" "${dict[@]}" "${flags[@]}" \
       -artifact_prefix="fuzz/artifacts/$t/" -max_total_time="$left" \
       -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 ${FUZZ_ARGS:-} \
       >"$log.round" 2>&1 || rc=$?
@@ -88,19 +96,19 @@ failed=0
 pids=()
 names=()
 for t in "${TARGETS[@]}"; do
-  run_target "$t" >"$WORK/logs/$t.summary" &
+  run_target "$t" >"$LOGS/$t.summary" &
   pids+=($!)
   names+=("$t")
   if [ ${#pids[@]} -ge "$PARALLEL" ]; then
     wait "${pids[0]}" || failed=1
-    cat "$WORK/logs/${names[0]}.summary"
+    cat "$LOGS/${names[0]}.summary"
     pids=("${pids[@]:1}")
     names=("${names[@]:1}")
   fi
 done
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failed=1
-  cat "$WORK/logs/${names[$i]}.summary"
+  cat "$LOGS/${names[$i]}.summary"
 done
 if [ "$failed" -ne 0 ]; then
   echo "fuzz: crashes found (see above)"

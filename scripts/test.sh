@@ -26,3 +26,7 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+# A short fuzz run of every target, two at a time, on a dev build (cheaper
+# to build; the long runs are scripts/fuzz.sh's default); a crash fails.
+echo "== fuzz (FUZZ_DEV=1 scripts/fuzz.sh 20)"
+FUZZ_DEV=1 scripts/fuzz.sh 20
