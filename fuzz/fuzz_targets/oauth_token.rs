@@ -11,7 +11,9 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce};
 use libfuzzer_sys::fuzz_target;
-use turnpike::auth::oauth::{decode, encode, Alg, OAuthKey, Token, TokenError, MAC_KEY_LEN};
+use turnpike::auth::oauth::{
+    decode, encode, Alg, OAuthKey, Token, TokenError, MAC_KEY_LEN, MAX_CLOCK_AHEAD,
+};
 use turnpike_fuzz::Reader;
 
 const SERVER_NAME: &str = "auth.turnpike.fuzz";
@@ -82,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
             if let Some(end) = t.expires(&key) {
                 assert!(now < end, "expired token accepted");
             }
+            assert!((t.timestamp >> 16) <= now + MAX_CLOCK_AHEAD, "future token accepted");
             // The authorization server's encoder round-trips.
             let again = encode(&key, SERVER_NAME, &nonce, &t);
             assert_eq!(decode(&key, SERVER_NAME, &again, now), Ok(t));
@@ -89,6 +92,10 @@ fuzz_target!(|data: &[u8]| {
         Err(TokenError::Expired) => {
             let t = fields.expect("a malformed token reported as expired");
             assert!(t.expires(&key).is_some_and(|end| now >= end));
+        }
+        Err(TokenError::FromTheFuture) => {
+            let t = fields.expect("a malformed token reported as from the future");
+            assert!((t.timestamp >> 16) > now + MAX_CLOCK_AHEAD);
         }
         Err(TokenError::Integrity) => panic!("a token sealed with the right key failed AEAD"),
         Err(_) => assert!(!well_formed, "a well-formed token was refused"),

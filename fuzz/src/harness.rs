@@ -149,6 +149,8 @@ struct Knobs {
     ports: u16,
     software: bool,
     dual_stack: bool,
+    max_per_source: u32,
+    max_peer_connections: u32,
 }
 
 impl Knobs {
@@ -168,6 +170,8 @@ impl Knobs {
             ports: if b & 64 != 0 { 4 } else { 64 },
             software: b & 128 != 0,
             dual_stack: c & 1 == 0,
+            max_per_source: [0, 1, 2, 256][((c >> 1) & 3) as usize],
+            max_peer_connections: [64, 1, 2, 64][((c >> 3) & 3) as usize],
         }
     }
 }
@@ -265,16 +269,19 @@ impl Harness {
             auth_reply_rate: k.auth_reply_rate,
             strict_expiry: k.strict_expiry,
             tcp_relay: k.tcp_relay,
+            max_peer_connections: k.max_peer_connections,
+            max_peer_connections_per_user: k.max_peer_connections * 2,
         };
         let ports = PortPool::new(MIN_PORT, MIN_PORT + k.ports - 1);
         let ports_free = ports.free();
         let shared = Shared::new(
             config,
             auth,
-            Quotas::new(k.user_quota, k.total_quota),
+            Quotas::new(k.user_quota, k.total_quota).with_per_source(k.max_per_source),
             ports,
         )
-        .with_token_key([3; 32]);
+        .with_token_key([3; 32])
+        .with_budget_key([4; 32]);
         let clients = clients();
         let n = clients.len();
         let mut h = Harness {
