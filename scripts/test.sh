@@ -36,3 +36,7 @@ if ! scripts/soak.sh 1; then
   echo "error: the 60-second soak failed" >&2
   exit 1
 fi
+# A short fuzz run of every target, two at a time, on a dev build (cheaper
+# to build; the long runs are scripts/fuzz.sh's default); a crash fails.
+echo "== fuzz (FUZZ_DEV=1 scripts/fuzz.sh 20)"
+FUZZ_DEV=1 scripts/fuzz.sh 20

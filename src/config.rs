@@ -16,19 +16,38 @@ use crate::turn::policy::IpRange;
 /// The documented example configuration, every key at its default.
 pub const EXAMPLE_TOML: &str = include_str!("../turnserver.toml");
 
-/// A bad configuration, naming the key at fault.
+/// A bad configuration, naming the key at fault. Shown as one line: text
+/// from the file (a quoted key, a value) may hold control characters, which
+/// are shown escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
+    #[error("cannot read config file {}: {}", printable(path), printable(reason))]
     Unreadable { path: String, reason: String },
-    #[error("{path}: {key}: {reason}")]
+    #[error("{}: {}: {}", printable(path), printable(key), printable(reason))]
     Syntax {
         path: String,
         key: String,
         reason: String,
     },
-    #[error("{key}: {reason}")]
+    #[error("{key}: {}", printable(reason))]
     Invalid { key: &'static str, reason: String },
+}
+
+/// `s` with control characters (newlines, escapes) written as `\n`, `\u{1b}`.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// The levels `log_level` accepts.
@@ -911,6 +930,26 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Options::from_toml(text, "test.toml")?.resolve()
+    }
+
+    /// Found by the `config` fuzz target (fuzz/artifacts/config/
+    /// crash-ef824977…): a quoted key holding a newline made the error two
+    /// lines. A value with one does the same through `resolve`.
+    #[test]
+    fn errors_about_keys_and_values_with_control_characters_stay_on_one_line() {
+        let crash = b"\"\\n\"= 702#er,,,,,$,,,,,,\t\t\t\t\t\t\t\tTI";
+        let e = parse(std::str::from_utf8(crash).unwrap()).unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(
+            shown.starts_with("test.toml: \\n: unknown field"),
+            "{shown}"
+        );
+        let e = parse("listen = [\"a\\nb\\u001b[31m\"]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "listen: `a\\nb\\u{1b}[31m` is not IP:PORT (IPv6 as [ADDR]:PORT, port 0-65535)"
+        );
     }
 
     #[test]
