@@ -18,6 +18,7 @@ pub mod ports;
 pub mod quota;
 mod server;
 pub mod tcp_relay;
+mod transactions;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::allocation::{Allocation, Bandwidth, Channel, Counters, Relay, CHANNEL_LIFETIME};
 use super::ports::PortPool;
 use super::quota::{Limits, Quotas};
+use super::transactions::TransactionCache;
 use super::{Deliver, FiveTuple, Forward, Output, RelayId, Transmit, TurnConfig};
 use crate::auth::rate::ReplyBudget;
 use crate::auth::{Authenticated, Authenticator, OAuthSession, Origin, Rejection, Signer};
@@ -22,10 +23,6 @@ pub const PEER_HEADROOM: usize = 48;
 /// Bytes the shell leaves after peer data for padding to four bytes.
 pub const PEER_TAILROOM: usize = 4;
 
-/// RFC 8489 §6.3.4: keep answers for retransmissions for 40 s (Ti = 39.5 s).
-const TRANSACTION_TTL: Duration = Duration::from_secs(40);
-/// Cached answers per worker; the oldest go first.
-const TRANSACTION_CACHE_MAX: usize = 16_384;
 /// Relay ports tried before an Allocate gets 508.
 const RELAY_ATTEMPTS: u8 = 8;
 /// RFC 8656 §7.2: a reserved port is kept "for at least 30 seconds".
@@ -126,61 +123,6 @@ pub(crate) struct Ctx {
 pub(crate) enum Answer {
     Success,
     Error(u16),
-}
-
-/// Answers kept for retransmitted requests.
-struct TransactionCache {
-    answers: HashMap<(FiveTuple, u16, [u8; 12]), Vec<u8>>,
-    order: VecDeque<(Instant, FiveTuple, u16, [u8; 12])>,
-}
-
-impl Default for TransactionCache {
-    /// Sized for its bound from the start. Under churn a hash table that
-    /// is more than half full doubles instead of rehashing in place, so a
-    /// full cache ends at this size anyway; growing there late would look
-    /// like a leak in a long run (and in the Refresh-flood test).
-    fn default() -> Self {
-        TransactionCache {
-            answers: HashMap::with_capacity(TRANSACTION_CACHE_MAX * 2),
-            order: VecDeque::with_capacity(TRANSACTION_CACHE_MAX + 1),
-        }
-    }
-}
-
-impl TransactionCache {
-    fn expire(&mut self, now: Instant) {
-        while let Some(&(at, tuple, method, id)) = self.order.front() {
-            if at + TRANSACTION_TTL > now && self.order.len() <= TRANSACTION_CACHE_MAX {
-                break;
-            }
-            self.order.pop_front();
-            self.answers.remove(&(tuple, method, id));
-        }
-    }
-
-    /// The method is part of the key so that a different request reusing a
-    /// transaction id is never answered with another request's answer.
-    fn get(&self, tuple: &FiveTuple, method: Method, id: &TransactionId) -> Option<&Vec<u8>> {
-        self.answers.get(&(*tuple, method.0, id.0))
-    }
-
-    fn insert(
-        &mut self,
-        now: Instant,
-        tuple: FiveTuple,
-        method: Method,
-        id: TransactionId,
-        answer: Vec<u8>,
-    ) {
-        self.expire(now);
-        if self
-            .answers
-            .insert((tuple, method.0, id.0), answer)
-            .is_none()
-        {
-            self.order.push_back((now, tuple, method.0, id.0));
-        }
-    }
 }
 
 pub struct Server {
