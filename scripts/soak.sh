@@ -25,6 +25,10 @@ ALLOCATIONS=${ALLOCATIONS:-10000}
 # a per-source allocation cap must not be what the soak hits.
 PER_SOURCE=${PER_SOURCE:-100}
 PORT=${PORT:-3580}
+# Relay port range; another range lets a soak run beside tests that use
+# 20000-39999 or 40000-59999.
+MIN_PORT=${MIN_PORT:-20000}
+MAX_PORT=${MAX_PORT:-39999}
 SECONDS_TOTAL=$((MINUTES * 60))
 
 ensure_cargo
@@ -57,12 +61,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Relay ports 20000-39999 hold 10,000 allocations twice over; loopback peers
+# Relay ports 20000-39999 (by default) hold 10,000 allocations twice over; loopback peers
 # for the echo peer; no 401 budget (a hundred clients share each address);
 # quotas off, explicitly, whatever the defaults become; the admin API on
 # a port of its own.
 timeout $((SECONDS_TOTAL + 600)) $BIN serve --listen 127.0.0.1:$PORT --relay-ip 127.0.0.1 \
-  --min-port 20000 --max-port 39999 --user soak:soak --realm soak --allow-loopback-peers \
+  --min-port "$MIN_PORT" --max-port "$MAX_PORT" --user soak:soak --realm soak --allow-loopback-peers \
   --auth-reply-rate 0 --user-quota 0 --total-quota 0 --db "sqlite:$work/soak.db" \
   --admin-listen 127.0.0.1:0 --log-level warn >"$work/server.log" 2>&1 &
 TP_PID=$!
