@@ -43,9 +43,13 @@ use crate::turn::{
 const MAX_DATAGRAM: usize = 65_535;
 /// Unsent bytes for one TCP or TLS client above which its connection is
 /// not read until they drain: a client that does not read its answers is
-/// not heard either. Relayed data that would pass it is dropped, as a UDP
-/// path would drop it; answers never are.
+/// not heard either.
 const STREAM_PAUSE: usize = 64 << 10;
+/// Unsent bytes past which relayed data for a TCP or TLS client is
+/// dropped, as a UDP path would drop it (answers never are). Above the
+/// pause, so a burst toward a client that reads a little late survives;
+/// below the cap, so answers always have room.
+const STREAM_RELAYED_MAX: usize = 192 << 10;
 /// Unsent bytes for one TCP or TLS client at which it is closed. Reading
 /// stops at [`STREAM_PAUSE`], so only one read's answers can go past that.
 const STREAM_QUEUE_MAX: usize = 256 << 10;
@@ -151,13 +155,13 @@ impl TcpOut {
     }
 
     /// Queues a frame for the writer. Relayed data is dropped rather than
-    /// pass [`STREAM_PAUSE`]; an answer that would pass
+    /// pass [`STREAM_RELAYED_MAX`]; an answer that would pass
     /// [`STREAM_QUEUE_MAX`] closes the connection instead.
     fn push(&self, data: &[u8], relayed: bool) {
         let mut q = self.queue.borrow_mut();
         let after = q.len() + self.in_flight.get() + data.len();
         let cap = if relayed {
-            STREAM_PAUSE
+            STREAM_RELAYED_MAX
         } else {
             STREAM_QUEUE_MAX
         };
@@ -1226,18 +1230,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stream_output_drops_relayed_data_past_the_pause_and_closes_past_the_cap() {
+    fn stream_output_drops_relayed_data_past_its_limit_and_closes_past_the_cap() {
         let out = TcpOut::default();
         let chunk = vec![0u8; 16 << 10];
-        for _ in 0..4 {
+        for _ in 0..12 {
             out.push(&chunk, true);
         }
-        assert_eq!(out.unsent(), STREAM_PAUSE);
+        assert_eq!(out.unsent(), STREAM_RELAYED_MAX);
         out.push(&[0; 4], true);
         assert_eq!(
             out.unsent(),
-            STREAM_PAUSE,
-            "relayed data past 64 KiB is dropped"
+            STREAM_RELAYED_MAX,
+            "relayed data past 192 KiB is dropped"
         );
         // Answers still queue (in flight counts too), up to the hard cap.
         out.in_flight.set(16 << 10);
