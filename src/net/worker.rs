@@ -44,7 +44,7 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Unsent bytes for one TCP or TLS client above which its connection is
 /// not read until they drain: a client that does not read its answers is
 /// not heard either.
-const STREAM_PAUSE: usize = 64 << 10;
+const STREAM_PAUSE: usize = 32 << 10;
 /// Unsent bytes past which relayed data for a TCP or TLS client is
 /// dropped, as a UDP path would drop it (answers never are). Above the
 /// pause, so a burst toward a client that reads a little late survives;
