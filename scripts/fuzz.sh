@@ -51,6 +51,7 @@ LOGS=${FUZZ_LOGS:-$WORK/logs}
 PARALLEL=${FUZZ_PARALLEL:-$(nproc)}
 mkdir -p "$LOGS"
 
+TARGET_DIR=${CARGO_TARGET_DIR:-fuzz/target}
 PROFILE=release BUILD=()
 if [ "${FUZZ_DEV:-0}" = 1 ]; then PROFILE=debug BUILD=(--dev); fi
 echo "== cargo fuzz build --sanitizer none ${BUILD[*]}"
@@ -59,7 +60,7 @@ cargo fuzz build --sanitizer none "${BUILD[@]}"
 # run_target T: fuzzes T for SECS (wall, or CPU with FUZZ_CPU=1); prints one
 # summary line; returns non-zero on a crash.
 run_target() {
-  local t=$1 log="$LOGS/$1.log" bin="fuzz/target/x86_64-unknown-linux-gnu/$PROFILE/$1"
+  local t=$1 log="$LOGS/$1.log" bin="$TARGET_DIR/x86_64-unknown-linux-gnu/$PROFILE/$1"
   local used=0 runs=0 round=0 left rc=0 dict=() flags=() n
   [ -f "fuzz/dict/$t.dict" ] && dict=("-dict=fuzz/dict/$t.dict")
   [ -f "fuzz/flags/$t" ] && read -r -a flags <"fuzz/flags/$t"

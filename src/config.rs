@@ -953,6 +953,13 @@ mod tests {
     }
 
     #[test]
+    fn a_user_key_with_multi_byte_characters_is_an_error_not_a_panic() {
+        let text = format!("user = [\"u:0xa{}a\"]", "\u{e9}".repeat(15));
+        let e = parse(&text).unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "user", .. }), "{e}");
+    }
+
+    #[test]
     fn the_example_file_documents_exactly_the_defaults() {
         assert_eq!(parse(EXAMPLE_TOML), Ok(Config::default()));
     }

@@ -71,7 +71,9 @@ impl Credentials {
         }
         let keys = match secret.strip_prefix("0x") {
             Some(hex) => {
-                if hex.len() != 32 {
+                // Hex digits only: the byte slicing below needs ASCII, and
+                // `from_str_radix` alone would also take a sign ("+f").
+                if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(UserSpecError::BadKey);
                 }
                 let mut md5 = [0u8; 16];
@@ -142,6 +144,22 @@ mod tests {
         assert_eq!(c.add_spec("u:0x1234"), Err(UserSpecError::BadKey));
         assert_eq!(
             c.add_spec(&format!("u:0x{}", "zz".repeat(16))),
+            Err(UserSpecError::BadKey)
+        );
+        assert!(c.is_empty());
+    }
+
+    /// A 32-byte key with multi-byte characters panicked on a char
+    /// boundary (from a config file, `--user`, anywhere a spec is read);
+    /// found while writing the `config` fuzz target, which catches it.
+    #[test]
+    fn non_ascii_or_signed_hex_keys_are_refused_without_a_panic() {
+        let mut c = Credentials::new("r");
+        let spec = format!("u:0xa{}a", "\u{e9}".repeat(15));
+        assert_eq!(spec.len(), 36);
+        assert_eq!(c.add_spec(&spec), Err(UserSpecError::BadKey));
+        assert_eq!(
+            c.add_spec(&format!("u:0x{}", "+f".repeat(16))),
             Err(UserSpecError::BadKey)
         );
         assert!(c.is_empty());
