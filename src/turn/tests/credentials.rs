@@ -283,6 +283,21 @@ fn key_only_refresh(h: &mut Harness, at: u64, txid: u8) -> Option<u16> {
     )
 }
 
+/// Allocates at t0 with a "north" token of `lifetime` seconds, signed
+/// with the first 16 bytes of its mac key ([7; 20]).
+fn allocate_with_north_token(h: &mut Harness, lifetime: u32) {
+    let t = token(Alg::A256Gcm, NORTH, 7, UNIX0, lifetime);
+    let a = h.signed_call(
+        h.at(0),
+        Method::ALLOCATE,
+        1,
+        "north",
+        &[7; 16],
+        &with_token(t, &|b| transport_udp(b)),
+    );
+    assert_eq!(code_of(&a), None);
+}
+
 #[test]
 fn after_its_token_expires_the_mac_key_alone_refreshes_nothing_strict_or_not() {
     for strict in [false, true] {
@@ -291,16 +306,7 @@ fn after_its_token_expires_the_mac_key_alone_refreshes_nothing_strict_or_not() {
             ..oauth_opts()
         });
         // Valid until UNIX0 + 60 + 5 s of slack.
-        let t = token(Alg::A256Gcm, NORTH, 7, UNIX0, 60);
-        let a = h.signed_call(
-            h.at(0),
-            Method::ALLOCATE,
-            1,
-            "north",
-            &[7; 16],
-            &with_token(t, &|b| transport_udp(b)),
-        );
-        assert_eq!(code_of(&a), None);
+        allocate_with_north_token(&mut h, 60);
         assert_eq!(key_only_refresh(&mut h, 30, 2), None, "inside the lifetime");
         assert_eq!(
             key_only_refresh(&mut h, 120, 3),
@@ -321,16 +327,7 @@ fn after_its_token_expires_the_mac_key_alone_refreshes_nothing_strict_or_not() {
 #[test]
 fn removing_the_key_id_stops_its_mac_key_at_once() {
     let mut h = oauth_harness();
-    let t = token(Alg::A256Gcm, NORTH, 7, UNIX0, 3600);
-    let a = h.signed_call(
-        h.at(0),
-        Method::ALLOCATE,
-        1,
-        "north",
-        &[7; 16],
-        &with_token(t, &|b| transport_udp(b)),
-    );
-    assert_eq!(code_of(&a), None);
+    allocate_with_north_token(&mut h, 3600);
     assert_eq!(key_only_refresh(&mut h, 10, 2), None);
     // The operator removes key id "north": the store's next snapshot.
     let mut creds = Credentials::new(REALM);
