@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use super::proto::{bad, error_code, request, txid, Creds};
+use super::proto::{bad, judge, request, txid, Creds};
 use crate::stun::attributes::{decode_xor_address, AttributeType};
 use crate::stun::{Message, MessageBuilder, Method};
 
@@ -99,15 +99,8 @@ impl Client {
                 .await
                 .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no answer"))?;
             self.last_attempts = attempts;
-            let m = Message::parse(&buf[..len]).map_err(|_| bad("unparsable answer"))?;
-            match error_code(&m) {
-                None => return Ok(buf[..len].to_vec()),
-                Some(401) | Some(438) => {
-                    if !self.creds.learn(&m) {
-                        return Err(bad("challenge without realm and nonce"));
-                    }
-                }
-                Some(code) => return Err(bad(&format!("refused with {code}"))),
+            if let Some(ok) = judge(&buf[..len], &mut self.creds, "request")? {
+                return Ok(ok);
             }
         }
         Err(bad("could not authenticate"))

@@ -189,15 +189,8 @@ impl Allocated {
             let creds = (!self.creds.nonce.is_empty()).then_some(&self.creds);
             let n = request(&mut req, method, txid(self.seed, self.seq), creds, &attrs);
             let len = exchange(&self.sock, &req[..n], &mut buf)?;
-            let m = Message::parse(&buf[..len]).map_err(|_| bad("unparsable answer"))?;
-            match error_code(&m) {
-                None => return Ok(buf[..len].to_vec()),
-                Some(401) | Some(438) => {
-                    if !self.creds.learn(&m) {
-                        return Err(bad("challenge without realm and nonce"));
-                    }
-                }
-                Some(code) => return Err(bad(&format!("{method:?} refused with {code}"))),
+            if let Some(ok) = judge(&buf[..len], &mut self.creds, &format!("{method:?}"))? {
+                return Ok(ok);
             }
         }
         Err(bad("could not authenticate"))
@@ -226,6 +219,18 @@ impl Allocated {
             b.add_u32(AttributeType::LIFETIME, lifetime)
         })
         .map(|_| ())
+    }
+}
+
+/// One answer to an authenticated request: its bytes on success, `None`
+/// after a 401/438 whose nonce was learnt (send again), an error otherwise.
+pub fn judge(answer: &[u8], creds: &mut Creds, what: &str) -> io::Result<Option<Vec<u8>>> {
+    let m = Message::parse(answer).map_err(|_| bad("unparsable answer"))?;
+    match error_code(&m) {
+        None => Ok(Some(answer.to_vec())),
+        Some(401) | Some(438) if creds.learn(&m) => Ok(None),
+        Some(401) | Some(438) => Err(bad("challenge without realm and nonce")),
+        Some(code) => Err(bad(&format!("{what} refused with {code}"))),
     }
 }
 
