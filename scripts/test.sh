@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 # coturn: turnutils_* client tools (real peers); strace: lets the interop
 # test see which port the client bound; chromium: the browser relay test;
-# iproute2 and nftables: the NAT emulation (network namespaces) of RFC 5780.
-apt_install coturn strace ca-certificates iproute2 nftables chromium
+# iproute2 and nftables: the NAT emulation (network namespaces) of RFC 5780;
+# stun-client: Debian's RFC 3489 (classic STUN) NAT-type tester.
+apt_install coturn stun-client strace ca-certificates iproute2 nftables chromium
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 stop_packaged_coturn
 # playwright-core drives Debian's Chromium; it downloads no browser.

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::stun::{AttributeType, Class, Message, MessageBuilder, Method};
+use crate::stun::{classic, AttributeType, Class, Message, MessageBuilder, Method};
 
 /// Most unknown attribute types listed in one 420 answer; enough for any
 /// honest client, and it bounds the response size.
@@ -68,6 +68,48 @@ pub fn answer_with(
     let mut b = MessageBuilder::new(out, msg.message_type().success(), msg.transaction_id());
     b.add_xor_mapped_address(&source);
     finish(b, software, fingerprint)
+}
+
+/// Answers an RFC 3489 Binding request (a [`Message::parse_classic`] one)
+/// from `source`, as RFC 8489 §12 describes: MAPPED-ADDRESS instead of
+/// XOR-MAPPED-ADDRESS, the client's 16-byte transaction id echoed, no
+/// MESSAGE-INTEGRITY and no FINGERPRINT, SOFTWARE only when configured.
+/// Anything but a Binding request gets nothing: TURN methods never accept
+/// a classic request (RFC 8656 §2: TURN needs the RFC 5389 header).
+///
+/// RESPONSE-ADDRESS, RFC 3489's "send the answer to this other address",
+/// gets 400 at the source and is never honoured: it would let anyone aim
+/// this server's answers at a third party. CHANGE-REQUEST gets 420, as in
+/// [`answer_with`]; RFC 5780 mode answers it from `nat::server`.
+pub fn answer_classic(
+    msg: &Message<'_>,
+    source: SocketAddr,
+    software: Option<&str>,
+    out: &mut [u8],
+) -> Option<usize> {
+    if !msg.is_classic() || msg.class() != Class::Request || msg.method() != Method::BINDING {
+        return None;
+    }
+    let id = msg.classic_transaction_id();
+    let mut unknown = [0u16; MAX_UNKNOWN_LISTED];
+    let n = msg.unknown_comprehension_required(
+        |t| classic::is_known(t) && t != AttributeType::CHANGE_REQUEST,
+        &mut unknown,
+    );
+    if n > 0 {
+        let mut b = MessageBuilder::new_classic(out, msg.message_type().error(), id);
+        classic::add_error_code(&mut b, 420, "Unknown Attribute");
+        classic::add_unknown_attributes(&mut b, &unknown[..n]);
+        return finish(b, software, false);
+    }
+    if msg.get(AttributeType::RESPONSE_ADDRESS).is_some() {
+        let mut b = MessageBuilder::new_classic(out, msg.message_type().error(), id);
+        classic::add_error_code(&mut b, 400, classic::RESPONSE_ADDRESS_REFUSED);
+        return finish(b, software, false);
+    }
+    let mut b = MessageBuilder::new_classic(out, msg.message_type().success(), id);
+    b.add_mapped_address(&source);
+    finish(b, software, false)
 }
 
 /// SOFTWARE when configured, then FINGERPRINT when the request had one
@@ -216,6 +258,98 @@ mod tests {
         let last = bad_fp.len() - 1;
         bad_fp[last] ^= 1;
         assert_eq!(answer(&bad_fp, source(), &mut out), None);
+    }
+
+    /// A classic request: the cookie's place holds 0x01020304.
+    fn classic_request(method: Method, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut v = MessageType::new(method, Class::Request)
+            .to_u16()
+            .to_be_bytes()
+            .to_vec();
+        v.extend_from_slice(&[0, 0, 1, 2, 3, 4]);
+        v.extend_from_slice(&TXID.0);
+        for (t, value) in attrs {
+            v.extend_from_slice(&t.to_be_bytes());
+            v.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            v.extend_from_slice(value);
+        }
+        let len = (v.len() - 20) as u16;
+        v[2..4].copy_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    fn classic_answer(req: &[u8], software: Option<&str>) -> Option<Vec<u8>> {
+        let msg = Message::parse_classic(req).unwrap();
+        let mut out = [0u8; 256];
+        let n = answer_classic(&msg, source(), software, &mut out)?;
+        Some(out[..n].to_vec())
+    }
+
+    #[test]
+    fn a_classic_binding_gets_mapped_address_and_its_whole_id_back_byte_for_byte() {
+        let req = classic_request(Method::BINDING, &[]);
+        let resp = classic_answer(&req, None).unwrap();
+        let mut want = vec![0x01, 0x01, 0x00, 0x0c, 1, 2, 3, 4];
+        want.extend_from_slice(&TXID.0);
+        // MAPPED-ADDRESS 203.0.113.7:40000, no XOR, no FINGERPRINT.
+        want.extend_from_slice(&[0, 1, 0, 8, 0, 1, 0x9c, 0x40, 203, 0, 113, 7]);
+        assert_eq!(resp, want);
+        // SOFTWARE only when configured.
+        let resp = classic_answer(&req, Some("turnpike")).unwrap();
+        let m = Message::parse_classic(&resp).unwrap();
+        assert_eq!(m.get(AttributeType::SOFTWARE), Some(&b"turnpike"[..]));
+        assert!(m.get(AttributeType::MESSAGE_INTEGRITY).is_none());
+    }
+
+    #[test]
+    fn classic_turn_methods_indications_and_responses_get_nothing() {
+        for method in [Method::ALLOCATE, Method::REFRESH, Method::CREATE_PERMISSION] {
+            let req = classic_request(method, &[(0x0019, &[17, 0, 0, 0])]);
+            assert_eq!(classic_answer(&req, None), None, "{method:?}");
+        }
+        let mut ind = classic_request(Method::BINDING, &[]);
+        ind[1] = 0x11;
+        assert_eq!(classic_answer(&ind, None), None);
+        let mut resp = classic_request(Method::BINDING, &[]);
+        resp[0] = 0x01;
+        resp[1] = 0x01;
+        assert_eq!(classic_answer(&resp, None), None);
+        // A modern message is not this function's.
+        let modern = request(Method::BINDING, |_| {});
+        let msg = Message::parse(&modern).unwrap();
+        assert_eq!(answer_classic(&msg, source(), None, &mut [0u8; 256]), None);
+    }
+
+    #[test]
+    fn classic_response_address_gets_400_at_the_source_and_change_request_420() {
+        let to = [0, 1, 0x13, 0x88, 198, 51, 100, 9];
+        let req = classic_request(Method::BINDING, &[(0x0002, &to)]);
+        let resp = classic_answer(&req, None).unwrap();
+        let m = Message::parse_classic(&resp).unwrap();
+        assert_eq!(m.class(), Class::ErrorResponse);
+        let e = ErrorCode::decode(m.get(AttributeType::ERROR_CODE).unwrap()).unwrap();
+        assert_eq!(e.code, 400);
+        assert_eq!(e.reason.trim_end(), classic::RESPONSE_ADDRESS_REFUSED);
+        assert!(m.get(AttributeType::MAPPED_ADDRESS).is_none());
+        let req = classic_request(Method::BINDING, &[(0x0003, &[0, 0, 0, 6])]);
+        let m_bytes = classic_answer(&req, None).unwrap();
+        let m = Message::parse_classic(&m_bytes).unwrap();
+        let e = ErrorCode::decode(m.get(AttributeType::ERROR_CODE).unwrap()).unwrap();
+        assert_eq!(e.code, 420);
+        let listed: Vec<u16> =
+            decode_unknown_attributes(m.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                .unwrap()
+                .collect();
+        assert_eq!(listed, vec![0x0003, 0x0003]);
+        // RFC 5389-era mandatory types are unknown to a classic exchange.
+        let req = classic_request(Method::BINDING, &[(0x0020, &[0; 8]), (0x0026, &[0; 4])]);
+        let m_bytes = classic_answer(&req, None).unwrap();
+        let m = Message::parse_classic(&m_bytes).unwrap();
+        let listed: Vec<u16> =
+            decode_unknown_attributes(m.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                .unwrap()
+                .collect();
+        assert_eq!(listed, vec![0x0020, 0x0026]);
     }
 
     #[test]

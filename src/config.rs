@@ -255,6 +255,14 @@ pub struct Options {
     #[arg(long, value_name = "PORT")]
     pub alt_listening_port: Option<i64>,
 
+    /// Answer classic RFC 3489 Binding requests (no magic cookie), as coturn does [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub stun_backward_compatibility: Option<bool>,
+
+    /// coturn's switch: true = stun_backward_compatibility false [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub no_stun_backward_compatibility: Option<bool>,
+
     // ----- secrets from files (the env and file alternatives to argv) -----
     /// File holding one REST API shared secret (a trailing newline is ignored), repeatable
     #[arg(long = "static-auth-secret-file", value_name = "FILE")]
@@ -321,6 +329,8 @@ pub struct Config {
     pub alt_ip: Option<IpAddr>,
     /// `None`: each listen port + 1.
     pub alt_listening_port: Option<u16>,
+    /// Answer RFC 3489 Binding requests.
+    pub stun_backward_compatibility: bool,
     /// Lines to log as warnings once logging is up (secret files others
     /// can read); the config is read before the log exists.
     pub warnings: Vec<String>,
@@ -380,6 +390,7 @@ impl Default for Config {
             rfc5780: false,
             alt_ip: None,
             alt_listening_port: None,
+            stun_backward_compatibility: true,
             warnings: vec![],
         }
     }
@@ -477,6 +488,17 @@ impl Options {
         self.rfc5780 = over.rfc5780.or(self.rfc5780);
         self.alt_ip = over.alt_ip.or(self.alt_ip.take());
         self.alt_listening_port = over.alt_listening_port.or(self.alt_listening_port);
+        // The two spellings are one setting: the later layer's wins.
+        match (
+            over.stun_backward_compatibility,
+            over.no_stun_backward_compatibility,
+        ) {
+            (None, None) => {}
+            (on, off) => {
+                self.stun_backward_compatibility = on;
+                self.no_stun_backward_compatibility = off;
+            }
+        }
         self.metrics_user_labels = over.metrics_user_labels.or(self.metrics_user_labels);
         // A secret and its file are one setting: flags (or the environment)
         // giving either replace both from the file.
@@ -810,6 +832,20 @@ impl Options {
             d.max_dtls_handshakes,
         )?;
         let rfc5780 = self.rfc5780.unwrap_or(d.rfc5780);
+        let stun_backward_compatibility = match (
+            self.stun_backward_compatibility,
+            self.no_stun_backward_compatibility,
+        ) {
+            (Some(on), Some(off)) if on == off => {
+                return Err(invalid(
+                    "no_stun_backward_compatibility",
+                    format!("{off} contradicts stun_backward_compatibility = {on}; set one"),
+                ))
+            }
+            (Some(on), _) => on,
+            (None, Some(off)) => !off,
+            (None, None) => d.stun_backward_compatibility,
+        };
         let alt_ip = match &self.alt_ip {
             None => None,
             Some(s) => match s.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
@@ -904,6 +940,7 @@ impl Options {
             rfc5780,
             alt_ip,
             alt_listening_port,
+            stun_backward_compatibility,
             warnings,
         })
     }
@@ -1086,6 +1123,50 @@ mod tests {
         let c = file.overlay(flags).resolve().unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:2".parse().unwrap()]);
         assert_eq!(c.min_port, 1000);
+    }
+
+    /// Issue 13: on by default; coturn's negative key and flag turn it
+    /// off; the later layer wins; one layer saying both ways is an error.
+    #[test]
+    fn stun_backward_compatibility_has_coturns_off_switch() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            o: Options,
+        }
+        let flags = |args: &[&str]| {
+            let mut argv = vec!["turnpike"];
+            argv.extend_from_slice(args);
+            Flags::try_parse_from(argv).unwrap().o
+        };
+        assert!(parse("").unwrap().stun_backward_compatibility);
+        assert!(
+            !parse("stun_backward_compatibility = false")
+                .unwrap()
+                .stun_backward_compatibility
+        );
+        assert!(
+            !parse("no_stun_backward_compatibility = true")
+                .unwrap()
+                .stun_backward_compatibility
+        );
+        let off = flags(&["--no-stun-backward-compatibility"]);
+        assert!(!off.resolve().unwrap().stun_backward_compatibility);
+        let file = Options::from_toml("stun_backward_compatibility = true", "f").unwrap();
+        let c = file
+            .overlay(flags(&["--no-stun-backward-compatibility"]))
+            .resolve();
+        assert!(!c.unwrap().stun_backward_compatibility);
+        let file = Options::from_toml("no_stun_backward_compatibility = true", "f").unwrap();
+        let c = file
+            .overlay(flags(&["--stun-backward-compatibility"]))
+            .resolve();
+        assert!(c.unwrap().stun_backward_compatibility);
+        let e = parse("stun_backward_compatibility = true\nno_stun_backward_compatibility = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("no_stun_backward_compatibility:"), "{e}");
     }
 
     fn secret_file(name: &str, contents: &str) -> String {

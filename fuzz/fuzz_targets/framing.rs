@@ -4,7 +4,7 @@
 //! stream. Checked: any split yields the same frames (and the same error)
 //! as the whole stream pushed at once; frames never exceed `MAX_FRAME_LEN`;
 //! a ChannelData frame always parses as ChannelData; `pending` accounts for
-//! every byte.
+//! every byte. The first byte's top bit also turns on RFC 3489 framing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,8 +35,8 @@ fn drain(f: &mut Framer, out: &mut Vec<(FrameKind, Vec<u8>)>) -> Result<(), Fram
     Ok(())
 }
 
-fn feed(stream: &[u8], splits: &[u8], use_unfilled: bool) -> (Outcome, usize) {
-    let mut f = Framer::new();
+fn feed(stream: &[u8], splits: &[u8], use_unfilled: bool, classic: bool) -> (Outcome, usize) {
+    let mut f = Framer::new().with_classic(classic);
     let mut frames = Vec::new();
     let mut at = 0;
     let mut i = 0;
@@ -74,10 +74,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let n = (data[0] as usize % 32).min(data.len() - 1);
     let (splits, stream) = data[1..].split_at(n);
-    let (whole, _) = feed(stream, &[], false);
-    let (split, _) = feed(stream, splits, false);
+    let classic = data[0] & 0x80 != 0;
+    let (whole, _) = feed(stream, &[], false, classic);
+    let (split, _) = feed(stream, splits, false, classic);
     assert_eq!(whole, split, "splits change the frames");
-    let (unfilled, _) = feed(stream, splits, true);
+    let (unfilled, _) = feed(stream, splits, true, classic);
     assert_eq!(
         whole, unfilled,
         "reading into unfilled() changes the frames"

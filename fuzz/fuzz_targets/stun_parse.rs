@@ -3,7 +3,8 @@
 //! Checked besides "never panics": a parsed message's counted attributes
 //! rebuild (through `MessageBuilder`) into a message that parses to the same
 //! attributes; decoded addresses re-encode to what was decoded; the Binding
-//! service answers only requests, with a well-formed message.
+//! service answers only requests, with a well-formed message; an RFC 3489
+//! message is answered only when a Binding request, in RFC 3489's form.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,7 +14,7 @@ use turnpike::stun::attributes::{
     decode_xor_address, ErrorCode, MAX_TEXT_CHARS,
 };
 use turnpike::stun::integrity::{verify_sha1, verify_sha256};
-use turnpike::stun::{AttributeType, Class, Message, MessageBuilder};
+use turnpike::stun::{AttributeType, Class, Message, MessageBuilder, Method};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(m) = Message::parse(data) else {
@@ -21,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             turnpike::binding::answer(data, "192.0.2.1:1".parse().unwrap(), &mut out).is_none()
         );
+        classic(data);
         return;
     };
     let txid = m.transaction_id();
@@ -91,3 +93,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(answer.transaction_id(), txid);
     }
 });
+
+/// A message without the cookie: the classic parser and the classic Binding
+/// answer.
+fn classic(data: &[u8]) {
+    let Ok(m) = Message::parse_classic(data) else {
+        return;
+    };
+    assert!(m.is_classic() && !m.has_fingerprint());
+    let mut out = [0u8; 1500];
+    let source = "192.0.2.1:1".parse().unwrap();
+    if let Some(n) = turnpike::binding::answer_classic(&m, source, Some("fuzz"), &mut out) {
+        assert_eq!((m.class(), m.method()), (Class::Request, Method::BINDING));
+        let answer = Message::parse_classic(&out[..n]).expect("classic answer parses");
+        assert_eq!(answer.classic_transaction_id(), m.classic_transaction_id());
+        assert!(answer.get(AttributeType::XOR_MAPPED_ADDRESS).is_none());
+    }
+}

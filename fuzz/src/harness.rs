@@ -151,6 +151,7 @@ struct Knobs {
     dual_stack: bool,
     max_per_source: u32,
     max_peer_connections: u32,
+    classic: bool,
 }
 
 impl Knobs {
@@ -172,6 +173,7 @@ impl Knobs {
             dual_stack: c & 1 == 0,
             max_per_source: [0, 1, 2, 256][((c >> 1) & 3) as usize],
             max_peer_connections: [64, 1, 2, 64][((c >> 3) & 3) as usize],
+            classic: c & 32 == 0,
         }
     }
 }
@@ -271,6 +273,7 @@ impl Harness {
             tcp_relay: k.tcp_relay,
             max_peer_connections: k.max_peer_connections,
             max_peer_connections_per_user: k.max_peer_connections * 2,
+            stun_backward_compatibility: k.classic,
         };
         let ports = PortPool::new(MIN_PORT, MIN_PORT + k.ports - 1);
         let ports_free = ports.free();

@@ -71,6 +71,12 @@ pub(super) async fn metrics(
         &[("", st.binding_requests)],
     );
     metric(
+        "turnpike_classic_binding_requests_total",
+        "counter",
+        "RFC 3489 Binding requests (no magic cookie) on TURN listeners; RFC 5780 sockets answer theirs apart.",
+        &[("", st.classic_binding_requests)],
+    );
+    metric(
         "turnpike_quota_refusals_total",
         "counter",
         "Allocations refused with 486.",

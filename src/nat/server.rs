@@ -30,7 +30,7 @@ use crate::binding::finish;
 use std::net::{IpAddr, SocketAddr};
 
 use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
-use crate::stun::{AttributeType, Class, Message, MessageBuilder, Method};
+use crate::stun::{classic, AttributeType, Class, Message, MessageBuilder, Method};
 
 /// Most unknown attribute types listed in one 420 answer.
 pub const MAX_UNKNOWN_LISTED: usize = 16;
@@ -235,6 +235,10 @@ pub enum BadRequest {
     /// attribute the server MUST return an error response of type 400."
     #[error("RESPONSE-PORT together with PADDING")]
     ResponsePortWithPadding,
+    /// RFC 3489's RESPONSE-ADDRESS asks for the answer to go to another
+    /// host: never honoured, as it would aim the server at third parties.
+    #[error("RESPONSE-ADDRESS is never honoured")]
+    ResponseAddress,
 }
 
 /// An error answer. It always leaves from the socket the request arrived on
@@ -255,6 +259,14 @@ impl Rejection {
         match self {
             Rejection::UnknownAttributes { .. } => 420,
             Rejection::BadRequest(_) => 400,
+        }
+    }
+
+    /// The reason phrase: RFC 3489's refusal names what was refused.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest(BadRequest::ResponseAddress) => classic::RESPONSE_ADDRESS_REFUSED,
+            _ => crate::stun::attributes::reason_phrase(self.code()),
         }
     }
 
@@ -323,13 +335,25 @@ pub fn plan(
     // does not have an alternate address and port as described above, the
     // server MUST generate an error response of type 420."
     let can_change = other_address.is_some();
+    // A classic (RFC 3489) client knows RFC 3489's attributes only, so
+    // RESPONSE-PORT and PADDING are unknown to it too.
+    let known = |t: AttributeType| {
+        if msg.is_classic() {
+            classic::is_known(t)
+        } else {
+            t.is_known()
+        }
+    };
     let mut types = [0u16; MAX_UNKNOWN_LISTED];
     let len = msg.unknown_comprehension_required(
-        |t| t.is_known() && (can_change || t != AttributeType::CHANGE_REQUEST),
+        |t| known(t) && (can_change || t != AttributeType::CHANGE_REQUEST),
         &mut types,
     );
     if len > 0 {
         return Plan::Reject(Rejection::UnknownAttributes { types, len });
+    }
+    if msg.is_classic() && msg.get(AttributeType::RESPONSE_ADDRESS).is_some() {
+        return Plan::Reject(Rejection::BadRequest(BadRequest::ResponseAddress));
     }
 
     let change = match msg.get(AttributeType::CHANGE_REQUEST) {
@@ -400,6 +424,12 @@ pub struct Reply {
 /// Answers one Binding request received from `source` on the local socket
 /// `local`, writing the response into `out` (make it at least
 /// `max_padding + RESPONSE_OVERHEAD` bytes). `None`: nothing to send.
+///
+/// An RFC 3489 request (see [`Message::parse_classic`]) is answered the way
+/// its client reads: its 16-byte id echoed, MAPPED-ADDRESS, SOURCE-ADDRESS
+/// and CHANGED-ADDRESS (RFC 3489 §11.2: the counterparts of RESPONSE-ORIGIN
+/// and OTHER-ADDRESS), nothing XORed and no FINGERPRINT. The routing is the
+/// same: CHANGE-REQUEST picks the socket.
 pub fn answer(
     msg: &Message<'_>,
     source: SocketAddr,
@@ -408,24 +438,56 @@ pub fn answer(
     options: &ServerOptions<'_>,
     out: &mut [u8],
 ) -> Option<Reply> {
+    let classic = msg.is_classic();
+    let start = |out, success: bool| {
+        let t = if success {
+            msg.message_type().success()
+        } else {
+            msg.message_type().error()
+        };
+        if classic {
+            MessageBuilder::new_classic(out, t, msg.classic_transaction_id())
+        } else {
+            MessageBuilder::new(out, t, msg.transaction_id())
+        }
+    };
+    let fingerprint = msg.has_fingerprint() && !classic;
     match plan(msg, source, local, addresses, options) {
         Plan::Ignore => None,
         Plan::Reject(r) => {
-            let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
-            b.add_error_code(r.code(), crate::stun::attributes::reason_phrase(r.code()));
-            if r.code() == 420 {
-                b.add_unknown_attributes(r.unknown());
+            let mut b = start(out, false);
+            if classic {
+                classic::add_error_code(&mut b, r.code(), r.reason());
+                classic::add_unknown_attributes(&mut b, r.unknown());
+            } else {
+                b.add_error_code(r.code(), crate::stun::attributes::reason_phrase(r.code()));
+                if r.code() == 420 {
+                    b.add_unknown_attributes(r.unknown());
+                }
             }
-            let len = finish(b, options.software, msg.has_fingerprint())?;
+            let len = finish(b, options.software, fingerprint)?;
             Some(Reply {
                 len,
                 from: local,
                 to: source,
             })
         }
+        Plan::Answer(route) if classic => {
+            let mut b = start(out, true);
+            b.add_mapped_address(&route.mapped);
+            b.add_address(AttributeType::SOURCE_ADDRESS, &route.from);
+            if let Some(other) = route.other_address {
+                b.add_address(AttributeType::CHANGED_ADDRESS, &other);
+            }
+            let len = finish(b, options.software, false)?;
+            Some(Reply {
+                len,
+                from: route.from,
+                to: route.to,
+            })
+        }
         Plan::Answer(route) => {
-            let mut b =
-                MessageBuilder::new(out, msg.message_type().success(), msg.transaction_id());
+            let mut b = start(out, true);
             // RFC 5780 §6.1: "The server MUST include both MAPPED-ADDRESS and
             // XOR-MAPPED-ADDRESS in its Response." (The pair also lets a
             // client spot an address-rewriting ALG, §3.6.)
@@ -450,7 +512,7 @@ pub fn answer(
             // ALTERNATE-SERVER is never added: "An ALTERNATE-SERVER attribute
             // MUST NOT be included with any other attribute defined in this
             // specification."
-            let len = finish(b, options.software, msg.has_fingerprint())?;
+            let len = finish(b, options.software, fingerprint)?;
             Some(Reply {
                 len,
                 from: route.from,
@@ -541,6 +603,115 @@ mod tests {
         assert_eq!(addr_attr(&resp, AttributeType::OTHER_ADDRESS), Some(a2p2()));
         assert!(resp.get(AttributeType::PADDING).is_none());
         assert!(resp.get(AttributeType::SOFTWARE).is_none());
+    }
+
+    /// An RFC 3489 Binding request (id 0xA5 x 16) with `attrs`.
+    fn classic(attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut v = vec![0x00, 0x01, 0x00, 0x00];
+        v.extend_from_slice(&[0xA5; 16]);
+        for (t, value) in attrs {
+            v.extend_from_slice(&t.to_be_bytes());
+            v.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            v.extend_from_slice(value);
+        }
+        let len = (v.len() - 20) as u16;
+        v[2..4].copy_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    fn run_classic(req: &[u8], local: SocketAddr, addrs: &ServerAddresses) -> (Reply, Vec<u8>) {
+        let msg = Message::parse_classic(req).unwrap();
+        let mut out = vec![0u8; DEFAULT_MAX_PADDING + RESPONSE_OVERHEAD];
+        let reply = answer(
+            &msg,
+            client(),
+            local,
+            addrs,
+            &ServerOptions::default(),
+            &mut out,
+        )
+        .expect("an answer");
+        out.truncate(reply.len);
+        (reply, out)
+    }
+
+    #[test]
+    fn classic_tests_are_answered_from_the_right_socket_with_source_and_changed_address() {
+        // RFC 3489 §10.1: test I (no change), test II (change IP and port),
+        // test III (change port), and test I(2) arriving on A2:P1.
+        for (flags, arrived, from) in [
+            (0u8, a1p1(), a1p1()),
+            (6, a1p1(), a2p2()),
+            (2, a1p1(), a1p2()),
+            (4, a1p1(), a2p1()),
+            (0, a2p1(), a2p1()),
+        ] {
+            let req = classic(&[(0x0003, &[0, 0, 0, flags])]);
+            let (reply, bytes) = run_classic(&req, arrived, &full());
+            assert_eq!((reply.from, reply.to), (from, client()), "flags {flags}");
+            let resp = Message::parse_classic(&bytes).unwrap();
+            assert_eq!(resp.class(), Class::SuccessResponse);
+            assert_eq!(bytes[4..20], [0xA5; 16]);
+            assert_eq!(
+                addr_attr(&resp, AttributeType::MAPPED_ADDRESS),
+                Some(client())
+            );
+            assert_eq!(addr_attr(&resp, AttributeType::SOURCE_ADDRESS), Some(from));
+            let other = full().other_address(arrived);
+            assert_eq!(addr_attr(&resp, AttributeType::CHANGED_ADDRESS), other);
+            // Nothing a classic client cannot read.
+            let types: Vec<u16> = resp.attributes().map(|a| a.attr_type).collect();
+            assert_eq!(types, [0x0001, 0x0004, 0x0005], "flags {flags}");
+            assert_eq!(bytes.len(), 20 + 3 * 12);
+        }
+    }
+
+    #[test]
+    fn classic_response_address_gets_400_from_the_arrival_socket_to_the_source() {
+        let elsewhere = [0, 1, 0x13, 0x88, 198, 51, 100, 9];
+        for flags in [0u8, 6] {
+            let req = classic(&[(0x0003, &[0, 0, 0, flags]), (0x0002, &elsewhere)]);
+            let (reply, bytes) = run_classic(&req, a1p1(), &full());
+            assert_eq!((reply.from, reply.to), (a1p1(), client()));
+            let resp = Message::parse_classic(&bytes).unwrap();
+            assert_eq!(error_code(&resp), 400);
+            assert!(resp.get(AttributeType::MAPPED_ADDRESS).is_none());
+        }
+    }
+
+    #[test]
+    fn classic_requests_may_not_use_rfc5780s_own_attributes() {
+        // RESPONSE-PORT would move the answer; PADDING would grow it.
+        let req = classic(&[(0x0027, &[0x13, 0x88, 0, 0]), (0x0026, &[0; 8])]);
+        let (reply, bytes) = run_classic(&req, a1p1(), &full());
+        assert_eq!((reply.from, reply.to), (a1p1(), client()));
+        let resp = Message::parse_classic(&bytes).unwrap();
+        assert_eq!(error_code(&resp), 420);
+        let listed: Vec<u16> =
+            decode_unknown_attributes(resp.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                .unwrap()
+                .collect();
+        assert_eq!(listed, vec![0x0027, 0x0026]);
+        // Without an alternate, CHANGE-REQUEST is listed as RFC 3489 pads it.
+        let single = ServerAddresses::single(a1p1());
+        let req = classic(&[(0x0003, &[0, 0, 0, 4])]);
+        let (_, bytes) = run_classic(&req, a1p1(), &single);
+        let resp = Message::parse_classic(&bytes).unwrap();
+        let listed: Vec<u16> =
+            decode_unknown_attributes(resp.get(AttributeType::UNKNOWN_ATTRIBUTES).unwrap())
+                .unwrap()
+                .collect();
+        assert_eq!(listed, vec![0x0003, 0x0003]);
+        // A classic Allocate is not a Binding request: no answer.
+        let mut alloc = classic(&[]);
+        alloc[1] = 0x03;
+        let msg = Message::parse_classic(&alloc).unwrap();
+        let mut out = [0u8; 256];
+        let opts = ServerOptions::default();
+        assert_eq!(
+            answer(&msg, client(), a1p1(), &full(), &opts, &mut out),
+            None
+        );
     }
 
     #[test]

@@ -468,6 +468,7 @@ pub async fn serve(
         tcp_relay: config.tcp_relay,
         max_peer_connections: config.max_peer_connections,
         max_peer_connections_per_user: config.max_peer_connections_per_user,
+        stun_backward_compatibility: config.stun_backward_compatibility,
     };
     let nonces = NonceIssuer::new(
         random_bytes()?,

@@ -87,6 +87,7 @@ impl Registry {
             let s = r.lock().unwrap_or_else(|e| e.into_inner()).stats;
             total.allocations_created += s.allocations_created;
             total.binding_requests += s.binding_requests;
+            total.classic_binding_requests += s.classic_binding_requests;
             total.auth_unauthorized += s.auth_unauthorized;
             total.auth_stale_nonce += s.auth_stale_nonce;
             total.auth_bad_request += s.auth_bad_request;

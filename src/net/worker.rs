@@ -34,7 +34,7 @@ use super::socket;
 use super::tls::Tls;
 use crate::nat::{ServerAddresses, ServerOptions};
 use crate::stun::framing::{FrameKind, Framer};
-use crate::stun::Message;
+use crate::stun::{Message, ParseError};
 use crate::turn::{
     FiveTuple, Forward, Output, RelayId, Server, Shared, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
@@ -694,8 +694,17 @@ impl Worker {
         if !n.serves.get(i).copied().unwrap_or(false) || data.len() < 20 || data[..2] != [0, 1] {
             return false;
         }
-        let Ok(msg) = Message::parse(data) else {
-            return false;
+        // An RFC 3489 client (no magic cookie) runs its NAT-type tests here
+        // too; without backward compatibility it gets no answer at all.
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(ParseError::BadMagicCookie) if n.shared.config.stun_backward_compatibility => {
+                match Message::parse_classic(data) {
+                    Ok(m) => m,
+                    Err(_) => return true,
+                }
+            }
+            Err(_) => return false,
         };
         // Each answer is an unauthenticated reflection, possibly toward
         // another port: it spends the source's budget, like a 401.
@@ -1020,7 +1029,8 @@ async fn serve_stream<S>(
     let quiet = w.streams.handshake_timeout;
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
-    let mut framer = Framer::new();
+    let classic = w.core.borrow().shared().config.stun_backward_compatibility;
+    let mut framer = Framer::new().with_classic(classic);
     let mut allocated = false;
     let mut data_conn = None;
     'read: loop {

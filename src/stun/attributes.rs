@@ -11,11 +11,22 @@ pub struct AttributeType(pub u16);
 
 impl AttributeType {
     pub const MAPPED_ADDRESS: Self = Self(0x0001);
+    /// RFC 3489 only (reserved since RFC 5389): reflect the answer elsewhere.
+    pub const RESPONSE_ADDRESS: Self = Self(0x0002);
     pub const CHANGE_REQUEST: Self = Self(0x0003);
+    /// RFC 3489 only: where the answer was sent from (RFC 5780's
+    /// RESPONSE-ORIGIN).
+    pub const SOURCE_ADDRESS: Self = Self(0x0004);
+    /// RFC 3489 only: the server's other address (RFC 5780's OTHER-ADDRESS).
+    pub const CHANGED_ADDRESS: Self = Self(0x0005);
     pub const USERNAME: Self = Self(0x0006);
+    /// RFC 3489 only: the Shared Secret answer's password.
+    pub const PASSWORD: Self = Self(0x0007);
     pub const MESSAGE_INTEGRITY: Self = Self(0x0008);
     pub const ERROR_CODE: Self = Self(0x0009);
     pub const UNKNOWN_ATTRIBUTES: Self = Self(0x000A);
+    /// RFC 3489 only: who asked, in an answer sent to RESPONSE-ADDRESS.
+    pub const REFLECTED_FROM: Self = Self(0x000B);
     pub const CHANNEL_NUMBER: Self = Self(0x000C);
     pub const LIFETIME: Self = Self(0x000D);
     pub const XOR_PEER_ADDRESS: Self = Self(0x0012);

@@ -7,43 +7,74 @@
 use std::net::SocketAddr;
 
 use super::attributes::{self, AttributeType, ErrorCode};
+use super::classic::ClassicTransactionId;
 use super::integrity;
 use super::message::padded;
 use super::{MessageType, TransactionId, HEADER_LEN, MAGIC_COOKIE};
 
-/// The buffer could not hold the message.
+/// Why no message was built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     #[error("buffer too small or message over 65535 bytes")]
     Overflow,
+    /// XOR addresses are keyed with the magic cookie, which an RFC 3489
+    /// message does not carry: its client could not decode them.
+    #[error("an XOR address in an RFC 3489 message")]
+    XorInClassic,
 }
 
 pub struct MessageBuilder<'b> {
     buf: &'b mut [u8],
     len: usize,
-    overflow: bool,
+    failed: Option<BuildError>,
     padding_byte: u8,
     txid: TransactionId,
+    classic: bool,
 }
 
 impl<'b> MessageBuilder<'b> {
     /// Starts a message of `message_type` in `buf`.
     pub fn new(buf: &'b mut [u8], message_type: MessageType, txid: TransactionId) -> Self {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+        id[4..].copy_from_slice(&txid.0);
+        Self::start(buf, message_type, ClassicTransactionId(id), false)
+    }
+
+    /// Starts an RFC 3489 message: `id` fills bytes 4-20 where the magic
+    /// cookie would be (RFC 8489 §12: the answer to a classic client
+    /// echoes what it sent there).
+    pub fn new_classic(
+        buf: &'b mut [u8],
+        message_type: MessageType,
+        id: ClassicTransactionId,
+    ) -> Self {
+        Self::start(buf, message_type, id, true)
+    }
+
+    fn start(
+        buf: &'b mut [u8],
+        message_type: MessageType,
+        id: ClassicTransactionId,
+        classic: bool,
+    ) -> Self {
+        let mut txid = TransactionId([0; 12]);
+        txid.0.copy_from_slice(&id.0[4..]);
         let mut b = MessageBuilder {
             buf,
             len: HEADER_LEN,
-            overflow: false,
+            failed: None,
             padding_byte: 0,
             txid,
+            classic,
         };
         if b.buf.len() < HEADER_LEN {
-            b.overflow = true;
+            b.failed = Some(BuildError::Overflow);
             return b;
         }
         b.buf[..2].copy_from_slice(&message_type.to_u16().to_be_bytes());
         b.buf[2..4].copy_from_slice(&[0, 0]);
-        b.buf[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
-        b.buf[8..20].copy_from_slice(&txid.0);
+        b.buf[4..20].copy_from_slice(&id.0);
         b
     }
 
@@ -67,7 +98,7 @@ impl<'b> MessageBuilder<'b> {
         value_len: usize,
         write: impl FnOnce(&mut [u8]),
     ) {
-        if self.overflow {
+        if self.failed.is_some() {
             return;
         }
         let end = self.len + 4 + padded(value_len);
@@ -75,7 +106,7 @@ impl<'b> MessageBuilder<'b> {
             || end > self.buf.len()
             || end - HEADER_LEN > u16::MAX as usize
         {
-            self.overflow = true;
+            self.failed = Some(BuildError::Overflow);
             return;
         }
         let at = self.len;
@@ -109,6 +140,10 @@ impl<'b> MessageBuilder<'b> {
 
     /// An XOR-…-ADDRESS attribute (mapped, peer or relayed).
     pub fn add_xor_address(&mut self, attr: AttributeType, addr: &SocketAddr) {
+        if self.classic {
+            self.failed.get_or_insert(BuildError::XorInClassic);
+            return;
+        }
         let txid = self.txid;
         self.add_with(attr, attributes::address_len(addr), |out| {
             attributes::encode_xor_address(addr, &txid, out)
@@ -152,7 +187,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// MESSAGE-INTEGRITY over everything written so far.
     pub fn add_message_integrity(&mut self, key: &[u8]) {
-        if self.overflow {
+        if self.failed.is_some() {
             return;
         }
         let mac = integrity::hmac_sha1(key, &self.buf[..self.len]);
@@ -161,7 +196,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// MESSAGE-INTEGRITY-SHA256 (full 32 bytes) over everything written so far.
     pub fn add_message_integrity_sha256(&mut self, key: &[u8]) {
-        if self.overflow {
+        if self.failed.is_some() {
             return;
         }
         let mac = integrity::hmac_sha256(key, &self.buf[..self.len], integrity::SHA256_LEN);
@@ -170,12 +205,12 @@ impl<'b> MessageBuilder<'b> {
 
     /// FINGERPRINT; must be the last attribute added.
     pub fn add_fingerprint(&mut self) {
-        if self.overflow {
+        if self.failed.is_some() {
             return;
         }
         let end = self.len + 8;
         if end > self.buf.len() || end - HEADER_LEN > u16::MAX as usize {
-            self.overflow = true;
+            self.failed = Some(BuildError::Overflow);
             return;
         }
         // The CRC covers the header with its final length.
@@ -186,10 +221,9 @@ impl<'b> MessageBuilder<'b> {
 
     /// Length of the finished message at the front of the buffer.
     pub fn finish(self) -> Result<usize, BuildError> {
-        if self.overflow {
-            Err(BuildError::Overflow)
-        } else {
-            Ok(self.len)
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.len),
         }
     }
 }

@@ -29,6 +29,14 @@ pub const MAX_FRAME_LEN: usize = CHANNEL_DATA_HEADER_LEN + 65536;
 /// Length of the frame at the front of `buf`: `Ok(None)` means more bytes are
 /// needed to tell.
 pub fn frame_len(buf: &[u8]) -> Result<Option<(FrameKind, usize)>, FramingError> {
+    frame_len_as(buf, false)
+}
+
+/// [`frame_len`], also framing RFC 3489 messages (no magic cookie) when
+/// `classic`. Without the cookie a stream loses its best garbage check, so
+/// a server opts in (`stun_backward_compatibility`); the length rules still
+/// bound every frame.
+pub fn frame_len_as(buf: &[u8], classic: bool) -> Result<Option<(FrameKind, usize)>, FramingError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -37,7 +45,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<(FrameKind, usize)>, FramingError>
             if buf.len() < 8 {
                 return Ok(None);
             }
-            if u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) != MAGIC_COOKIE {
+            if !classic && u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) != MAGIC_COOKIE {
                 return Err(FramingError::NotStunOrChannelData);
             }
             let len = u16::from_be_bytes([buf[2], buf[3]]) as usize;
@@ -77,6 +85,7 @@ pub struct Frame<'a> {
 pub struct Framer {
     buf: Vec<u8>,
     start: usize,
+    classic: bool,
 }
 
 /// How much room [`Framer::unfilled`] offers at least.
@@ -87,7 +96,14 @@ impl Framer {
         Framer {
             buf: Vec::with_capacity(READ_CHUNK),
             start: 0,
+            classic: false,
         }
+    }
+
+    /// Also frames RFC 3489 messages (see [`frame_len_as`]).
+    pub fn with_classic(mut self, classic: bool) -> Self {
+        self.classic = classic;
+        self
     }
 
     fn compact(&mut self) {
@@ -134,7 +150,7 @@ impl Framer {
     /// The next whole frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FramingError> {
         let rest = &self.buf[self.start..];
-        match frame_len(rest)? {
+        match frame_len_as(rest, self.classic)? {
             Some((kind, len)) if rest.len() >= len => {
                 let at = self.start;
                 self.start += len;
@@ -182,6 +198,32 @@ mod tests {
         assert_eq!(frame.bytes, &[0x40, 0x01, 0x00, 0x00]);
         assert_eq!(f.next_frame(), Ok(None));
         assert_eq!(f.pending(), 0);
+    }
+
+    #[test]
+    fn classic_stun_is_framed_only_when_asked_for() {
+        // A Binding request without the cookie, then a modern one.
+        let mut bytes = vec![0x00, 0x01, 0x00, 0x00];
+        bytes.extend_from_slice(&[0xab; 16]);
+        let classic_len = bytes.len();
+        bytes.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]);
+        bytes.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
+        bytes.extend_from_slice(&[0xcd; 12]);
+        let mut strict = Framer::new();
+        strict.push(&bytes);
+        assert_eq!(strict.next_frame(), Err(FramingError::NotStunOrChannelData));
+        let mut f = Framer::new().with_classic(true);
+        f.push(&bytes);
+        let frame = f.next_frame().unwrap().unwrap();
+        assert_eq!(
+            (frame.kind, frame.bytes),
+            (FrameKind::Stun, &bytes[..classic_len])
+        );
+        let frame = f.next_frame().unwrap().unwrap();
+        assert_eq!(frame.bytes, &bytes[classic_len..]);
+        // The length rules still hold without the cookie.
+        assert!(frame_len_as(&[0x00, 0x01, 0x00, 0x03, 1, 2, 3, 4], true).is_err());
+        assert!(frame_len_as(&[0xc0, 0x01, 0x00, 0x04, 1, 2, 3, 4], true).is_err());
     }
 
     #[test]

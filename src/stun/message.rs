@@ -1,6 +1,7 @@
 //! Borrowing parser for one STUN message (RFC 8489 §5, §14).
 
 use super::attributes::AttributeType;
+use super::classic::ClassicTransactionId;
 use super::integrity;
 use super::{Class, MessageType, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE};
 
@@ -14,6 +15,9 @@ pub enum ParseError {
     NotStun,
     #[error("magic cookie is not 0x2112A442")]
     BadMagicCookie,
+    /// [`Message::parse_classic`] was handed a message with the cookie.
+    #[error("magic cookie present: not an RFC 3489 message")]
+    NotClassic,
     #[error("header length {header} does not match the {actual} bytes after the header")]
     LengthMismatch { header: usize, actual: usize },
     #[error("header length is not a multiple of 4")]
@@ -54,6 +58,8 @@ pub struct Message<'a> {
     integrity: Option<usize>,
     integrity_sha256: Option<usize>,
     fingerprint: Option<usize>,
+    /// An RFC 3489 message: no magic cookie, a 128-bit transaction id.
+    classic: bool,
 }
 
 /// Cheap test for "could be STUN": the first two bits zero and the magic
@@ -78,14 +84,30 @@ impl<'a> Message<'a> {
     /// Validates `bytes` as exactly one STUN message (a whole UDP datagram, or
     /// one frame cut from a stream by [`super::framing`]).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
+        Self::parse_as(bytes, false)
+    }
+
+    /// Validates `bytes` as one RFC 3489 message: bytes 4-8 are not the
+    /// magic cookie but the first quarter of a 128-bit transaction id
+    /// (RFC 8489 §12: that absence is how a classic client is recognised).
+    /// RFC 3489 has no FINGERPRINT, so 0x8028 is just an unknown
+    /// comprehension-optional attribute here and nothing checks it.
+    pub fn parse_classic(bytes: &'a [u8]) -> Result<Self, ParseError> {
+        Self::parse_as(bytes, true)
+    }
+
+    fn parse_as(bytes: &'a [u8], classic: bool) -> Result<Self, ParseError> {
         if bytes.len() < HEADER_LEN {
             return Err(ParseError::TooShort);
         }
         if bytes[0] & 0xC0 != 0 {
             return Err(ParseError::NotStun);
         }
-        if u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) != MAGIC_COOKIE {
-            return Err(ParseError::BadMagicCookie);
+        let cookie = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) == MAGIC_COOKIE;
+        match (classic, cookie) {
+            (false, false) => return Err(ParseError::BadMagicCookie),
+            (true, true) => return Err(ParseError::NotClassic),
+            _ => {}
         }
         let header_len = read_u16(bytes, 2) as usize;
         if header_len % 4 != 0 {
@@ -105,6 +127,7 @@ impl<'a> Message<'a> {
             integrity: None,
             integrity_sha256: None,
             fingerprint: None,
+            classic,
         };
         let mut at = HEADER_LEN;
         let mut integrity_seen = false;
@@ -126,7 +149,7 @@ impl<'a> Message<'a> {
                 });
             }
             match AttributeType(attr_type) {
-                AttributeType::FINGERPRINT => {
+                AttributeType::FINGERPRINT if !classic => {
                     msg.fingerprint = Some(at);
                     if !integrity_seen {
                         msg.counted_end = at;
@@ -180,10 +203,24 @@ impl<'a> Message<'a> {
         self.message_type.method
     }
 
+    /// The 96-bit transaction id (for a classic message, its last 96 bits).
     pub fn transaction_id(&self) -> TransactionId {
         let mut id = [0u8; 12];
         id.copy_from_slice(&self.bytes[8..20]);
         TransactionId(id)
+    }
+
+    /// Whether this is an RFC 3489 message (see [`Message::parse_classic`]).
+    pub fn is_classic(&self) -> bool {
+        self.classic
+    }
+
+    /// Bytes 4-20: an RFC 3489 client's whole transaction id, which its
+    /// answer must echo.
+    pub fn classic_transaction_id(&self) -> ClassicTransactionId {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&self.bytes[4..20]);
+        ClassicTransactionId(id)
     }
 
     /// The attributes that count, in order, up to and including the first

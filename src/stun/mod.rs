@@ -7,12 +7,14 @@
 //!   FINGERPRINT over exactly the bytes RFC 8489 §14.5, §14.6 and §14.7 name.
 //! * [`channel_data`] recognises TURN ChannelData, [`framing`] splits a TCP byte
 //!   stream into STUN messages and ChannelData.
+//! * [`classic`] holds what RFC 3489 clients (no magic cookie) need.
 //!
 //! No I/O, no clock, no allocation on the parse path.
 
 pub mod attributes;
 pub mod builder;
 pub mod channel_data;
+pub mod classic;
 pub mod framing;
 pub mod integrity;
 pub mod message;
@@ -20,6 +22,7 @@ pub mod message;
 pub use attributes::AttributeType;
 pub use builder::{BuildError, MessageBuilder};
 pub use channel_data::ChannelData;
+pub use classic::ClassicTransactionId;
 pub use message::{Message, ParseError, RawAttribute};
 
 /// RFC 8489 §5: "The Magic Cookie field MUST contain the fixed value 0x2112A442".

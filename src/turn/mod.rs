@@ -168,6 +168,8 @@ pub struct TurnConfig {
     /// RFC 6062 peer connections per TCP allocation and per user.
     pub max_peer_connections: u32,
     pub max_peer_connections_per_user: u32,
+    /// Answer RFC 3489 Binding requests (no magic cookie).
+    pub stun_backward_compatibility: bool,
 }
 
 impl TurnConfig {

@@ -15,7 +15,7 @@ use crate::auth::rate::ReplyBudget;
 use crate::auth::{Authenticated, Authenticator, OAuthSession, Origin, Rejection, Signer};
 use crate::stun::attributes::{self, AttributeType};
 use crate::stun::channel_data::{is_channel_number, ChannelData};
-use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, ParseError, TransactionId};
 
 /// Bytes the shell leaves in front of peer data so a Data indication header
 /// (20 + XOR-PEER-ADDRESS 24 + DATA 4) can be written in place.
@@ -156,6 +156,8 @@ pub struct Server {
 pub struct Stats {
     pub allocations_created: u64,
     pub binding_requests: u64,
+    /// RFC 3489 Binding requests (no magic cookie) that reached the core.
+    pub classic_binding_requests: u64,
     /// Authentication failures by answer: 401, 438, 400.
     pub auth_unauthorized: u64,
     pub auth_stale_nonce: u64,
@@ -426,7 +428,14 @@ impl Server {
         if let Some(cd) = ChannelData::parse(bytes) {
             return self.channel_data(now, tuple, cd);
         }
-        let msg = Message::parse(bytes).ok()?;
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(ParseError::BadMagicCookie) if self.shared.config.stun_backward_compatibility => {
+                self.classic_binding(now, tuple, bytes);
+                return None;
+            }
+            Err(_) => return None,
+        };
         match msg.class() {
             Class::Request => {
                 self.request(now, tuple, &msg);
@@ -554,6 +563,31 @@ impl Server {
         let mut buf = [0u8; CONTROL_MAX];
         let software = self.shared.config.software.as_deref();
         if let Some(n) = crate::binding::answer_with(msg, tuple.client, software, &mut buf) {
+            self.transmits.push_back(Transmit {
+                to: tuple,
+                data: buf[..n].to_vec(),
+            });
+        }
+    }
+
+    /// An RFC 3489 Binding request (RFC 8489 §12). Anything else without
+    /// the cookie gets nothing: RFC 8656 TURN needs the RFC 5389 header. The
+    /// answer is an unauthenticated reflection and spends the source's
+    /// budget like a 401.
+    fn classic_binding(&mut self, now: Instant, tuple: FiveTuple, bytes: &[u8]) {
+        let Ok(msg) = Message::parse_classic(bytes) else {
+            return;
+        };
+        if msg.class() != Class::Request || msg.method() != Method::BINDING {
+            return;
+        }
+        self.stats.classic_binding_requests += 1;
+        if !self.shared.reply_budget.allow(now, tuple.client.ip()) {
+            return;
+        }
+        let mut buf = [0u8; CONTROL_MAX];
+        let software = self.shared.config.software.as_deref();
+        if let Some(n) = crate::binding::answer_classic(&msg, tuple.client, software, &mut buf) {
             self.transmits.push_back(Transmit {
                 to: tuple,
                 data: buf[..n].to_vec(),

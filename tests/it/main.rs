@@ -2,6 +2,7 @@
 
 mod admin;
 mod browser;
+mod classic;
 mod cli;
 mod coturn;
 mod differential;

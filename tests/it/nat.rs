@@ -20,7 +20,9 @@ fn turnpike() -> Command {
 }
 
 /// A turnpike serving RFC 5780 on 127.0.0.1 with 127.0.0.2 as alt_ip.
-async fn rfc5780_turn(adjust: impl FnOnce(&mut turnpike::Config)) -> (Running, SocketAddr) {
+pub(crate) async fn rfc5780_turn(
+    adjust: impl FnOnce(&mut turnpike::Config),
+) -> (Running, SocketAddr) {
     let server = start_turn(|c| {
         c.rfc5780 = true;
         c.alt_ip = Some("127.0.0.2".parse().unwrap());
@@ -32,7 +34,7 @@ async fn rfc5780_turn(adjust: impl FnOnce(&mut turnpike::Config)) -> (Running, S
 }
 
 /// The alternate address: 127.0.0.2 with the alternate port.
-fn alternate(server: &Running, primary: SocketAddr) -> SocketAddr {
+pub(crate) fn alternate(server: &Running, primary: SocketAddr) -> SocketAddr {
     *server
         .addrs(Transport::Udp)
         .iter()
@@ -40,7 +42,7 @@ fn alternate(server: &Running, primary: SocketAddr) -> SocketAddr {
         .expect("four RFC 5780 sockets")
 }
 
-struct Child(std::process::Child);
+pub(crate) struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -51,7 +53,7 @@ impl Drop for Child {
 
 /// coturn's turnserver with two listening IPs (RFC 5780 on, as Debian's
 /// 4.6.1 does then) on 127.0.0.1 and 127.0.0.2 at a free port.
-fn coturn_5780() -> (Child, u16) {
+pub(crate) fn coturn_5780() -> (Child, u16) {
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -101,7 +103,7 @@ fn coturn_5780() -> (Child, u16) {
     (Child(child), port)
 }
 
-fn output(cmd: &mut Command) -> (i32, String, String) {
+pub(crate) fn output(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -133,7 +135,11 @@ fn natdiscovery(args: &[&str], server: &str, port: u16) -> (String, String, Stri
 }
 
 /// `turnpike probe nat --json`: exit code and the JSON object.
-fn probe_json(prefix: &[&str], url: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+pub(crate) fn probe_json(
+    prefix: &[&str],
+    url: &str,
+    extra: &[&str],
+) -> (i32, serde_json::Value, String) {
     let mut cmd = if prefix.is_empty() {
         turnpike()
     } else {
@@ -381,10 +387,10 @@ fn rfc5780_without_a_second_address_refuses_to_start() {
 }
 
 /// Removes the namespaces even when an assertion fails.
-struct Namespaces(&'static str);
+pub(crate) struct Namespaces(&'static str);
 
 impl Namespaces {
-    fn up(prefix: &'static str, mode: &str) -> Namespaces {
+    pub(crate) fn up(prefix: &'static str, mode: &str) -> Namespaces {
         let ns = Namespaces(prefix);
         let ok = ns.script(&["up", mode]);
         assert!(
@@ -415,7 +421,7 @@ impl Drop for Namespaces {
 
 /// turnpike in the server namespace on 10.0.2.2, alt_ip 10.0.2.3; returns
 /// once its four RFC 5780 sockets are bound.
-fn turnpike_in(ns: &str) -> Child {
+pub(crate) fn turnpike_in(ns: &str) -> Child {
     let db = crate::temp_db();
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_turnpike"), "serve"])

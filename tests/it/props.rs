@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use turnpike::stun::attributes::{self, AttributeType, ErrorCode};
-use turnpike::stun::framing::{frame_len, FrameKind, Framer};
+use turnpike::stun::framing::{frame_len, frame_len_as, FrameKind, Framer};
 use turnpike::stun::integrity::{verify_sha1, verify_sha256};
 use turnpike::stun::{
     ChannelData, Class, Message, MessageBuilder, MessageType, Method, TransactionId, MAGIC_COOKIE,
@@ -14,6 +14,22 @@ fn poke(bytes: &[u8]) {
     let _ = frame_len(bytes);
     let mut out = vec![0u8; 4096];
     let _ = turnpike::binding::answer(bytes, "127.0.0.1:9".parse().unwrap(), &mut out);
+    let _ = frame_len_as(bytes, true);
+    if let Ok(m) = Message::parse_classic(bytes) {
+        let _ =
+            turnpike::binding::answer_classic(&m, "127.0.0.1:9".parse().unwrap(), None, &mut out);
+        let _ = turnpike::binding::answer_classic(
+            &m,
+            "[::1]:9".parse().unwrap(),
+            Some("x"),
+            &mut [0u8; 24],
+        );
+        for a in m.attributes() {
+            let _ = attributes::decode_address(a.value);
+            let _ = ErrorCode::decode(a.value);
+            let _ = attributes::decode_unknown_attributes(a.value).map(|i| i.count());
+        }
+    }
     if let Ok(m) = Message::parse(bytes) {
         let txid = m.transaction_id();
         for a in m.attributes() {
@@ -41,6 +57,30 @@ fn stunish() -> impl Strategy<Value = Vec<u8>> {
         v.extend_from_slice(&body);
         v
     })
+}
+
+/// An RFC 3489 header (any 16-byte id but the cookie) in front of
+/// arbitrary attribute bytes, its length field honest or not.
+fn classic_shaped() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<u16>(),
+        any::<[u8; 16]>(),
+        prop::collection::vec(any::<u8>(), 0..600),
+        any::<bool>(),
+        any::<u16>(),
+    )
+        .prop_map(|(t, mut id, body, honest, len)| {
+            if id[..4] == MAGIC_COOKIE.to_be_bytes() {
+                id[0] ^= 1;
+            }
+            let mut v = Vec::with_capacity(20 + body.len());
+            v.extend_from_slice(&(t & 0x3FFF).to_be_bytes());
+            let len = if honest { body.len() as u16 } else { len };
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&id);
+            v.extend_from_slice(&body);
+            v
+        })
 }
 
 /// Attribute types the round trip may use (not the integrity ones, whose
@@ -88,6 +128,15 @@ proptest! {
     #[test]
     fn parsing_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..1500)) {
         poke(&bytes);
+    }
+
+    #[test]
+    fn parsing_never_panics_on_classic_headers(bytes in classic_shaped()) {
+        poke(&bytes);
+        // What the classic parser accepts, the strict one refuses.
+        if Message::parse_classic(&bytes).is_ok() {
+            prop_assert!(Message::parse(&bytes).is_err());
+        }
     }
 
     #[test]

@@ -180,7 +180,10 @@ async fn unknown_comprehension_required_attribute_gets_420_over_udp_and_tcp() {
 /// Datagrams that must get no answer.
 fn garbage() -> Vec<Vec<u8>> {
     let valid = binding_request(9, |b| b.add_fingerprint());
+    // Without the cookie a Binding is an RFC 3489 one (it/classic.rs); an
+    // Allocate without it gets nothing.
     let mut bad_cookie = valid.clone();
+    bad_cookie[1] = 0x03;
     bad_cookie[4] ^= 0xFF;
     let mut bad_fingerprint = valid.clone();
     *bad_fingerprint.last_mut().unwrap() ^= 1;
@@ -244,7 +247,8 @@ async fn non_stun_over_tcp_closes_the_connection_without_a_reply() {
     for junk in [
         &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS ClientHello"[..],
         &[0xFF; 32],
-        &[0x00, 0x01, 0x00, 0x00, 1, 2, 3, 4],
+        // STUN-shaped with the cookie but a length no STUN message has.
+        &[0x00, 0x01, 0x00, 0x03, 0x21, 0x12, 0xA4, 0x42],
     ] {
         let mut stream = TcpStream::connect(tcp).await.unwrap();
         stream.write_all(junk).await.unwrap();
