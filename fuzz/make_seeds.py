@@ -62,6 +62,14 @@ write("framing", "whole", [0] + list(stream))
 write("framing", "split", [4, 1, 7, 19, 3] + list(stream))
 write("framing", "channel-data", [2, 2, 5] + [0x40, 0x01, 0x00, 0x01, 0xAA, 0, 0, 0] * 3)
 
+# RFC 3489 (classic) requests: Debian's stun client's test II, and one with
+# RESPONSE-ADDRESS; framing with byte 0's top bit set frames them on a stream.
+classic = bytes([0, 1, 0, 8]) + bytes(range(0x60, 0x70)) + bytes([0, 3, 0, 4, 0, 0, 0, 6])
+write("stun_parse", "classic-test-ii", classic)
+write("stun_parse", "classic-response-address",
+      bytes([0, 1, 0, 12]) + bytes(range(0x70, 0x80)) + bytes([0, 2, 0, 8, 0, 1, 0x13, 0x88, 192, 0, 2, 1]))
+write("framing", "classic", [0x80] + list(classic + v["request"]))
+
 write("channel_data", "bound", [0x40, 0x00, 0x00, 0x04] + list(b"data"))
 write("channel_data", "padded", [0x40, 0x00, 0x00, 0x03] + list(b"abc") + [0])
 write("channel_data", "unbound", [0x4F, 0xFF, 0x00, 0x00])

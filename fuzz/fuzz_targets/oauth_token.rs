@@ -84,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
             if let Some(end) = t.expires(&key) {
                 assert!(now < end, "expired token accepted");
             }
-            assert!((t.timestamp >> 16) <= now + MAX_CLOCK_AHEAD, "future token accepted");
+            assert!(
+                (t.timestamp >> 16) <= now + MAX_CLOCK_AHEAD,
+                "future token accepted"
+            );
             // The authorization server's encoder round-trips.
             let again = encode(&key, SERVER_NAME, &nonce, &t);
             assert_eq!(decode(&key, SERVER_NAME, &again, now), Ok(t));
