@@ -25,6 +25,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+# The sans-IO core builds alone, without tokio, sqlx, axum, tracing or the
+# OS clock (design.md's layering).
+scripts/check_core.sh
 echo "== cargo test"
 cargo test --all-targets
 echo "== admin API fuzzing (schemathesis, every check; a few minutes)"

@@ -1,0 +1,236 @@
+//! Server configuration: `turnserver.toml` and the `serve` flags are one
+//! schema ([`Options`], in `options.rs`): every key is a flag of the same
+//! name (`min_port` is `--min-port`). Flags override the file, the file
+//! overrides the defaults, and [`Options::resolve`] validates the result
+//! into a [`Config`], one section at a time:
+//!
+//! | section | keys |
+//! | --- | --- |
+//! | `listeners.rs` | listen, workers, software, classic STUN, RFC 5780 |
+//! | `relay.rs` | port range, relay and external IPs, TCP relays, lifetimes, table sizes |
+//! | `auth.rs` | realm, users, REST secrets, OAuth, nonces, reply budget |
+//! | `policy.rs` | peer allow and deny ranges, loopback |
+//! | `limits.rs` | quotas, bandwidth, connection caps, handshake deadline |
+//! | `tls.rs` | TLS and DTLS listeners, certificate |
+//! | `store.rs` | the credential store |
+//! | `admin.rs` | admin API, metrics labels, log level |
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::auth::rest::Secret;
+use crate::auth::UserKeys;
+use crate::turn::policy::IpRange;
+
+mod admin;
+mod auth;
+mod limits;
+mod listeners;
+mod options;
+mod parse;
+mod policy;
+mod relay;
+mod store;
+mod tls;
+
+pub use options::Options;
+
+/// The documented example configuration, every key at its default.
+pub const EXAMPLE_TOML: &str = include_str!("../../turnserver.toml");
+
+/// A bad configuration, naming the key at fault. Shown as one line: text
+/// from the file (a quoted key, a value) may hold control characters, which
+/// are shown escaped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {}", printable(path), printable(reason))]
+    Unreadable { path: String, reason: String },
+    #[error("{}: {}: {}", printable(path), printable(key), printable(reason))]
+    Syntax {
+        path: String,
+        key: String,
+        reason: String,
+    },
+    #[error("{key}: {}", printable(reason))]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// `s` with control characters (newlines, escapes) written as `\n`, `\u{1b}`.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// The levels `log_level` accepts.
+pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Each address gets a UDP and a TCP listener.
+    pub listen: Vec<SocketAddr>,
+    pub log_level: String,
+    pub min_port: u16,
+    pub max_port: u16,
+    pub realm: String,
+    /// Static users as (name, keys): passwords are hashed at load.
+    pub users: Vec<(String, UserKeys)>,
+    pub relay_ips: Vec<IpAddr>,
+    /// (public, private or None for "the relay IP of that family").
+    pub external_ips: Vec<(IpAddr, Option<IpAddr>)>,
+    pub allow_loopback_peers: bool,
+    pub allowed_peer_ips: Vec<IpRange>,
+    pub denied_peer_ips: Vec<IpRange>,
+    pub user_quota: u32,
+    pub total_quota: u32,
+    /// 0 = unlimited.
+    pub max_allocations_per_ip: u32,
+    pub max_peer_connections: u32,
+    pub max_peer_connections_per_user: u32,
+    pub max_bps: u64,
+    pub stale_nonce: Duration,
+    pub auth_reply_rate: u32,
+    pub max_allocate_lifetime: Duration,
+    pub max_permissions: usize,
+    pub max_channels: usize,
+    pub software: Option<String>,
+    pub workers: usize,
+    pub static_auth_secrets: Vec<Secret>,
+    pub rest_api_separator: char,
+    pub strict_expiry: bool,
+    pub oauth: bool,
+    /// The OAuth server name (the realm unless set).
+    pub server_name: String,
+    pub db: String,
+    /// `None` = no admin API.
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_jwt_secret: Option<Secret>,
+    pub metrics_user_labels: bool,
+    pub tls_listen: Vec<SocketAddr>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub dtls: bool,
+    pub tcp_relay: bool,
+    pub handshake_timeout: Duration,
+    pub max_tcp_per_ip: u32,
+    pub max_tcp_connections: u32,
+    pub max_dtls_handshakes: u32,
+    pub rfc5780: bool,
+    pub alt_ip: Option<IpAddr>,
+    /// `None`: each listen port + 1.
+    pub alt_listening_port: Option<u16>,
+    /// Answer RFC 3489 Binding requests.
+    pub stun_backward_compatibility: bool,
+    /// Lines to log as warnings once logging is up (secret files others
+    /// can read); the config is read before the log exists.
+    pub warnings: Vec<String>,
+}
+
+/// Where the store lives when nothing is said.
+pub const DEFAULT_DB: &str = "sqlite:turnpike.db";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 3478)),
+                SocketAddr::from(([0u16; 8], 3478)),
+            ],
+            log_level: "info".into(),
+            min_port: 49152,
+            max_port: 65535,
+            realm: "turnpike".into(),
+            users: vec![],
+            relay_ips: vec![],
+            external_ips: vec![],
+            allow_loopback_peers: false,
+            allowed_peer_ips: vec![],
+            denied_peer_ips: vec![],
+            user_quota: 0,
+            total_quota: 0,
+            max_allocations_per_ip: 256,
+            max_peer_connections: 64,
+            max_peer_connections_per_user: 256,
+            max_bps: 0,
+            stale_nonce: Duration::from_secs(600),
+            auth_reply_rate: 200,
+            max_allocate_lifetime: Duration::from_secs(3600),
+            max_permissions: 32,
+            max_channels: 32,
+            software: None,
+            workers: 0,
+            static_auth_secrets: vec![],
+            rest_api_separator: ':',
+            strict_expiry: false,
+            oauth: false,
+            server_name: "turnpike".into(),
+            db: DEFAULT_DB.into(),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9641))),
+            admin_jwt_secret: None,
+            metrics_user_labels: false,
+            tls_listen: vec![],
+            cert: None,
+            key: None,
+            dtls: false,
+            tcp_relay: false,
+            handshake_timeout: Duration::from_secs(10),
+            max_tcp_per_ip: 256,
+            max_tcp_connections: 16384,
+            max_dtls_handshakes: 1024,
+            rfc5780: false,
+            alt_ip: None,
+            alt_listening_port: None,
+            stun_backward_compatibility: true,
+            warnings: vec![],
+        }
+    }
+}
+
+impl Options {
+    /// Fills defaults and validates, section by section; the first bad key
+    /// is the error.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        listeners::resolve(&self, &mut c)?;
+        relay::resolve(&self, &mut c)?;
+        auth::resolve(&self, &mut c)?;
+        policy::resolve(&self, &mut c)?;
+        limits::resolve(&self, &mut c)?;
+        tls::resolve(&self, &mut c)?;
+        store::resolve(&self, &mut c)?;
+        admin::resolve(&self, &mut c)?;
+        Ok(c)
+    }
+}
+
+/// Reads a secret from `path`, noting a warning when others can read it.
+fn secret_file(c: &mut Config, key: &'static str, path: &str) -> Result<String, ConfigError> {
+    c.warnings.extend(crate::secret_file::exposure(path));
+    crate::secret_file::read(path).map_err(|e| parse::invalid(key, e))
+}
+
+impl Config {
+    /// Loads an optional file, then applies flags.
+    pub fn load(file: Option<&Path>, flags: Options) -> Result<Config, ConfigError> {
+        let base = match file {
+            Some(p) => Options::from_file(p)?,
+            None => Options::default(),
+        };
+        base.overlay(flags).resolve()
+    }
+}
+
+#[cfg(test)]
+mod tests;
