@@ -62,15 +62,6 @@ pub struct Message<'a> {
     classic: bool,
 }
 
-/// Cheap test for "could be STUN": the first two bits zero and the magic
-/// cookie in place (RFC 8489 §5 and §7.3: how STUN is told apart from other
-/// protocols sharing a port).
-pub fn looks_like_stun(bytes: &[u8]) -> bool {
-    bytes.len() >= HEADER_LEN
-        && bytes[0] & 0xC0 == 0
-        && u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) == MAGIC_COOKIE
-}
-
 fn read_u16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
