@@ -108,6 +108,11 @@ impl Credentials {
         self.by_hash.get(&hash).map(String::as_str)
     }
 
+    /// Every user with its keys, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &UserKeys)> {
+        self.users.iter().map(|(name, keys)| (name.as_str(), keys))
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }
