@@ -57,6 +57,16 @@ impl Credentials {
         }
     }
 
+    /// The users of `realm` with their keys; a later name replaces an
+    /// earlier one.
+    pub fn from_users(realm: &str, users: impl IntoIterator<Item = (String, UserKeys)>) -> Self {
+        let mut c = Credentials::new(realm);
+        for (name, keys) in users {
+            c.insert(&name, keys);
+        }
+        c
+    }
+
     pub fn realm(&self) -> &str {
         &self.realm
     }

@@ -100,7 +100,9 @@ mod tests {
     fn static_users_and_secrets_win_over_stored_ones() {
         let mut statics = Directory::new(users(&["alice:from-config"]));
         statics.secrets = vec![Secret(b"static".to_vec())];
-        let mut stored = Directory::new(users(&["alice:from-store", "bob:stored"]));
+        let from_store = users(&["alice:from-store", "bob:stored"]);
+        let listed = from_store.iter().map(|(n, k)| (n.to_string(), k.clone()));
+        let mut stored = Directory::new(Credentials::from_users("example.org", listed));
         stored.secrets = vec![Secret(b"stored".to_vec())];
         stored.oauth_keys.insert("kid".into(), key(60));
         stored.user_quotas.insert(
