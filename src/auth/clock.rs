@@ -21,7 +21,9 @@ impl UnixClock {
     pub fn unix_at(&self, now: Instant) -> u64 {
         match now.checked_duration_since(self.at) {
             Some(d) => self.unix + d.as_secs(),
-            None => self.unix.saturating_sub(self.at.duration_since(now).as_secs()),
+            None => self
+                .unix
+                .saturating_sub(self.at.duration_since(now).as_secs()),
         }
     }
 }
@@ -39,6 +41,9 @@ mod tests {
         assert_eq!(c.unix_at(t0 + Duration::from_millis(2_500)), 1_700_000_002);
         assert_eq!(c.unix_at(t0 - Duration::from_secs(30)), 1_699_999_970);
         // Never below the epoch.
-        assert_eq!(UnixClock::new(t0, 10).unix_at(t0 - Duration::from_secs(30)), 0);
+        assert_eq!(
+            UnixClock::new(t0, 10).unix_at(t0 - Duration::from_secs(30)),
+            0
+        );
     }
 }
