@@ -33,7 +33,6 @@ use crate::stun::integrity::{verify_sha1, verify_sha256, IntegrityError};
 use crate::stun::{Message, MessageBuilder, Method};
 
 pub use clock::UnixClock;
-
 pub use credentials::{Credentials, UserKeys};
 pub use directory::{Directory, Quota};
 pub use nonce::{NonceCheck, NonceIssuer};
