@@ -484,13 +484,13 @@ async fn credentials(Extract(s): Extract<State>, caller: Caller, bytes: Bytes) -
             "no REST secret: set static_auth_secret or add one".into(),
         ));
     };
-    let expiry = crate::store::unix_now() as u64 + r.ttl;
-    let username = if r.user.is_empty() {
-        expiry.to_string()
-    } else {
-        format!("{expiry}{}{}", s.0.config.rest_api_separator, r.user)
-    };
-    let password = rest::password(&secret.0, &username);
+    let (username, password) = rest::mint(
+        &secret.0,
+        &r.user,
+        r.ttl,
+        s.0.config.rest_api_separator,
+        crate::store::unix_now() as u64,
+    );
     let urls = ice_urls(&s);
     Ok(Json(json!({
         "username": username,

@@ -57,6 +57,16 @@ impl Credentials {
         }
     }
 
+    /// The users of `realm` with their keys; a later name replaces an
+    /// earlier one.
+    pub fn from_users(realm: &str, users: impl IntoIterator<Item = (String, UserKeys)>) -> Self {
+        let mut c = Credentials::new(realm);
+        for (name, keys) in users {
+            c.insert(&name, keys);
+        }
+        c
+    }
+
     pub fn realm(&self) -> &str {
         &self.realm
     }
@@ -106,6 +116,11 @@ impl Credentials {
     pub fn by_userhash(&self, hash: &[u8]) -> Option<&str> {
         let hash: [u8; 32] = hash.try_into().ok()?;
         self.by_hash.get(&hash).map(String::as_str)
+    }
+
+    /// Every user with its keys, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &UserKeys)> {
+        self.users.iter().map(|(name, keys)| (name.as_str(), keys))
     }
 
     pub fn len(&self) -> usize {

@@ -1,20 +1,24 @@
-//! Authentication of TURN requests, sans-IO.
+//! Authentication of TURN requests, sans-IO: one room per credential kind.
 //!
-//! * [`credentials`]: long-term users as keys (HA1), never passwords.
-//! * [`rest`]: REST ephemeral credentials from shared secrets.
-//! * [`oauth`]: RFC 7635 access tokens.
+//! * [`long_term`]: long-term users, by USERNAME or USERHASH, checked with
+//!   their HA1 key; [`credentials`] keeps them as keys, never passwords.
+//! * [`rest`]: REST ephemeral credentials from shared secrets: parsing,
+//!   expiry, minting and verification.
+//! * [`oauth`]: RFC 7635 access tokens and the session key they leave.
 //! * [`directory`]: the snapshot of all of these that requests are checked
 //!   against, swapped whole when the store changes.
+//! * [`clock`]: the Unix clock the shell hands in, for REST and OAuth expiry.
 //! * [`nonce`]: stateless nonces bound to the client IP and a time.
 //! * [`rate`]: the per-source budget for 401 and 438 answers.
 //!
 //! [`Authenticator::authenticate`] runs the server side of the long-term
-//! credential mechanism (RFC 8489 §9.2.4) including the password algorithm
-//! negotiation and USERHASH, then finds the key: a long-term user, a REST
-//! username under one of the secrets, or an OAuth token.
+//! credential mechanism (RFC 8489 §9.2.4), including the password algorithm
+//! negotiation, then hands the request to the credential kind it names.
 
+pub mod clock;
 pub mod credentials;
 pub mod directory;
+pub mod long_term;
 pub mod nonce;
 pub mod oauth;
 pub mod rate;
@@ -24,15 +28,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use crate::stun::attributes::{decode_text, decode_username, AttributeType, MAX_TEXT_CHARS};
-use crate::stun::integrity::{
-    long_term_key_md5, long_term_key_sha256, verify_sha1, verify_sha256, IntegrityError,
-};
-use crate::stun::{Message, MessageBuilder};
+use crate::stun::attributes::{decode_text, AttributeType, MAX_TEXT_CHARS};
+use crate::stun::integrity::{verify_sha1, verify_sha256, IntegrityError};
+use crate::stun::{Message, MessageBuilder, Method};
 
+pub use clock::UnixClock;
 pub use credentials::{Credentials, UserKeys};
 pub use directory::{Directory, Quota};
 pub use nonce::{NonceCheck, NonceIssuer};
+pub use rest::ExpiryPolicy;
 
 /// PASSWORD-ALGORITHM values (RFC 8489 §18.5).
 pub const ALGORITHM_MD5: u16 = 0x0001;
@@ -156,9 +160,9 @@ pub struct Authenticator {
     /// The server name of RFC 7635 (THIRD-PARTY-AUTHORIZATION and the
     /// token's associated data); `None` = OAuth off.
     oauth: Option<String>,
-    /// An instant and the Unix second it was: REST and OAuth expiry are
-    /// wall-clock times, while the core only sees injected instants.
-    clock: (Instant, u64),
+    /// REST and OAuth expiry are wall-clock times, while the core only
+    /// sees injected instants.
+    clock: UnixClock,
 }
 
 fn parse_algorithm(value: &[u8]) -> Option<u16> {
@@ -175,16 +179,14 @@ fn parse_algorithm(value: &[u8]) -> Option<u16> {
 
 impl Authenticator {
     /// An authenticator for the directory's realm; REST separator `:`, OAuth
-    /// off, and `nonces`' epoch taken as the Unix time now.
+    /// off. Its Unix clock takes `nonces`' epoch as Unix second 0 until the
+    /// shell hands in the real one ([`Self::with_unix_clock`]): the core
+    /// never reads the OS clock.
     pub fn new(directory: Directory, nonces: NonceIssuer) -> Self {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         Authenticator {
             realm: directory.realm().to_string(),
             directory: RwLock::new(Arc::new(directory)),
-            clock: (nonces.epoch(), unix),
+            clock: UnixClock::new(nonces.epoch(), 0),
             nonces,
             rest_separator: ':',
             oauth: None,
@@ -203,18 +205,19 @@ impl Authenticator {
     }
 
     /// Says which Unix second the instant `at` was.
-    pub fn with_clock(mut self, at: Instant, unix: u64) -> Self {
-        self.clock = (at, unix);
+    pub fn with_clock(self, at: Instant, unix: u64) -> Self {
+        self.with_unix_clock(UnixClock::new(at, unix))
+    }
+
+    /// Takes the Unix clock the shell read.
+    pub fn with_unix_clock(mut self, clock: UnixClock) -> Self {
+        self.clock = clock;
         self
     }
 
     /// The Unix second at `now`.
     pub fn unix_time(&self, now: Instant) -> u64 {
-        let (at, unix) = self.clock;
-        match now.checked_duration_since(at) {
-            Some(d) => unix + d.as_secs(),
-            None => unix.saturating_sub(at.duration_since(now).as_secs()),
-        }
+        self.clock.unix_at(now)
     }
 
     pub fn realm(&self) -> &str {
@@ -324,138 +327,72 @@ impl Authenticator {
             return Err(Rejection::Unauthorized);
         }
         let dir = self.directory();
-        if self.oauth.is_some() {
+        if let Some(server_name) = &self.oauth {
             if let Some(token) = msg.get(AttributeType::ACCESS_TOKEN) {
-                return self.oauth_token(now, msg, &dir, username, token, sha256);
+                let unix = self.unix_time(now);
+                return oauth::verify_token(msg, sha256, &dir, server_name, username, token, unix);
             }
             if let (Some(s), Some(u)) = (session, username) {
-                let kid = decode_username(u).map_err(|_| Rejection::BadRequest)?;
-                if matches!(s.signer.key, Key::Mac { .. })
-                    && !sha256
-                    && verify_sha1(msg, s.signer.key.as_bytes()).is_ok()
-                {
-                    // F9: the mac key is only as good as its token: the key
-                    // id must still be configured, and the token's expiry
-                    // travels with the answer (the caller refuses it once
-                    // passed, as for a request carrying the token).
-                    if !dir.oauth_keys.contains_key(kid) {
-                        return Err(Rejection::Unauthorized);
-                    }
-                    return Ok(Authenticated {
-                        username: kid.to_string(),
-                        signer: s.signer.clone(),
-                        origin: Origin::OAuth { expires: s.expires },
-                    });
+                if let Some(a) = oauth::verify_session(msg, sha256, &dir, s, u)? {
+                    return Ok(a);
                 }
             }
         }
-        let name = match (username, userhash) {
-            (Some(u), _) => decode_username(u).map_err(|_| Rejection::BadRequest)?,
-            (None, Some(h)) => dir.users.by_userhash(h).ok_or(Rejection::Unauthorized)?,
-            (None, None) => return Err(Rejection::BadRequest),
-        };
-        let (key, origin) = match dir.users.get(name) {
-            Some(keys) => {
-                let key = match algorithm {
-                    ALGORITHM_SHA256 => Key::Sha256(keys.sha256.ok_or(Rejection::Unauthorized)?),
-                    _ => Key::Md5(keys.md5),
-                };
-                (Some(key), Origin::LongTerm)
-            }
-            None => {
-                let expires = rest::expiry(name, self.rest_separator)
-                    .filter(|_| !dir.secrets.is_empty())
-                    .ok_or(Rejection::Unauthorized)?;
-                (None, Origin::Rest { expires })
-            }
-        };
-        let verify = |key: &Key| -> Result<IntegrityKind, IntegrityError> {
-            if sha256 {
-                verify_sha256(msg, key.as_bytes()).map(|_| IntegrityKind::Sha256)
-            } else {
-                verify_sha1(msg, key.as_bytes()).map(|_| IntegrityKind::Sha1)
-            }
-        };
-        let candidates: Vec<Key> = match key {
-            Some(k) => vec![k],
-            // Every live secret is tried (rotation): each check is
-            // constant-time, and the count of secrets is not a secret.
-            None => dir
-                .secrets
-                .iter()
-                .map(|secret| {
-                    let password = rest::password(&secret.0, name);
-                    match algorithm {
-                        ALGORITHM_SHA256 => {
-                            Key::Sha256(long_term_key_sha256(name, &self.realm, &password))
-                        }
-                        _ => Key::Md5(long_term_key_md5(name, &self.realm, &password)),
-                    }
-                })
-                .collect(),
-        };
-        for key in candidates {
-            match verify(&key) {
-                Ok(kind) => {
-                    return Ok(Authenticated {
-                        username: name.to_string(),
-                        signer: Signer { key, kind },
-                        origin,
-                    })
-                }
-                Err(IntegrityError::BadLength) => return Err(Rejection::BadRequest),
-                Err(_) => {}
-            }
+        let name = long_term::name(&dir.users, username, userhash)?;
+        match dir.users.get(name) {
+            Some(keys) => long_term::verify(msg, sha256, name, keys, algorithm),
+            None => rest::verify(
+                msg,
+                sha256,
+                &dir.secrets,
+                name,
+                &self.realm,
+                self.rest_separator,
+                algorithm,
+            ),
         }
-        Err(Rejection::Unauthorized)
     }
 
-    /// RFC 7635 §6: USERNAME names the key, the token carries the mac key
-    /// that MESSAGE-INTEGRITY must verify with.
-    fn oauth_token(
+    /// Whether an authenticated request `method` is refused at `now` because
+    /// its credential expired: a REST username by `policy` (see
+    /// [`rest::expired`]), an OAuth token for every request.
+    pub fn expired(
         &self,
         now: Instant,
-        msg: &Message<'_>,
-        dir: &Directory,
-        username: Option<&[u8]>,
-        token: &[u8],
-        sha256: bool,
-    ) -> Result<Authenticated, Rejection> {
-        let kid = decode_username(username.ok_or(Rejection::BadRequest)?)
-            .map_err(|_| Rejection::BadRequest)?;
-        let shared = dir.oauth_keys.get(kid).ok_or(Rejection::Unauthorized)?;
-        let server_name = self.oauth.as_deref().unwrap_or(&self.realm);
-        let t = oauth::decode(shared, server_name, token, self.unix_time(now))
-            .map_err(|_| Rejection::Unauthorized)?;
-        if sha256 {
-            return Err(Rejection::Unauthorized);
+        method: Method,
+        origin: &Origin,
+        policy: ExpiryPolicy,
+    ) -> bool {
+        let unix = self.unix_time(now);
+        match *origin {
+            Origin::LongTerm => false,
+            Origin::Rest { expires } => rest::expired(policy, method, expires, unix),
+            Origin::OAuth { expires } => oauth::expired(expires, unix),
         }
-        // coturn signs with the first 16 bytes of the mac key; RFC 7635
-        // means all of it. Either verifies; answers use the one that did.
-        for len in [16u8, oauth::MAC_KEY_LEN as u8] {
-            let key = Key::Mac {
-                bytes: t.mac_key,
-                len,
-            };
-            match verify_sha1(msg, key.as_bytes()) {
-                Ok(()) => {
-                    return Ok(Authenticated {
-                        username: kid.to_string(),
-                        signer: Signer {
-                            key,
-                            kind: IntegrityKind::Sha1,
-                        },
-                        origin: Origin::OAuth {
-                            expires: t.expires(shared),
-                        },
-                    })
-                }
-                Err(IntegrityError::BadLength) => return Err(Rejection::BadRequest),
-                Err(_) => {}
-            }
-        }
-        Err(Rejection::Unauthorized)
     }
+}
+
+/// The signer of the first key the request's integrity attribute verifies
+/// with. Each check is constant-time; a length that cannot be right is a
+/// 400, no key at all a 401.
+fn signer_of(
+    msg: &Message<'_>,
+    sha256: bool,
+    keys: impl IntoIterator<Item = Key>,
+) -> Result<Signer, Rejection> {
+    for key in keys {
+        let checked = if sha256 {
+            verify_sha256(msg, key.as_bytes()).map(|_| IntegrityKind::Sha256)
+        } else {
+            verify_sha1(msg, key.as_bytes()).map(|_| IntegrityKind::Sha1)
+        };
+        match checked {
+            Ok(kind) => return Ok(Signer { key, kind }),
+            Err(IntegrityError::BadLength) => return Err(Rejection::BadRequest),
+            Err(_) => {}
+        }
+    }
+    Err(Rejection::Unauthorized)
 }
 
 #[cfg(test)]

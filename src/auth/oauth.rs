@@ -13,9 +13,20 @@
 //! are Unix seconds, the low 16 a fraction. The AES key is the first 16
 //! (A128GCM) or 32 (A256GCM) bytes of the shared key, as coturn uses it.
 //! Every length is checked before it is used.
+//!
+//! [`verify_token`] checks a request that carries a token, and
+//! [`verify_session`] one signed with the mac key of the token its
+//! allocation was made with.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce};
+
+use crate::stun::attributes::decode_username;
+use crate::stun::integrity::verify_sha1;
+use crate::stun::Message;
+
+use super::directory::Directory;
+use super::{signer_of, Authenticated, Key, OAuthSession, Origin, Rejection};
 
 /// AEAD nonce length; coturn always sends 12.
 pub const NONCE_LEN: usize = 12;
@@ -249,6 +260,80 @@ pub fn encode(key: &OAuthKey, server_name: &str, nonce: &[u8; NONCE_LEN], t: &To
     out.extend_from_slice(nonce);
     out.extend_from_slice(&key.seal(nonce, server_name.as_bytes(), &plain));
     out
+}
+
+/// RFC 7635 §6: USERNAME names the key, the token (ACCESS-TOKEN) carries
+/// the mac key that MESSAGE-INTEGRITY must verify with; `unix_now` is the
+/// Unix second the token's lifetime is checked at.
+pub(super) fn verify_token(
+    msg: &Message<'_>,
+    sha256: bool,
+    dir: &Directory,
+    server_name: &str,
+    username: Option<&[u8]>,
+    token: &[u8],
+    unix_now: u64,
+) -> Result<Authenticated, Rejection> {
+    let kid = decode_username(username.ok_or(Rejection::BadRequest)?)
+        .map_err(|_| Rejection::BadRequest)?;
+    let shared = dir.oauth_keys.get(kid).ok_or(Rejection::Unauthorized)?;
+    let t = decode(shared, server_name, token, unix_now).map_err(|_| Rejection::Unauthorized)?;
+    if sha256 {
+        return Err(Rejection::Unauthorized);
+    }
+    // coturn signs with the first 16 bytes of the mac key; RFC 7635
+    // means all of it. Either verifies; answers use the one that did.
+    let candidates = [16u8, MAC_KEY_LEN as u8].map(|len| Key::Mac {
+        bytes: t.mac_key,
+        len,
+    });
+    Ok(Authenticated {
+        username: kid.to_string(),
+        signer: signer_of(msg, false, candidates)?,
+        origin: Origin::OAuth {
+            expires: t.expires(shared),
+        },
+    })
+}
+
+/// A request without a token from a client with an OAuth allocation:
+/// coturn's client signs it with the last token's mac key. `Ok(None)` when
+/// that key does not verify it (the request may still be a user's).
+pub(super) fn verify_session(
+    msg: &Message<'_>,
+    sha256: bool,
+    dir: &Directory,
+    session: &OAuthSession,
+    username: &[u8],
+) -> Result<Option<Authenticated>, Rejection> {
+    let kid = decode_username(username).map_err(|_| Rejection::BadRequest)?;
+    if !matches!(session.signer.key, Key::Mac { .. })
+        || sha256
+        || verify_sha1(msg, session.signer.key.as_bytes()).is_err()
+    {
+        return Ok(None);
+    }
+    // F9: the mac key is only as good as its token: the key id must still
+    // be configured, and the token's expiry travels with the answer (the
+    // caller refuses it once passed, as for a request carrying the token).
+    if !dir.oauth_keys.contains_key(kid) {
+        return Err(Rejection::Unauthorized);
+    }
+    Ok(Some(Authenticated {
+        username: kid.to_string(),
+        signer: session.signer.clone(),
+        origin: Origin::OAuth {
+            expires: session.expires,
+        },
+    }))
+}
+
+/// Whether a request by a token valid until `expires` (Unix seconds) is
+/// refused at `unix_now`: every request is (RFC 7635: the token's lifetime
+/// bounds the use of its mac key), including those signed with its key
+/// alone.
+pub fn expired(expires: Option<u64>, unix_now: u64) -> bool {
+    expires.is_some_and(|end| unix_now >= end)
 }
 
 #[cfg(test)]

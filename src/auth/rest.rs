@@ -1,11 +1,21 @@
-//! REST ephemeral credentials (draft-uberti-behave-turn-rest-00), as coturn
-//! reads them: the username carries its own expiry, `EXPIRY[:USER]` (coturn
-//! also takes `USER:EXPIRY`), and the password is
-//! base64(HMAC-SHA1(shared secret, username)). Nothing is stored per user.
+//! REST ephemeral credentials (draft-uberti-behave-turn-rest-00, coturn's
+//! `use-auth-secret`), the whole rule in one room: the username carries its
+//! own expiry, `EXPIRY[:USER]` (coturn also takes `USER:EXPIRY`), and the
+//! password is base64(HMAC-SHA1(shared secret, username)). Nothing is
+//! stored per user.
+//!
+//! * [`mint`]: a username and password pair, for the admin API and the CLI.
+//! * [`verify`]: a request's username checked against every live secret.
+//! * [`expired`]: which requests a username past its expiry may still make.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+
+use crate::stun::integrity::{long_term_key_md5, long_term_key_sha256};
+use crate::stun::{Message, Method};
+
+use super::{signer_of, Authenticated, Key, Origin, Rejection, ALGORITHM_SHA256};
 
 /// A shared secret; never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,6 +49,90 @@ pub fn password(secret: &[u8], username: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// A REST username and its password under `secret`, valid for `ttl`
+/// seconds from `unix_now`: `EXPIRY` alone for an empty `user`, else
+/// `EXPIRY<separator>USER`.
+pub fn mint(
+    secret: &[u8],
+    user: &str,
+    ttl: u64,
+    separator: char,
+    unix_now: u64,
+) -> (String, String) {
+    let expiry = unix_now.saturating_add(ttl);
+    let username = if user.is_empty() {
+        expiry.to_string()
+    } else {
+        format!("{expiry}{separator}{user}")
+    };
+    let password = password(secret, &username);
+    (username, password)
+}
+
+/// Checks a request signed by the REST username `name` against every live
+/// secret; the key is the long-term key of the derived password, in the
+/// negotiated password `algorithm`.
+pub(super) fn verify(
+    msg: &Message<'_>,
+    sha256: bool,
+    secrets: &[Secret],
+    name: &str,
+    realm: &str,
+    separator: char,
+    algorithm: u16,
+) -> Result<Authenticated, Rejection> {
+    let expires = expiry(name, separator)
+        .filter(|_| !secrets.is_empty())
+        .ok_or(Rejection::Unauthorized)?;
+    // Every live secret is tried (rotation): each check is constant-time,
+    // and the count of secrets is not a secret.
+    let candidates: Vec<Key> = secrets
+        .iter()
+        .map(|secret| {
+            let password = password(&secret.0, name);
+            match algorithm {
+                ALGORITHM_SHA256 => Key::Sha256(long_term_key_sha256(name, realm, &password)),
+                _ => Key::Md5(long_term_key_md5(name, realm, &password)),
+            }
+        })
+        .collect();
+    Ok(Authenticated {
+        username: name.to_string(),
+        signer: signer_of(msg, sha256, candidates)?,
+        origin: Origin::Rest { expires },
+    })
+}
+
+/// Which requests of a REST username past its expiry are refused. The
+/// allocation it made lives on: coturn checks the expiry at Allocate only,
+/// unless told to check Refresh too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryPolicy {
+    /// Allocate only (coturn's default).
+    AtAllocate,
+    /// Allocate and Refresh (`strict_expiry`).
+    AtAllocateAndRefresh,
+}
+
+impl ExpiryPolicy {
+    /// The policy the `strict_expiry` setting names.
+    pub fn strict(strict_expiry: bool) -> Self {
+        if strict_expiry {
+            ExpiryPolicy::AtAllocateAndRefresh
+        } else {
+            ExpiryPolicy::AtAllocate
+        }
+    }
+}
+
+/// Whether a request `method` by a REST username valid until `expires`
+/// is refused at Unix second `unix_now`.
+pub fn expired(policy: ExpiryPolicy, method: Method, expires: u64, unix_now: u64) -> bool {
+    let checked = method == Method::ALLOCATE
+        || (method == Method::REFRESH && policy == ExpiryPolicy::AtAllocateAndRefresh);
+    checked && unix_now >= expires
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +158,46 @@ mod tests {
             password(b"key", "The quick brown fox jumps over the lazy dog"),
             "3nybhbi3iqa8ino29wqQcBydtNk="
         );
+    }
+
+    #[test]
+    fn mint_puts_the_expiry_first_and_signs_the_whole_username() {
+        let (user, pw) = mint(b"s3cret", "alice", 600, ':', 1_700_000_000);
+        assert_eq!(user, "1700000600:alice");
+        assert_eq!(pw, password(b"s3cret", "1700000600:alice"));
+        assert_eq!(expiry(&user, ':'), Some(1_700_000_600));
+
+        let (user, pw) = mint(b"s3cret", "", 600, ':', 1_700_000_000);
+        assert_eq!(user, "1700000600");
+        assert_eq!(pw, password(b"s3cret", "1700000600"));
+
+        let (user, _) = mint(b"s3cret", "bob", 1, '-', 5);
+        assert_eq!(user, "6-bob");
+        // An absurd ttl saturates instead of wrapping into the past.
+        let (user, _) = mint(b"s3cret", "", u64::MAX, ':', 5);
+        assert_eq!(user, u64::MAX.to_string());
+    }
+
+    #[test]
+    fn expired_username_may_not_allocate_nor_refresh_when_strict() {
+        let lax = ExpiryPolicy::strict(false);
+        let strict = ExpiryPolicy::strict(true);
+        assert_eq!(lax, ExpiryPolicy::AtAllocate);
+        assert_eq!(strict, ExpiryPolicy::AtAllocateAndRefresh);
+        // Before its expiry: nothing is refused.
+        for m in [Method::ALLOCATE, Method::REFRESH, Method::CREATE_PERMISSION] {
+            assert!(!expired(strict, m, 100, 99));
+        }
+        // At and past it: Allocate always, Refresh only when strict.
+        for now in [100, 101] {
+            assert!(expired(lax, Method::ALLOCATE, 100, now));
+            assert!(expired(strict, Method::ALLOCATE, 100, now));
+            assert!(!expired(lax, Method::REFRESH, 100, now));
+            assert!(expired(strict, Method::REFRESH, 100, now));
+            // The allocation it made keeps working.
+            for m in [Method::CREATE_PERMISSION, Method::CHANNEL_BIND] {
+                assert!(!expired(strict, m, 100, now));
+            }
+        }
     }
 }

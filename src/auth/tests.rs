@@ -337,3 +337,64 @@ fn integrity_of_the_wrong_length_gets_400() {
         Err(Rejection::BadRequest)
     );
 }
+
+fn with_secrets(t0: Instant, secrets: &[&[u8]]) -> Authenticator {
+    let a = auth(t0);
+    let mut d = (*a.directory()).clone();
+    d.secrets = secrets.iter().map(|s| rest::Secret(s.to_vec())).collect();
+    a.replace(d);
+    a
+}
+
+#[test]
+fn minted_rest_credential_verifies_under_any_live_secret() {
+    let t = t0();
+    let (user, password) = rest::mint(b"new", "bob", 600, ':', 1_700_000_000);
+    let req = || Req {
+        user: Some(&user),
+        password: &password,
+        ..Default::default()
+    };
+    // Rotation: the old secret first, the new one second.
+    let ok = run(&with_secrets(t, &[b"old", b"new"]), t, req()).unwrap();
+    assert_eq!(ok.username, user);
+    assert_eq!(
+        ok.origin,
+        Origin::Rest {
+            expires: 1_700_000_600
+        }
+    );
+    assert_eq!(
+        run(&with_secrets(t, &[b"old"]), t, req()),
+        Err(Rejection::Unauthorized)
+    );
+    // No secret at all: REST is off.
+    assert_eq!(run(&auth(t), t, req()), Err(Rejection::Unauthorized));
+}
+
+#[test]
+fn expiry_is_judged_on_the_clock_the_shell_hands_in() {
+    let t = t0();
+    let a = auth(t).with_clock(t, 1_000);
+    let rest = Origin::Rest { expires: 1_010 };
+    let oauth = Origin::OAuth {
+        expires: Some(1_010),
+    };
+    let lax = ExpiryPolicy::AtAllocate;
+    let strict = ExpiryPolicy::AtAllocateAndRefresh;
+    let before = t + Duration::from_secs(9);
+    let after = t + Duration::from_secs(10);
+    assert_eq!(a.unix_time(after), 1_010);
+    for origin in [rest, oauth, Origin::LongTerm] {
+        assert!(!a.expired(before, Method::ALLOCATE, &origin, strict));
+    }
+    assert!(a.expired(after, Method::ALLOCATE, &rest, lax));
+    assert!(!a.expired(after, Method::REFRESH, &rest, lax));
+    assert!(a.expired(after, Method::REFRESH, &rest, strict));
+    assert!(!a.expired(after, Method::CREATE_PERMISSION, &rest, strict));
+    // A token past its lifetime is refused for every request.
+    assert!(a.expired(after, Method::CREATE_PERMISSION, &oauth, lax));
+    let forever = Origin::OAuth { expires: None };
+    assert!(!a.expired(after, Method::ALLOCATE, &forever, strict));
+    assert!(!a.expired(after, Method::ALLOCATE, &Origin::LongTerm, strict));
+}

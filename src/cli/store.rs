@@ -406,13 +406,13 @@ pub fn credentials(a: CredentialsArgs) -> ExitCode {
     if secret.is_empty() || a.ttl == 0 {
         return fail("the secret must not be empty and --ttl must be at least 1");
     }
-    let expiry = crate::store::unix_now() as u64 + a.ttl;
-    let username = if a.user.is_empty() {
-        expiry.to_string()
-    } else {
-        format!("{expiry}{}{}", a.separator, a.user)
-    };
-    let credential = crate::auth::rest::password(secret.as_bytes(), &username);
+    let (username, credential) = crate::auth::rest::mint(
+        secret.as_bytes(),
+        &a.user,
+        a.ttl,
+        a.separator,
+        crate::store::unix_now() as u64,
+    );
     let out = serde_json::json!({"urls": a.uris, "username": username, "credential": credential});
     println!("{out}");
     ExitCode::SUCCESS

@@ -634,6 +634,7 @@ pub fn directory(config: &Config, stored: Snapshot) -> Directory {
 
 fn authenticator(config: &Config, nonces: NonceIssuer, stored: Snapshot) -> Authenticator {
     let a = Authenticator::new(directory(config, stored), nonces)
+        .with_clock(Instant::now(), crate::store::unix_now() as u64)
         .with_rest_separator(config.rest_api_separator);
     if config.oauth {
         a.with_oauth(&config.server_name)
