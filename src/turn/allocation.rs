@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::attributes::AddressFamily;
 use super::{FiveTuple, RelayId};
-use crate::stun::TransactionId;
 use crate::auth::Signer;
+use crate::stun::TransactionId;
 
 /// RFC 8656 §9: "a permission ... lifetime of 300 seconds (= 5 minutes)".
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);

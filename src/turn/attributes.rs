@@ -256,20 +256,35 @@ mod tests {
 
     #[test]
     fn fixed_size_values_refuse_other_lengths_with_400() {
-        assert_eq!(RequestedTransport::decode(&[17, 0, 0, 0]), Ok(RequestedTransport(17)));
+        assert_eq!(
+            RequestedTransport::decode(&[17, 0, 0, 0]),
+            Ok(RequestedTransport(17))
+        );
         assert_eq!(RequestedTransport::decode(&[17]), Err(BAD_REQUEST));
-        assert_eq!(Lifetime::decode(&[0, 0, 2, 88]), Ok(Lifetime(Duration::from_secs(600))));
+        assert_eq!(
+            Lifetime::decode(&[0, 0, 2, 88]),
+            Ok(Lifetime(Duration::from_secs(600)))
+        );
         assert_eq!(Lifetime::decode(&[0, 0, 2, 88, 0]), Err(BAD_REQUEST));
         assert_eq!(ConnectionId::decode(&[0, 0, 0, 7]), Ok(ConnectionId(7)));
         assert_eq!(ConnectionId::decode(&[]), Err(BAD_REQUEST));
-        assert_eq!(ReservationToken::decode(&[1; 8]), Ok(ReservationToken([1; 8])));
+        assert_eq!(
+            ReservationToken::decode(&[1; 8]),
+            Ok(ReservationToken([1; 8]))
+        );
         assert_eq!(ReservationToken::decode(&[1; 4]), Err(BAD_REQUEST));
     }
 
     #[test]
     fn channel_numbers_outside_the_range_get_400() {
-        assert_eq!(ChannelNumber::decode(&[0x40, 0, 0, 0]), Ok(ChannelNumber(0x4000)));
-        assert_eq!(ChannelNumber::decode(&[0x7f, 0xff, 0, 0]), Ok(ChannelNumber(0x7fff)));
+        assert_eq!(
+            ChannelNumber::decode(&[0x40, 0, 0, 0]),
+            Ok(ChannelNumber(0x4000))
+        );
+        assert_eq!(
+            ChannelNumber::decode(&[0x7f, 0xff, 0, 0]),
+            Ok(ChannelNumber(0x7fff))
+        );
         assert_eq!(ChannelNumber::decode(&[0x80, 0, 0, 0]), Err(BAD_REQUEST));
         assert_eq!(ChannelNumber::decode(&[0x3f, 0xff, 0, 0]), Err(BAD_REQUEST));
         assert_eq!(ChannelNumber::decode(&[0x40, 0]), Err(BAD_REQUEST));
@@ -282,9 +297,15 @@ mod tests {
             RequestedAddressFamily::decode(&v(2)),
             Ok(RequestedAddressFamily(AddressFamily::V6))
         );
-        assert_eq!(RequestedAddressFamily::decode(&v(3)), Err(ADDRESS_FAMILY_NOT_SUPPORTED));
+        assert_eq!(
+            RequestedAddressFamily::decode(&v(3)),
+            Err(ADDRESS_FAMILY_NOT_SUPPORTED)
+        );
         assert_eq!(RequestedAddressFamily::decode(&[1]), Err(BAD_REQUEST));
-        assert_eq!(AdditionalAddressFamily::decode(&v(2)), Ok(AdditionalAddressFamily));
+        assert_eq!(
+            AdditionalAddressFamily::decode(&v(2)),
+            Ok(AdditionalAddressFamily)
+        );
         assert_eq!(AdditionalAddressFamily::decode(&v(1)), Err(BAD_REQUEST));
         assert_eq!(AdditionalAddressFamily::decode(&v(3)), Err(BAD_REQUEST));
     }
@@ -292,7 +313,10 @@ mod tests {
     #[test]
     fn even_port_needs_a_byte_and_reads_the_r_bit() {
         assert_eq!(EvenPort::decode(&[0x80]), Ok(EvenPort { reserve: true }));
-        assert_eq!(EvenPort::decode(&[0, 0, 0, 0]), Ok(EvenPort { reserve: false }));
+        assert_eq!(
+            EvenPort::decode(&[0, 0, 0, 0]),
+            Ok(EvenPort { reserve: false })
+        );
         assert_eq!(EvenPort::decode(&[]), Err(BAD_REQUEST));
     }
 }

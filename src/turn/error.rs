@@ -80,12 +80,28 @@ mod tests {
             (UNKNOWN_ATTRIBUTE, 420, "Unknown Attribute"),
             (ALLOCATION_MISMATCH, 437, "Allocation Mismatch"),
             (STALE_NONCE, 438, "Stale Nonce"),
-            (ADDRESS_FAMILY_NOT_SUPPORTED, 440, "Address Family not Supported"),
+            (
+                ADDRESS_FAMILY_NOT_SUPPORTED,
+                440,
+                "Address Family not Supported",
+            ),
             (WRONG_CREDENTIALS, 441, "Wrong Credentials"),
-            (UNSUPPORTED_TRANSPORT_PROTOCOL, 442, "Unsupported Transport Protocol"),
-            (PEER_ADDRESS_FAMILY_MISMATCH, 443, "Peer Address Family Mismatch"),
+            (
+                UNSUPPORTED_TRANSPORT_PROTOCOL,
+                442,
+                "Unsupported Transport Protocol",
+            ),
+            (
+                PEER_ADDRESS_FAMILY_MISMATCH,
+                443,
+                "Peer Address Family Mismatch",
+            ),
             (CONNECTION_ALREADY_EXISTS, 446, "Connection Already Exists"),
-            (CONNECTION_TIMEOUT_OR_FAILURE, 447, "Connection Timeout or Failure"),
+            (
+                CONNECTION_TIMEOUT_OR_FAILURE,
+                447,
+                "Connection Timeout or Failure",
+            ),
             (ALLOCATION_QUOTA_REACHED, 486, "Allocation Quota Reached"),
             (INSUFFICIENT_CAPACITY, 508, "Insufficient Capacity"),
         ];

@@ -10,7 +10,7 @@ use crate::auth::Authenticated;
 use crate::stun::Message;
 use crate::turn::allocation::{Allocation, Bandwidth, Counters, PendingAllocate, Relay};
 use crate::turn::attributes::{
-    self as attr, AddressFamily, AdditionalAddressFamily, DontFragment, EvenPort,
+    self as attr, AdditionalAddressFamily, AddressFamily, DontFragment, EvenPort,
     RequestedAddressFamily, RequestedTransport, ReservationToken,
 };
 use crate::turn::error::{
@@ -22,7 +22,13 @@ use crate::turn::shared::{Reservation, RESERVATION_TTL};
 use crate::turn::{tcp_relay, Output, RelayId};
 
 impl Server {
-    pub(super) fn allocate(&mut self, now: Instant, ctx: &Ctx, msg: &Message<'_>, auth: Authenticated) {
+    pub(super) fn allocate(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        msg: &Message<'_>,
+        auth: Authenticated,
+    ) {
         let signer = auth.signer.clone();
         // "The server checks if the 5-tuple is currently in use by an
         // existing allocation. If yes, the server rejects the request with a
@@ -38,7 +44,12 @@ impl Server {
     }
 
     /// RFC 8656 §7.2's checks, in its order: the first failure answers.
-    pub(super) fn allocate_checks(&self, now: Instant, ctx: &Ctx, msg: &Message<'_>) -> Result<Plan, u16> {
+    pub(super) fn allocate_checks(
+        &self,
+        now: Instant,
+        ctx: &Ctx,
+        msg: &Message<'_>,
+    ) -> Result<Plan, u16> {
         let cfg = &self.shared.config;
         // "If the REQUESTED-TRANSPORT attribute is not included or is
         // malformed, the server rejects the request with a 400 (Bad Request)
@@ -202,7 +213,11 @@ impl Server {
         let mut relays = Vec::new();
         let mut token = None;
         for (i, &family) in plan.families.iter().enumerate() {
-            let ip = self.shared.config.relay_ip(family.is_v4()).expect("checked");
+            let ip = self
+                .shared
+                .config
+                .relay_ip(family.is_v4())
+                .expect("checked");
             let port = match plan.reserved {
                 Some(addr) => Some(addr.port()),
                 None => self.shared.ports().take(plan.even, plan.pair && i == 0),

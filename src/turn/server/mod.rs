@@ -35,10 +35,10 @@ use crate::auth::{Authenticated, OAuthSession, Origin, Rejection};
 use crate::stun::channel_data::ChannelData;
 use crate::stun::{Class, Message, Method, ParseError};
 
-pub(crate) use respond::{Answer, Ctx};
 pub use relay::{PEER_HEADROOM, PEER_TAILROOM};
-pub use stats::{SessionView, Stats};
 use respond::CONTROL_MAX;
+pub(crate) use respond::{Answer, Ctx};
+pub use stats::{SessionView, Stats};
 
 /// One worker's TURN core: allocations by slot, their relay ids and
 /// timers, and the queues the shell drains.

@@ -16,7 +16,11 @@ use crate::turn::error::{
 impl Server {
     /// Judges one decoded XOR-PEER-ADDRESS (a malformed one is already a
     /// 400): 403 by policy, 443 for a family the allocation lacks.
-    pub(in crate::turn) fn peer_checked(&self, slot: u32, peer: SocketAddr) -> Result<SocketAddr, u16> {
+    pub(in crate::turn) fn peer_checked(
+        &self,
+        slot: u32,
+        peer: SocketAddr,
+    ) -> Result<SocketAddr, u16> {
         // Policy first: a denied address is refused as such whatever the
         // family it is written in (::ffff:127.0.0.1 on an IPv4 allocation).
         // RFC 8656: "The server MAY impose restrictions on the IP address
@@ -82,7 +86,13 @@ impl Server {
         self.answer(now, ctx, Answer::Success, Some(&signer), true, |_| {});
     }
 
-    pub(super) fn channel_bind(&mut self, now: Instant, ctx: &Ctx, msg: &Message<'_>, auth: Authenticated) {
+    pub(super) fn channel_bind(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        msg: &Message<'_>,
+        auth: Authenticated,
+    ) {
         let Some(slot) = self.own_allocation(now, ctx, &auth) else {
             return;
         };

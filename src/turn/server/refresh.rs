@@ -63,7 +63,13 @@ impl Server {
         }
     }
 
-    pub(super) fn refresh(&mut self, now: Instant, ctx: &Ctx, msg: &Message<'_>, auth: Authenticated) {
+    pub(super) fn refresh(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        msg: &Message<'_>,
+        auth: Authenticated,
+    ) {
         let Some(slot) = self.own_allocation(now, ctx, &auth) else {
             return;
         };

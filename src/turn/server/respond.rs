@@ -44,9 +44,16 @@ impl Server {
         if n == 0 {
             return false;
         }
-        self.answer(now, ctx, Answer::Error(UNKNOWN_ATTRIBUTE), Some(signer), true, |b| {
-            b.add_unknown_attributes(&unknown[..n]);
-        });
+        self.answer(
+            now,
+            ctx,
+            Answer::Error(UNKNOWN_ATTRIBUTE),
+            Some(signer),
+            true,
+            |b| {
+                b.add_unknown_attributes(&unknown[..n]);
+            },
+        );
         true
     }
 
