@@ -18,22 +18,24 @@
 //! * [`error`]: the error codes, named, with their RFC sentence.
 //! * `attributes.rs`: TURN attributes decoded as typed values.
 //! * [`allocation`]: one allocation's permissions, channels and counters.
-//! * [`config`]: [`TurnConfig`] and the lifetimes.
-//! * [`shared`]: what all workers share ([`Shared`], reservations).
+//! * `config.rs`: [`TurnConfig`] and the lifetimes.
+//! * `shared.rs`: what all workers share ([`Shared`], reservations).
 //! * [`policy`]: which peers may be reached.
 //! * [`ports`]: the relay port range.
 //! * [`quota`]: allocations per user and in total.
 //! * `transactions.rs`: answers kept for retransmitted requests.
+//! * `tests/`: the core's tests, one room per idea; `tests/mod.rs` is the
+//!   harness.
 
 pub mod allocation;
 mod attributes;
-pub mod config;
+mod config;
 pub mod error;
 pub mod policy;
 pub mod ports;
 pub mod quota;
 mod server;
-pub mod shared;
+mod shared;
 pub mod tcp_relay;
 mod transactions;
 

@@ -1,15 +1,15 @@
 //! The TURN state machine of one worker: [`Server`], its inputs and
 //! outputs, and the dispatch of requests to the rooms that serve them.
 //!
-//! * [`respond`]: building, caching and queueing answers (`Ctx`, `Answer`).
-//! * [`allocate`]: the Allocate checks and the start of an allocation.
-//! * [`lifecycle`]: relay sockets opened, the success answer, deletion.
-//! * [`refresh`]: whose allocation a request acts on; Refresh.
-//! * [`permissions`]: CreatePermission and ChannelBind.
-//! * [`relay`]: the data path, client to peer and peer to client.
-//! * [`timers`]: allocation expiry and the timer heap.
-//! * [`ids`]: relay ids, RESERVATION-TOKENs, indication transaction ids.
-//! * [`stats`]: counters and the session list for the admin API.
+//! * `respond.rs`: building, caching and queueing answers (`Ctx`, `Answer`).
+//! * `allocate.rs`: the Allocate checks and the start of an allocation.
+//! * `lifecycle.rs`: relay sockets opened, the success answer, deletion.
+//! * `refresh.rs`: whose allocation a request acts on; Refresh.
+//! * `permissions.rs`: CreatePermission and ChannelBind.
+//! * `relay.rs`: the data path, client to peer and peer to client.
+//! * `timers.rs`: allocation expiry and the timer heap.
+//! * `ids.rs`: relay ids, RESERVATION-TOKENs, indication transaction ids.
+//! * `stats.rs`: counters and the session list for the admin API.
 
 mod allocate;
 mod ids;
@@ -126,7 +126,8 @@ impl Server {
     // ----- input from clients -------------------------------------------
 
     /// A datagram (UDP) or a frame (TCP) from a client. Control answers are
-    /// queued; data for a peer is returned, borrowing `bytes`.
+    /// queued; data for a peer (ChannelData, Send indications: the relay,
+    /// `relay.rs`) is returned, borrowing `bytes`.
     pub fn handle_client<'a>(
         &mut self,
         now: Instant,
