@@ -6,8 +6,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::attributes::AddressFamily;
 use super::{FiveTuple, RelayId};
 use crate::auth::Signer;
+use crate::stun::TransactionId;
 
 /// RFC 8656 §9: "a permission ... lifetime of 300 seconds (= 5 minutes)".
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -78,6 +80,13 @@ pub struct Counters {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, c: Counters) {
+        self.packets += c.packets;
+        self.bytes += c.bytes;
+    }
+}
+
 #[derive(Debug)]
 pub struct Allocation {
     pub generation: u32,
@@ -114,7 +123,7 @@ pub struct Allocation {
     /// How the allocation's owner authenticated.
     pub origin: crate::auth::Origin,
     /// Set while relay sockets are being opened.
-    pub pending: Option<super::server::PendingAllocate>,
+    pub pending: Option<PendingAllocate>,
 }
 
 impl Allocation {
@@ -175,4 +184,19 @@ impl Allocation {
             .iter()
             .find(|c| c.peer == peer && c.expires > now)
     }
+}
+
+/// What an Allocate waits for while its relay sockets open.
+#[derive(Debug, Clone)]
+pub struct PendingAllocate {
+    // Fields are the core's: `pub(crate)` for the server rooms that fill them.
+    pub(crate) txid: TransactionId,
+    pub(crate) fingerprint: bool,
+    pub(crate) even_port: bool,
+    /// Token to return for the port held next to this one.
+    pub(crate) token: Option<[u8; 8]>,
+    /// The family that could not be served in a dual allocation.
+    pub(crate) family_error: Option<AddressFamily>,
+    pub(crate) draft_code_points: bool,
+    pub(crate) attempts: u8,
 }

@@ -7,33 +7,47 @@
 //! path returns its decision directly and borrows the packet, so relaying
 //! copies nothing and allocates nothing.
 //!
+//! Where things are:
+//! * `server/`: the state machine, one room per idea: `mod.rs` (inputs and
+//!   request dispatch), `respond.rs` (answers and their cache),
+//!   `allocate.rs` (Allocate's checks), `lifecycle.rs` (relay sockets opened,
+//!   allocation ended), `refresh.rs`, `permissions.rs` (CreatePermission,
+//!   ChannelBind), `relay.rs` (the data path: ChannelData and Send to peers,
+//!   peer datagrams back to clients), `timers.rs`, `ids.rs`, `stats.rs`.
+//! * [`tcp_relay`]: RFC 6062 Connect, ConnectionBind, ConnectionAttempt.
+//! * [`error`]: the error codes, named, with their RFC sentence.
+//! * `attributes.rs`: TURN attributes decoded as typed values.
 //! * [`allocation`]: one allocation's permissions, channels and counters.
+//! * `config.rs`: [`TurnConfig`] and the lifetimes.
+//! * `shared.rs`: what all workers share ([`Shared`], reservations).
 //! * [`policy`]: which peers may be reached.
 //! * [`ports`]: the relay port range.
 //! * [`quota`]: allocations per user and in total.
+//! * `transactions.rs`: answers kept for retransmitted requests.
+//! * `tests/`: the core's tests, one room per idea; `tests/mod.rs` is the
+//!   harness.
 
 pub mod allocation;
+mod attributes;
+mod config;
+pub mod error;
 pub mod policy;
 pub mod ports;
 pub mod quota;
 mod server;
+mod shared;
 pub mod tcp_relay;
 mod transactions;
 
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-pub use server::{
-    PendingAllocate, Server, SessionView, Shared, Stats, PEER_HEADROOM, PEER_TAILROOM,
-};
-
-/// RFC 8656 §3.2 (allocation lifetime): "the default lifetime is 10 minutes".
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
-/// The usual cap on requested lifetimes (coturn's and turn-proto's).
-pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+pub use allocation::PendingAllocate;
+pub use config::{TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME};
+pub use server::{Server, SessionView, Stats, PEER_HEADROOM, PEER_TAILROOM};
+pub use shared::Shared;
 
 /// Transport between client and server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,51 +156,4 @@ pub struct Deliver {
     pub to: FiveTuple,
     pub start: usize,
     pub end: usize,
-}
-
-/// Settings of the TURN core.
-#[derive(Debug, Clone)]
-pub struct TurnConfig {
-    /// Addresses relay sockets bind to: at most one per family is used.
-    pub relay_ips: Vec<IpAddr>,
-    /// (relay IP, public IP): the public one is told to clients.
-    pub external_ips: Vec<(IpAddr, IpAddr)>,
-    pub default_lifetime: Duration,
-    pub max_lifetime: Duration,
-    pub max_permissions: usize,
-    pub max_channels: usize,
-    /// Bits per second per allocation and direction; 0 = unlimited.
-    pub max_bps: u64,
-    pub software: Option<String>,
-    pub policy: policy::PeerPolicy,
-    /// 401/438 answers per second per source address; 0 = no limit.
-    pub auth_reply_rate: u32,
-    /// Refuse Refresh with an expired REST username.
-    pub strict_expiry: bool,
-    /// Serve RFC 6062 TCP allocations.
-    pub tcp_relay: bool,
-    /// RFC 6062 peer connections per TCP allocation and per user.
-    pub max_peer_connections: u32,
-    pub max_peer_connections_per_user: u32,
-    /// Answer RFC 3489 Binding requests (no magic cookie).
-    pub stun_backward_compatibility: bool,
-}
-
-impl TurnConfig {
-    /// The relay IP of a family, if any.
-    pub fn relay_ip(&self, v4: bool) -> Option<IpAddr> {
-        self.relay_ips.iter().copied().find(|ip| ip.is_ipv4() == v4)
-    }
-
-    /// What clients are told for a relay bound to `local`.
-    pub fn advertised(&self, local: SocketAddr) -> SocketAddr {
-        match self
-            .external_ips
-            .iter()
-            .find(|(private, _)| *private == local.ip())
-        {
-            Some((_, public)) => SocketAddr::new(*public, local.port()),
-            None => local,
-        }
-    }
 }

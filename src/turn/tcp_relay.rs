@@ -21,6 +21,11 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::attributes::{self as attr, ConnectionId, XorPeerAddress};
+use super::error::{
+    BAD_REQUEST, CONNECTION_ALREADY_EXISTS, CONNECTION_TIMEOUT_OR_FAILURE, INSUFFICIENT_CAPACITY,
+    WRONG_CREDENTIALS,
+};
 use super::server::{Answer, Ctx, Server};
 use super::{FiveTuple, Output, RelayId};
 use crate::auth::{Authenticated, Signer};
@@ -151,14 +156,13 @@ impl Server {
         };
         let signer = auth.signer;
         let a = self.allocation_at(slot);
+        // RFC 6062 §5.2: Connect is for TCP allocations.
         if !a.tcp {
-            return self.error(now, ctx, 400, &signer);
+            return self.error(now, ctx, BAD_REQUEST, &signer);
         }
-        let Some(value) = msg.get(AttributeType::XOR_PEER_ADDRESS) else {
-            return self.error(now, ctx, 400, &signer);
-        };
         // The policy is checked here, before the shell is asked for a SYN.
-        let peer = match self.peer_checked(slot, value, &ctx.txid) {
+        let checked = XorPeerAddress::require(msg).and_then(|p| self.peer_checked(slot, p));
+        let peer = match checked {
             Ok(p) => p,
             Err(code) => return self.error(now, ctx, code, &signer),
         };
@@ -175,10 +179,12 @@ impl Server {
             .values()
             .any(|c| c.slot == slot && c.generation == generation && c.peer == peer);
         if busy {
-            return self.error(now, ctx, 446, &signer);
+            return self.error(now, ctx, CONNECTION_ALREADY_EXISTS, &signer);
         }
+        // F8: beyond the per-allocation or per-user cap, or the Connect
+        // rate, "some capacity limit" is reached.
         if !self.peer_connection_allowed(now, slot, true) {
-            return self.error(now, ctx, 508, &signer);
+            return self.error(now, ctx, INSUFFICIENT_CAPACITY, &signer);
         }
         let a = self.allocation_at(slot);
         let relay = a.relays[0];
@@ -251,7 +257,7 @@ impl Server {
             return self.answer(
                 now,
                 &c.ctx,
-                Answer::Error(447),
+                Answer::Error(CONNECTION_TIMEOUT_OR_FAILURE),
                 Some(&c.signer),
                 false,
                 |_| {},
@@ -333,12 +339,13 @@ impl Server {
         auth: Authenticated,
     ) {
         let signer = auth.signer;
+        // A data connection is a fresh TCP connection with no allocation.
         if !ctx.tuple.transport.is_stream() || self.by_tuple.contains_key(&ctx.tuple) {
-            return self.error(now, ctx, 400, &signer);
+            return self.error(now, ctx, BAD_REQUEST, &signer);
         }
-        let conn = match msg.get(AttributeType::CONNECTION_ID) {
-            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-            _ => return self.error(now, ctx, 400, &signer),
+        let conn = match attr::require::<ConnectionId>(msg) {
+            Ok(ConnectionId(c)) => c,
+            Err(code) => return self.error(now, ctx, code, &signer),
         };
         let verdict = {
             let mut table = self.shared.tcp_conns.lock();
@@ -347,8 +354,11 @@ impl Server {
                     e.state = State::Bound;
                     Ok(())
                 }
-                Some(e) if e.state == State::Waiting => Err(441),
-                _ => Err(400),
+                // Another user's connection: as for its allocation.
+                Some(e) if e.state == State::Waiting => Err(WRONG_CREDENTIALS),
+                // RFC 6062 §5.4: an unknown or already bound CONNECTION-ID
+                // gets 400.
+                _ => Err(BAD_REQUEST),
             }
         };
         if let Err(code) = verdict {

@@ -1,0 +1,306 @@
+//! The TURN state machine of one worker: [`Server`], its inputs and
+//! outputs, and the dispatch of requests to the rooms that serve them.
+//!
+//! * `respond.rs`: building, caching and queueing answers (`Ctx`, `Answer`).
+//! * `allocate.rs`: the Allocate checks and the start of an allocation.
+//! * `lifecycle.rs`: relay sockets opened, the success answer, deletion.
+//! * `refresh.rs`: whose allocation a request acts on; Refresh.
+//! * `permissions.rs`: CreatePermission and ChannelBind.
+//! * `relay.rs`: the data path, client to peer and peer to client.
+//! * `timers.rs`: allocation expiry and the timer heap.
+//! * `ids.rs`: relay ids, RESERVATION-TOKENs, indication transaction ids.
+//! * `stats.rs`: counters and the session list for the admin API.
+
+mod allocate;
+mod ids;
+mod lifecycle;
+mod permissions;
+mod refresh;
+mod relay;
+mod respond;
+mod stats;
+mod timers;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::allocation::Allocation;
+use super::error::BAD_REQUEST;
+use super::shared::Shared;
+use super::transactions::TransactionCache;
+use super::{FiveTuple, Forward, Output, Transmit};
+use crate::auth::{Authenticated, OAuthSession, Origin, Rejection};
+use crate::stun::channel_data::ChannelData;
+use crate::stun::{Class, Message, Method, ParseError};
+
+pub use relay::{PEER_HEADROOM, PEER_TAILROOM};
+use respond::CONTROL_MAX;
+pub(crate) use respond::{Answer, Ctx};
+pub use stats::{SessionView, Stats};
+
+/// One worker's TURN core: allocations by slot, their relay ids and
+/// timers, and the queues the shell drains.
+pub struct Server {
+    pub(super) shared: Arc<Shared>,
+    pub(super) allocations: Vec<Option<Allocation>>,
+    free_slots: Vec<u32>,
+    generation: u32,
+    pub(super) by_tuple: HashMap<FiveTuple, u32>,
+    /// RelayId → allocation slot.
+    pub(super) relays: Vec<Option<u32>>,
+    free_relays: Vec<u32>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    cache: TransactionCache,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) outputs: VecDeque<Output>,
+    rng: u64,
+    /// This worker's seed and count of tokens issued: with the shared key
+    /// they make RESERVATION-TOKENs unique across workers and unguessable.
+    seed: u64,
+    tokens: u64,
+    stats: Stats,
+    /// RFC 6062 Connects waiting for the shell, by CONNECTION-ID.
+    pub(super) connecting: HashMap<u32, super::tcp_relay::Connecting>,
+    /// Bind deadlines of peer connections this worker opened or accepted.
+    pub(super) conn_timers: BinaryHeap<Reverse<(Instant, u32)>>,
+}
+
+impl Server {
+    pub fn new(shared: Arc<Shared>, seed: u64) -> Self {
+        Server {
+            shared,
+            allocations: Vec::new(),
+            free_slots: Vec::new(),
+            generation: 0,
+            by_tuple: HashMap::new(),
+            relays: Vec::new(),
+            free_relays: Vec::new(),
+            timers: BinaryHeap::new(),
+            cache: TransactionCache::default(),
+            transmits: VecDeque::new(),
+            outputs: VecDeque::new(),
+            // Mixed first: seeds that differ only in the low bit must not
+            // give workers the same stream.
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) | 1,
+            seed,
+            tokens: 0,
+            stats: Stats::default(),
+            connecting: HashMap::new(),
+            conn_timers: BinaryHeap::new(),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Number of allocations this worker holds (pending ones included).
+    pub fn allocation_count(&self) -> usize {
+        self.by_tuple.len()
+    }
+
+    pub fn allocation(&self, tuple: &FiveTuple) -> Option<&Allocation> {
+        let slot = *self.by_tuple.get(tuple)?;
+        self.allocations[slot as usize].as_ref()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// A live allocation by slot.
+    pub(super) fn allocation_at(&self, slot: u32) -> &Allocation {
+        self.allocations[slot as usize].as_ref().expect("live slot")
+    }
+
+    pub(super) fn allocation_mut(&mut self, slot: u32) -> &mut Allocation {
+        self.allocations[slot as usize].as_mut().expect("live slot")
+    }
+
+    // ----- input from clients -------------------------------------------
+
+    /// A datagram (UDP) or a frame (TCP) from a client. Control answers are
+    /// queued; data for a peer (ChannelData, Send indications: the relay,
+    /// `relay.rs`) is returned, borrowing `bytes`.
+    pub fn handle_client<'a>(
+        &mut self,
+        now: Instant,
+        tuple: FiveTuple,
+        bytes: &'a [u8],
+    ) -> Option<Forward<'a>> {
+        if let Some(cd) = ChannelData::parse(bytes) {
+            return self.channel_data(now, tuple, cd);
+        }
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(ParseError::BadMagicCookie) if self.shared.config.stun_backward_compatibility => {
+                self.classic_binding(now, tuple, bytes);
+                return None;
+            }
+            Err(_) => return None,
+        };
+        match msg.class() {
+            Class::Request => {
+                self.request(now, tuple, &msg);
+                None
+            }
+            Class::Indication if msg.method() == Method::SEND => {
+                self.send_indication(now, tuple, &msg)
+            }
+            _ => None,
+        }
+    }
+
+    /// The client's TCP connection closed: RFC 8656 §3.1, the allocation
+    /// goes with it.
+    pub fn handle_client_closed(&mut self, tuple: FiveTuple) {
+        if let Some(&slot) = self.by_tuple.get(&tuple) {
+            self.delete(slot);
+        }
+    }
+
+    fn request(&mut self, now: Instant, tuple: FiveTuple, msg: &Message<'_>) {
+        let txid = msg.transaction_id();
+        if let Some(answer) = self.cache.get(&tuple, msg.method(), &txid) {
+            // RFC 8489 §6.3.4: a retransmission gets the same answer.
+            let data = answer.clone();
+            self.transmits.push_back(Transmit { to: tuple, data });
+            return;
+        }
+        let ctx = Ctx {
+            tuple,
+            message_type: msg.message_type(),
+            txid,
+            fingerprint: msg.has_fingerprint(),
+        };
+        match msg.method() {
+            Method::BINDING => {
+                self.stats.binding_requests += 1;
+                self.binding(tuple, msg)
+            }
+            Method::ALLOCATE
+            | Method::REFRESH
+            | Method::CREATE_PERMISSION
+            | Method::CHANNEL_BIND
+            | Method::CONNECT
+            | Method::CONNECTION_BIND => {
+                let session = self.oauth_session(&tuple);
+                let auth = match self.shared.auth.authenticate(
+                    now,
+                    msg,
+                    tuple.client.ip(),
+                    session.as_ref(),
+                ) {
+                    Ok(a) => a,
+                    Err(r) => return self.reject(now, &ctx, r),
+                };
+                if self.expired(now, msg.method(), &auth) {
+                    self.stats.auth_expired += 1;
+                    return self.reject(now, &ctx, Rejection::Unauthorized);
+                }
+                if self.unknown_attributes(now, &ctx, msg, &auth.signer) {
+                    return;
+                }
+                match msg.method() {
+                    Method::ALLOCATE => self.allocate(now, &ctx, msg, auth),
+                    Method::REFRESH => self.refresh(now, &ctx, msg, auth),
+                    Method::CREATE_PERMISSION => self.create_permission(now, &ctx, msg, auth),
+                    Method::CONNECT if self.shared.config.tcp_relay => {
+                        self.connect(now, &ctx, msg, auth)
+                    }
+                    Method::CONNECTION_BIND if self.shared.config.tcp_relay => {
+                        self.connection_bind(now, &ctx, msg, auth)
+                    }
+                    // RFC 6062 off: as for any method we do not serve.
+                    Method::CONNECT | Method::CONNECTION_BIND => {
+                        self.error(now, &ctx, BAD_REQUEST, &auth.signer)
+                    }
+                    _ => self.channel_bind(now, &ctx, msg, auth),
+                }
+            }
+            // A method we do not serve: an unauthenticated reflection too.
+            _ => {
+                if self.shared.reply_budget.allow(now, tuple.client.ip()) {
+                    self.answer(now, &ctx, Answer::Error(BAD_REQUEST), None, false, |_| {})
+                }
+            }
+        }
+    }
+
+    /// The key of this 5-tuple's OAuth allocation, if it has one.
+    fn oauth_session(&self, tuple: &FiveTuple) -> Option<OAuthSession> {
+        self.shared.auth.oauth_server_name()?;
+        let slot = *self.by_tuple.get(tuple)?;
+        let a = self.allocations[slot as usize].as_ref()?;
+        match a.origin {
+            Origin::OAuth { expires } => Some(OAuthSession {
+                signer: a.signer.clone(),
+                expires,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A REST username past its expiry may not Allocate, nor Refresh with
+    /// `strict_expiry`. An OAuth token past its lifetime is refused for
+    /// every request (RFC 7635: the token's lifetime bounds the use of
+    /// its mac key), including those signed with its key alone.
+    fn expired(&self, now: Instant, method: Method, auth: &Authenticated) -> bool {
+        let unix = self.shared.auth.unix_time(now);
+        match auth.origin {
+            Origin::Rest { expires } => {
+                let checked = method == Method::ALLOCATE
+                    || (method == Method::REFRESH && self.shared.config.strict_expiry);
+                checked && unix >= expires
+            }
+            Origin::OAuth {
+                expires: Some(expires),
+            } => unix >= expires,
+            _ => false,
+        }
+    }
+
+    fn binding(&mut self, tuple: FiveTuple, msg: &Message<'_>) {
+        // Built on the stack and copied out at its size: a 1,500-byte
+        // buffer per queued answer would multiply a pipelined burst.
+        let mut buf = [0u8; CONTROL_MAX];
+        let software = self.shared.config.software.as_deref();
+        if let Some(n) = crate::binding::answer_with(msg, tuple.client, software, &mut buf) {
+            self.transmits.push_back(Transmit {
+                to: tuple,
+                data: buf[..n].to_vec(),
+            });
+        }
+    }
+
+    /// An RFC 3489 Binding request (RFC 8489 §12). Anything else without
+    /// the cookie gets nothing: RFC 8656 TURN needs the RFC 5389 header. The
+    /// answer is an unauthenticated reflection and spends the source's
+    /// budget like a 401.
+    fn classic_binding(&mut self, now: Instant, tuple: FiveTuple, bytes: &[u8]) {
+        let Ok(msg) = Message::parse_classic(bytes) else {
+            return;
+        };
+        if msg.class() != Class::Request || msg.method() != Method::BINDING {
+            return;
+        }
+        self.stats.classic_binding_requests += 1;
+        if !self.shared.reply_budget.allow(now, tuple.client.ip()) {
+            return;
+        }
+        let mut buf = [0u8; CONTROL_MAX];
+        let software = self.shared.config.software.as_deref();
+        if let Some(n) = crate::binding::answer_classic(&msg, tuple.client, software, &mut buf) {
+            self.transmits.push_back(Transmit {
+                to: tuple,
+                data: buf[..n].to_vec(),
+            });
+        }
+    }
+}

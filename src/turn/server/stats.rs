@@ -1,0 +1,88 @@
+//! What the core has done, for metrics ([`Stats`]), and the live
+//! allocations as the admin API lists and ends them ([`SessionView`]).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::Server;
+use crate::turn::allocation::Counters;
+use crate::turn::FiveTuple;
+
+/// What this worker's core has done, for metrics. Plain counters: the
+/// shell copies them out once a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub allocations_created: u64,
+    pub binding_requests: u64,
+    /// RFC 3489 Binding requests (no magic cookie) that reached the core.
+    pub classic_binding_requests: u64,
+    /// Authentication failures by answer: 401, 438, 400.
+    pub auth_unauthorized: u64,
+    pub auth_stale_nonce: u64,
+    pub auth_bad_request: u64,
+    /// REST usernames refused for having expired (also counted as 401).
+    pub auth_expired: u64,
+    pub quota_refusals: u64,
+    /// Relayed traffic, live allocations included.
+    pub to_peer: Counters,
+    pub to_client: Counters,
+}
+
+/// One active allocation, as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub slot: u32,
+    pub generation: u32,
+    pub username: String,
+    pub tuple: FiveTuple,
+    pub relayed: Vec<SocketAddr>,
+    pub created: Instant,
+    pub to_peer: Counters,
+    pub to_client: Counters,
+}
+
+impl Server {
+    /// Counters so far, relayed traffic of live allocations included.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        for a in self.allocations.iter().flatten() {
+            s.to_peer += a.to_peer;
+            s.to_client += a.to_client;
+        }
+        s
+    }
+
+    /// The active allocations.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.allocations
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, a)| {
+                let a = a.as_ref().filter(|a| a.is_active())?;
+                Some(SessionView {
+                    slot: slot as u32,
+                    generation: a.generation,
+                    username: a.username.clone(),
+                    tuple: a.tuple,
+                    relayed: a.relays.iter().map(|r| r.advertised).collect(),
+                    created: a.created,
+                    to_peer: a.to_peer,
+                    to_client: a.to_client,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends an allocation at an admin's request: relays closed, ports and
+    /// quota released now. False if it is already gone.
+    pub fn end_session(&mut self, slot: u32, generation: u32) -> bool {
+        let live = matches!(
+            self.allocations.get(slot as usize),
+            Some(Some(a)) if a.generation == generation && a.is_active()
+        );
+        if live {
+            self.delete(slot);
+        }
+        live
+    }
+}

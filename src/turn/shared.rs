@@ -1,0 +1,78 @@
+//! State every worker shares: configuration, authentication, quotas, the
+//! relay port pool, RESERVATION-TOKENs and RFC 6062 peer connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::ports::PortPool;
+use super::quota::Quotas;
+use super::TurnConfig;
+use crate::auth::rate::ReplyBudget;
+use crate::auth::Authenticator;
+
+/// RFC 8656 §7.2: a reserved port is kept "for at least 30 seconds".
+pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(30);
+
+/// State shared by every worker.
+pub struct Shared {
+    pub config: TurnConfig,
+    pub auth: Authenticator,
+    pub quotas: Quotas,
+    pub ports: Mutex<PortPool>,
+    /// RESERVATION-TOKEN → the port held for it (RFC 8656 §7.2).
+    reservations: Mutex<HashMap<[u8; 8], Reservation>>,
+    /// RFC 6062 peer connections of every worker.
+    pub tcp_conns: super::tcp_relay::TcpConns,
+    /// Key for RESERVATION-TOKENs: random in the shell, fixed in tests.
+    pub(crate) token_key: [u8; 32],
+    /// The per-source budget of unauthenticated answers, one for all
+    /// workers (RFC 5780 answers in the shell spend it too).
+    pub reply_budget: ReplyBudget,
+}
+
+/// A port held for a RESERVATION-TOKEN until `expires`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reservation {
+    pub(crate) addr: SocketAddr,
+    pub(crate) expires: Instant,
+}
+
+impl Shared {
+    pub fn new(config: TurnConfig, auth: Authenticator, quotas: Quotas, ports: PortPool) -> Self {
+        let reply_budget = ReplyBudget::new(config.auth_reply_rate, [0; 32]);
+        Shared {
+            config,
+            auth,
+            quotas,
+            ports: Mutex::new(ports),
+            reservations: Mutex::default(),
+            tcp_conns: Default::default(),
+            token_key: [0; 32],
+            reply_budget,
+        }
+    }
+
+    /// Sets the secret that keys the reply budget's buckets (the shell
+    /// passes random bytes, so sources cannot aim at a victim's bucket).
+    pub fn with_budget_key(mut self, key: [u8; 32]) -> Self {
+        self.reply_budget = ReplyBudget::new(self.config.auth_reply_rate, key);
+        self
+    }
+
+    /// Sets the secret RESERVATION-TOKENs are derived from (the shell
+    /// passes random bytes).
+    pub fn with_token_key(mut self, key: [u8; 32]) -> Self {
+        self.token_key = key;
+        self
+    }
+
+    pub(crate) fn ports(&self) -> MutexGuard<'_, PortPool> {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn reservations(&self) -> MutexGuard<'_, HashMap<[u8; 8], Reservation>> {
+        self.reservations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
