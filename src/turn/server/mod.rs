@@ -252,18 +252,8 @@ impl Server {
     /// every request (RFC 7635: the token's lifetime bounds the use of
     /// its mac key), including those signed with its key alone.
     fn expired(&self, now: Instant, method: Method, auth: &Authenticated) -> bool {
-        let unix = self.shared.auth.unix_time(now);
-        match auth.origin {
-            Origin::Rest { expires } => {
-                let checked = method == Method::ALLOCATE
-                    || (method == Method::REFRESH && self.shared.config.strict_expiry);
-                checked && unix >= expires
-            }
-            Origin::OAuth {
-                expires: Some(expires),
-            } => unix >= expires,
-            _ => false,
-        }
+        let policy = crate::auth::ExpiryPolicy::strict(self.shared.config.strict_expiry);
+        self.shared.auth.expired(now, method, &auth.origin, policy)
     }
 
     fn binding(&mut self, tuple: FiveTuple, msg: &Message<'_>) {
