@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::auth::rest::Secret;
 use crate::config::Config;
-use crate::net::registry::Registry;
+use crate::net::control::Registry;
 use crate::net::Transport;
 use crate::store::{Store, StoreError};
 use crate::turn::Shared;

@@ -8,9 +8,9 @@
 //! [`Running::stop`] is called.
 
 pub(crate) mod batch;
+pub mod control;
 pub mod dtls;
 pub mod limits;
-pub mod registry;
 mod socket;
 pub mod tls;
 mod worker;
@@ -31,7 +31,7 @@ use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
 use crate::turn::{Shared, TurnConfig, DEFAULT_LIFETIME};
-use registry::Registry;
+use control::Registry;
 
 pub use crate::turn::Transport;
 
