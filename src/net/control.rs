@@ -1,14 +1,21 @@
-//! What the workers tell the admin API, and how it reaches them. Each
-//! worker copies its sessions and counters here once a second (the data
-//! path itself touches nothing shared) and takes commands from its own
-//! channel, so ending a session happens on the thread that owns it.
+//! What the admin API reaches: the [`Registry`] the workers report to,
+//! and [`ServerControl`], the shell's side of [`admin::Control`].
+//!
+//! Each worker copies its sessions and counters into the registry once a
+//! second (the data path itself touches nothing shared) and takes commands
+//! from its own channel, so ending a session happens on the thread that
+//! owns it.
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::turn::{SessionView, Stats};
+use super::tls::Tls;
+use crate::admin::{self, CertReload};
+use crate::turn::{SessionView, Shared, Stats, Transport, TurnConfig};
 
 /// A worker's latest report.
 #[derive(Debug, Clone, Default)]
@@ -122,4 +129,78 @@ impl Registry {
         }
         answer.await.unwrap_or(false)
     }
+}
+
+/// The running server as the admin API sees it.
+pub(crate) struct ServerControl {
+    pub registry: Arc<Registry>,
+    pub shared: Arc<Shared>,
+    pub tls: Option<Arc<Tls>>,
+    pub listeners: Vec<(Transport, SocketAddr)>,
+}
+
+impl admin::Control for ServerControl {
+    fn sessions(&self) -> Vec<(String, SessionView)> {
+        self.registry.sessions()
+    }
+
+    fn stats(&self) -> Stats {
+        self.registry.stats()
+    }
+
+    fn allocations(&self) -> u32 {
+        self.shared.quotas.total()
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str) -> admin::Answer<'a, bool> {
+        Box::pin(self.registry.end(id))
+    }
+
+    fn reload_certs(&self) -> CertReload {
+        match &self.tls {
+            None => CertReload::NotConfigured,
+            Some(tls) => match tls.reload() {
+                Ok(()) => CertReload::Reloaded,
+                Err(e) => CertReload::Kept(e.to_string()),
+            },
+        }
+    }
+
+    fn ice_urls(&self) -> Vec<String> {
+        ice_urls(&self.shared.config, &self.listeners)
+    }
+}
+
+/// `turn:` (and `stun:`) URLs for every listener, with the address clients
+/// should use: the external one if configured, else the listener's, else
+/// the relay address of its family.
+pub(crate) fn ice_urls(cfg: &TurnConfig, listeners: &[(Transport, SocketAddr)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (transport, addr) in listeners {
+        let v4 = addr.is_ipv4();
+        let relay = cfg.relay_ip(v4);
+        let host: Option<IpAddr> = cfg
+            .external_ips
+            .iter()
+            .find(|(_, public)| public.is_ipv4() == v4)
+            .map(|(_, public)| *public)
+            .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.ip()))
+            .or(relay);
+        let Some(host) = host else { continue };
+        let hp = SocketAddr::new(host, addr.port()).to_string();
+        match transport {
+            Transport::Udp | Transport::Tcp => {
+                if seen.insert(format!("stun:{hp}")) {
+                    out.push(format!("stun:{hp}"));
+                }
+                out.push(format!("turn:{hp}?transport={transport}"));
+            }
+            Transport::Tls => out.push(format!("turns:{hp}?transport=tcp")),
+            // RFC 7065 spells DTLS `turns:...?transport=udp`, but browsers
+            // do not speak it, and one URL they reject spoils the list.
+            Transport::Dtls => {}
+        }
+    }
+    out
 }
