@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tls::Tls;
 use crate::admin::{self, CertReload};
-use crate::turn::{SessionView, Shared, Stats, Transport, TurnConfig};
+use crate::turn::{SessionView, Shared, Stats, Transport};
 
 /// A worker's latest report.
 #[derive(Debug, Clone, Default)]
@@ -167,21 +167,26 @@ impl admin::Control for ServerControl {
     }
 
     fn ice_urls(&self) -> Vec<String> {
-        ice_urls(&self.shared.config, &self.listeners)
+        let cfg = &self.shared.config;
+        ice_urls(&self.listeners, &cfg.external_ips, |v4| cfg.relay_ip(v4))
     }
 }
 
 /// `turn:` (and `stun:`) URLs for every listener, with the address clients
-/// should use: the external one if configured, else the listener's, else
-/// the relay address of its family.
-pub(crate) fn ice_urls(cfg: &TurnConfig, listeners: &[(Transport, SocketAddr)]) -> Vec<String> {
+/// should use: the external one of its family if configured (`external`
+/// holds (private, public) pairs), else the listener's, else the relay
+/// address of its family.
+fn ice_urls(
+    listeners: &[(Transport, SocketAddr)],
+    external: &[(IpAddr, IpAddr)],
+    relay_ip: impl Fn(bool) -> Option<IpAddr>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (transport, addr) in listeners {
         let v4 = addr.is_ipv4();
-        let relay = cfg.relay_ip(v4);
-        let host: Option<IpAddr> = cfg
-            .external_ips
+        let relay = relay_ip(v4);
+        let host: Option<IpAddr> = external
             .iter()
             .find(|(_, public)| public.is_ipv4() == v4)
             .map(|(_, public)| *public)
@@ -203,4 +208,38 @@ pub(crate) fn ice_urls(cfg: &TurnConfig, listeners: &[(Transport, SocketAddr)]) 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ice_urls_name_the_external_then_the_listener_then_the_relay_address_and_skip_dtls() {
+        let listeners = [
+            (Transport::Udp, a("0.0.0.0:3478")),
+            (Transport::Tcp, a("0.0.0.0:3478")),
+            (Transport::Udp, a("[::1]:3478")),
+            (Transport::Tls, a("[::]:5349")),
+            (Transport::Dtls, a("[::]:5349")),
+        ];
+        let relay = |v4: bool| Some(if v4 { "10.0.0.2" } else { "fd00::2" }.parse().unwrap());
+        let external = ["10.0.0.2".parse().unwrap(), "203.0.113.7".parse().unwrap()];
+        let urls = ice_urls(&listeners, &[(external[0], external[1])], relay);
+        assert_eq!(
+            urls,
+            [
+                "stun:203.0.113.7:3478",
+                "turn:203.0.113.7:3478?transport=udp",
+                "turn:203.0.113.7:3478?transport=tcp",
+                "stun:[::1]:3478",
+                "turn:[::1]:3478?transport=udp",
+                "turns:[fd00::2]:5349?transport=tcp",
+            ]
+        );
+    }
 }

@@ -1,5 +1,6 @@
-//! The admin API's routes. Bodies are parsed by hand so that a bad body
-//! also gets a JSON error.
+//! The admin API's routes, one file per resource; this one holds the
+//! router and what they share. Bodies are parsed by hand so that a bad
+//! body also gets a JSON error.
 
 mod credentials;
 mod oauth_keys;

@@ -23,6 +23,7 @@ mod stream;
 mod tcp_relay;
 mod udp;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -43,7 +44,6 @@ use crate::nat::ServerAddresses;
 use crate::turn::{
     FiveTuple, Output, RelayId, Server, Shared, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
-use std::cell::RefCell;
 
 use dtls::DtlsSide;
 use stream::TcpOut;
