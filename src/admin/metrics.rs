@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::routes::guard;
+use super::auth::guard;
 use super::{ApiError, Caller, State};
 
 pub(super) async fn metrics(
@@ -15,7 +15,7 @@ pub(super) async fn metrics(
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     guard(&s, &caller, None)?;
-    let st = s.0.registry.stats();
+    let st = s.0.control.stats();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -27,7 +27,7 @@ pub(super) async fn metrics(
         "turnpike_allocations_active",
         "gauge",
         "Allocations alive now.",
-        &[("", s.0.shared.quotas.total() as u64)],
+        &[("", s.0.control.allocations() as u64)],
     );
     metric(
         "turnpike_allocations_total",
@@ -84,7 +84,7 @@ pub(super) async fn metrics(
     );
     if s.0.config.metrics_user_labels {
         let mut per_user: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, v) in s.0.registry.sessions() {
+        for (_, v) in s.0.control.sessions() {
             *per_user.entry(v.username).or_default() += 1;
         }
         let labels: Vec<(String, u64)> = per_user

@@ -42,8 +42,8 @@ use openssl::ssl::{
 };
 use sha2::Sha256;
 
+use super::certs::{file_err, mismatch_err, setup_err, CertError, CertFiles, Install, Serves};
 use super::limits::{source_key, ConnLimits, ConnSlot};
-use super::tls::{file_err, mismatch_err, TlsError};
 
 // Not bound by openssl-sys; both are in libssl/libcrypto 1.1 and 3.
 unsafe extern "C" {
@@ -139,10 +139,6 @@ pub fn half_open_share(max_half_open: usize) -> u32 {
     u32::try_from(max_half_open / 16).unwrap_or(u32::MAX).max(1)
 }
 
-fn setup_err(e: impl ToString) -> TlsError {
-    TlsError::Setup(e.to_string())
-}
-
 fn cookie(secret: &[u8; 32], window: u64, peer: SocketAddr) -> Hmac<Sha256> {
     let mut m = <Hmac<Sha256>>::new_from_slice(secret).expect("HMAC takes any key length");
     m.update(&window.to_be_bytes());
@@ -171,7 +167,7 @@ fn build_context(
     key: &Path,
     secret: [u8; 32],
     peer: Index<Ssl, SocketAddr>,
-) -> Result<SslContext, TlsError> {
+) -> Result<SslContext, CertError> {
     let mut b = SslContext::builder(SslMethod::dtls_server()).map_err(setup_err)?;
     b.set_min_proto_version(Some(SslVersion::DTLS1_2))
         .map_err(setup_err)?;
@@ -215,7 +211,7 @@ fn build_context(
 
 impl Dtls {
     /// Builds the DTLS context from the same PEM files as TLS.
-    pub fn load(cert: &Path, key: &Path, max_half_open: usize) -> Result<Dtls, TlsError> {
+    pub fn load(cert: &Path, key: &Path, max_half_open: usize) -> Result<Dtls, CertError> {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(setup_err)?;
         let peer = Ssl::new_ex_index::<SocketAddr>().map_err(setup_err)?;
@@ -235,7 +231,7 @@ impl Dtls {
     /// Reads the files again into a context not yet served; see
     /// [`Dtls::install`]. The cookie secret stays, so cookies handed out
     /// before a reload still verify.
-    pub fn prepare_reload(&self) -> Result<SslContext, TlsError> {
+    pub fn prepare_reload(&self) -> Result<SslContext, CertError> {
         build_context(&self.cert, &self.key, self.secret, self.peer)
     }
 
@@ -270,6 +266,13 @@ impl Dtls {
             counts: self.half_open.clone(),
             key,
         })
+    }
+}
+
+impl Serves for Dtls {
+    fn prepare(&self, files: &CertFiles) -> Result<Install<'_>, CertError> {
+        let ctx = build_context(&files.cert, &files.key, self.secret, self.peer)?;
+        Ok(Box::new(move || self.install(ctx)))
     }
 }
 

@@ -1,110 +1,48 @@
 //! TLS for TURN over TCP (rustls, TLS 1.2 and 1.3 only, ring provider).
 //!
 //! The certificate sits behind a resolver that rustls asks on every
-//! ClientHello, so a reload swaps one `Arc` and only new handshakes see it;
-//! established sessions keep the keys they negotiated. A new pair is fully
-//! parsed and checked (the key must match the certificate) before it
-//! replaces the old one, so a bad file never takes TLS down.
+//! ClientHello ([`super::certs`] loads and reloads it, with DTLS), so
+//! established sessions keep the keys they negotiated.
 //!
 //! ALPN: a client offering `stun.turn` gets it confirmed; one offering
 //! only other protocols is still served without ALPN (as coturn does)
 //! rather than refused, which is why the ClientHello is read first
 //! ([`LazyConfigAcceptor`]) to choose between two configs.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
-use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::certs::{provider, setup_err, CertError, CertFiles, Certs, Current};
+use super::dtls::Dtls;
+
 /// The ALPN protocol id of TURN over (D)TLS (RFC 7443).
 pub const ALPN_STUN_TURN: &[u8] = b"stun.turn";
 
-/// A certificate or key that cannot be used, naming the file.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{path}: {reason}")]
-    File { path: String, reason: String },
-    #[error("TLS set-up: {0}")]
-    Setup(String),
-}
-
-/// The certificate now served.
-#[derive(Debug)]
-struct Current(RwLock<Arc<CertifiedKey>>);
-
-impl ResolvesServerCert for Current {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
-    }
-}
-
 /// TLS state shared by every worker.
 pub struct Tls {
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    /// The files, and what reloads from them: TLS's resolver and DTLS.
+    certs: Certs,
     current: Arc<Current>,
     with_alpn: Arc<ServerConfig>,
     without_alpn: Arc<ServerConfig>,
     /// DTLS from the same files, when served; reloaded together.
-    dtls: Option<Arc<super::dtls::Dtls>>,
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-pub(super) fn file_err(path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// A key that does not belong to the certificate, naming both files.
-pub(super) fn mismatch_err(cert: &Path, key: &Path, e: impl std::fmt::Display) -> TlsError {
-    file_err(
-        key,
-        format!(
-            "does not belong to the certificate in {}: {e}",
-            cert.display()
-        ),
-    )
-}
-
-/// Reads and checks a certificate chain and its key.
-fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_err(cert, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err(cert, e))?;
-    if chain.is_empty() {
-        return Err(file_err(cert, "no CERTIFICATE in the file"));
-    }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
-    let signing = provider()
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| file_err(key, e))?;
-    let pair = CertifiedKey::new(chain, signing);
-    pair.keys_match().map_err(|e| mismatch_err(cert, key, e))?;
-    Ok(pair)
+    dtls: Option<Arc<Dtls>>,
 }
 
 impl Tls {
     /// Loads the pair; a start-up error names the file at fault.
-    pub fn load(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
-        let current = Arc::new(Current(RwLock::new(Arc::new(load_pair(cert, key)?))));
-        let config = |alpn: bool| -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn load(cert: &Path, key: &Path) -> Result<Tls, CertError> {
+        let files = CertFiles::new(cert, key);
+        let current = Arc::new(Current::load(&files)?);
+        let config = |alpn: bool| -> Result<Arc<ServerConfig>, CertError> {
             let mut c = ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .map_err(|e| TlsError::Setup(e.to_string()))?
+                .map_err(setup_err)?
                 .with_no_client_auth()
                 .with_cert_resolver(current.clone());
             if alpn {
@@ -112,9 +50,10 @@ impl Tls {
             }
             Ok(Arc::new(c))
         };
+        let mut certs = Certs::new(files);
+        certs.add(current.clone());
         Ok(Tls {
-            cert_path: cert.to_path_buf(),
-            key_path: key.to_path_buf(),
+            certs,
             with_alpn: config(true)?,
             without_alpn: config(false)?,
             current,
@@ -124,37 +63,28 @@ impl Tls {
 
     /// Also serves DTLS from the same pair, with at most `max_half_open`
     /// handshakes in progress.
-    pub fn with_dtls(mut self, max_half_open: usize) -> Result<Tls, TlsError> {
-        let d = super::dtls::Dtls::load(&self.cert_path, &self.key_path, max_half_open)?;
-        self.dtls = Some(Arc::new(d));
+    pub fn with_dtls(mut self, max_half_open: usize) -> Result<Tls, CertError> {
+        let files = self.certs.files();
+        let d = Arc::new(Dtls::load(&files.cert, &files.key, max_half_open)?);
+        self.certs.add(d.clone());
+        self.dtls = Some(d);
         Ok(self)
     }
 
     /// The DTLS state, when DTLS is served.
-    pub fn dtls(&self) -> Option<Arc<super::dtls::Dtls>> {
+    pub fn dtls(&self) -> Option<Arc<Dtls>> {
         self.dtls.clone()
     }
 
     /// Reads the files again. On any error the old pair stays and the
-    /// error says why.
-    /// TLS and DTLS change together or not at all.
-    pub fn reload(&self) -> Result<(), TlsError> {
-        let pair = load_pair(&self.cert_path, &self.key_path)?;
-        let dtls = match &self.dtls {
-            Some(d) => Some((d, d.prepare_reload()?)),
-            None => None,
-        };
-        *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
-        if let Some((d, ctx)) = dtls {
-            d.install(ctx);
-        }
-        Ok(())
+    /// error says why. TLS and DTLS change together or not at all.
+    pub fn reload(&self) -> Result<(), CertError> {
+        self.certs.reload()
     }
 
     /// The DER of the leaf certificate now served.
     pub fn leaf(&self) -> Vec<u8> {
-        let cur = self.current.0.read().unwrap_or_else(|e| e.into_inner());
-        cur.cert.first().map(|c| c.to_vec()).unwrap_or_default()
+        self.current.leaf()
     }
 
     /// Runs a server handshake on `io`.
@@ -179,6 +109,7 @@ impl Tls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
         std::fs::create_dir_all(dir).unwrap();

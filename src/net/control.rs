@@ -1,0 +1,245 @@
+//! What the admin API reaches: the [`Registry`] the workers report to,
+//! and [`ServerControl`], the shell's side of [`admin::Control`].
+//!
+//! Each worker copies its sessions and counters into the registry once a
+//! second (the data path itself touches nothing shared) and takes commands
+//! from its own channel, so ending a session happens on the thread that
+//! owns it.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::tls::Tls;
+use crate::admin::{self, CertReload};
+use crate::turn::{SessionView, Shared, Stats, Transport};
+
+/// A worker's latest report.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub sessions: Vec<SessionView>,
+    pub stats: Stats,
+}
+
+/// A request to a worker.
+pub enum Command {
+    /// End the allocation in `slot` if it is still `generation`; answers
+    /// whether it was live.
+    End {
+        slot: u32,
+        generation: u32,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+pub struct Registry {
+    reports: Vec<Mutex<Report>>,
+    commands: Vec<mpsc::UnboundedSender<Command>>,
+    pub started: Instant,
+}
+
+/// A session's id as the API shows it: worker, slot, generation.
+pub fn session_id(worker: usize, s: &SessionView) -> String {
+    format!("{worker}-{}-{}", s.slot, s.generation)
+}
+
+/// Reads an id made by [`session_id`].
+pub fn parse_session_id(id: &str) -> Option<(usize, u32, u32)> {
+    let mut it = id.split('-');
+    let out = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    it.next().is_none().then_some(out)
+}
+
+impl Registry {
+    /// A registry for `workers` workers and their command receivers.
+    pub fn new(workers: usize) -> (Registry, Vec<mpsc::UnboundedReceiver<Command>>) {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        (
+            Registry {
+                reports: (0..workers).map(|_| Mutex::default()).collect(),
+                commands: tx,
+                started: Instant::now(),
+            },
+            rx,
+        )
+    }
+
+    pub fn publish(&self, worker: usize, report: Report) {
+        if let Some(r) = self.reports.get(worker) {
+            *r.lock().unwrap_or_else(|e| e.into_inner()) = report;
+        }
+    }
+
+    /// Every worker's sessions with their ids.
+    pub fn sessions(&self) -> Vec<(String, SessionView)> {
+        let mut out = Vec::new();
+        for (w, r) in self.reports.iter().enumerate() {
+            let r = r.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(r.sessions.iter().map(|s| (session_id(w, s), s.clone())));
+        }
+        out
+    }
+
+    /// Counters summed over workers.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for r in &self.reports {
+            let s = r.lock().unwrap_or_else(|e| e.into_inner()).stats;
+            total.allocations_created += s.allocations_created;
+            total.binding_requests += s.binding_requests;
+            total.classic_binding_requests += s.classic_binding_requests;
+            total.auth_unauthorized += s.auth_unauthorized;
+            total.auth_stale_nonce += s.auth_stale_nonce;
+            total.auth_bad_request += s.auth_bad_request;
+            total.auth_expired += s.auth_expired;
+            total.quota_refusals += s.quota_refusals;
+            total.to_peer.packets += s.to_peer.packets;
+            total.to_peer.bytes += s.to_peer.bytes;
+            total.to_client.packets += s.to_client.packets;
+            total.to_client.bytes += s.to_client.bytes;
+        }
+        total
+    }
+
+    /// Ends a session by id; false if there is no such live session.
+    pub async fn end(&self, id: &str) -> bool {
+        let Some((worker, slot, generation)) = parse_session_id(id) else {
+            return false;
+        };
+        let Some(tx) = self.commands.get(worker) else {
+            return false;
+        };
+        let (done, answer) = oneshot::channel();
+        if tx
+            .send(Command::End {
+                slot,
+                generation,
+                done,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+/// The running server as the admin API sees it.
+pub(crate) struct ServerControl {
+    pub registry: Arc<Registry>,
+    pub shared: Arc<Shared>,
+    pub tls: Option<Arc<Tls>>,
+    pub listeners: Vec<(Transport, SocketAddr)>,
+}
+
+impl admin::Control for ServerControl {
+    fn sessions(&self) -> Vec<(String, SessionView)> {
+        self.registry.sessions()
+    }
+
+    fn stats(&self) -> Stats {
+        self.registry.stats()
+    }
+
+    fn allocations(&self) -> u32 {
+        self.shared.quotas.total()
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str) -> admin::Answer<'a, bool> {
+        Box::pin(self.registry.end(id))
+    }
+
+    fn reload_certs(&self) -> CertReload {
+        match &self.tls {
+            None => CertReload::NotConfigured,
+            Some(tls) => match tls.reload() {
+                Ok(()) => CertReload::Reloaded,
+                Err(e) => CertReload::Kept(e.to_string()),
+            },
+        }
+    }
+
+    fn ice_urls(&self) -> Vec<String> {
+        let cfg = &self.shared.config;
+        ice_urls(&self.listeners, &cfg.external_ips, |v4| cfg.relay_ip(v4))
+    }
+}
+
+/// `turn:` (and `stun:`) URLs for every listener, with the address clients
+/// should use: the external one of its family if configured (`external`
+/// holds (private, public) pairs), else the listener's, else the relay
+/// address of its family.
+fn ice_urls(
+    listeners: &[(Transport, SocketAddr)],
+    external: &[(IpAddr, IpAddr)],
+    relay_ip: impl Fn(bool) -> Option<IpAddr>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (transport, addr) in listeners {
+        let v4 = addr.is_ipv4();
+        let relay = relay_ip(v4);
+        let host: Option<IpAddr> = external
+            .iter()
+            .find(|(_, public)| public.is_ipv4() == v4)
+            .map(|(_, public)| *public)
+            .or_else(|| (!addr.ip().is_unspecified()).then(|| addr.ip()))
+            .or(relay);
+        let Some(host) = host else { continue };
+        let hp = SocketAddr::new(host, addr.port()).to_string();
+        match transport {
+            Transport::Udp | Transport::Tcp => {
+                if seen.insert(format!("stun:{hp}")) {
+                    out.push(format!("stun:{hp}"));
+                }
+                out.push(format!("turn:{hp}?transport={transport}"));
+            }
+            Transport::Tls => out.push(format!("turns:{hp}?transport=tcp")),
+            // RFC 7065 spells DTLS `turns:...?transport=udp`, but browsers
+            // do not speak it, and one URL they reject spoils the list.
+            Transport::Dtls => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ice_urls_name_the_external_then_the_listener_then_the_relay_address_and_skip_dtls() {
+        let listeners = [
+            (Transport::Udp, a("0.0.0.0:3478")),
+            (Transport::Tcp, a("0.0.0.0:3478")),
+            (Transport::Udp, a("[::1]:3478")),
+            (Transport::Tls, a("[::]:5349")),
+            (Transport::Dtls, a("[::]:5349")),
+        ];
+        let relay = |v4: bool| Some(if v4 { "10.0.0.2" } else { "fd00::2" }.parse().unwrap());
+        let external = ["10.0.0.2".parse().unwrap(), "203.0.113.7".parse().unwrap()];
+        let urls = ice_urls(&listeners, &[(external[0], external[1])], relay);
+        assert_eq!(
+            urls,
+            [
+                "stun:203.0.113.7:3478",
+                "turn:203.0.113.7:3478?transport=udp",
+                "turn:203.0.113.7:3478?transport=tcp",
+                "stun:[::1]:3478",
+                "turn:[::1]:3478?transport=udp",
+                "turns:[fd00::2]:5349?transport=tcp",
+            ]
+        );
+    }
+}
