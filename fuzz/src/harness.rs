@@ -39,8 +39,8 @@ use turnpike::turn::policy::{IpRange, PeerPolicy};
 use turnpike::turn::ports::PortPool;
 use turnpike::turn::quota::Quotas;
 use turnpike::turn::{
-    FiveTuple, Output, RelayId, Server, Shared, Transport, TurnConfig, DEFAULT_LIFETIME,
-    MAX_LIFETIME, PEER_HEADROOM, PEER_TAILROOM,
+    FiveTuple, Output, RelayId, Server, Shared, SharedKeys, Transport, TurnConfig,
+    DEFAULT_LIFETIME, MAX_LIFETIME, PEER_HEADROOM, PEER_TAILROOM,
 };
 
 use crate::Reader;
@@ -282,9 +282,11 @@ impl Harness {
             auth,
             Quotas::new(k.user_quota, k.total_quota).with_per_source(k.max_per_source),
             ports,
-        )
-        .with_token_key([3; 32])
-        .with_budget_key([4; 32]);
+            SharedKeys {
+                reservation_token: [3; 32],
+                reply_budget: [4; 32],
+            },
+        );
         let clients = clients();
         let n = clients.len();
         let mut h = Harness {

@@ -16,7 +16,7 @@ use crate::store::Snapshot;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
-use crate::turn::{Shared, TurnConfig, DEFAULT_LIFETIME};
+use crate::turn::{Shared, SharedKeys, TurnConfig, DEFAULT_LIFETIME};
 
 /// What TCP, TLS and DTLS connections of every worker share.
 pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::StreamSetup> {
@@ -46,17 +46,17 @@ pub(super) fn shared(
         config.stale_nonce,
         FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY,
     );
-    Ok(Arc::new(
-        Shared::new(
-            turn,
-            authenticator(config, nonces, snapshot),
-            Quotas::new(config.user_quota, config.total_quota)
-                .with_per_source(config.max_allocations_per_ip),
-            PortPool::new(config.min_port, config.max_port).with_key(random_bytes()?),
-        )
-        .with_token_key(random_bytes()?)
-        .with_budget_key(random_bytes()?),
-    ))
+    Ok(Arc::new(Shared::new(
+        turn,
+        authenticator(config, nonces, snapshot),
+        Quotas::new(config.user_quota, config.total_quota)
+            .with_per_source(config.max_allocations_per_ip),
+        PortPool::new(config.min_port, config.max_port).with_key(random_bytes()?),
+        SharedKeys {
+            reservation_token: random_bytes()?,
+            reply_budget: random_bytes()?,
+        },
+    )))
 }
 
 /// Config -> TurnConfig, with the peer policy that knows this host.
@@ -141,10 +141,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ServeError> {
 /// The credentials the server checks against: the configuration's static
 /// users and secrets, then the store's (a static user wins a name clash).
 pub fn directory(config: &Config, stored: Snapshot) -> Directory {
-    let mut statics = Directory::new(Credentials::from_users(
-        &config.realm,
-        config.users.clone(),
-    ));
+    let mut statics = Directory::new(Credentials::from_users(&config.realm, config.users.clone()));
     statics.secrets = config.static_auth_secrets.clone();
     let mut d = Directory::new(Credentials::from_users(&config.realm, stored.users));
     d.secrets = stored.secrets;

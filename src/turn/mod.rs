@@ -47,7 +47,7 @@ use std::net::SocketAddr;
 pub use allocation::PendingAllocate;
 pub use config::{TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME};
 pub use server::{Server, SessionView, Stats, PEER_HEADROOM, PEER_TAILROOM};
-pub use shared::Shared;
+pub use shared::{Shared, SharedKeys};
 
 /// Transport between client and server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

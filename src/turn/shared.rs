@@ -25,7 +25,7 @@ pub struct Shared {
     reservations: Mutex<HashMap<[u8; 8], Reservation>>,
     /// RFC 6062 peer connections of every worker.
     pub tcp_conns: super::tcp_relay::TcpConns,
-    /// Key for RESERVATION-TOKENs: random in the shell, fixed in tests.
+    /// Key for RESERVATION-TOKENs (see [`SharedKeys`]).
     pub(crate) token_key: [u8; 32],
     /// The per-source budget of unauthenticated answers, one for all
     /// workers (RFC 5780 answers in the shell spend it too).
@@ -39,9 +39,32 @@ pub(crate) struct Reservation {
     pub(crate) expires: Instant,
 }
 
+/// The secrets a server keys its tables with. No default: all-zero keys
+/// would let anyone compute reservation tokens or aim at a victim's reply
+/// budget, so the shell draws random ones and tests name theirs.
+#[derive(Clone, Copy)]
+pub struct SharedKeys {
+    /// RESERVATION-TOKENs are derived from it.
+    pub reservation_token: [u8; 32],
+    /// Keys the reply budget's buckets, so sources cannot choose theirs.
+    pub reply_budget: [u8; 32],
+}
+
+impl std::fmt::Debug for SharedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedKeys(..)")
+    }
+}
+
 impl Shared {
-    pub fn new(config: TurnConfig, auth: Authenticator, quotas: Quotas, ports: PortPool) -> Self {
-        let reply_budget = ReplyBudget::new(config.auth_reply_rate, [0; 32]);
+    pub fn new(
+        config: TurnConfig,
+        auth: Authenticator,
+        quotas: Quotas,
+        ports: PortPool,
+        keys: SharedKeys,
+    ) -> Self {
+        let reply_budget = ReplyBudget::new(config.auth_reply_rate, keys.reply_budget);
         Shared {
             config,
             auth,
@@ -49,23 +72,9 @@ impl Shared {
             ports: Mutex::new(ports),
             reservations: Mutex::default(),
             tcp_conns: Default::default(),
-            token_key: [0; 32],
+            token_key: keys.reservation_token,
             reply_budget,
         }
-    }
-
-    /// Sets the secret that keys the reply budget's buckets (the shell
-    /// passes random bytes, so sources cannot aim at a victim's bucket).
-    pub fn with_budget_key(mut self, key: [u8; 32]) -> Self {
-        self.reply_budget = ReplyBudget::new(self.config.auth_reply_rate, key);
-        self
-    }
-
-    /// Sets the secret RESERVATION-TOKENs are derived from (the shell
-    /// passes random bytes).
-    pub fn with_token_key(mut self, key: [u8; 32]) -> Self {
-        self.token_key = key;
-        self
     }
 
     pub(crate) fn ports(&self) -> MutexGuard<'_, PortPool> {

@@ -310,6 +310,7 @@ fn external_ip_is_what_clients_are_told() {
         ),
         Quotas::new(0, 0),
         PortPool::new(50000, 50010),
+        TEST_KEYS,
     );
     h.server = Server::new(Arc::new(shared), 1);
     let a = h.allocate(h.at(0), client(), &|b| transport_udp(b));

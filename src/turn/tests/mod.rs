@@ -85,6 +85,12 @@ struct Harness {
     calls: u32,
 }
 
+/// Fixed keys, so tokens and budgets are the same every run.
+const TEST_KEYS: SharedKeys = SharedKeys {
+    reservation_token: [5; 32],
+    reply_budget: [6; 32],
+};
+
 fn harness(o: Opts) -> Harness {
     let t0 = Instant::now();
     let mut creds = Credentials::new(REALM);
@@ -139,6 +145,7 @@ fn harness(o: Opts) -> Harness {
         auth,
         Quotas::new(o.user_quota, o.total_quota).with_per_source(o.max_allocations_per_ip),
         PortPool::new(o.min_port, o.max_port),
+        TEST_KEYS,
     );
     Harness {
         server: Server::new(Arc::new(shared), 42),
