@@ -12,14 +12,19 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 const BUCKETS: usize = 4096;
 
-pub struct ReplyBudget {
+/// The budget; clones share one table (the TURN core and the RFC 5780
+/// service hold the same one).
+#[derive(Clone)]
+pub struct ReplyBudget(Arc<Table>);
+
+struct Table {
     /// Nanoseconds between answers at the steady rate; 0: no budget.
     interval: u64,
     /// How far ahead of now a bucket may run: the burst, less one answer.
@@ -41,7 +46,7 @@ impl ReplyBudget {
             1_000_000_000 / u64::from(rate)
         };
         let burst = (u64::from(rate) * 2).max(1);
-        ReplyBudget {
+        ReplyBudget(Arc::new(Table {
             interval,
             tolerance: interval * (burst - 1),
             buckets: (0..if rate == 0 { 0 } else { BUCKETS })
@@ -49,12 +54,12 @@ impl ReplyBudget {
                 .collect(),
             key,
             epoch: OnceLock::new(),
-        }
+        }))
     }
 
     fn index(&self, ip: IpAddr) -> usize {
         let mut h = Sha256::new();
-        h.update(self.key);
+        h.update(self.0.key);
         match ip {
             IpAddr::V4(v4) => h.update(v4.octets()),
             // One budget per /64: a host owns a whole /64.
@@ -66,22 +71,23 @@ impl ReplyBudget {
 
     /// Takes one answer from `ip`'s budget; false means stay silent.
     pub fn allow(&self, now: Instant, ip: IpAddr) -> bool {
-        if self.interval == 0 {
+        let t = &self.0;
+        if t.interval == 0 {
             return true;
         }
-        let epoch = *self.epoch.get_or_init(|| now);
+        let epoch = *t.epoch.get_or_init(|| now);
         // +1 keeps 0 meaning "never used" apart from the first instant.
-        let t = now.saturating_duration_since(epoch).as_nanos() as u64 + 1;
-        let bucket = &self.buckets[self.index(ip)];
+        let at = now.saturating_duration_since(epoch).as_nanos() as u64 + 1;
+        let bucket = &t.buckets[self.index(ip)];
         let mut seen = bucket.load(Ordering::Relaxed);
         loop {
-            let start = seen.max(t);
-            if start - t > self.tolerance {
+            let start = seen.max(at);
+            if start - at > t.tolerance {
                 return false;
             }
             match bucket.compare_exchange_weak(
                 seen,
-                start + self.interval,
+                start + t.interval,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {

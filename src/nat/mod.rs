@@ -12,6 +12,8 @@
 //! * [`report`]: its verdict — [`Behaviour`] of mapping and filtering, the
 //!   classic RFC 3489 name, addresses seen, JSON.
 //! * [`attributes`]: CHANGE-REQUEST and RESPONSE-PORT values.
+//! * [`service`]: RFC 5780 mode as one unit for the shell: which datagrams
+//!   are its own, the reply budget, the answer.
 //!
 //! RFC 5780 §1: the results are "instantaneous behavior"; a NAT may become
 //! more restrictive at any time, so a report is a diagnosis, not a promise.
@@ -20,6 +22,7 @@ pub mod attributes;
 pub mod probe;
 pub mod report;
 pub mod server;
+pub mod service;
 
 pub use attributes::{ChangeRequest, ResponsePort};
 pub use probe::{LifetimeSearch, Probe, ProbeOptions, ProbeTransmit};
@@ -27,6 +30,7 @@ pub use report::{
     Behaviour, Lifetime, NoRfc5780Reason, Outcome, ProbeError, Report, SocketId, Test, TestRecord,
 };
 pub use server::{answer, plan, Plan, Reply, ServerAddresses, ServerOptions};
+pub use service::{Handled, Service};
 
 #[cfg(test)]
 mod tests;

@@ -11,22 +11,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{NatSetup, Worker};
-use crate::nat::{ServerAddresses, ServerOptions};
+use crate::nat::{Handled, Service};
 use crate::net::batch;
-use crate::stun::{Message, ParseError};
 use crate::turn::{FiveTuple, Forward, RelayId, Server, Shared, Transport};
 
 /// Epoll tokens at or above this are relays (token - base = RelayId).
 pub(super) const RELAY_TOKEN: u64 = 1 << 32;
 
-/// RFC 5780 on one worker.
+/// RFC 5780 on one worker: which listeners are its sockets, and the
+/// service (shared budget and all) that answers there.
 pub(super) struct NatSide {
-    addresses: ServerAddresses,
     /// Per listener index: one of the four RFC 5780 sockets.
     serves: Vec<bool>,
-    /// Whose reply budget the answers spend: the one 401s use.
-    shared: Arc<Shared>,
-    software: Option<String>,
+    service: Service,
     out: RefCell<Vec<u8>>,
 }
 
@@ -37,17 +34,17 @@ impl NatSide {
         sockets: &[(SocketAddr, std::net::UdpSocket)],
         shared: Arc<Shared>,
     ) -> NatSide {
-        let mine = n.addresses.local_addresses();
+        let service = Service::new(
+            n.addresses,
+            n.software,
+            shared.config.stun_backward_compatibility,
+            shared.reply_budget.clone(),
+        );
+        let mine = service.addresses().local_addresses();
         NatSide {
             serves: sockets.iter().map(|(a, _)| mine.contains(a)).collect(),
-            addresses: n.addresses,
-            shared,
-            software: n.software,
-            out: RefCell::new(vec![
-                0u8;
-                crate::nat::server::DEFAULT_MAX_PADDING
-                    + crate::nat::server::RESPONSE_OVERHEAD
-            ]),
+            out: RefCell::new(vec![0u8; service.buffer_len()]),
+            service,
         }
     }
 }
@@ -127,8 +124,8 @@ impl Worker {
         }
     }
 
-    /// Answers a Binding request on an RFC 5780 socket, possibly from
-    /// another of the four. Returns false for anything else.
+    /// Hands a datagram on an RFC 5780 socket to the RFC 5780 service;
+    /// its answer may leave from another of the four. False: not its own.
     fn rfc5780_binding(
         &self,
         i: usize,
@@ -138,38 +135,20 @@ impl Worker {
         now: Instant,
     ) -> bool {
         let Some(n) = &self.nat else { return false };
-        // A Binding request: type 0x0001 (the core takes everything else).
-        if !n.serves.get(i).copied().unwrap_or(false) || data.len() < 20 || data[..2] != [0, 1] {
+        if !n.serves.get(i).copied().unwrap_or(false) {
             return false;
         }
-        // An RFC 3489 client (no magic cookie) runs its NAT-type tests here
-        // too; without backward compatibility it gets no answer at all.
-        let msg = match Message::parse(data) {
-            Ok(m) => m,
-            Err(ParseError::BadMagicCookie) if n.shared.config.stun_backward_compatibility => {
-                match Message::parse_classic(data) {
-                    Ok(m) => m,
-                    Err(_) => return true,
-                }
-            }
-            Err(_) => return false,
-        };
-        // Each answer is an unauthenticated reflection, possibly toward
-        // another port: it spends the source's budget, like a 401.
-        if !n.shared.reply_budget.allow(now, from.ip()) {
-            return true;
-        }
-        let options = ServerOptions {
-            software: n.software.as_deref(),
-            ..ServerOptions::default()
-        };
         let mut out = n.out.borrow_mut();
-        if let Some(r) = crate::nat::answer(&msg, from, local, &n.addresses, &options, &mut out) {
-            if let Some(j) = self.udp.iter().position(|(a, _)| *a == r.from) {
-                self.queue_udp(j, r.to, &out[..r.len]);
+        match n.service.handle(now, local, from, data, &mut out) {
+            Handled::NotMine => false,
+            Handled::Dropped => true,
+            Handled::Reply(r) => {
+                if let Some(j) = self.udp.iter().position(|(a, _)| *a == r.from) {
+                    self.queue_udp(j, r.to, &out[..r.len]);
+                }
+                true
             }
         }
-        true
     }
 
     /// Reads one batch from a relay socket.
