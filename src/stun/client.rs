@@ -167,8 +167,8 @@ impl Transaction {
         }
     }
 
-    /// Whether `msg` answers this transaction (same id, a response class);
-    /// if so the transaction is over.
+    /// Whether `msg` is this transaction's (same id); if so the
+    /// transaction is over. The caller judges its class.
     pub fn handle_response(&mut self, msg: &Message<'_>) -> bool {
         let ours = self.state == TransactionState::Pending && msg.transaction_id() == self.id;
         if ours {

@@ -76,6 +76,16 @@ impl Request {
         }
     }
 
+    /// The method's name, for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Allocate { .. } => "Allocate",
+            Request::Refresh { .. } => "Refresh",
+            Request::CreatePermission { .. } => "CreatePermission",
+            Request::ChannelBind { .. } => "ChannelBind",
+        }
+    }
+
     /// The attributes, credentials aside.
     fn encode(&self, b: &mut MessageBuilder<'_>) {
         match *self {
