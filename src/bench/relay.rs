@@ -99,7 +99,8 @@ pub fn run(
     ))
 }
 
-/// Writes one packet carrying `seq` and its send time.
+/// Writes one packet carrying `seq` and its send time; returns its length
+/// and that time.
 pub(super) fn packet(
     out: &mut [u8],
     peer: SocketAddr,
@@ -107,23 +108,25 @@ pub(super) fn packet(
     size: usize,
     seq: u64,
     t0: Instant,
-) -> usize {
+) -> (usize, u64) {
+    let stamp = t0.elapsed().as_nanos() as u64;
     let mut payload = [0u8; 16];
     payload[..8].copy_from_slice(&seq.to_be_bytes());
-    payload[8..].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_be_bytes());
+    payload[8..].copy_from_slice(&stamp.to_be_bytes());
     let fill = |d: &mut [u8]| {
         d[..16].copy_from_slice(&payload);
         d[16..].fill(0x61);
     };
     if send_ind {
         let id = TransactionId(super::proto::txid(seq, seq));
-        send_indication(out, id, peer, size, fill)
+        (send_indication(out, id, peer, size, fill), stamp)
     } else {
-        channel_data(out, CHANNEL, size, fill)
+        (channel_data(out, CHANNEL, size, fill), stamp)
     }
 }
 
-/// The payload's send time, from ChannelData or a Data indication.
+/// The payload's send time, from relayed data (ChannelData or a Data
+/// indication).
 pub(super) fn sent_at(bytes: &[u8]) -> Option<u64> {
     let data = PeerData::parse(bytes)?.data();
     Some(u64::from_be_bytes(data.get(8..16)?.try_into().ok()?))
@@ -160,7 +163,7 @@ impl Load {
         let mut send = |i: usize, count: usize, sb: &mut SendBatch, stats: &mut Stats| {
             for _ in 0..count {
                 seq += 1;
-                let n = packet(&mut out, self.peer, self.send_ind, self.size, seq, t0);
+                let (n, _) = packet(&mut out, self.peer, self.send_ind, self.size, seq, t0);
                 sb.push(server[i], &out[..n]);
             }
             // Counted as sent even if the client's own buffer drops one:

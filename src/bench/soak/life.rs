@@ -185,8 +185,7 @@ async fn relay(
             // No packet whose echo could not be awaited before the delete.
             if now + LOSS_AFTER < die && echoes.waiting.len() < MAX_OUTSTANDING {
                 seq += 1;
-                let n = packet(&mut out, ctx.echo, !channel, PACKET_SIZE, seq, ctx.t0);
-                let sent = sent_at(&out[..n]).unwrap_or(0);
+                let (n, sent) = packet(&mut out, ctx.echo, !channel, PACKET_SIZE, seq, ctx.t0);
                 client
                     .sock
                     .send(&out[..n])
