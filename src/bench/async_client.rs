@@ -83,15 +83,13 @@ impl Client {
                     self.sock.send(bytes).await?;
                 }
                 Step::Wait(at) => {
-                    match tokio::time::timeout_at(at.into(), self.sock.recv(&mut buf)).await {
-                        Ok(Ok(n)) => {
-                            if !call.handle_input(Instant::now(), &buf[..n]) {
-                                stray(&buf[..n]);
-                            }
+                    // A read error (an ICMP unreachable) is a lost answer:
+                    // the schedule sends again.
+                    let got = tokio::time::timeout_at(at.into(), self.sock.recv(&mut buf)).await;
+                    if let Ok(Ok(n)) = got {
+                        if !call.handle_input(Instant::now(), &buf[..n]) {
+                            stray(&buf[..n]);
                         }
-                        // A read error (an ICMP unreachable) is a lost
-                        // answer: the schedule sends again.
-                        Ok(Err(_)) | Err(_) => {}
                     }
                 }
             }

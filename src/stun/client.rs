@@ -122,7 +122,7 @@ impl Transaction {
     /// The request if a (re)transmission is due at `now`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         self.handle_timeout(now);
-        if self.state != TransactionState::Pending || self.next_send.is_none_or(|at| at > now) {
+        if self.state != TransactionState::Pending || !self.next_send.is_some_and(|at| at <= now) {
             return None;
         }
         self.sent += 1;
@@ -133,7 +133,7 @@ impl Transaction {
         }
         let more = !self.reliable
             && self.sent < self.schedule.rc
-            && self.deadline.is_none_or(|d| next < d);
+            && self.deadline.map_or(true, |d| next < d);
         self.next_send = more.then_some(next);
         if !more && !self.reliable {
             self.last_wait = self

@@ -9,7 +9,7 @@
 //! tests (`tests/it/turn_client.rs`).
 //!
 //! * [`data`]: Send indications, ChannelData, and reading relayed data.
-//! * [`error`]: [`ClientError`].
+//! * [`error`]: why a request failed, [`ClientError`].
 
 pub mod data;
 pub mod error;

@@ -153,7 +153,7 @@ impl Pair {
     }
 
     /// Peer data into the server: what the client gets.
-    fn from_peer(&mut self, from: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+    fn peer_sends(&mut self, from: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
         let relay = crate::turn::RelayId(0);
         let mut buf = vec![0u8; PEER_HEADROOM + data.len() + PEER_TAILROOM];
         buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(data);
@@ -265,7 +265,7 @@ fn permission_then_send_indication_reaches_the_peer_and_data_comes_back() {
     assert_eq!(p.forward(&out[..n]), None, "no permission yet");
     p.run(Request::CreatePermission { peer: peer() }).0.unwrap();
     assert_eq!(p.forward(&out[..n]), Some((peer(), b"hi".to_vec())));
-    let back = p.from_peer(peer(), b"yo").unwrap();
+    let back = p.peer_sends(peer(), b"yo").unwrap();
     assert_eq!(
         PeerData::parse(&back),
         Some(PeerData::Indication {
@@ -288,7 +288,7 @@ fn channel_bind_then_channel_data_both_ways() {
     let mut out = [0u8; 16];
     let n = channel_data(&mut out, 0x4001, 3, |d| d.copy_from_slice(b"abc"));
     assert_eq!(p.forward(&out[..n]), Some((peer(), b"abc".to_vec())));
-    let back = p.from_peer(peer(), b"xyz").unwrap();
+    let back = p.peer_sends(peer(), b"xyz").unwrap();
     assert_eq!(
         PeerData::parse(&back),
         Some(PeerData::Channel {
