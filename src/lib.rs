@@ -39,6 +39,7 @@ pub mod secret_file;
 pub mod store;
 pub mod stun;
 pub mod turn;
+pub mod turn_client;
 
 pub use config::Config;
 pub use net::{serve, Running, ServeError, Transport};

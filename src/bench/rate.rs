@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::async_client::{exchange, Retry};
-use super::proto::{error_code, request, txid, Creds};
+use super::async_client::{Client, Retry};
+use super::proto::txid;
 use super::{cpu_json, measured, per_cpu, Common};
-use crate::stun::attributes::AttributeType;
-use crate::stun::{Message, Method};
+use crate::stun::{Class, MessageBuilder, MessageType, Method, TransactionId};
 
 const RETRY: Retry = Retry {
     timeout: Duration::from_millis(500),
@@ -26,53 +25,15 @@ fn local_any(server: SocketAddr) -> SocketAddr {
     .unwrap()
 }
 
-/// Sends `req` and waits for the answer with its transaction id.
-async fn call(sock: &tokio::net::UdpSocket, req: &[u8], buf: &mut [u8]) -> Option<usize> {
-    exchange(sock, req, buf, RETRY, &mut |_| {})
-        .await
-        .map(|(n, _)| n)
-}
-
 /// One allocation life: 401, authenticated Allocate, Refresh 0 — on a fresh
 /// socket, so a fresh source port, each time.
 async fn one_allocation(c: &Common, seed: u64) -> Option<()> {
-    let sock = tokio::net::UdpSocket::bind(local_any(c.server))
+    let local = local_any(c.server);
+    let mut client = Client::connect(local, c.server, &c.user, &c.password, RETRY, seed)
         .await
         .ok()?;
-    sock.connect(c.server).await.ok()?;
-    let mut creds = Creds::new(&c.user, &c.password);
-    let (mut req, mut buf) = ([0u8; 512], [0u8; 1500]);
-    let transport = |b: &mut crate::stun::MessageBuilder<'_>| {
-        b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
-    };
-    let n = request(&mut req, Method::ALLOCATE, txid(seed, 1), None, transport);
-    let len = call(&sock, &req[..n], &mut buf).await?;
-    let m = Message::parse(&buf[..len]).ok()?;
-    if error_code(&m) != Some(401) || !creds.learn(&m) {
-        return None;
-    }
-    let n = request(
-        &mut req,
-        Method::ALLOCATE,
-        txid(seed, 2),
-        Some(&creds),
-        transport,
-    );
-    let len = call(&sock, &req[..n], &mut buf).await?;
-    if error_code(&Message::parse(&buf[..len]).ok()?).is_some() {
-        return None;
-    }
-    let n = request(
-        &mut req,
-        Method::REFRESH,
-        txid(seed, 3),
-        Some(&creds),
-        |b| b.add_u32(AttributeType::LIFETIME, 0),
-    );
-    let len = call(&sock, &req[..n], &mut buf).await?;
-    error_code(&Message::parse(&buf[..len]).ok()?)
-        .is_none()
-        .then_some(())
+    client.allocate(&mut |_| {}).await.ok()?;
+    client.refresh(0, &mut |_| {}).await.ok()
 }
 
 pub fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
@@ -125,7 +86,9 @@ pub fn binding(c: &Common, concurrency: usize, window: usize) -> anyhow::Result<
                     let mut i = 0u64;
                     let mut fire = |sock: &tokio::net::UdpSocket| {
                         i += 1;
-                        let n = request(&mut req, Method::BINDING, txid(w as u64, i), None, |_| {});
+                        let t = MessageType::new(Method::BINDING, Class::Request);
+                        let id = TransactionId(txid(w as u64, i));
+                        let n = MessageBuilder::new(&mut req, t, id).finish().unwrap_or(0);
                         if sock.try_send(&req[..n]).is_ok() {
                             sent.set(sent.get() + 1);
                         }

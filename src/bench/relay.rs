@@ -14,8 +14,8 @@ use super::echo::EchoPeer;
 use super::proto::Allocated;
 use super::{cpu_json, measured_blocking, per_cpu, percentile, Common};
 use crate::net::batch::{Epoll, RecvBatch, SendBatch};
-use crate::stun::attributes::AttributeType;
-use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use crate::stun::TransactionId;
+use crate::turn_client::data::{channel_data, send_indication, PeerData};
 
 pub(super) const CHANNEL: u16 = 0x4000;
 /// A window with no echo for this long is presumed lost and sent again.
@@ -53,11 +53,12 @@ pub fn run(
     }
     // Blocking clones keep the allocations for the final Refresh 0.
     let mut keep = Vec::with_capacity(clients);
-    for a in &mut allocated {
-        keep.push((a.sock.try_clone()?, a.creds.clone()));
+    let mut socks: Vec<UdpSocket> = Vec::with_capacity(clients);
+    for a in allocated.drain(..) {
+        keep.push((a.sock.try_clone()?, a.client));
         a.sock.set_nonblocking(true)?;
+        socks.push(a.sock);
     }
-    let socks: Vec<UdpSocket> = allocated.drain(..).map(|a| a.sock).collect();
     let load = Load {
         peer: echo,
         send_ind: send_indications,
@@ -67,9 +68,9 @@ pub fn run(
     let (elapsed, cpu, mut s) =
         measured_blocking(c, |t0, deadline| load.drive(&socks, t0, deadline))?;
     // Free the allocations: a later run may get the same source ports.
-    for (i, (sock, creds)) in keep.into_iter().enumerate() {
+    for (sock, client) in keep {
         sock.set_nonblocking(false)?;
-        let _ = super::proto::Allocated::from_parts(sock, creds, 0xf4ee_0000 + i as u64).refresh(0);
+        let _ = Allocated::from_parts(sock, client).refresh(0);
     }
     drop(echo_peer);
     s.rtts_us.sort_unstable();
@@ -98,7 +99,8 @@ pub fn run(
     ))
 }
 
-/// Writes one packet carrying `seq` and its send time.
+/// Writes one packet carrying `seq` and its send time; returns its length
+/// and that time.
 pub(super) fn packet(
     out: &mut [u8],
     peer: SocketAddr,
@@ -106,40 +108,27 @@ pub(super) fn packet(
     size: usize,
     seq: u64,
     t0: Instant,
-) -> usize {
+) -> (usize, u64) {
+    let stamp = t0.elapsed().as_nanos() as u64;
     let mut payload = [0u8; 16];
     payload[..8].copy_from_slice(&seq.to_be_bytes());
-    payload[8..].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_be_bytes());
+    payload[8..].copy_from_slice(&stamp.to_be_bytes());
+    let fill = |d: &mut [u8]| {
+        d[..16].copy_from_slice(&payload);
+        d[16..].fill(0x61);
+    };
     if send_ind {
-        let mut b = MessageBuilder::new(
-            out,
-            MessageType::new(Method::SEND, Class::Indication),
-            TransactionId(super::proto::txid(seq, seq)),
-        );
-        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
-        b.add_with(AttributeType::DATA, size, |d| {
-            d[..16].copy_from_slice(&payload);
-            d[16..].fill(0x61);
-        });
-        b.finish().unwrap_or(0)
+        let id = TransactionId(super::proto::txid(seq, seq));
+        (send_indication(out, id, peer, size, fill), stamp)
     } else {
-        out[..2].copy_from_slice(&CHANNEL.to_be_bytes());
-        out[2..4].copy_from_slice(&(size as u16).to_be_bytes());
-        out[4..20].copy_from_slice(&payload);
-        out[20..4 + size].fill(0x61);
-        4 + size
+        (channel_data(out, CHANNEL, size, fill), stamp)
     }
 }
 
-/// The payload's send time, from ChannelData or a Data indication.
+/// The payload's send time, from relayed data (ChannelData or a Data
+/// indication).
 pub(super) fn sent_at(bytes: &[u8]) -> Option<u64> {
-    let data = if bytes.first().is_some_and(|b| b & 0xC0 == 0x40) {
-        let len = u16::from_be_bytes([bytes[2], bytes[3]]) as usize;
-        bytes.get(4..4 + len)?
-    } else {
-        let m = Message::parse(bytes).ok()?;
-        m.get(AttributeType::DATA)?
-    };
+    let data = PeerData::parse(bytes)?.data();
     Some(u64::from_be_bytes(data.get(8..16)?.try_into().ok()?))
 }
 
@@ -174,7 +163,7 @@ impl Load {
         let mut send = |i: usize, count: usize, sb: &mut SendBatch, stats: &mut Stats| {
             for _ in 0..count {
                 seq += 1;
-                let n = packet(&mut out, self.peer, self.send_ind, self.size, seq, t0);
+                let (n, _) = packet(&mut out, self.peer, self.send_ind, self.size, seq, t0);
                 sb.push(server[i], &out[..n]);
             }
             // Counted as sent even if the client's own buffer drops one:

@@ -46,13 +46,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
 use super::report::{
     Behaviour, Lifetime, NoRfc5780Reason, Outcome, ProbeError, Report, SocketId, Test, TestRecord,
 };
 use crate::stun::attributes::{decode_address, decode_xor_address, ErrorCode};
+use crate::stun::client::{Schedule, Transaction, TransactionState, TxIds};
 use crate::stun::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
@@ -131,17 +130,14 @@ pub struct ProbeTransmit {
     pub data: Vec<u8>,
 }
 
-struct Transaction {
+/// One test's request in flight; the retransmission schedule is
+/// `stun::client`'s.
+struct Running {
     test: Test,
-    id: TransactionId,
     socket: SocketId,
     to: SocketAddr,
-    data: Vec<u8>,
-    sent: u32,
-    next_send: Option<Instant>,
-    interval: Duration,
-    deadline: Instant,
     idle: Option<Duration>,
+    tx: Transaction,
 }
 
 /// What the tests have learnt so far.
@@ -178,9 +174,8 @@ pub struct Probe {
     server: SocketAddr,
     local: SocketAddr,
     options: ProbeOptions,
-    seed: [u8; 32],
-    next_id: u64,
-    tx: Option<Transaction>,
+    ids: TxIds,
+    tx: Option<Running>,
     wait_until: Option<Instant>,
     last_start: Option<Instant>,
     queue: VecDeque<ProbeTransmit>,
@@ -206,8 +201,7 @@ impl Probe {
             server,
             local,
             options,
-            seed,
-            next_id: 0,
+            ids: TxIds::new(seed),
             tx: None,
             wait_until: None,
             last_start: None,
@@ -236,10 +230,7 @@ impl Probe {
         if self.verdict.is_some() {
             return None;
         }
-        let tx = self
-            .tx
-            .as_ref()
-            .map(|t| t.next_send.map_or(t.deadline, |s| s.min(t.deadline)));
+        let tx = self.tx.as_ref().and_then(|t| t.tx.poll_timeout());
         match (tx, self.wait_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -269,7 +260,7 @@ impl Probe {
         let Some(tx) = self.tx.as_ref() else {
             return;
         };
-        if msg.method() != Method::BINDING || msg.transaction_id() != tx.id {
+        if msg.method() != Method::BINDING || msg.transaction_id() != tx.tx.id() {
             return;
         }
         match (msg.class(), tx.test) {
@@ -312,19 +303,8 @@ impl Probe {
         self.verdict.is_some()
     }
 
-    fn take_tx(&mut self) -> Transaction {
+    fn take_tx(&mut self) -> Running {
         self.tx.take().expect("caller checked")
-    }
-
-    fn next_txid(&mut self) -> TransactionId {
-        let mut h = Sha256::new();
-        h.update(self.seed);
-        h.update(self.next_id.to_be_bytes());
-        self.next_id += 1;
-        let digest = h.finalize();
-        let mut id = [0u8; 12];
-        id.copy_from_slice(&digest[..12]);
-        TransactionId(id)
     }
 
     fn other(&self) -> SocketAddr {
@@ -378,24 +358,27 @@ impl Probe {
                 (SocketId::Secondary, server)
             }
         };
-        let id = self.next_txid();
+        let id = self.ids.next_id();
         let data = build_request(id, change, response_port, padding);
         let start = match self.last_start {
             Some(last) => now.max(last + self.options.pace),
             None => now,
         };
         self.last_start = Some(start);
-        self.tx = Some(Transaction {
+        let schedule = Schedule {
+            rto: self.options.rto,
+            max_rto: None,
+            rc: self.options.max_requests,
+            // The probe bounds each transaction by its timeout alone.
+            rm: None,
+            timeout: Some(self.options.transaction_timeout),
+        };
+        self.tx = Some(Running {
             test,
-            id,
             socket,
             to,
-            data,
-            sent: 0,
-            next_send: Some(start),
-            interval: self.options.rto,
-            deadline: start + self.options.transaction_timeout,
             idle,
+            tx: Transaction::new(id, data, schedule, false, start),
         });
     }
 
@@ -410,36 +393,31 @@ impl Probe {
             let Some(tx) = self.tx.as_mut() else {
                 break;
             };
-            if now >= tx.deadline {
+            tx.tx.handle_timeout(now);
+            if tx.tx.state() == TransactionState::TimedOut {
                 let tx = self.take_tx();
                 self.record(&tx, Outcome::NoAnswer);
                 self.on_no_answer(tx.test, tx.to, now);
                 continue;
             }
-            match tx.next_send {
-                Some(at) if at <= now => {
-                    self.queue.push_back(ProbeTransmit {
-                        from_socket: tx.socket,
-                        to: tx.to,
-                        data: tx.data.clone(),
-                    });
-                    tx.sent += 1;
-                    let next = now + tx.interval;
-                    tx.interval *= 2;
-                    tx.next_send =
-                        (tx.sent < self.options.max_requests && next < tx.deadline).then_some(next);
-                }
-                _ => break,
+            let (from_socket, to) = (tx.socket, tx.to);
+            match tx.tx.poll_transmit(now) {
+                Some(data) => self.queue.push_back(ProbeTransmit {
+                    from_socket,
+                    to,
+                    data: data.to_vec(),
+                }),
+                None => break,
             }
         }
     }
 
-    fn record(&mut self, tx: &Transaction, outcome: Outcome) {
+    fn record(&mut self, tx: &Running, outcome: Outcome) {
         self.records.push(TestRecord {
             test: tx.test,
             socket: tx.socket,
             to: tx.to,
-            requests: tx.sent,
+            requests: tx.tx.sent(),
             idle: tx.idle,
             outcome,
         });
@@ -485,7 +463,7 @@ impl Probe {
 
     fn on_answer(
         &mut self,
-        tx: Transaction,
+        tx: Running,
         now: Instant,
         socket: SocketId,
         from: SocketAddr,
@@ -519,7 +497,7 @@ impl Probe {
 
         let xor = msg
             .get(AttributeType::XOR_MAPPED_ADDRESS)
-            .and_then(|v| decode_xor_address(v, &tx.id).ok());
+            .and_then(|v| decode_xor_address(v, &tx.tx.id()).ok());
         let plain = msg
             .get(AttributeType::MAPPED_ADDRESS)
             .and_then(|v| decode_address(v).ok());

@@ -15,6 +15,7 @@ pub mod attributes;
 pub mod builder;
 pub mod channel_data;
 pub mod classic;
+pub mod client;
 pub mod framing;
 pub mod integrity;
 pub mod message;

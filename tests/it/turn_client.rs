@@ -1,17 +1,32 @@
-//! A minimal TURN client on turnpike's own codec, for wire tests that need
-//! exact control of every attribute (peer policy, quotas). Interop with
-//! clients nobody here wrote is in `coturn.rs` and `webrtc.rs`.
+//! The tokio driver of turnpike's own TURN client (`turnpike::turn_client`),
+//! for wire tests that need exact control of every attribute (peer policy,
+//! quotas). Interop with clients nobody here wrote is in `coturn.rs` and
+//! `webrtc.rs`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
-use turnpike::stun::attributes::{decode_xor_address, AttributeType, ErrorCode};
-use turnpike::stun::integrity::long_term_key_md5;
-use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use turnpike::stun::attributes::AttributeType;
+use turnpike::stun::client::{Credentials, Schedule, TxIds};
+use turnpike::stun::{Message, MessageBuilder, Method, TransactionId};
+use turnpike::turn_client::data::send_indication;
+use turnpike::turn_client::{
+    Call, ClientError, Family, RelayTransport, Request, Step, TurnClient as Core,
+};
 
-use crate::{PASSWORD, REALM, USER};
+use crate::{PASSWORD, USER};
+
+/// Every 500 ms, five times, over UDP; one send and 5 s over a stream.
+const SCHEDULE: Schedule = Schedule {
+    rto: Duration::from_millis(500),
+    max_rto: Some(Duration::from_millis(500)),
+    rc: 5,
+    rm: Some(1),
+    timeout: Some(Duration::from_secs(5)),
+};
 
 /// A byte stream to the server (TCP or TLS).
 pub trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -25,12 +40,34 @@ enum Link {
     },
 }
 
+impl Link {
+    async fn send(&mut self, bytes: &[u8]) {
+        match self {
+            Link::Udp(sock) => {
+                sock.send(bytes).await.unwrap();
+            }
+            Link::Stream { io, .. } => io.write_all(bytes).await.unwrap(),
+        }
+    }
+
+    /// The next datagram, or the next STUN message of the stream.
+    async fn recv(&mut self) -> Vec<u8> {
+        match self {
+            Link::Udp(sock) => {
+                let mut buf = vec![0u8; 2048];
+                // An ICMP error is a lost answer: nothing to hand over.
+                let n = sock.recv(&mut buf).await.unwrap_or(0);
+                buf.truncate(n);
+                buf
+            }
+            Link::Stream { io, .. } => read_stun(io).await.expect("the connection stays open"),
+        }
+    }
+}
+
 pub struct TurnClient {
     link: Link,
-    user: String,
-    nonce: Vec<u8>,
-    key: [u8; 16],
-    next: u32,
+    core: Core,
 }
 
 /// The outcome of a request: an error code or the success bytes.
@@ -73,59 +110,35 @@ impl TurnClient {
     }
 
     fn with_link(link: Link, user: &str, password: &str) -> Self {
-        TurnClient {
-            link,
-            user: user.to_string(),
-            nonce: Vec::new(),
-            key: long_term_key_md5(user, REALM, password),
-            next: 0,
-        }
-    }
-
-    fn build(&mut self, method: Method, attrs: &dyn Fn(&mut MessageBuilder<'_>)) -> Vec<u8> {
-        self.next += 1;
-        let mut id = [0x5a; 12];
-        id[..4].copy_from_slice(&self.next.to_be_bytes());
-        let mut buf = vec![0u8; 1500];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(method, Class::Request),
-            TransactionId(id),
+        // Each client its own ids, so no two share an answer cache entry.
+        static CLIENTS: AtomicU64 = AtomicU64::new(0);
+        let seed = 0x5a5a_0000_0000 + CLIENTS.fetch_add(1, Ordering::Relaxed);
+        let reliable = matches!(link, Link::Stream { .. });
+        let core = Core::new(
+            Credentials::new(user, password),
+            TxIds::from_u64(seed),
+            SCHEDULE,
+            reliable,
         );
-        attrs(&mut b);
-        if !self.nonce.is_empty() {
-            b.add_username(&self.user);
-            b.add_realm(REALM);
-            b.add_nonce(&self.nonce);
-            b.add_message_integrity(&self.key);
-        }
-        let n = b.finish().unwrap();
-        buf.truncate(n);
-        buf
+        TurnClient { link, core }
     }
 
-    async fn exchange(&mut self, req: &[u8]) -> Vec<u8> {
-        let sock = match &mut self.link {
-            Link::Udp(sock) => sock,
-            Link::Stream { io, .. } => {
-                io.write_all(req).await.unwrap();
-                return tokio::time::timeout(Duration::from_secs(5), read_stun(io))
-                    .await
-                    .expect("an answer within 5 s")
-                    .expect("the connection stays open");
-            }
-        };
-        let mut buf = vec![0u8; 2048];
-        for _ in 0..5 {
-            sock.send(req).await.unwrap();
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
-            {
-                buf.truncate(n);
-                return buf;
+    /// Runs `call` to its end; a refusal is its code, anything else a
+    /// failed test.
+    async fn drive(link: &mut Link, mut call: Call<'_>) -> Answer {
+        loop {
+            match call.poll(Instant::now()) {
+                Step::Done(Ok(answer)) => return Ok(answer.into_bytes()),
+                Step::Done(Err(ClientError::Refused { code, .. })) => return Err(code),
+                Step::Done(Err(e)) => panic!("no usable answer from the server: {e}"),
+                Step::Transmit(bytes) => link.send(bytes).await,
+                Step::Wait(at) => {
+                    if let Ok(bytes) = tokio::time::timeout_at(at.into(), link.recv()).await {
+                        call.handle_input(Instant::now(), &bytes);
+                    }
+                }
             }
         }
-        panic!("no answer from the server");
     }
 
     /// Sends an authenticated request, fetching a nonce first if needed.
@@ -134,36 +147,30 @@ impl TurnClient {
         method: Method,
         attrs: &dyn Fn(&mut MessageBuilder<'_>),
     ) -> Answer {
-        for _ in 0..3 {
-            let req = self.build(method, attrs);
-            let resp = self.exchange(&req).await;
-            let m = Message::parse(&resp).expect("a STUN answer");
-            let code = m
-                .get(AttributeType::ERROR_CODE)
-                .map(|v| ErrorCode::decode(v).unwrap().code);
-            match code {
-                None => return Ok(resp),
-                Some(401 | 438) if self.nonce.is_empty() || code == Some(438) => {
-                    self.nonce = m.get(AttributeType::NONCE).unwrap().to_vec();
-                }
-                Some(c) => return Err(c),
-            }
-        }
-        panic!("could not authenticate");
+        let call = self.core.call_with(Instant::now(), method, attrs).unwrap();
+        Self::drive(&mut self.link, call).await
+    }
+
+    async fn call(&mut self, req: Request) -> Answer {
+        let call = self.core.call(Instant::now(), req).unwrap();
+        Self::drive(&mut self.link, call).await
     }
 
     /// Allocates a UDP relay; `family` 1 = IPv4, 2 = IPv6.
     pub async fn allocate(&mut self, family: Option<u8>) -> Result<SocketAddr, u16> {
+        let family = family.map(|f| match f {
+            1 => Family::V4,
+            2 => Family::V6,
+            _ => panic!("family {f} is neither 1 nor 2"),
+        });
         let resp = self
-            .request(Method::ALLOCATE, &|b| {
-                b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-                if let Some(f) = family {
-                    b.add(AttributeType::REQUESTED_ADDRESS_FAMILY, &[f, 0, 0, 0]);
-                }
+            .call(Request::Allocate {
+                transport: RelayTransport::Udp,
+                family,
             })
             .await?;
         let m = Message::parse(&resp).unwrap();
-        Ok(decode_xor_address(
+        Ok(turnpike::stun::attributes::decode_xor_address(
             m.get(AttributeType::XOR_RELAYED_ADDRESS).unwrap(),
             &m.transaction_id(),
         )
@@ -171,11 +178,9 @@ impl TurnClient {
     }
 
     pub async fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {
-        self.request(Method::CREATE_PERMISSION, &|b| {
-            b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer)
-        })
-        .await
-        .map(|_| ())
+        self.call(Request::CreatePermission { peer })
+            .await
+            .map(|_| ())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -195,25 +200,16 @@ impl TurnClient {
 
     /// Sends raw bytes (a request built elsewhere, an indication).
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        match &mut self.link {
-            Link::Udp(sock) => {
-                sock.send(bytes).await.unwrap();
-            }
-            Link::Stream { io, .. } => io.write_all(bytes).await.unwrap(),
-        }
+        self.link.send(bytes).await
     }
 
     /// Sends `data` to `peer` in a Send indication (no answer comes).
     pub async fn send_to_peer(&mut self, peer: SocketAddr, data: &[u8]) {
         let mut buf = vec![0u8; 1500];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(Method::SEND, Class::Indication),
-            TransactionId([0x33; 12]),
-        );
-        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
-        b.add(AttributeType::DATA, data);
-        let n = b.finish().unwrap();
+        let n = send_indication(&mut buf, TransactionId([0x33; 12]), peer, data.len(), |d| {
+            d.copy_from_slice(data)
+        });
+        assert!(n > 0, "the indication fits");
         self.send_raw(&buf[..n]).await;
     }
 
@@ -228,11 +224,7 @@ impl TurnClient {
             let k = window.min(left);
             left -= k;
             let reqs: Vec<Vec<u8>> = (0..k)
-                .map(|_| {
-                    self.build(Method::REFRESH, &|b| {
-                        b.add_u32(AttributeType::LIFETIME, lifetime)
-                    })
-                })
+                .map(|_| self.core.build(&Request::Refresh { lifetime }).unwrap())
                 .collect();
             let Link::Udp(sock) = &self.link else {
                 panic!("UDP only");
@@ -254,11 +246,7 @@ impl TurnClient {
     }
 
     pub async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
-        self.request(Method::REFRESH, &|b| {
-            b.add_u32(AttributeType::LIFETIME, lifetime)
-        })
-        .await
-        .map(|_| ())
+        self.call(Request::Refresh { lifetime }).await.map(|_| ())
     }
 }
 

@@ -4,7 +4,6 @@
 //! run ends.
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::schedule::{source_ip, uses_channel, Life, Plan};
 use super::stats::{Phase, Stats};
 use crate::bench::async_client::{Client, Retry};
+use crate::bench::proto::Error;
 use crate::bench::relay::{packet, sent_at, CHANNEL};
 
 /// A packet with no echo after this long counts as lost.
@@ -111,7 +111,7 @@ async fn one_life(
     seed: u64,
     life: Life,
     rng: &mut fastrand::Rng,
-) -> Result<(), (Phase, io::Error)> {
+) -> Result<(), (Phase, Error)> {
     let permit = ctx.setup.acquire().await.ok();
     // Slots still queued for set-up when the run ends stay empty.
     if Instant::now() >= ctx.end {
@@ -119,7 +119,7 @@ async fn one_life(
     }
     let mut client = Client::connect(local, ctx.server, &ctx.user, &ctx.password, RETRY, seed)
         .await
-        .map_err(|e| (Phase::Socket, e))?;
+        .map_err(|e| (Phase::Socket, e.into()))?;
     let mut echoes = Echoes {
         ctx,
         waiting: VecDeque::new(),
@@ -147,7 +147,7 @@ async fn relay(
     life: Life,
     rng: &mut fastrand::Rng,
     permit: Option<tokio::sync::SemaphorePermit<'_>>,
-) -> Result<(), (Phase, io::Error)> {
+) -> Result<(), (Phase, Error)> {
     client
         .create_permission(ctx.echo, &mut |b| echoes.on_packet(b))
         .await
@@ -185,13 +185,12 @@ async fn relay(
             // No packet whose echo could not be awaited before the delete.
             if now + LOSS_AFTER < die && echoes.waiting.len() < MAX_OUTSTANDING {
                 seq += 1;
-                let n = packet(&mut out, ctx.echo, !channel, PACKET_SIZE, seq, ctx.t0);
-                let sent = sent_at(&out[..n]).unwrap_or(0);
+                let (n, sent) = packet(&mut out, ctx.echo, !channel, PACKET_SIZE, seq, ctx.t0);
                 client
                     .sock
                     .send(&out[..n])
                     .await
-                    .map_err(|e| (Phase::Send, e))?;
+                    .map_err(|e| (Phase::Send, e.into()))?;
                 ctx.stats.sent();
                 echoes.waiting.push_back((sent, now + LOSS_AFTER));
             }

@@ -110,7 +110,7 @@ impl Stats {
     }
 
     /// Counts an error; the first few are printed on stderr as they happen.
-    pub fn error(&self, phase: Phase, slot: usize, at: Duration, what: &std::io::Error) {
+    pub fn error(&self, phase: Phase, slot: usize, at: Duration, what: &dyn std::fmt::Display) {
         self.window.borrow_mut().errors += 1;
         self.by_phase.borrow_mut()[phase as usize] += 1;
         let n = self.printed.get();

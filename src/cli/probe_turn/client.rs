@@ -7,11 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{one_line, Failure, Transport, FIRST_RTO, MAX_RTO, SOFTWARE};
-use crate::bench::proto::{self, Creds};
-use crate::stun::attributes::{reason_phrase, ErrorCode};
+use crate::stun::client::{Credentials, Schedule, TxIds};
 use crate::stun::framing::{FrameKind, Framer};
-use crate::stun::{AttributeType, Class, Message, MessageBuilder, Method};
-use crate::stun::{TransactionId, MAX_MESSAGE_LEN};
+use crate::stun::{Message, TransactionId, MAX_MESSAGE_LEN};
+use crate::turn_client::{Answer, ClientError, Request, Step, TurnClient};
 
 /// Twelve random bytes; a clock-derived id if the OS has no randomness.
 pub(super) fn random_txid() -> TransactionId {
@@ -21,7 +20,9 @@ pub(super) fn random_txid() -> TransactionId {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        id = proto::txid(seed, N.fetch_add(1, Ordering::Relaxed));
+        id = TxIds::from_u64(seed ^ N.fetch_add(1, Ordering::Relaxed).rotate_left(32))
+            .next_id()
+            .0;
     }
     TransactionId(id)
 }
@@ -143,12 +144,24 @@ pub(super) enum CallError {
     Refused { code: u16, reason: String },
 }
 
-/// A connection with credentials and the realm and nonce learned so far.
+/// The retransmission of `probe turn`: from [`FIRST_RTO`], doubling up to
+/// [`MAX_RTO`], until `wait` ends.
+fn schedule(wait: Duration) -> Schedule {
+    Schedule {
+        rto: FIRST_RTO,
+        max_rto: Some(MAX_RTO),
+        rc: u32::MAX,
+        rm: None,
+        timeout: Some(wait),
+    }
+}
+
+/// A connection and the TURN client that talks over it.
 pub(super) struct Client {
     pub(super) conn: Conn,
     pub(super) transport: Transport,
     pub(super) label: String,
-    pub(super) creds: Creds,
+    pub(super) turn: TurnClient,
     pub(super) timeout: Duration,
 }
 
@@ -157,7 +170,7 @@ impl Client {
         server: SocketAddr,
         transport: Transport,
         label: String,
-        creds: Creds,
+        creds: Credentials,
         timeout: Duration,
     ) -> Result<Self, Failure> {
         let cannot = |e: io::Error| {
@@ -187,126 +200,66 @@ impl Client {
                 Conn::Tcp(s, Framer::new())
             }
         };
+        let mut seed = [0u8; 32];
+        for chunk in seed.chunks_mut(12) {
+            chunk.copy_from_slice(&random_txid().0[..chunk.len()]);
+        }
+        let reliable = matches!(transport, Transport::Tcp);
+        let turn = TurnClient::new(creds, TxIds::new(seed), schedule(timeout), reliable)
+            .with_software(SOFTWARE);
         Ok(Client {
             conn,
             transport,
             label,
-            creds,
+            turn,
             timeout,
         })
     }
 
-    /// One transaction: the answer with `req`'s transaction id. Over UDP the
-    /// request is retransmitted with a doubling interval until `wait` ends.
-    pub(super) fn transact(&mut self, req: &[u8], wait: Duration) -> Result<Vec<u8>, String> {
-        let start = Instant::now();
-        let deadline = start + wait;
-        let mut rto = FIRST_RTO;
-        let mut next_send = start;
-        let io_error = |e: io::Error, label: &str, transport: Transport| match e.kind() {
-            io::ErrorKind::ConnectionRefused => {
-                format!("no answer from {label} over {transport}: connection refused (nothing listens there?)")
-            }
-            _ => format!("talking to {label} over {transport}: {}", describe(&e)),
-        };
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(format!(
-                    "no answer from {} over {} within {}",
-                    self.label,
-                    self.transport,
-                    seconds(wait)
-                ));
-            }
-            if now >= next_send {
-                self.conn
-                    .send(req)
-                    .map_err(|e| io_error(e, &self.label, self.transport))?;
-                next_send = match self.conn {
-                    Conn::Udp(_) => now + rto,
-                    Conn::Tcp(..) => deadline,
-                };
-                rto = (rto * 2).min(MAX_RTO);
-            }
-            match self.conn.recv(next_send.min(deadline)) {
-                Ok(Some(answer)) if answer[8..20] == req[8..20] => return Ok(answer),
-                Ok(_) => {}
-                Err(e) => return Err(io_error(e, &self.label, self.transport)),
-            }
-        }
-    }
-
     /// An authenticated request: learns realm and nonce from a 401, a new
     /// nonce from a 438, and gives up on a 401 to a request that carried
-    /// credentials.
-    pub(super) fn call(
-        &mut self,
-        method: Method,
-        wait: Duration,
-        attrs: &dyn Fn(&mut MessageBuilder<'_>),
-    ) -> Result<Vec<u8>, CallError> {
-        let mut req = [0u8; 1500];
-        let mut stale = 0;
-        for _ in 0..6 {
-            let with_creds = !self.creds.nonce.is_empty();
-            let creds = with_creds.then_some(&self.creds);
-            let txid = random_txid();
-            let n = proto::request(&mut req, method, txid.0, creds, |b| {
-                attrs(b);
-                b.add_software(SOFTWARE);
-            });
-            if n == 0 {
-                return Err(CallError::Failed("request does not fit a buffer".into()));
-            }
-            let answer = self
-                .transact(&req[..n], wait)
-                .map_err(CallError::Unreachable)?;
-            let m = Message::parse(&answer)
-                .map_err(|e| CallError::Failed(format!("unparsable answer: {e}")))?;
-            if m.method() != method {
-                return Err(CallError::Failed(format!(
-                    "answer of the wrong method 0x{:03x}",
-                    m.method().0
-                )));
-            }
-            match m.class() {
-                Class::SuccessResponse => return Ok(answer),
-                Class::ErrorResponse => {}
-                _ => return Err(CallError::Failed("answer is not a response".into())),
-            }
-            let Some(error) = m
-                .get(AttributeType::ERROR_CODE)
-                .and_then(|v| ErrorCode::decode(v).ok())
-            else {
-                return Err(CallError::Failed(
-                    "error response without a valid ERROR-CODE".into(),
-                ));
-            };
-            let refused = CallError::Refused {
-                code: error.code,
-                reason: if error.reason.trim().is_empty() {
-                    reason_phrase(error.code).to_string()
-                } else {
-                    one_line(error.reason.trim())
-                },
-            };
-            match error.code {
-                401 if !with_creds => {}
-                438 if stale < 2 => stale += 1,
-                _ => return Err(refused),
-            }
-            if !self.creds.learn(&m) {
-                return Err(CallError::Failed(format!(
-                    "{} {} without REALM and NONCE (the server does not use long-term credentials)",
-                    error.code,
-                    reason_phrase(error.code)
-                )));
+    /// credentials. Each transaction waits at most `wait`.
+    pub(super) fn call(&mut self, req: Request, wait: Duration) -> Result<Answer, CallError> {
+        let (label, transport) = (&self.label, self.transport);
+        let io_error = |e: io::Error| {
+            match e.kind() {
+            io::ErrorKind::ConnectionRefused => CallError::Unreachable(format!(
+                "no answer from {label} over {transport}: connection refused (nothing listens there?)"
+            )),
+            _ => CallError::Unreachable(format!(
+                "talking to {label} over {transport}: {}",
+                describe(&e)
+            )),
+        }
+        };
+        self.turn.set_schedule(schedule(wait));
+        let mut call = self
+            .turn
+            .call(Instant::now(), req)
+            .map_err(|e| CallError::Failed(e.to_string()))?;
+        loop {
+            match call.poll(Instant::now()) {
+                Step::Done(r) => {
+                    return r.map_err(|e| match e {
+                        ClientError::Refused { code, reason } => CallError::Refused {
+                            code,
+                            reason: one_line(&reason),
+                        },
+                        ClientError::NoAnswer => CallError::Unreachable(format!(
+                            "no answer from {label} over {transport} within {}",
+                            seconds(wait)
+                        )),
+                        e => CallError::Failed(e.to_string()),
+                    })
+                }
+                Step::Transmit(bytes) => self.conn.send(bytes).map_err(io_error)?,
+                Step::Wait(at) => {
+                    if let Some(answer) = self.conn.recv(at).map_err(io_error)? {
+                        call.handle_input(Instant::now(), &answer);
+                    }
+                }
             }
         }
-        Err(CallError::Failed(
-            "the server keeps asking to authenticate".into(),
-        ))
     }
 }
 

@@ -22,9 +22,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::bench::proto::Creds;
-use crate::stun::attributes::decode_xor_address;
-use crate::stun::{AttributeType, Message, Method};
+use crate::stun::client::Credentials;
+use crate::turn_client::{Family, RelayTransport, Request};
 
 use client::*;
 use peer::*;
@@ -256,42 +255,35 @@ fn probe(args: TurnProbeArgs) -> Result<Report, Failure> {
         server,
         target.transport,
         label.clone(),
-        Creds::new(&user, &password),
+        Credentials::new(&user, &password),
         timeout,
     )?;
 
-    let family = if server.is_ipv4() { 1u8 } else { 2u8 };
+    // IPv4 is the default family: only IPv6 is asked for by name.
+    let allocate = Request::Allocate {
+        transport: RelayTransport::Udp,
+        family: server.is_ipv6().then_some(Family::V6),
+    };
     let answer = client
-        .call(Method::ALLOCATE, timeout, &|b| {
-            b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-            if family == 2 {
-                b.add(AttributeType::REQUESTED_ADDRESS_FAMILY, &[family, 0, 0, 0]);
-            }
-        })
+        .call(allocate, timeout)
         .map_err(|e| refusal("Allocate", e, |code| allocate_hint(code, rest)))?;
-    let m = Message::parse(&answer).map_err(|_| Failure::new("Allocate: unparsable answer"))?;
-    let txid = m.transaction_id();
-    let relayed = m
-        .get(AttributeType::XOR_RELAYED_ADDRESS)
-        .and_then(|v| decode_xor_address(v, &txid).ok())
-        .ok_or_else(|| Failure::new("Allocate answer has no usable XOR-RELAYED-ADDRESS"))?;
-    let mapped = m
-        .get(AttributeType::XOR_MAPPED_ADDRESS)
-        .and_then(|v| decode_xor_address(v, &txid).ok());
+    let relayed = answer
+        .relayed()
+        .map_err(|_| Failure::new("Allocate answer has no usable XOR-RELAYED-ADDRESS"))?;
+    let mapped = answer.mapped();
 
     let relay = relay_check(&mut client, server);
 
     // Free the allocation whatever happened; the answer does not matter.
-    let _ = client.call(Method::REFRESH, timeout.min(Duration::from_secs(2)), &|b| {
-        b.add_u32(AttributeType::LIFETIME, 0)
-    });
+    let free = Request::Refresh { lifetime: 0 };
+    let _ = client.call(free, timeout.min(Duration::from_secs(2)));
 
     let (peer, rtts) = relay?;
     Ok(Report {
         label,
         server,
         transport: target.transport,
-        realm: client.creds.realm.clone(),
+        realm: client.turn.credentials().realm.clone(),
         relayed,
         mapped,
         peer: peer.addr,

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use super::client::*;
 use super::{Failure, BINDING_WAIT, FIRST_RTO, MAGIC, PAYLOAD_LEN, PROBES, PROBE_SPACING};
 use crate::stun::attributes::{decode_address, decode_xor_address};
+use crate::stun::client::{Schedule, Transaction};
 use crate::stun::{AttributeType, Class, Message, MessageBuilder, MessageType, Method};
+use crate::turn_client::data::{send_indication, PeerData};
+use crate::turn_client::Request;
 
 /// The echo peer: its socket answers every probe payload to its sender.
 pub(super) struct Peer {
@@ -87,42 +90,48 @@ pub(super) fn binding(sock: &UdpSocket, server: SocketAddr) -> Option<SocketAddr
     )
     .finish()
     .ok()?;
-    let deadline = Instant::now() + BINDING_WAIT;
-    let mut rto = FIRST_RTO;
+    let schedule = Schedule {
+        rto: FIRST_RTO,
+        max_rto: None,
+        rc: u32::MAX,
+        rm: None,
+        timeout: Some(BINDING_WAIT),
+    };
+    let mut tx = Transaction::new(txid, req[..n].to_vec(), schedule, false, Instant::now());
     let mut buf = [0u8; 1500];
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if let Some(bytes) = tx.poll_transmit(now) {
+            let _ = sock.send_to(bytes, server);
+            continue;
+        }
+        let at = tx.poll_timeout()?;
+        sock.set_read_timeout(Some(
+            at.saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+        ))
+        .ok()?;
+        let Ok((len, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let Ok(m) = Message::parse(&buf[..len]) else {
+            continue;
+        };
+        // Any source: a multihomed server may answer from another
+        // address; the random transaction id is what counts.
+        if !tx.handle_response(&m) {
+            continue;
+        }
+        if m.class() != Class::SuccessResponse {
             return None;
         }
-        let _ = sock.send_to(&req[..n], server);
-        let until = (now + rto).min(deadline);
-        rto *= 2;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let Ok((len, _)) = sock.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok(m) = Message::parse(&buf[..len]) else {
-                continue;
-            };
-            // Any source: a multihomed server may answer from another
-            // address; the random transaction id is what counts.
-            if m.transaction_id() != txid {
-                continue;
-            }
-            if m.class() != Class::SuccessResponse {
-                return None;
-            }
-            return m
-                .get(AttributeType::XOR_MAPPED_ADDRESS)
-                .and_then(|v| decode_xor_address(v, &txid).ok())
-                .or_else(|| {
-                    m.get(AttributeType::MAPPED_ADDRESS)
-                        .and_then(|v| decode_address(v).ok())
-                });
-        }
+        return m
+            .get(AttributeType::XOR_MAPPED_ADDRESS)
+            .and_then(|v| decode_xor_address(v, &txid).ok())
+            .or_else(|| {
+                m.get(AttributeType::MAPPED_ADDRESS)
+                    .and_then(|v| decode_address(v).ok())
+            });
     }
 }
 
@@ -138,9 +147,7 @@ pub(super) fn relay_check(
     let peer_addr = peer.addr;
     let timeout = client.timeout;
     client
-        .call(Method::CREATE_PERMISSION, timeout, &|b| {
-            b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer_addr)
-        })
+        .call(Request::CreatePermission { peer: peer_addr }, timeout)
         .map_err(|e| {
             refusal("CreatePermission", e, |code| match code {
                 403 => Some(format!(
@@ -161,16 +168,9 @@ pub(super) fn relay_check(
         payload[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&run_id);
         payload[MAGIC.len() + 8..].copy_from_slice(&(seq as u32).to_be_bytes());
         let mut buf = [0u8; 256];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(Method::SEND, Class::Indication),
-            random_txid(),
-        );
-        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer_addr);
-        b.add(AttributeType::DATA, &payload);
-        let n = b
-            .finish()
-            .map_err(|e| Failure::new(format!("relay: {e}")))?;
+        let n = send_indication(&mut buf, random_txid(), peer_addr, PAYLOAD_LEN, |d| {
+            d.copy_from_slice(&payload)
+        });
         client.conn.send(&buf[..n]).map_err(io)?;
         sent_at[seq] = Some(Instant::now());
         let last = seq + 1 == PROBES;
@@ -217,13 +217,7 @@ pub(super) fn collect(
             return Ok(());
         };
         let now = Instant::now();
-        let Ok(m) = Message::parse(&msg) else {
-            continue;
-        };
-        if m.method() != Method::DATA || m.class() != Class::Indication {
-            continue;
-        }
-        let Some(data) = m.get(AttributeType::DATA) else {
+        let Some(PeerData::Indication { data, .. }) = PeerData::parse(&msg) else {
             continue;
         };
         if data.len() != PAYLOAD_LEN

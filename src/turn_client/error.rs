@@ -1,0 +1,42 @@
+//! Why a TURN request did not succeed, typed so callers match on codes,
+//! never on strings.
+
+use crate::stun::ParseError;
+
+/// A failed request. `Display` gives one line for a report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// An error response: ERROR-CODE and its reason (the RFC phrase when
+    /// the server sent none).
+    #[error("refused with {code}")]
+    Refused { code: u16, reason: String },
+    /// A 401 or 438 without REALM and NONCE: the server does not use
+    /// long-term credentials.
+    #[error("{code} {} without REALM and NONCE (the server does not use long-term credentials)", crate::stun::attributes::reason_phrase(*code))]
+    NoChallenge { code: u16 },
+    /// The answer is not STUN.
+    #[error("unparsable answer: {0}")]
+    Unparsable(ParseError),
+    /// The answer is for another method.
+    #[error("answer of the wrong method 0x{0:03x}")]
+    WrongMethod(u16),
+    /// The answer lacks something the request needs, or is not a response.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// The request does not fit a message.
+    #[error("request does not fit a buffer")]
+    TooLarge,
+    /// Nothing came back before the transaction's deadline.
+    #[error("no answer")]
+    NoAnswer,
+}
+
+impl ClientError {
+    /// The error code of a refusal.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
