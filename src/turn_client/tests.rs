@@ -50,7 +50,17 @@ fn server(t0: Instant, tcp_relay: bool) -> Server {
         stun_backward_compatibility: true,
     };
     let auth = Authenticator::new(Directory::new(users), nonces).with_clock(t0, 1_700_000_000);
-    let shared = Shared::new(config, auth, Quotas::new(0, 0), PortPool::new(50000, 50999));
+    let keys = crate::turn::SharedKeys {
+        reservation_token: [1; 32],
+        reply_budget: [2; 32],
+    };
+    let shared = Shared::new(
+        config,
+        auth,
+        Quotas::new(0, 0),
+        PortPool::new(50000, 50999),
+        keys,
+    );
     Server::new(Arc::new(shared), 42)
 }
 
