@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Enforces the layering of design.md: the sans-IO core (src/stun, src/auth,
-# src/turn, src/nat, src/binding.rs) depends on no runtime, store, web or
+# src/turn, src/nat, src/binding.rs, src/turn_client) depends on no runtime, store, web or
 # logging crate (tokio, sqlx, axum, tracing, ...) and never reads the OS
 # clock: time comes in as `now` (and the Unix time as a value).
 #
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_cargo
 
-CORE_MODULES="stun auth turn nat binding"
+CORE_MODULES="stun auth turn nat binding turn_client"
 ALLOWED_DEPS="aes-gcm base64 crc32fast hmac md-5 sha1 sha2 subtle thiserror serde_json"
 
 root=$PWD
