@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use turnpike::stun::attributes::{decode_address, decode_xor_address, AttributeType, ErrorCode};
-use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use turnpike::stun::{
+    Class, ClassicTransactionId, Message, MessageBuilder, MessageType, Method, TransactionId,
+};
 use turnpike::Transport;
 
 use crate::nat::{
@@ -146,20 +148,17 @@ fn debian_stun_client_in_the_nat_lab_sees_the_nat_configured_and_agrees_with_pro
 
 /// A classic Binding (or another method) request: `id` fills bytes 4-20.
 fn classic(method: u16, id: u8, attrs: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut v = MessageType::new(Method(method), Class::Request)
-        .to_u16()
-        .to_be_bytes()
-        .to_vec();
-    v.extend_from_slice(&[0, 0]);
-    v.extend_from_slice(&[id; 16]);
+    let mut buf = [0u8; 256];
+    let mut b = MessageBuilder::new_classic(
+        &mut buf,
+        MessageType::new(Method(method), Class::Request),
+        ClassicTransactionId([id; 16]),
+    );
     for (t, value) in attrs {
-        v.extend_from_slice(&t.to_be_bytes());
-        v.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        v.extend_from_slice(value);
+        b.add(AttributeType(*t), value);
     }
-    let len = (v.len() - 20) as u16;
-    v[2..4].copy_from_slice(&len.to_be_bytes());
-    v
+    let n = b.finish().unwrap();
+    buf[..n].to_vec()
 }
 
 fn modern_binding(id: u8) -> Vec<u8> {
