@@ -2,24 +2,36 @@
 //!
 //! # Shape
 //!
-//! The crate has a sans-IO core and an I/O shell (see `../shared/design.md`
-//! in the project workspace):
+//! A sans-IO core and an I/O shell (see `../shared/design.md` in the project
+//! workspace). The core reads no socket and no clock (time is an argument);
+//! `scripts/check_core.sh` builds it alone to prove it.
 //!
-//! * core, no tokio, no sockets, no clock reads (time is an argument):
-//!   * [`stun`]: zero-copy codec for RFC 8489 (and RFC 5389 clients),
-//!     ChannelData, stream framing; RFC 5769 vectors are its unit tests.
+//! * core:
+//!   * [`stun`]: the codec (RFC 8489, RFC 5389 and RFC 3489 clients),
+//!     ChannelData, stream framing, and [`stun::client`]: one transaction
+//!     engine (retransmission, the 401 dance) for every client.
 //!   * [`binding`]: the Binding service of RFC 8489 §6.3.
-//!   * [`auth`]: long-term credentials, stateless nonces, reply budget.
-//!   * [`turn`]: the TURN allocation state machine, peer policy, ports,
-//!     quotas.
-//!   * [`nat`]: RFC 5780 NAT behaviour discovery: the server's
-//!     CHANGE-REQUEST/RESPONSE-PORT/PADDING rules and the probe's tests.
+//!   * [`auth`]: who may allocate. One room per credential kind:
+//!     `long_term.rs`, `rest.rs` (where a REST credential is checked and
+//!     minted), `oauth.rs`; nonces, the reply budget, the Unix clock value.
+//!   * [`turn`]: the TURN server. `turn/server/` holds one room per request
+//!     (allocate, refresh, permissions) and `relay.rs`, where ChannelData
+//!     and Send indications go to peers and peer datagrams come back;
+//!     `error.rs` names the codes, `attributes.rs` reads the attributes.
+//!   * [`nat`]: RFC 5780: the server's rules, the service the shell hands
+//!     its four sockets' datagrams to, the probe's tests.
+//!   * [`turn_client`]: the one sans-IO TURN client, driven by the bench,
+//!     the probes and the tests.
 //! * shell:
-//!   * [`net`]: worker threads, UDP (batched, on the worker's own epoll) and
-//!     TCP listeners, relay sockets; [`serve`] starts them.
-//!   * [`config`]: `turnserver.toml` and the matching flags.
-//!   * [`cli`]: the `turnpike` command line.
-//!   * [`bench`]: the load generator behind `turnpike bench`.
+//!   * [`net`]: start-up phases (`bind.rs`, `assemble.rs`), worker threads
+//!     (`worker/`: UDP engine, streams, DTLS, RFC 6062 splice), TLS and
+//!     certificates, the control handle the admin API is given;
+//!     [`serve`] starts it all.
+//!   * [`admin`]: the admin API (routes per resource) and metrics.
+//!   * [`store`]: users, secrets, keys and quotas in SQLite or PostgreSQL.
+//!   * [`config`]: `turnserver.toml` and the matching flags, one section
+//!     per file.
+//!   * [`cli`]: the `turnpike` command line; [`bench`]: its load generator.
 //!
 //! # RFCs
 //!
