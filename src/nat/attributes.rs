@@ -82,6 +82,11 @@ impl ResponsePort {
     }
 }
 
+/// Hard cap on PADDING, sent or answered: RFC 5780 §7.6 "PADDING MUST NOT
+/// be longer than the length that brings the total IP datagram size to 64K",
+/// so stay well below a 64 KiB datagram.
+pub(crate) const MAX_PADDING: usize = 65_000;
+
 /// Rounds a PADDING length up to a multiple of four (RFC 5780 §7.6: "rounded
 /// up to an even multiple of four bytes").
 pub(crate) fn round_up_4(len: usize) -> usize {

@@ -29,7 +29,7 @@ pub use probe::{LifetimeSearch, Probe, ProbeOptions, ProbeTransmit};
 pub use report::{
     Behaviour, Lifetime, NoRfc5780Reason, Outcome, ProbeError, Report, SocketId, Test, TestRecord,
 };
-pub use server::{answer, plan, Plan, Reply, ServerAddresses, ServerOptions};
+pub use server::{answer, decide, Decision, Reply, ServerAddresses, ServerOptions};
 pub use service::{Handled, Service};
 
 #[cfg(test)]

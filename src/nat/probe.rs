@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
+use super::attributes::{round_up_4, ChangeRequest, ResponsePort, MAX_PADDING};
 use super::report::{
     Behaviour, Lifetime, NoRfc5780Reason, Outcome, ProbeError, Report, SocketId, Test, TestRecord,
 };
@@ -55,9 +55,6 @@ use crate::stun::client::{Schedule, Transaction, TransactionState, TxIds};
 use crate::stun::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
-
-/// Largest PADDING the probe will send.
-const MAX_PADDING: usize = 65_000;
 
 /// Knobs of a run. [`Default`] gives a run of a few seconds: mapping,
 /// filtering, hairpinning and large packets, no lifetime search.

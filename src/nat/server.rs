@@ -29,19 +29,14 @@
 use crate::binding::finish;
 use std::net::{IpAddr, SocketAddr};
 
-use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
+use super::attributes::{round_up_4, ChangeRequest, ResponsePort, MAX_PADDING};
+use crate::stun::unknown::UnknownAttributes;
 use crate::stun::{classic, AttributeType, Class, Message, MessageBuilder, Method};
-
-/// Most unknown attribute types listed in one 420 answer.
-pub const MAX_UNKNOWN_LISTED: usize = 16;
 
 /// Default cap on the PADDING the server sends back: the Ethernet MTU.
 /// RFC 5780 §6.1: "The server SHOULD use a length of PADDING equal to the MTU
 /// on the outgoing interface, rounded up to an even multiple of four bytes."
 pub const DEFAULT_MAX_PADDING: usize = 1500;
-
-/// Hard cap on PADDING, well below a 64 KiB datagram.
-const MAX_PADDING: usize = 65_000;
 
 /// Room a response needs beyond its PADDING: header, XOR-MAPPED-ADDRESS,
 /// MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS (IPv6 sizes), PADDING's own
@@ -208,7 +203,7 @@ impl ServerAddresses {
 pub struct ServerOptions<'a> {
     /// SOFTWARE attribute, off by default (security defaults).
     pub software: Option<&'a str>,
-    /// Largest PADDING value the server writes; see [`Plan`] for the rule.
+    /// Largest PADDING value the server writes; see [`Decision`] for the rule.
     pub max_padding: usize,
 }
 
@@ -244,28 +239,25 @@ pub enum BadRequest {
 /// An error answer. It always leaves from the socket the request arrived on
 /// and goes back to the request's source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// 420 with UNKNOWN-ATTRIBUTES listing `types[..len]`.
-    UnknownAttributes {
-        types: [u16; MAX_UNKNOWN_LISTED],
-        len: usize,
-    },
+pub enum Refusal {
+    /// 420 with UNKNOWN-ATTRIBUTES listing them.
+    UnknownAttributes(UnknownAttributes),
     /// 400.
     BadRequest(BadRequest),
 }
 
-impl Rejection {
+impl Refusal {
     pub fn code(&self) -> u16 {
         match self {
-            Rejection::UnknownAttributes { .. } => 420,
-            Rejection::BadRequest(_) => 400,
+            Refusal::UnknownAttributes { .. } => 420,
+            Refusal::BadRequest(_) => 400,
         }
     }
 
     /// The reason phrase: RFC 3489's refusal names what was refused.
     pub fn reason(&self) -> &'static str {
         match self {
-            Rejection::BadRequest(BadRequest::ResponseAddress) => classic::RESPONSE_ADDRESS_REFUSED,
+            Refusal::BadRequest(BadRequest::ResponseAddress) => classic::RESPONSE_ADDRESS_REFUSED,
             _ => crate::stun::attributes::reason_phrase(self.code()),
         }
     }
@@ -273,8 +265,8 @@ impl Rejection {
     /// The attribute types a 420 lists.
     pub fn unknown(&self) -> &[u16] {
         match self {
-            Rejection::UnknownAttributes { types, len } => &types[..*len],
-            Rejection::BadRequest(_) => &[],
+            Refusal::UnknownAttributes(u) => u.types(),
+            Refusal::BadRequest(_) => &[],
         }
     }
 }
@@ -305,24 +297,24 @@ pub struct Route {
 /// answer. Clients send MTU-sized PADDING anyway (RFC 5780 §5: "When PADDING
 /// is used, it SHOULD be equal to the MTU of the outgoing interface").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
+pub enum Decision {
     /// Not a Binding request: not for this module.
     Ignore,
     Answer(Route),
-    Reject(Rejection),
+    Reject(Refusal),
 }
 
 /// Decides how to answer `msg`, received from `source` on the local socket
 /// `local`.
-pub fn plan(
+pub fn decide(
     msg: &Message<'_>,
     source: SocketAddr,
     local: SocketAddr,
     addresses: &ServerAddresses,
     options: &ServerOptions<'_>,
-) -> Plan {
+) -> Decision {
     if msg.class() != Class::Request || msg.method() != Method::BINDING {
-        return Plan::Ignore;
+        return Decision::Ignore;
     }
     let other_address = addresses.other_address(local);
 
@@ -344,16 +336,14 @@ pub fn plan(
             t.is_known()
         }
     };
-    let mut types = [0u16; MAX_UNKNOWN_LISTED];
-    let len = msg.unknown_comprehension_required(
-        |t| known(t) && (can_change || t != AttributeType::CHANGE_REQUEST),
-        &mut types,
-    );
-    if len > 0 {
-        return Plan::Reject(Rejection::UnknownAttributes { types, len });
+    let unknown = UnknownAttributes::find(msg, |t| {
+        known(t) && (can_change || t != AttributeType::CHANGE_REQUEST)
+    });
+    if let Some(unknown) = unknown {
+        return Decision::Reject(Refusal::UnknownAttributes(unknown));
     }
     if msg.is_classic() && msg.get(AttributeType::RESPONSE_ADDRESS).is_some() {
-        return Plan::Reject(Rejection::BadRequest(BadRequest::ResponseAddress));
+        return Decision::Reject(Refusal::BadRequest(BadRequest::ResponseAddress));
     }
 
     let change = match msg.get(AttributeType::CHANGE_REQUEST) {
@@ -361,7 +351,7 @@ pub fn plan(
         Some(v) => match ChangeRequest::decode(v) {
             Ok(c) => c,
             Err(_) => {
-                return Plan::Reject(Rejection::BadRequest(BadRequest::MalformedChangeRequest))
+                return Decision::Reject(Refusal::BadRequest(BadRequest::MalformedChangeRequest))
             }
         },
     };
@@ -370,18 +360,18 @@ pub fn plan(
         None => None,
         Some(v) => match ResponsePort::decode(v) {
             Ok(ResponsePort(0)) => {
-                return Plan::Reject(Rejection::BadRequest(BadRequest::ResponsePortZero))
+                return Decision::Reject(Refusal::BadRequest(BadRequest::ResponsePortZero))
             }
             Ok(ResponsePort(p)) => Some(p),
             Err(_) => {
-                return Plan::Reject(Rejection::BadRequest(BadRequest::MalformedResponsePort))
+                return Decision::Reject(Refusal::BadRequest(BadRequest::MalformedResponsePort))
             }
         },
     };
     // RFC 5780 §7.5: "The server MUST NOT process a request containing a
     // RESPONSE-PORT and a PADDING attribute."
     if response_port.is_some() && padding_len.is_some() {
-        return Plan::Reject(Rejection::BadRequest(BadRequest::ResponsePortWithPadding));
+        return Decision::Reject(Refusal::BadRequest(BadRequest::ResponsePortWithPadding));
     }
 
     // A change without an alternate was rejected above, so this always
@@ -403,7 +393,7 @@ pub fn plan(
     let cap = options.max_padding.min(MAX_PADDING);
     let padding = padding_len.map(|n| round_up_4(n.min(cap)));
 
-    Plan::Answer(Route {
+    Decision::Answer(Route {
         from,
         to,
         mapped: source,
@@ -452,17 +442,17 @@ pub fn answer(
         }
     };
     let fingerprint = msg.has_fingerprint() && !classic;
-    match plan(msg, source, local, addresses, options) {
-        Plan::Ignore => None,
-        Plan::Reject(r) => {
+    match decide(msg, source, local, addresses, options) {
+        Decision::Ignore => None,
+        Decision::Reject(r) => {
             let mut b = start(out, false);
-            if classic {
-                classic::add_error_code(&mut b, r.code(), r.reason());
-                classic::add_unknown_attributes(&mut b, r.unknown());
-            } else {
-                b.add_error_code(r.code(), crate::stun::attributes::reason_phrase(r.code()));
-                if r.code() == 420 {
-                    b.add_unknown_attributes(r.unknown());
+            match r {
+                Refusal::UnknownAttributes(u) => u.add_420(&mut b, classic),
+                Refusal::BadRequest(_) if classic => {
+                    classic::add_error_code(&mut b, r.code(), r.reason())
+                }
+                Refusal::BadRequest(_) => {
+                    b.add_error_code(r.code(), crate::stun::attributes::reason_phrase(r.code()))
                 }
             }
             let len = finish(b, options.software, fingerprint)?;
@@ -472,7 +462,7 @@ pub fn answer(
                 to: source,
             })
         }
-        Plan::Answer(route) if classic => {
+        Decision::Answer(route) if classic => {
             let mut b = start(out, true);
             b.add_mapped_address(&route.mapped);
             b.add_address(AttributeType::SOURCE_ADDRESS, &route.from);
@@ -486,7 +476,7 @@ pub fn answer(
                 to: route.to,
             })
         }
-        Plan::Answer(route) => {
+        Decision::Answer(route) => {
             let mut b = start(out, true);
             // RFC 5780 §6.1: "The server MUST include both MAPPED-ADDRESS and
             // XOR-MAPPED-ADDRESS in its Response." (The pair also lets a
@@ -942,7 +932,10 @@ mod tests {
             let n = MessageBuilder::new(&mut buf, t, TXID).finish().unwrap();
             let msg = Message::parse(&buf[..n]).unwrap();
             let opts = ServerOptions::default();
-            assert_eq!(plan(&msg, client(), a1p1(), &full(), &opts), Plan::Ignore);
+            assert_eq!(
+                decide(&msg, client(), a1p1(), &full(), &opts),
+                Decision::Ignore
+            );
             assert_eq!(
                 answer(&msg, client(), a1p1(), &full(), &opts, &mut out),
                 None

@@ -19,6 +19,7 @@ pub mod client;
 pub mod framing;
 pub mod integrity;
 pub mod message;
+pub mod unknown;
 
 pub use attributes::AttributeType;
 pub use builder::{BuildError, MessageBuilder};
