@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod nat_json;
 mod probe;
 mod probe_turn;
 mod store;

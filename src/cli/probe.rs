@@ -109,7 +109,7 @@ fn nat(args: NatProbeArgs) -> ExitCode {
     match run_probe(server, options) {
         Ok(Ok(report)) => {
             if args.json {
-                let mut v = report.to_json();
+                let mut v = super::nat_json::report(&report);
                 v["ok"] = true.into();
                 println!("{v}");
             } else {

@@ -33,4 +33,4 @@ pub use server::{answer, decide, Decision, Reply, ServerAddresses, ServerOptions
 pub use service::{Handled, Service};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

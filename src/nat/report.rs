@@ -1,12 +1,11 @@
 //! What a [`super::Probe`] concludes: the [`Report`] of a finished run, or the
 //! [`ProbeError`] that stopped it. Names follow RFC 4787 §4.1 (mapping) and
-//! §5 (filtering), which RFC 5780 §4 uses.
+//! §5 (filtering), which RFC 5780 §4 uses. Presentation (JSON) is the
+//! CLI's, in `crate::cli::nat_json`, so the core needs no serde_json.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-use serde_json::{json, Value};
 
 /// Mapping or filtering behaviour (RFC 4787 §4.1, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,40 +132,6 @@ pub struct TestRecord {
     pub outcome: Outcome,
 }
 
-impl TestRecord {
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "test": self.test.as_str(),
-            "socket": self.socket.as_str(),
-            "to": self.to.to_string(),
-            "requests": self.requests,
-        });
-        if let Some(idle) = self.idle {
-            v["idle_secs"] = json!(idle.as_secs_f64());
-        }
-        match self.outcome {
-            Outcome::Answered {
-                received_on,
-                from,
-                mapped,
-                response_origin,
-            } => {
-                v["outcome"] = json!("answered");
-                v["received_on"] = json!(received_on.as_str());
-                v["from"] = json!(from.to_string());
-                v["mapped"] = json!(mapped.map(|a| a.to_string()));
-                v["response_origin"] = json!(response_origin.map(|a| a.to_string()));
-            }
-            Outcome::ErrorResponse { code } => {
-                v["outcome"] = json!("error-response");
-                v["code"] = json!(code);
-            }
-            Outcome::NoAnswer => v["outcome"] = json!("no-answer"),
-        }
-        v
-    }
-}
-
 /// RFC 5780 §4.6 binding lifetime, bracketed by the search: the binding
 /// survived `at_least` of idleness and was gone after `less_than`
 /// (`None`: it survived the longest idle period tried).
@@ -238,33 +203,6 @@ impl Report {
             }
             _ => "symmetric",
         }
-    }
-
-    /// The report as JSON: `mapping`, `filtering`, `classic`, `hairpinning`,
-    /// `nat`, the addresses, `large_packets`, `alg`, `lifetime` and `tests`.
-    pub fn to_json(&self) -> Value {
-        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());
-        json!({
-            "server": self.server.to_string(),
-            "local": self.local.to_string(),
-            "mapped": self.mapped.to_string(),
-            "other_address": self.other_address.to_string(),
-            "response_origin": addr(self.response_origin),
-            "mapped_alternate_ip": addr(self.mapped_alternate_ip),
-            "mapped_alternate_address": addr(self.mapped_alternate_address),
-            "nat": self.nat,
-            "mapping": self.mapping.as_str(),
-            "filtering": self.filtering.as_str(),
-            "classic": self.classic_name(),
-            "hairpinning": self.hairpinning,
-            "large_packets": self.large_packets,
-            "alg": self.alg,
-            "lifetime": self.lifetime.map(|l| json!({
-                "at_least_secs": l.at_least.as_secs_f64(),
-                "less_than_secs": l.less_than.map(|d| d.as_secs_f64()),
-            })),
-            "tests": self.tests.iter().map(TestRecord::to_json).collect::<Vec<_>>(),
-        })
     }
 }
 
@@ -344,9 +282,5 @@ impl ProbeError {
             ProbeError::NoMappedAddress { .. } => "no-mapped-address",
             ProbeError::UnexpectedSource { .. } => "unexpected-source",
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({ "error": self.kind(), "message": self.to_string() })
     }
 }
