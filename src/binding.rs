@@ -1,6 +1,8 @@
 //! The Binding service of RFC 8489 §6.3, sans-IO: bytes and a source address
 //! in, at most one response out, no state anywhere.
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 use std::net::SocketAddr;
 
 use crate::stun::unknown::UnknownAttributes;

@@ -9,6 +9,8 @@
 //! The live server (sessions, counters, certificate reload, listeners) is
 //! reached only through the [`Control`] handle the shell gives [`State`].
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 mod auth;
 mod control;
 mod error;

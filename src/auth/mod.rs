@@ -15,13 +15,15 @@
 //! credential mechanism (RFC 8489 §9.2.4), including the password algorithm
 //! negotiation, then hands the request to the credential kind it names.
 
-pub mod clock;
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub(crate) mod clock;
 pub mod credentials;
-pub mod directory;
-pub mod long_term;
+pub(crate) mod directory;
+pub(crate) mod long_term;
 pub mod nonce;
 pub mod oauth;
-pub mod rate;
+pub(crate) mod rate;
 pub mod rest;
 
 use std::net::IpAddr;

@@ -1,5 +1,7 @@
 //! The `turnpike` command line (clap derive).
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

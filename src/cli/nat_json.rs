@@ -71,7 +71,7 @@ fn test_record(t: &TestRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use crate::nat::tests::sim::{report, NatConfig, ServerMode, Sim};
-    use crate::nat::{Behaviour, ProbeOptions};
+    use crate::nat::{report::Behaviour, ProbeOptions};
 
     #[test]
     fn report_serialises_to_json_with_the_verdict_and_addresses() {

@@ -39,7 +39,7 @@ pub struct NatProbeArgs {
 /// Exit code for a URL or flag that cannot be used.
 const EXIT_USAGE: u8 = 2;
 
-pub fn run(cmd: ProbeCommand) -> ExitCode {
+pub(super) fn run(cmd: ProbeCommand) -> ExitCode {
     match cmd {
         ProbeCommand::Nat(args) => nat(args),
         ProbeCommand::Turn(args) => probe_turn::run(args),

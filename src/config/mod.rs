@@ -15,6 +15,8 @@
 //! | `store.rs` | the credential store |
 //! | `admin.rs` | admin API, metrics labels, log level |
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;

@@ -9,20 +9,20 @@ use std::time::Duration;
 
 /// Mapping or filtering behaviour (RFC 4787 §4.1, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     EndpointIndependent,
     AddressDependent,
     AddressAndPortDependent,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 3] = [
+    pub(crate) const ALL: [Behaviour; 3] = [
         Behaviour::EndpointIndependent,
         Behaviour::AddressDependent,
         Behaviour::AddressAndPortDependent,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Behaviour::EndpointIndependent => "endpoint-independent",
             Behaviour::AddressDependent => "address-dependent",
@@ -40,7 +40,7 @@ impl fmt::Display for Behaviour {
 /// Which of the probe's two local UDP sockets a datagram leaves from or
 /// arrives on. `Secondary` exists only when [`super::ProbeOptions::needs_secondary`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SocketId {
+pub(crate) enum SocketId {
     /// The socket under test (port X of RFC 5780 §4.6).
     Primary,
     /// A second port (port Y of §4.6; the "different port" of §3.4).
@@ -48,7 +48,7 @@ pub enum SocketId {
 }
 
 impl SocketId {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SocketId::Primary => "primary",
             SocketId::Secondary => "secondary",
@@ -58,7 +58,7 @@ impl SocketId {
 
 /// The probe's tests, in the order it runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Test {
+pub(crate) enum Test {
     /// RFC 5780 §4.2 / test I of §4.3 and §4.4: Binding to the primary address.
     Connectivity,
     /// §4.4 test II: CHANGE-REQUEST change IP and port, to the primary address.
@@ -80,7 +80,7 @@ pub enum Test {
 }
 
 impl Test {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Test::Connectivity => "connectivity",
             Test::FilteringChangeIpAndPort => "filtering-change-ip-and-port",
@@ -103,7 +103,7 @@ impl fmt::Display for Test {
 
 /// How one test transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A success response (or, for hairpinning, our own request).
     Answered {
         received_on: SocketId,
@@ -121,7 +121,7 @@ pub enum Outcome {
 
 /// One transaction of the run, for the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TestRecord {
+pub(crate) struct TestRecord {
     pub test: Test,
     pub socket: SocketId,
     pub to: SocketAddr,
@@ -136,14 +136,14 @@ pub struct TestRecord {
 /// survived `at_least` of idleness and was gone after `less_than`
 /// (`None`: it survived the longest idle period tried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     pub at_least: Duration,
     pub less_than: Option<Duration>,
 }
 
 /// The verdict of a finished run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub server: SocketAddr,
     /// Local address of the primary socket.
     pub local: SocketAddr,
@@ -188,7 +188,7 @@ impl Report {
     ///   "port-restricted cone" for endpoint-independent, address-dependent
     ///   or address-and-port-dependent filtering;
     /// * any other mapping: "symmetric".
-    pub fn classic_name(&self) -> &'static str {
+    pub(crate) fn classic_name(&self) -> &'static str {
         if !self.nat {
             return match self.filtering {
                 Behaviour::EndpointIndependent => "open internet",
@@ -208,7 +208,7 @@ impl Report {
 
 /// Why a server cannot run the RFC 5780 tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NoRfc5780Reason {
+pub(crate) enum NoRfc5780Reason {
     /// RFC 5780 §4.3: "If OTHER-ADDRESS is not returned, the server does not
     /// support this usage and this test cannot be run."
     NoOtherAddress,
@@ -223,7 +223,7 @@ pub enum NoRfc5780Reason {
 }
 
 impl NoRfc5780Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoRfc5780Reason::NoOtherAddress => "the response has no OTHER-ADDRESS",
             NoRfc5780Reason::OtherAddressSameIp => "OTHER-ADDRESS has the server's own IP",
@@ -242,7 +242,7 @@ impl fmt::Display for NoRfc5780Reason {
 
 /// Why a run produced no [`Report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// No response to a test that must be answered. For
     /// [`Test::Connectivity`], RFC 5780 §4.2: "If this test yields no
     /// response, the client knows right away that it does not have UDP
@@ -274,7 +274,7 @@ pub enum ProbeError {
 
 impl ProbeError {
     /// Short stable name for scripts.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ProbeError::NoAnswer { .. } => "no-answer",
             ProbeError::NoRfc5780 { .. } => "no-rfc5780",

@@ -36,23 +36,23 @@ use crate::stun::{classic, AttributeType, Class, Message, MessageBuilder, Method
 /// Default cap on the PADDING the server sends back: the Ethernet MTU.
 /// RFC 5780 §6.1: "The server SHOULD use a length of PADDING equal to the MTU
 /// on the outgoing interface, rounded up to an even multiple of four bytes."
-pub const DEFAULT_MAX_PADDING: usize = 1500;
+pub(crate) const DEFAULT_MAX_PADDING: usize = 1500;
 
 /// Room a response needs beyond its PADDING: header, XOR-MAPPED-ADDRESS,
 /// MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS (IPv6 sizes), PADDING's own
 /// header, SOFTWARE (127 characters of up to 4 bytes) and FINGERPRINT.
-pub const RESPONSE_OVERHEAD: usize = 20 + 4 * 24 + 4 + 4 + 508 + 8;
+pub(crate) const RESPONSE_OVERHEAD: usize = 20 + 4 * 24 + 4 + 4 + 508 + 8;
 
 /// The addresses the server answers from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerAddresses {
+pub(crate) struct ServerAddresses {
     primary: SocketAddr,
     alternate: Option<SocketAddr>,
 }
 
 /// Why a primary/alternate pair cannot serve RFC 5780.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AddressSetError {
+pub(crate) enum AddressSetError {
     /// RFC 5780 §6: the server needs "two separate IP addresses".
     #[error("the alternate address {alternate} has the same IP as the primary {primary}")]
     SameIp {
@@ -78,7 +78,7 @@ pub enum AddressSetError {
 impl ServerAddresses {
     /// A server with one address: RESPONSE-PORT and PADDING work, CHANGE-REQUEST
     /// gets 420 and no response carries OTHER-ADDRESS (RFC 5780 §6).
-    pub fn single(primary: SocketAddr) -> Self {
+    pub(crate) fn single(primary: SocketAddr) -> Self {
         ServerAddresses {
             primary,
             alternate: None,
@@ -86,7 +86,7 @@ impl ServerAddresses {
     }
 
     /// A full RFC 5780 server: `primary` is `A1:P1`, `alternate` is `A2:P2`.
-    pub fn with_alternate(
+    pub(crate) fn with_alternate(
         primary: SocketAddr,
         alternate: SocketAddr,
     ) -> Result<Self, AddressSetError> {
@@ -110,17 +110,17 @@ impl ServerAddresses {
         })
     }
 
-    pub fn primary(&self) -> SocketAddr {
+    pub(crate) fn primary(&self) -> SocketAddr {
         self.primary
     }
 
-    pub fn alternate(&self) -> Option<SocketAddr> {
+    pub(crate) fn alternate(&self) -> Option<SocketAddr> {
         self.alternate
     }
 
     /// Every local address the shell must bind a UDP socket to: the primary
     /// alone, or `A1:P1, A1:P2, A2:P1, A2:P2`.
-    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+    pub(crate) fn local_addresses(&self) -> Vec<SocketAddr> {
         match self.alternate {
             None => vec![self.primary],
             Some(alt) => {
@@ -164,14 +164,18 @@ impl ServerAddresses {
     /// OTHER-ADDRESS for a request that arrived on `local`: `Ca:Cp`. RFC 5780
     /// §6.1: "these are Ca and Cp, respectively, regardless of the value of
     /// the CHANGE-REQUEST flags."
-    pub fn other_address(&self, local: SocketAddr) -> Option<SocketAddr> {
+    pub(crate) fn other_address(&self, local: SocketAddr) -> Option<SocketAddr> {
         self.resolve(local).map(|(_, c)| c)
     }
 
     /// The local address the answer to a request received on `local` leaves
     /// from (RFC 5780 §6.1, Table 1), or `None` when the change cannot be
     /// made (no alternate, or `local` unknown) and a change was asked for.
-    pub fn response_source(&self, local: SocketAddr, change: ChangeRequest) -> Option<SocketAddr> {
+    pub(crate) fn response_source(
+        &self,
+        local: SocketAddr,
+        change: ChangeRequest,
+    ) -> Option<SocketAddr> {
         if change == ChangeRequest::NONE {
             // "If neither flag is set, or if the CHANGE-REQUEST attribute is
             // absent entirely, the source IP address of the Binding Response
@@ -200,7 +204,7 @@ impl ServerAddresses {
 
 /// Knobs of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerOptions<'a> {
+pub(crate) struct ServerOptions<'a> {
     /// SOFTWARE attribute, off by default (security defaults).
     pub software: Option<&'a str>,
     /// Largest PADDING value the server writes; see [`Decision`] for the rule.
@@ -218,7 +222,7 @@ impl Default for ServerOptions<'_> {
 
 /// A 400 answer's cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BadRequest {
+pub(crate) enum BadRequest {
     #[error("CHANGE-REQUEST is not 4 bytes")]
     MalformedChangeRequest,
     #[error("RESPONSE-PORT is not 4 bytes")]
@@ -239,7 +243,7 @@ pub enum BadRequest {
 /// An error answer. It always leaves from the socket the request arrived on
 /// and goes back to the request's source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// 420 with UNKNOWN-ATTRIBUTES listing them.
     UnknownAttributes(UnknownAttributes),
     /// 400.
@@ -247,7 +251,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         match self {
             Refusal::UnknownAttributes { .. } => 420,
             Refusal::BadRequest(_) => 400,
@@ -255,7 +259,7 @@ impl Refusal {
     }
 
     /// The reason phrase: RFC 3489's refusal names what was refused.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Refusal::BadRequest(BadRequest::ResponseAddress) => classic::RESPONSE_ADDRESS_REFUSED,
             _ => crate::stun::attributes::reason_phrase(self.code()),
@@ -263,7 +267,7 @@ impl Refusal {
     }
 
     /// The attribute types a 420 lists.
-    pub fn unknown(&self) -> &[u16] {
+    pub(crate) fn unknown(&self) -> &[u16] {
         match self {
             Refusal::UnknownAttributes(u) => u.types(),
             Refusal::BadRequest(_) => &[],
@@ -273,7 +277,7 @@ impl Refusal {
 
 /// Where a success answer goes and what it says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// Local address it leaves from; also its RESPONSE-ORIGIN.
     pub from: SocketAddr,
     /// Destination: the request's source, or its IP at RESPONSE-PORT.
@@ -297,7 +301,7 @@ pub struct Route {
 /// answer. Clients send MTU-sized PADDING anyway (RFC 5780 §5: "When PADDING
 /// is used, it SHOULD be equal to the MTU of the outgoing interface").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Not a Binding request: not for this module.
     Ignore,
     Answer(Route),
@@ -306,7 +310,7 @@ pub enum Decision {
 
 /// Decides how to answer `msg`, received from `source` on the local socket
 /// `local`.
-pub fn decide(
+pub(crate) fn decide(
     msg: &Message<'_>,
     source: SocketAddr,
     local: SocketAddr,
@@ -405,7 +409,7 @@ pub fn decide(
 /// A response to send: `len` bytes at the front of the buffer, from the
 /// local socket bound to `from`, to `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub len: usize,
     pub from: SocketAddr,
     pub to: SocketAddr,
@@ -420,7 +424,7 @@ pub struct Reply {
 /// and CHANGED-ADDRESS (RFC 3489 §11.2: the counterparts of RESPONSE-ORIGIN
 /// and OTHER-ADDRESS), nothing XORed and no FINGERPRINT. The routing is the
 /// same: CHANGE-REQUEST picks the socket.
-pub fn answer(
+pub(crate) fn answer(
     msg: &Message<'_>,
     source: SocketAddr,
     local: SocketAddr,

@@ -28,7 +28,11 @@ pub struct OAuthKeyRow {
 const ADMIN_JWT_SECRET: &str = "admin_jwt_secret";
 
 /// Reads a base64 key for `alg`, as given on the CLI or the API.
-pub fn parse_oauth_key(key_b64: &str, alg: &str, lifetime: i64) -> Result<OAuthKey, StoreError> {
+pub(crate) fn parse_oauth_key(
+    key_b64: &str,
+    alg: &str,
+    lifetime: i64,
+) -> Result<OAuthKey, StoreError> {
     let alg = Alg::parse(alg).ok_or(StoreError::Invalid {
         field: "alg",
         reason: format!("`{alg}` is not A256GCM or A128GCM"),

@@ -12,9 +12,11 @@
 //! * [`keys`]: REST secrets, OAuth keys, the admin token secret.
 //! * [`quotas`]: per-user and per-realm limits.
 
-pub mod keys;
-pub mod quotas;
-pub mod users;
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub(crate) mod keys;
+pub(crate) mod quotas;
+pub(crate) mod users;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -8,7 +8,7 @@ use crate::auth::UserKeys;
 use crate::stun::integrity::{long_term_key_md5, long_term_key_sha256};
 
 /// Longest name or password accepted (bytes).
-pub const MAX_NAME: usize = 65_536;
+pub(crate) const MAX_NAME: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UserRow {

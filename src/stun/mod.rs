@@ -11,6 +11,8 @@
 //!
 //! No I/O, no clock, no allocation on the parse path.
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 pub mod attributes;
 pub mod builder;
 pub mod channel_data;
@@ -19,7 +21,7 @@ pub mod client;
 pub mod framing;
 pub mod integrity;
 pub mod message;
-pub mod unknown;
+pub(crate) mod unknown;
 
 pub use attributes::AttributeType;
 pub use builder::{BuildError, MessageBuilder};

@@ -5,12 +5,12 @@ use super::{classic, AttributeType, Message, MessageBuilder};
 
 /// Most unknown attribute types listed in one 420 answer; enough for any
 /// honest client, and it bounds the response size.
-pub const MAX_UNKNOWN_LISTED: usize = 16;
+pub(crate) const MAX_UNKNOWN_LISTED: usize = 16;
 
 /// The unknown comprehension-required attribute types of one request, at
 /// most [`MAX_UNKNOWN_LISTED`], without repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnknownAttributes {
+pub(crate) struct UnknownAttributes {
     types: [u16; MAX_UNKNOWN_LISTED],
     len: usize,
 }
@@ -18,20 +18,20 @@ pub struct UnknownAttributes {
 impl UnknownAttributes {
     /// The types of `msg` that `known` refuses; `None` when there are none
     /// (the request needs no 420).
-    pub fn find(msg: &Message<'_>, known: impl Fn(AttributeType) -> bool) -> Option<Self> {
+    pub(crate) fn find(msg: &Message<'_>, known: impl Fn(AttributeType) -> bool) -> Option<Self> {
         let mut types = [0u16; MAX_UNKNOWN_LISTED];
         let len = msg.unknown_comprehension_required(known, &mut types);
         (len > 0).then_some(UnknownAttributes { types, len })
     }
 
     /// The listed types, in the order the request carried them.
-    pub fn types(&self) -> &[u16] {
+    pub(crate) fn types(&self) -> &[u16] {
         &self.types[..self.len]
     }
 
     /// Writes ERROR-CODE 420 and UNKNOWN-ATTRIBUTES into `b`, in RFC 3489's
     /// layout when `classic` (its client reads no RFC 8489 attribute shape).
-    pub fn add_420(&self, b: &mut MessageBuilder<'_>, classic: bool) {
+    pub(crate) fn add_420(&self, b: &mut MessageBuilder<'_>, classic: bool) {
         const REASON: &str = "Unknown Attribute";
         if classic {
             classic::add_error_code(b, 420, REASON);

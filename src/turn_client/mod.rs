@@ -11,6 +11,8 @@
 //! * [`data`]: Send indications, ChannelData, and reading relayed data.
 //! * [`error`]: why a request failed, [`ClientError`].
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 pub mod data;
 pub mod error;
 #[cfg(test)]

@@ -61,7 +61,7 @@ const TEARDOWN: Duration = Duration::from_secs(30);
 /// How often the server is checked for being alive.
 const WATCH: Duration = Duration::from_secs(1);
 
-pub fn run(c: &Common, a: &SoakArgs) -> anyhow::Result<()> {
+pub(super) fn run(c: &Common, a: &SoakArgs) -> anyhow::Result<()> {
     let secs = |s: f64, what: &str| {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--{what} must be positive");
         Ok(Duration::from_secs_f64(s))

@@ -61,7 +61,7 @@ mod sequence;
 /// Knobs of a run. [`Default`] gives a run of a few seconds: mapping,
 /// filtering, hairpinning and large packets, no lifetime search.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeOptions {
+pub(crate) struct ProbeOptions {
     /// Initial retransmission timeout (RFC 8489 §6.2.1: 500 ms recommended).
     pub rto: Duration,
     /// Rc: most requests per transaction (RFC 8489 default 7).
@@ -96,7 +96,7 @@ impl Default for ProbeOptions {
 
 impl ProbeOptions {
     /// Whether the shell must bind [`SocketId::Secondary`].
-    pub fn needs_secondary(&self) -> bool {
+    pub(crate) fn needs_secondary(&self) -> bool {
         self.hairpinning || self.lifetime.is_some()
     }
 }
@@ -105,7 +105,7 @@ impl ProbeOptions {
 /// while the binding survives (up to `max`), then bisect until the bracket
 /// is `resolution` wide. Each trial costs its idle period plus a round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LifetimeSearch {
+pub(crate) struct LifetimeSearch {
     pub first: Duration,
     pub max: Duration,
     pub resolution: Duration,
@@ -123,7 +123,7 @@ impl Default for LifetimeSearch {
 
 /// A datagram for the shell to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeTransmit {
+pub(crate) struct ProbeTransmit {
     pub from_socket: SocketId,
     pub to: SocketAddr,
     pub data: Vec<u8>,
@@ -169,7 +169,7 @@ struct Search {
 }
 
 /// The RFC 5780 client state machine. See the module doc.
-pub struct Probe {
+pub(crate) struct Probe {
     server: SocketAddr,
     local: SocketAddr,
     options: ProbeOptions,
@@ -189,7 +189,7 @@ impl Probe {
     /// `local`. `seed` keys the transaction ids (RFC 8489 §6: they must be
     /// "uniformly and randomly chosen"): pass 32 random bytes; tests pass a
     /// constant for determinism. The first request is ready at once.
-    pub fn new(
+    pub(crate) fn new(
         server: SocketAddr,
         local: SocketAddr,
         options: ProbeOptions,
@@ -215,17 +215,17 @@ impl Probe {
         p
     }
 
-    pub fn options(&self) -> &ProbeOptions {
+    pub(crate) fn options(&self) -> &ProbeOptions {
         &self.options
     }
 
     /// The next datagram to send.
-    pub fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
         self.queue.pop_front()
     }
 
     /// When [`Self::handle_timeout`] must next be called; `None` once done.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if self.verdict.is_some() {
             return None;
         }
@@ -236,14 +236,14 @@ impl Probe {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.pump(now);
     }
 
     /// A datagram arrived on `socket` from `from`. Anything that is not the
     /// awaited answer (or, in the hairpinning test, our own request) is
     /// ignored.
-    pub fn handle_response(
+    pub(crate) fn handle_response(
         &mut self,
         now: Instant,
         socket: SocketId,
@@ -294,11 +294,11 @@ impl Probe {
     }
 
     /// `Some` once the run is over.
-    pub fn verdict(&self) -> Option<Result<Report, ProbeError>> {
+    pub(crate) fn verdict(&self) -> Option<Result<Report, ProbeError>> {
         self.verdict.clone()
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.verdict.is_some()
     }
 

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::sim::*;
+use crate::nat::report::*;
 use crate::nat::*;
+use crate::nat::{probe::*, server::*};
 use crate::stun::{AttributeType, Message};
 
 #[test]

@@ -1,7 +1,7 @@
 //! The report's names and the probe's errors, as people and scripts read them.
 
 use super::sim::{a1p1, a1p2};
-use crate::nat::*;
+use crate::nat::report::*;
 
 #[test]
 fn errors_have_stable_kinds_and_readable_messages() {

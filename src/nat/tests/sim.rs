@@ -5,7 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::nat::report::*;
 use crate::nat::*;
+use crate::nat::{probe::*, server::*};
 use crate::stun::{AttributeType, Message};
 
 pub(crate) const SEED: [u8; 32] = [7; 32];
