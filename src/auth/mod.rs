@@ -167,6 +167,18 @@ pub struct Authenticator {
     clock: UnixClock,
 }
 
+// By hand: the nonce secret stays out of logs (NonceIssuer redacts it).
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("realm", &self.realm)
+            .field("nonces", &self.nonces)
+            .field("rest_separator", &self.rest_separator)
+            .field("oauth", &self.oauth)
+            .finish_non_exhaustive()
+    }
+}
+
 fn parse_algorithm(value: &[u8]) -> Option<u16> {
     // Algorithm (2 bytes) + parameter length (2 bytes) + parameters.
     if value.len() < 4 {

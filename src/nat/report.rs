@@ -16,6 +16,8 @@ pub(crate) enum Behaviour {
 }
 
 impl Behaviour {
+    /// Every behaviour, for tests that walk all combinations.
+    #[cfg(test)]
     pub(crate) const ALL: [Behaviour; 3] = [
         Behaviour::EndpointIndependent,
         Behaviour::AddressDependent,

@@ -78,6 +78,9 @@ pub(crate) enum AddressSetError {
 impl ServerAddresses {
     /// A server with one address: RESPONSE-PORT and PADDING work, CHANGE-REQUEST
     /// gets 420 and no response carries OTHER-ADDRESS (RFC 5780 §6).
+    /// The shell only builds RFC 5780 mode with an alternate; tests cover
+    /// the single-address rules.
+    #[cfg(test)]
     pub(crate) fn single(primary: SocketAddr) -> Self {
         ServerAddresses {
             primary,
@@ -108,14 +111,6 @@ impl ServerAddresses {
             primary,
             alternate: Some(alternate),
         })
-    }
-
-    pub(crate) fn primary(&self) -> SocketAddr {
-        self.primary
-    }
-
-    pub(crate) fn alternate(&self) -> Option<SocketAddr> {
-        self.alternate
     }
 
     /// Every local address the shell must bind a UDP socket to: the primary
@@ -263,14 +258,6 @@ impl Refusal {
         match self {
             Refusal::BadRequest(BadRequest::ResponseAddress) => classic::RESPONSE_ADDRESS_REFUSED,
             _ => crate::stun::attributes::reason_phrase(self.code()),
-        }
-    }
-
-    /// The attribute types a 420 lists.
-    pub(crate) fn unknown(&self) -> &[u16] {
-        match self {
-            Refusal::UnknownAttributes(u) => u.types(),
-            Refusal::BadRequest(_) => &[],
         }
     }
 }

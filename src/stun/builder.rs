@@ -23,6 +23,8 @@ pub enum BuildError {
     XorInClassic,
 }
 
+/// Writes one STUN message into a caller's buffer; errors are kept until
+/// [`MessageBuilder::finish`] so adding attributes needs no `?`.
 pub struct MessageBuilder<'b> {
     buf: &'b mut [u8],
     len: usize,
@@ -30,6 +32,18 @@ pub struct MessageBuilder<'b> {
     padding_byte: u8,
     txid: TransactionId,
     classic: bool,
+}
+
+// By hand: the buffer is mostly unwritten bytes.
+impl std::fmt::Debug for MessageBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageBuilder")
+            .field("len", &self.len)
+            .field("failed", &self.failed)
+            .field("txid", &self.txid)
+            .field("classic", &self.classic)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'b> MessageBuilder<'b> {

@@ -269,6 +269,7 @@ impl<'a> Message<'a> {
 }
 
 /// Iterator over counted attributes.
+#[derive(Debug)]
 pub struct Attributes<'a> {
     bytes: &'a [u8],
     at: usize,

@@ -215,10 +215,6 @@ impl Probe {
         p
     }
 
-    pub(crate) fn options(&self) -> &ProbeOptions {
-        &self.options
-    }
-
     /// The next datagram to send.
     pub(crate) fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
         self.queue.pop_front()
@@ -298,6 +294,8 @@ impl Probe {
         self.verdict.clone()
     }
 
+    /// Tests ask this; the shell waits for [`Probe::verdict`].
+    #[cfg(test)]
     pub(crate) fn is_done(&self) -> bool {
         self.verdict.is_some()
     }
