@@ -170,7 +170,7 @@ impl Store {
     }
 
     /// The change counter.
-    pub async fn revision(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT n FROM revision WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
@@ -178,7 +178,7 @@ impl Store {
     }
 
     /// Everything the server needs for one realm.
-    pub async fn snapshot(&self, realm: &str) -> Result<Snapshot, StoreError> {
+    pub(crate) async fn snapshot(&self, realm: &str) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
             users: self.user_keys(realm).await?,
             secrets: self.secret_values(realm).await?,
@@ -212,7 +212,9 @@ impl Store {
     }
 
     /// The last `limit` audit lines, newest first: (at, actor, action, target).
-    pub async fn audit(
+    /// Only tests read the log back; operators query the table.
+    #[cfg(test)]
+    pub(crate) async fn audit(
         &self,
         limit: i64,
     ) -> Result<Vec<(i64, String, String, String)>, StoreError> {
@@ -279,7 +281,7 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
 
 /// A URL with any password removed, for messages: the `user:pass@` form
 /// and query parameters such as `?password=` or `&sslpassword=`.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     // A password may hold `?`: the query starts after the last `@`.
     let host_from = url.rfind('@').unwrap_or(0);
     let (base, query) = match url[host_from..].find('?') {
