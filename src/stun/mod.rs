@@ -14,9 +14,9 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod attributes;
-pub mod builder;
+pub(crate) mod builder;
 pub mod channel_data;
-pub mod classic;
+pub(crate) mod classic;
 pub mod client;
 pub mod framing;
 pub mod integrity;

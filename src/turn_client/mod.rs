@@ -14,7 +14,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod data;
-pub mod error;
+pub(crate) mod error;
 #[cfg(test)]
 mod tests;
 
