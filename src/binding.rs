@@ -1,13 +1,12 @@
 //! The Binding service of RFC 8489 §6.3, sans-IO: bytes and a source address
 //! in, at most one response out, no state anywhere.
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 use std::net::SocketAddr;
 
+use crate::stun::unknown::UnknownAttributes;
 use crate::stun::{classic, AttributeType, Class, Message, MessageBuilder, Method};
-
-/// Most unknown attribute types listed in one 420 answer; enough for any
-/// honest client, and it bounds the response size.
-const MAX_UNKNOWN_LISTED: usize = 16;
 
 /// Answers one STUN request received from `source`, writing the response
 /// into `out`. Returns the response length, or `None` when nothing must be
@@ -36,12 +35,9 @@ pub fn answer_with(
     // response with an error code of 420 (Unknown Attribute) and includes an
     // UNKNOWN-ATTRIBUTES attribute in the response that lists the unknown
     // comprehension-required attributes."
-    let mut unknown = [0u16; MAX_UNKNOWN_LISTED];
-    let n = msg.unknown_comprehension_required(AttributeType::is_known, &mut unknown);
-    if n > 0 {
+    if let Some(unknown) = UnknownAttributes::find(msg, AttributeType::is_known) {
         let mut b = MessageBuilder::new(out, msg.message_type().error(), msg.transaction_id());
-        b.add_error_code(420, "Unknown Attribute");
-        b.add_unknown_attributes(&unknown[..n]);
+        unknown.add_420(&mut b, false);
         return finish(b, software, fingerprint);
     }
 
@@ -91,15 +87,12 @@ pub fn answer_classic(
         return None;
     }
     let id = msg.classic_transaction_id();
-    let mut unknown = [0u16; MAX_UNKNOWN_LISTED];
-    let n = msg.unknown_comprehension_required(
-        |t| classic::is_known(t) && t != AttributeType::CHANGE_REQUEST,
-        &mut unknown,
-    );
-    if n > 0 {
+    let unknown = UnknownAttributes::find(msg, |t| {
+        classic::is_known(t) && t != AttributeType::CHANGE_REQUEST
+    });
+    if let Some(unknown) = unknown {
         let mut b = MessageBuilder::new_classic(out, msg.message_type().error(), id);
-        classic::add_error_code(&mut b, 420, "Unknown Attribute");
-        classic::add_unknown_attributes(&mut b, &unknown[..n]);
+        unknown.add_420(&mut b, true);
         return finish(b, software, false);
     }
     if msg.get(AttributeType::RESPONSE_ADDRESS).is_some() {

@@ -41,7 +41,7 @@
 
 pub mod admin;
 pub mod auth;
-pub mod bench;
+pub(crate) mod bench;
 pub mod binding;
 pub mod cli;
 pub mod config;

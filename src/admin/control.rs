@@ -9,11 +9,11 @@ use crate::turn::{SessionView, Stats};
 
 /// A future the handle answers with later (ending a session runs on the
 /// worker that owns it).
-pub type Answer<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The outcome of a certificate reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertReload {
+pub(crate) enum CertReload {
     /// No certificate is configured.
     NotConfigured,
     Reloaded,
@@ -23,7 +23,7 @@ pub enum CertReload {
 }
 
 /// The live server, as the admin API sees it.
-pub trait Control: Send + Sync {
+pub(crate) trait Control: Send + Sync {
     /// Every worker's sessions (as of their last report) with their ids.
     fn sessions(&self) -> Vec<(String, SessionView)>;
     /// Counters summed over workers.

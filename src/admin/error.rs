@@ -9,16 +9,16 @@ use crate::store::StoreError;
 
 /// An error answer: status and a one-line JSON `{"error": ...}`.
 #[derive(Debug)]
-pub struct ApiError(pub(super) StatusCode, pub(super) String);
+pub(crate) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl ApiError {
-    pub fn bad_request(msg: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, msg.into())
     }
-    pub fn not_found(msg: impl Into<String>) -> Self {
+    pub(crate) fn not_found(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::NOT_FOUND, msg.into())
     }
-    pub fn forbidden() -> Self {
+    pub(crate) fn forbidden() -> Self {
         ApiError(
             StatusCode::FORBIDDEN,
             "token scope does not cover this realm".into(),

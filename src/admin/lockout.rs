@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 /// Distinct bad tokens from one source before it is locked out.
-pub const LOCKOUT_AFTER: usize = 5;
-pub const LOCKOUT_FOR: Duration = Duration::from_secs(30);
+pub(super) const LOCKOUT_AFTER: usize = 5;
+pub(super) const LOCKOUT_FOR: Duration = Duration::from_secs(30);
 /// Sources tracked at once; past this, new sources are not recorded (the
 /// table stays bounded; valid tokens are unaffected either way).
 const MAX_SOURCES: usize = 4096;
 
 #[derive(Default)]
-pub struct Lockout {
+pub(super) struct Lockout {
     /// Source → (fingerprints of its distinct bad tokens, last one's time).
     sources: HashMap<u128, (Vec<[u8; 8]>, Instant)>,
 }
@@ -40,7 +40,7 @@ fn source(ip: IpAddr) -> u128 {
 impl Lockout {
     /// Records a bad `token` from `ip`; true when the source is (now or
     /// still) locked out and should get 429 rather than 401.
-    pub fn bad_token(&mut self, ip: IpAddr, token: &str, now: Instant) -> bool {
+    pub(super) fn bad_token(&mut self, ip: IpAddr, token: &str, now: Instant) -> bool {
         self.sources
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < LOCKOUT_FOR);
         let key = source(ip);

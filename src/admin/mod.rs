@@ -9,6 +9,8 @@
 //! The live server (sessions, counters, certificate reload, listeners) is
 //! reached only through the [`Control`] handle the shell gives [`State`].
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 mod auth;
 mod control;
 mod error;
@@ -28,14 +30,14 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 use lockout::Lockout;
 
-pub use control::{Answer, CertReload, Control};
-pub use error::ApiError;
+pub(crate) use control::{Answer, CertReload, Control};
+pub(crate) use error::ApiError;
 
 /// Everything the handlers reach.
 #[derive(Clone)]
-pub struct State(Arc<Inner>);
+pub(crate) struct State(Arc<Inner>);
 
-pub struct Inner {
+pub(crate) struct Inner {
     store: Store,
     /// The live server: sessions, counters, reload, listeners.
     control: Arc<dyn Control>,
@@ -45,7 +47,7 @@ pub struct Inner {
 }
 
 impl State {
-    pub async fn new(
+    pub(crate) async fn new(
         store: Store,
         control: Arc<dyn Control>,
         config: Arc<Config>,
@@ -64,9 +66,24 @@ impl State {
     }
 }
 
+// By hand: the JWT secret and the store must never reach a log line.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("jwt_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
 /// Binds `addr` and returns the bound address and the serving task, which
 /// ends when `shutdown` completes.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     state: State,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -86,9 +103,19 @@ pub async fn serve(
 }
 
 /// The caller of a route: its address (for the lockout) and headers.
-pub struct Caller {
+pub(crate) struct Caller {
     from: IpAddr,
     headers: HeaderMap,
+}
+
+// By hand: the headers carry the bearer token.
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("from", &self.from)
+            .field("headers", &"<redacted>")
+            .finish()
+    }
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {

@@ -40,7 +40,7 @@ impl Scope {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TokenError {
+pub enum BearerError {
     #[error("scope must be `admin` or `realm:NAME`")]
     BadScope,
     #[error("token does not verify or has expired")]
@@ -54,8 +54,8 @@ pub fn mint(
     scope: &str,
     now: u64,
     ttl: u64,
-) -> Result<String, TokenError> {
-    Scope::parse(scope).ok_or(TokenError::BadScope)?;
+) -> Result<String, BearerError> {
+    Scope::parse(scope).ok_or(BearerError::BadScope)?;
     let claims = Claims {
         sub: sub.to_string(),
         scope: scope.to_string(),
@@ -67,17 +67,17 @@ pub fn mint(
         &claims,
         &EncodingKey::from_secret(secret),
     )
-    .map_err(|_| TokenError::Invalid)
+    .map_err(|_| BearerError::Invalid)
 }
 
 /// Verifies a token (signature, expiry, scope syntax).
-pub fn verify(secret: &[u8], token: &str) -> Result<(Claims, Scope), TokenError> {
+pub fn verify(secret: &[u8], token: &str) -> Result<(Claims, Scope), BearerError> {
     let mut v = Validation::new(Algorithm::HS256);
     v.leeway = 0;
     v.set_required_spec_claims(&["exp"]);
     let data = decode::<Claims>(token, &DecodingKey::from_secret(secret), &v)
-        .map_err(|_| TokenError::Invalid)?;
-    let scope = Scope::parse(&data.claims.scope).ok_or(TokenError::BadScope)?;
+        .map_err(|_| BearerError::Invalid)?;
+    let scope = Scope::parse(&data.claims.scope).ok_or(BearerError::BadScope)?;
     Ok((data.claims, scope))
 }
 
@@ -117,21 +117,21 @@ mod tests {
         assert_eq!(c.sub, "ops");
         assert_eq!(s, Scope::Realm("example.org".into()));
         assert!(s.covers("example.org") && !s.covers("other.org"));
-        assert_eq!(verify(b"another secret!!", &t), Err(TokenError::Invalid));
+        assert_eq!(verify(b"another secret!!", &t), Err(BearerError::Invalid));
         assert_eq!(
             verify(b"0123456789abcdef", "not.a.token"),
-            Err(TokenError::Invalid)
+            Err(BearerError::Invalid)
         );
         assert_eq!(
             mint(b"k", "x", "root", now(), 60),
-            Err(TokenError::BadScope)
+            Err(BearerError::BadScope)
         );
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let t = mint(b"0123456789abcdef", "ops", "admin", now() - 120, 60).unwrap();
-        assert_eq!(verify(b"0123456789abcdef", &t), Err(TokenError::Invalid));
+        assert_eq!(verify(b"0123456789abcdef", &t), Err(BearerError::Invalid));
     }
 
     #[test]

@@ -8,11 +8,14 @@ use std::time::Instant;
 /// An instant and the Unix second it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnixClock {
+    /// The instant the Unix time was read.
     pub at: Instant,
+    /// The Unix second at `at`.
     pub unix: u64,
 }
 
 impl UnixClock {
+    /// Pairs an instant with the Unix second it was (read once by the shell).
     pub fn new(at: Instant, unix: u64) -> Self {
         UnixClock { at, unix }
     }

@@ -25,10 +25,13 @@ impl std::fmt::Debug for UserKeys {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserSpecError {
     #[error("expected NAME:PASSWORD or NAME:0xHA1KEY")]
+    /// The line has no `name:` part.
     NoColon,
     #[error("user name is empty")]
+    /// The user name is empty.
     EmptyName,
     #[error("0x key must be 32 hex digits (MD5 of name:realm:password)")]
+    /// The 0x key is not the 32 hex digits of an MD5 key.
     BadKey,
 }
 
@@ -50,6 +53,7 @@ pub fn userhash(username: &str, realm: &str) -> [u8; 32] {
 }
 
 impl Credentials {
+    /// An empty set for `realm`; keys are only valid in the realm they were made for.
     pub fn new(realm: &str) -> Self {
         Credentials {
             realm: realm.to_string(),
@@ -67,6 +71,7 @@ impl Credentials {
         c
     }
 
+    /// The realm every key was made for.
     pub fn realm(&self) -> &str {
         &self.realm
     }
@@ -102,12 +107,14 @@ impl Credentials {
         Ok(())
     }
 
+    /// Adds or replaces one user.
     pub fn insert(&mut self, name: &str, keys: UserKeys) {
         self.by_hash
             .insert(userhash(name, &self.realm), name.to_string());
         self.users.insert(name.to_string(), keys);
     }
 
+    /// The keys of `name`, if it is a user.
     pub fn get(&self, name: &str) -> Option<&UserKeys> {
         self.users.get(name)
     }
@@ -123,10 +130,12 @@ impl Credentials {
         self.users.iter().map(|(name, keys)| (name.as_str(), keys))
     }
 
+    /// Number of users.
     pub fn len(&self) -> usize {
         self.users.len()
     }
 
+    /// No users at all.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }

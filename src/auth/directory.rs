@@ -12,12 +12,14 @@ use super::rest::Secret;
 /// Limits for a user or a realm; `None` = no limit set here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Quota {
+    /// Most allocations at once; `None`: the global default.
     pub allocations: Option<u32>,
     /// Bits per second per allocation and direction.
     pub bps: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
+/// Everything a credential check looks up: users, their quotas, REST secrets and OAuth keys. Swapped whole on reload.
 pub struct Directory {
     /// Long-term users of the server's realm (static and stored).
     pub users: Credentials,
@@ -25,12 +27,14 @@ pub struct Directory {
     pub secrets: Vec<Secret>,
     /// OAuth keys by key id.
     pub oauth_keys: HashMap<String, OAuthKey>,
+    /// Per-user quotas, by user name.
     pub user_quotas: HashMap<String, Quota>,
     /// The quota of the server's realm.
     pub realm_quota: Quota,
 }
 
 impl Directory {
+    /// A directory of `users` alone (no quotas, secrets or keys).
     pub fn new(users: Credentials) -> Self {
         Directory {
             users,
@@ -38,10 +42,12 @@ impl Directory {
         }
     }
 
+    /// The realm of the users.
     pub fn realm(&self) -> &str {
         self.users.realm()
     }
 
+    /// The quota of `user` (the default when none is set).
     pub fn quota_of(&self, user: &str) -> Quota {
         self.user_quotas.get(user).copied().unwrap_or_default()
     }

@@ -15,13 +15,15 @@
 //! credential mechanism (RFC 8489 §9.2.4), including the password algorithm
 //! negotiation, then hands the request to the credential kind it names.
 
-pub mod clock;
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub(crate) mod clock;
 pub mod credentials;
-pub mod directory;
-pub mod long_term;
+pub(crate) mod directory;
+pub(crate) mod long_term;
 pub mod nonce;
 pub mod oauth;
-pub mod rate;
+pub(crate) mod rate;
 pub mod rest;
 
 use std::net::IpAddr;
@@ -40,6 +42,7 @@ pub use rest::ExpiryPolicy;
 
 /// PASSWORD-ALGORITHM values (RFC 8489 §18.5).
 pub const ALGORITHM_MD5: u16 = 0x0001;
+/// SHA-256 (RFC 8489 §18.5).
 pub const ALGORITHM_SHA256: u16 = 0x0002;
 
 /// The PASSWORD-ALGORITHMS value this server offers: SHA-256 first, then MD5,
@@ -49,19 +52,25 @@ pub const OFFERED_ALGORITHMS: [u8; 8] = [0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x0
 /// Which integrity attribute signs a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntegrityKind {
+    /// MESSAGE-INTEGRITY (HMAC-SHA1).
     Sha1,
+    /// MESSAGE-INTEGRITY-SHA256.
     Sha256,
 }
 
 /// The key a request was verified with; its responses are signed with it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Key {
+    /// The MD5 long-term key (RFC 8489 §9.2.2).
     Md5([u8; 16]),
+    /// The SHA-256 long-term key (RFC 8489 §9.2.2).
     Sha256([u8; 32]),
     /// An OAuth mac key, used as is (its first 16 bytes, as coturn does,
     /// or all 20).
     Mac {
+        /// The key bytes, `len` of them used.
         bytes: [u8; 20],
+        /// 16 or 20.
         len: u8,
     },
 }
@@ -73,6 +82,7 @@ impl std::fmt::Debug for Key {
 }
 
 impl Key {
+    /// The key bytes the HMAC uses.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Key::Md5(k) => k,
@@ -85,7 +95,9 @@ impl Key {
 /// How to sign responses to an authenticated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
+    /// The key the request was verified with.
     pub key: Key,
+    /// The integrity attribute the request used.
     pub kind: IntegrityKind,
 }
 
@@ -102,8 +114,11 @@ impl Signer {
 /// A request whose MESSAGE-INTEGRITY verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
+    /// USERNAME as the client sent it (or as USERHASH resolved).
     pub username: String,
+    /// Signs the responses.
     pub signer: Signer,
+    /// The kind of credential, with its expiry.
     pub origin: Origin,
 }
 
@@ -111,7 +126,9 @@ pub struct Authenticated {
 /// token: the mac key and the expiry of the token that delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthSession {
+    /// Signs the client's later requests and our answers.
     pub signer: Signer,
+    /// Unix second the token expires; `None`: no lifetime.
     pub expires: Option<u64>,
 }
 
@@ -121,10 +138,16 @@ pub enum Origin {
     /// A long-term user (static or stored).
     LongTerm,
     /// A REST username, valid until this Unix second.
-    Rest { expires: u64 },
+    Rest {
+        /// Unix second.
+        expires: u64,
+    },
     /// An OAuth access token (USERNAME is its key id), valid until this
     /// Unix second if it has a lifetime.
-    OAuth { expires: Option<u64> },
+    OAuth {
+        /// Unix second; `None`: no lifetime.
+        expires: Option<u64>,
+    },
 }
 
 impl Origin {
@@ -165,6 +188,18 @@ pub struct Authenticator {
     clock: UnixClock,
 }
 
+// By hand: the nonce secret stays out of logs (NonceIssuer redacts it).
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("realm", &self.realm)
+            .field("nonces", &self.nonces)
+            .field("rest_separator", &self.rest_separator)
+            .field("oauth", &self.oauth)
+            .finish_non_exhaustive()
+    }
+}
+
 fn parse_algorithm(value: &[u8]) -> Option<u16> {
     // Algorithm (2 bytes) + parameter length (2 bytes) + parameters.
     if value.len() < 4 {
@@ -193,6 +228,7 @@ impl Authenticator {
         }
     }
 
+    /// The character between expiry and user name in REST usernames (`:` by default).
     pub fn with_rest_separator(mut self, separator: char) -> Self {
         self.rest_separator = separator;
         self
@@ -220,14 +256,17 @@ impl Authenticator {
         self.clock.unix_at(now)
     }
 
+    /// The realm in every challenge.
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
+    /// Issues and checks this server's nonces.
     pub fn nonces(&self) -> &NonceIssuer {
         &self.nonces
     }
 
+    /// RFC 7635 server name; `None` when OAuth is off.
     pub fn oauth_server_name(&self) -> Option<&str> {
         self.oauth.as_deref()
     }

@@ -26,6 +26,7 @@ pub const NONCE_COOKIE: &str = "obMatJos2";
 /// Security feature bits (RFC 8489 §18.1 as corrected by erratum 6290: bit 0
 /// is the least significant).
 pub const FEATURE_PASSWORD_ALGORITHMS: u32 = 0x00_0001;
+/// RFC 8489 §9.2: the server supports USERHASH.
 pub const FEATURE_USERNAME_ANONYMITY: u32 = 0x00_0002;
 
 const FEATURES_B64_LEN: usize = 4;
@@ -44,11 +45,25 @@ pub struct NonceIssuer {
     features: u32,
 }
 
+// By hand: the secret would let anyone mint valid nonces.
+impl std::fmt::Debug for NonceIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceIssuer")
+            .field("secret", &"<redacted>")
+            .field("stale_after", &self.stale_after)
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a presented nonce turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceCheck {
     /// Issued by us, to this IP, not stale. Carries its feature set.
-    Valid { features: u32 },
+    Valid {
+        /// The feature bits the nonce carries.
+        features: u32,
+    },
     /// Ours but older than `stale_nonce`, or not ours at all: 438.
     Stale,
 }
@@ -89,6 +104,7 @@ impl NonceIssuer {
         self.epoch
     }
 
+    /// The feature bits advertised in every nonce.
     pub fn features(&self) -> u32 {
         self.features
     }

@@ -41,8 +41,11 @@ pub const MAX_CLOCK_AHEAD: u64 = 60;
 pub const MAC_KEY_LEN: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The AEAD of a token (RFC 7635 §4.1: A256GCM or A128GCM).
 pub enum Alg {
+    /// AES-256-GCM.
     A256Gcm,
+    /// AES-128-GCM.
     A128Gcm,
 }
 
@@ -68,6 +71,7 @@ impl Alg {
         }
     }
 
+    /// The name as coturn writes it.
     pub fn name(self) -> &'static str {
         match self {
             Alg::A256Gcm => "A256GCM",
@@ -75,6 +79,7 @@ impl Alg {
         }
     }
 
+    /// Key length in bytes.
     pub fn key_len(self) -> usize {
         match self {
             Alg::A256Gcm => 32,
@@ -86,6 +91,7 @@ impl Alg {
 /// A shared key; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OAuthKey {
+    /// The AEAD the key is for.
     pub alg: Alg,
     key: Vec<u8>,
     /// Longest token validity accepted, seconds; 0 = the token's own.
@@ -99,11 +105,16 @@ impl std::fmt::Debug for OAuthKey {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a configured OAuth key cannot be used.
 pub enum KeyError {
     #[error("key too short: {alg} needs at least {need} bytes, got {got}")]
+    /// Fewer bytes than the algorithm needs.
     TooShort {
+        /// The algorithm name.
         alg: &'static str,
+        /// Bytes needed.
         need: usize,
+        /// Bytes given.
         got: usize,
     },
 }
@@ -159,6 +170,7 @@ impl OAuthKey {
 /// What a token grants.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
+    /// The HMAC-SHA1 key for MESSAGE-INTEGRITY.
     pub mac_key: [u8; MAC_KEY_LEN],
     /// 48 bits of Unix seconds, 16 bits of fraction.
     pub timestamp: u64,
@@ -178,16 +190,22 @@ impl std::fmt::Debug for Token {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a token is refused (401).
 pub enum TokenError {
     #[error("token too short or its lengths do not add up")]
+    /// Too short, or its lengths do not add up.
     Malformed,
     #[error("token does not decrypt with this key and server name")]
+    /// Does not decrypt with this key and server name.
     Integrity,
     #[error("mac key length not supported")]
+    /// The mac key length is not 20.
     MacKeyLength,
     #[error("token expired")]
+    /// Older than its lifetime allows.
     Expired,
     #[error("token timestamp is ahead of this server's clock")]
+    /// Timestamped ahead of this server's clock.
     FromTheFuture,
 }
 

@@ -12,7 +12,7 @@ use crate::turn_client::{Answer, RelayTransport, Request, Step, TurnClient};
 
 /// How long to wait for an answer before sending again, and how often.
 #[derive(Debug, Clone, Copy)]
-pub struct Retry {
+pub(super) struct Retry {
     pub timeout: Duration,
     pub tries: u32,
 }
@@ -33,7 +33,7 @@ impl Retry {
 /// A client socket with long-term credentials and, once `allocate` has
 /// succeeded, a UDP allocation.
 #[derive(Debug)]
-pub struct Client {
+pub(super) struct Client {
     pub sock: UdpSocket,
     pub client: TurnClient,
     pub relayed: Option<SocketAddr>,
@@ -43,7 +43,7 @@ pub struct Client {
 
 impl Client {
     /// A socket bound to `local` (port 0 for any) and connected to `server`.
-    pub async fn connect(
+    pub(super) async fn connect(
         local: SocketAddr,
         server: SocketAddr,
         user: &str,
@@ -64,7 +64,7 @@ impl Client {
     /// An authenticated request, learning the nonce on 401/438 as needed.
     /// Anything received meanwhile that is not the answer goes to `stray`
     /// (relayed data, late answers).
-    pub async fn call(
+    pub(super) async fn call(
         &mut self,
         req: Request,
         stray: &mut dyn FnMut(&[u8]),
@@ -99,7 +99,10 @@ impl Client {
     }
 
     /// Allocates a UDP relay; returns its address.
-    pub async fn allocate(&mut self, stray: &mut dyn FnMut(&[u8])) -> Result<SocketAddr, Error> {
+    pub(super) async fn allocate(
+        &mut self,
+        stray: &mut dyn FnMut(&[u8]),
+    ) -> Result<SocketAddr, Error> {
         let req = Request::Allocate {
             transport: RelayTransport::Udp,
             family: None,
@@ -116,7 +119,7 @@ impl Client {
         Ok(relayed)
     }
 
-    pub async fn create_permission(
+    pub(super) async fn create_permission(
         &mut self,
         peer: SocketAddr,
         stray: &mut dyn FnMut(&[u8]),
@@ -126,7 +129,7 @@ impl Client {
             .map(drop)
     }
 
-    pub async fn channel_bind(
+    pub(super) async fn channel_bind(
         &mut self,
         channel: u16,
         peer: SocketAddr,
@@ -137,7 +140,7 @@ impl Client {
             .map(drop)
     }
 
-    pub async fn refresh(
+    pub(super) async fn refresh(
         &mut self,
         lifetime: u32,
         stray: &mut dyn FnMut(&[u8]),
@@ -149,7 +152,7 @@ impl Client {
 
     /// Deletes the allocation (Refresh LIFETIME 0). A 437 to a request that
     /// had to be sent again means an earlier copy already deleted it.
-    pub async fn delete(&mut self, stray: &mut dyn FnMut(&[u8])) -> Result<(), Error> {
+    pub(super) async fn delete(&mut self, stray: &mut dyn FnMut(&[u8])) -> Result<(), Error> {
         match self.refresh(0, stray).await {
             Err(e) if self.last_attempts > 1 && e.code() == Some(437) => Ok(()),
             r => r,

@@ -11,14 +11,14 @@ use std::thread::JoinHandle;
 use crate::net::batch::{Epoll, RecvBatch, SendBatch};
 
 /// A running echo peer on 127.0.0.1; stops when dropped.
-pub struct EchoPeer {
+pub(super) struct EchoPeer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EchoPeer {
-    pub fn start() -> std::io::Result<Self> {
+    pub(super) fn start() -> std::io::Result<Self> {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
         // Room for every packet in flight: the bench must not be where they drop.
         let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);

@@ -6,7 +6,7 @@ use super::proc::rss_bytes;
 use super::proto::Allocated;
 use super::Common;
 
-pub fn run(c: &Common, allocations: usize) -> anyhow::Result<String> {
+pub(super) fn run(c: &Common, allocations: usize) -> anyhow::Result<String> {
     let before = c.server_pid.and_then(rss_bytes);
     let mut held = Vec::with_capacity(allocations);
     for i in 0..allocations {

@@ -13,11 +13,13 @@
 //!   hours, reporting the server's RSS, descriptors and the relay round
 //!   trip every interval (soak/).
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 mod async_client;
 mod echo;
 mod idle;
 mod proc;
-pub mod proto;
+pub(crate) mod proto;
 mod rate;
 mod relay;
 mod soak;
@@ -99,7 +101,7 @@ pub enum BenchCommand {
 }
 
 /// Runs a bench; prints one JSON object on stdout (soak: a table).
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let report = match cmd {
         BenchCommand::Soak { common, soak } => return soak::run(&common, &soak),
         BenchCommand::Relay {

@@ -1,7 +1,7 @@
 //! Reading a process's CPU time and RSS from /proc (Linux).
 
 /// utime + stime of the whole process, in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -15,7 +15,7 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// Resident set size in bytes.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
+pub(super) fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -23,13 +23,13 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// Open file descriptors.
-pub fn open_fds(pid: u32) -> Option<u64> {
+pub(super) fn open_fds(pid: u32) -> Option<u64> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     Some(dir.count() as u64)
 }
 
 /// Whether the process exists and has not exited (a zombie has).
-pub fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };

@@ -21,7 +21,7 @@ const SCHEDULE: Schedule = Schedule {
 
 /// Why a request of the load generator failed.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Io(#[from] io::Error),
     #[error("{what} {err}")]
@@ -33,7 +33,7 @@ pub enum Error {
 
 impl Error {
     /// The error code of a refusal.
-    pub fn code(&self) -> Option<u16> {
+    pub(crate) fn code(&self) -> Option<u16> {
         match self {
             Error::Client { err, .. } => err.code(),
             Error::Io(_) => None,
@@ -43,7 +43,7 @@ impl Error {
 
 /// A transaction id that differs per call, cheap enough for every packet
 /// of a load (Send indications, Binding floods).
-pub fn txid(seed: u64, n: u64) -> [u8; 12] {
+pub(crate) fn txid(seed: u64, n: u64) -> [u8; 12] {
     let mut id = [0u8; 12];
     id[..8].copy_from_slice(&(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes());
     id[8..].copy_from_slice(&(n as u32).to_be_bytes());
@@ -51,7 +51,7 @@ pub fn txid(seed: u64, n: u64) -> [u8; 12] {
 }
 
 /// A client for the load generator: `seed` keys its transaction ids.
-pub fn client(user: &str, password: &str, schedule: Schedule, seed: u64) -> TurnClient {
+pub(crate) fn client(user: &str, password: &str, schedule: Schedule, seed: u64) -> TurnClient {
     TurnClient::new(
         Credentials::new(user, password),
         TxIds::from_u64(seed),
@@ -87,7 +87,7 @@ fn drive(sock: &UdpSocket, mut call: Call<'_>, what: &'static str) -> Result<Ans
 }
 
 /// A read that timed out or was interrupted, not a failure.
-pub fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
@@ -96,7 +96,7 @@ pub fn is_timeout(e: &io::Error) -> bool {
 
 /// A client with an allocation, set up over a blocking socket.
 #[derive(Debug)]
-pub struct Allocated {
+pub(crate) struct Allocated {
     pub sock: UdpSocket,
     pub client: TurnClient,
     pub relayed: SocketAddr,
@@ -106,7 +106,12 @@ impl Allocated {
     /// Connects, authenticates and allocates a UDP relay. A source port that
     /// a previous run's allocation still holds on the server (437) is
     /// replaced by a fresh one.
-    pub fn new(server: SocketAddr, user: &str, password: &str, seed: u64) -> Result<Self, Error> {
+    pub(crate) fn new(
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+        seed: u64,
+    ) -> Result<Self, Error> {
         let mut last = None;
         for attempt in 0..8u64 {
             match Self::try_new(server, user, password, seed ^ (attempt << 48)) {
@@ -147,7 +152,7 @@ impl Allocated {
 
     /// A client around an existing socket and the client state that
     /// allocated on it.
-    pub fn from_parts(sock: UdpSocket, client: TurnClient) -> Self {
+    pub(crate) fn from_parts(sock: UdpSocket, client: TurnClient) -> Self {
         let relayed = sock
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -159,7 +164,7 @@ impl Allocated {
     }
 
     /// An authenticated request, learning the nonce on 401/438 as needed.
-    pub fn call(&mut self, req: Request) -> Result<Answer, Error> {
+    pub(crate) fn call(&mut self, req: Request) -> Result<Answer, Error> {
         let what = req.name();
         let call = self
             .client
@@ -168,15 +173,15 @@ impl Allocated {
         drive(&self.sock, call, what)
     }
 
-    pub fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), Error> {
+    pub(crate) fn channel_bind(&mut self, channel: u16, peer: SocketAddr) -> Result<(), Error> {
         self.call(Request::ChannelBind { channel, peer }).map(drop)
     }
 
-    pub fn create_permission(&mut self, peer: SocketAddr) -> Result<(), Error> {
+    pub(crate) fn create_permission(&mut self, peer: SocketAddr) -> Result<(), Error> {
         self.call(Request::CreatePermission { peer }).map(drop)
     }
 
-    pub fn refresh(&mut self, lifetime: u32) -> Result<(), Error> {
+    pub(crate) fn refresh(&mut self, lifetime: u32) -> Result<(), Error> {
         self.call(Request::Refresh { lifetime }).map(drop)
     }
 }

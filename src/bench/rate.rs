@@ -36,7 +36,7 @@ async fn one_allocation(c: &Common, seed: u64) -> Option<()> {
     client.refresh(0, &mut |_| {}).await.ok()
 }
 
-pub fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
+pub(super) fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
     let done = Rc::new(Cell::new(0u64));
     let failed = Rc::new(Cell::new(0u64));
     let (elapsed, cpu) = measured(c, |_, deadline| {
@@ -68,7 +68,7 @@ pub fn allocate(c: &Common, concurrency: usize) -> anyhow::Result<String> {
     ))
 }
 
-pub fn binding(c: &Common, concurrency: usize, window: usize) -> anyhow::Result<String> {
+pub(super) fn binding(c: &Common, concurrency: usize, window: usize) -> anyhow::Result<String> {
     let answered = Rc::new(Cell::new(0u64));
     let sent = Rc::new(Cell::new(0u64));
     let (elapsed, cpu) = measured(c, |_, deadline| {

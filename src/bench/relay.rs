@@ -29,7 +29,7 @@ struct Stats {
     rtts_us: Vec<u32>,
 }
 
-pub fn run(
+pub(super) fn run(
     c: &Common,
     clients: usize,
     window: usize,

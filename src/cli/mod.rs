@@ -1,5 +1,7 @@
 //! The `turnpike` command line (clap derive).
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod nat_json;
 mod probe;
 mod probe_turn;
 mod store;

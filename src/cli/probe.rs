@@ -39,7 +39,7 @@ pub struct NatProbeArgs {
 /// Exit code for a URL or flag that cannot be used.
 const EXIT_USAGE: u8 = 2;
 
-pub fn run(cmd: ProbeCommand) -> ExitCode {
+pub(super) fn run(cmd: ProbeCommand) -> ExitCode {
     match cmd {
         ProbeCommand::Nat(args) => nat(args),
         ProbeCommand::Turn(args) => probe_turn::run(args),
@@ -109,7 +109,7 @@ fn nat(args: NatProbeArgs) -> ExitCode {
     match run_probe(server, options) {
         Ok(Ok(report)) => {
             if args.json {
-                let mut v = report.to_json();
+                let mut v = super::nat_json::report(&report);
                 v["ok"] = true.into();
                 println!("{v}");
             } else {

@@ -248,7 +248,7 @@ where
 
 const ACTOR: &str = "cli";
 
-pub fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
+pub(super) fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
     // Read the password before opening the store: a bad file changes nothing.
     let password = match &cmd {
         UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. } => {
@@ -287,7 +287,7 @@ pub fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
     })
 }
 
-pub fn secret(db: &StoreArgs, cmd: SecretCommand) -> ExitCode {
+pub(super) fn secret(db: &StoreArgs, cmd: SecretCommand) -> ExitCode {
     let secret = match &cmd {
         SecretCommand::Add {
             secret,
@@ -322,7 +322,7 @@ pub fn secret(db: &StoreArgs, cmd: SecretCommand) -> ExitCode {
     })
 }
 
-pub fn oauth_key(db: &StoreArgs, cmd: OAuthKeyCommand) -> ExitCode {
+pub(super) fn oauth_key(db: &StoreArgs, cmd: OAuthKeyCommand) -> ExitCode {
     let key =
         match &cmd {
             OAuthKeyCommand::Add { key, key_file, .. } => {
@@ -371,7 +371,7 @@ fn show(q: &QuotaRow) -> String {
     format!("allocations {}\nbps {}", v(q.allocations), v(q.bps))
 }
 
-pub fn quota(db: &StoreArgs, cmd: QuotaCommand) -> ExitCode {
+pub(super) fn quota(db: &StoreArgs, cmd: QuotaCommand) -> ExitCode {
     with_store(&db.db, move |s| {
         Box::pin(async move {
             match cmd {
@@ -398,7 +398,7 @@ pub fn quota(db: &StoreArgs, cmd: QuotaCommand) -> ExitCode {
 }
 
 /// REST credentials as an RTCIceServer, as a WebRTC backend hands out.
-pub fn credentials(a: CredentialsArgs) -> ExitCode {
+pub(super) fn credentials(a: CredentialsArgs) -> ExitCode {
     let secret = match rest_secret(a.secret.clone(), a.secret_file.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -418,7 +418,7 @@ pub fn credentials(a: CredentialsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-pub fn admin_token(db: &StoreArgs, a: AdminTokenArgs) -> ExitCode {
+pub(super) fn admin_token(db: &StoreArgs, a: AdminTokenArgs) -> ExitCode {
     let Some(ttl) = crate::admin::token::parse_ttl(&a.ttl) else {
         return fail(format!(
             "--ttl `{}`: expected seconds or 15m, 1h, 7d",

@@ -15,6 +15,8 @@
 //! | `store.rs` | the credential store |
 //! | `admin.rs` | admin API, metrics labels, log level |
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -37,7 +39,7 @@ mod tls;
 pub use options::Options;
 
 /// The documented example configuration, every key at its default.
-pub const EXAMPLE_TOML: &str = include_str!("../../turnserver.toml");
+pub(crate) const EXAMPLE_TOML: &str = include_str!("../../turnserver.toml");
 
 /// A bad configuration, naming the key at fault. Shown as one line: text
 /// from the file (a quoted key, a value) may hold control characters, which
@@ -74,7 +76,7 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The levels `log_level` accepts.
-pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +141,7 @@ pub struct Config {
 }
 
 /// Where the store lives when nothing is said.
-pub const DEFAULT_DB: &str = "sqlite:turnpike.db";
+pub(crate) const DEFAULT_DB: &str = "sqlite:turnpike.db";
 
 impl Default for Config {
     fn default() -> Self {

@@ -25,23 +25,28 @@ impl ChangeRequest {
     /// Bit B of the 32-bit value.
     pub const CHANGE_PORT: u32 = 0x02;
 
+    /// Change nothing.
     pub const NONE: Self = Self {
         change_ip: false,
         change_port: false,
     };
+    /// Answer from the other IP.
     pub const IP: Self = Self {
         change_ip: true,
         change_port: false,
     };
+    /// Answer from the other port.
     pub const PORT: Self = Self {
         change_ip: false,
         change_port: true,
     };
+    /// Answer from the other IP and port.
     pub const IP_AND_PORT: Self = Self {
         change_ip: true,
         change_port: true,
     };
 
+    /// Reads the 4-byte value.
     pub fn decode(value: &[u8]) -> Result<Self, AttributeError> {
         let bytes: [u8; 4] = value.try_into().map_err(|_| AttributeError::WrongLength)?;
         let v = u32::from_be_bytes(bytes);
@@ -51,6 +56,7 @@ impl ChangeRequest {
         })
     }
 
+    /// The 4-byte value.
     pub fn encode(self) -> [u8; 4] {
         let mut v = 0;
         if self.change_ip {
@@ -69,6 +75,7 @@ impl ChangeRequest {
 pub struct ResponsePort(pub u16);
 
 impl ResponsePort {
+    /// Reads the 4-byte value.
     pub fn decode(value: &[u8]) -> Result<Self, AttributeError> {
         match value {
             [hi, lo, _, _] => Ok(Self(u16::from_be_bytes([*hi, *lo]))),
@@ -76,11 +83,17 @@ impl ResponsePort {
         }
     }
 
+    /// The 4-byte value.
     pub fn encode(self) -> [u8; 4] {
         let [hi, lo] = self.0.to_be_bytes();
         [hi, lo, 0, 0]
     }
 }
+
+/// Hard cap on PADDING, sent or answered: RFC 5780 §7.6 "PADDING MUST NOT
+/// be longer than the length that brings the total IP datagram size to 64K",
+/// so stay well below a 64 KiB datagram.
+pub(crate) const MAX_PADDING: usize = 65_000;
 
 /// Rounds a PADDING length up to a multiple of four (RFC 5780 §7.6: "rounded
 /// up to an even multiple of four bytes").

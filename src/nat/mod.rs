@@ -18,19 +18,19 @@
 //! RFC 5780 §1: the results are "instantaneous behavior"; a NAT may become
 //! more restrictive at any time, so a report is a diagnosis, not a promise.
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 pub mod attributes;
-pub mod probe;
-pub mod report;
-pub mod server;
-pub mod service;
+pub(crate) mod probe;
+pub(crate) mod report;
+pub(crate) mod server;
+pub(crate) mod service;
 
 pub use attributes::{ChangeRequest, ResponsePort};
-pub use probe::{LifetimeSearch, Probe, ProbeOptions, ProbeTransmit};
-pub use report::{
-    Behaviour, Lifetime, NoRfc5780Reason, Outcome, ProbeError, Report, SocketId, Test, TestRecord,
-};
-pub use server::{answer, plan, Plan, Reply, ServerAddresses, ServerOptions};
-pub use service::{Handled, Service};
+pub(crate) use probe::{LifetimeSearch, Probe, ProbeOptions};
+pub(crate) use report::{Outcome, ProbeError, Report, SocketId, TestRecord};
+pub(crate) use server::ServerAddresses;
+pub(crate) use service::{Handled, Service};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,29 +1,30 @@
 //! What a [`super::Probe`] concludes: the [`Report`] of a finished run, or the
 //! [`ProbeError`] that stopped it. Names follow RFC 4787 §4.1 (mapping) and
-//! §5 (filtering), which RFC 5780 §4 uses.
+//! §5 (filtering), which RFC 5780 §4 uses. Presentation (JSON) is the
+//! CLI's, in `crate::cli::nat_json`, so the core needs no serde_json.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
 /// Mapping or filtering behaviour (RFC 4787 §4.1, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     EndpointIndependent,
     AddressDependent,
     AddressAndPortDependent,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 3] = [
+    /// Every behaviour, for tests that walk all combinations.
+    #[cfg(test)]
+    pub(crate) const ALL: [Behaviour; 3] = [
         Behaviour::EndpointIndependent,
         Behaviour::AddressDependent,
         Behaviour::AddressAndPortDependent,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Behaviour::EndpointIndependent => "endpoint-independent",
             Behaviour::AddressDependent => "address-dependent",
@@ -41,7 +42,7 @@ impl fmt::Display for Behaviour {
 /// Which of the probe's two local UDP sockets a datagram leaves from or
 /// arrives on. `Secondary` exists only when [`super::ProbeOptions::needs_secondary`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SocketId {
+pub(crate) enum SocketId {
     /// The socket under test (port X of RFC 5780 §4.6).
     Primary,
     /// A second port (port Y of §4.6; the "different port" of §3.4).
@@ -49,7 +50,7 @@ pub enum SocketId {
 }
 
 impl SocketId {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SocketId::Primary => "primary",
             SocketId::Secondary => "secondary",
@@ -59,7 +60,7 @@ impl SocketId {
 
 /// The probe's tests, in the order it runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Test {
+pub(crate) enum Test {
     /// RFC 5780 §4.2 / test I of §4.3 and §4.4: Binding to the primary address.
     Connectivity,
     /// §4.4 test II: CHANGE-REQUEST change IP and port, to the primary address.
@@ -81,7 +82,7 @@ pub enum Test {
 }
 
 impl Test {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Test::Connectivity => "connectivity",
             Test::FilteringChangeIpAndPort => "filtering-change-ip-and-port",
@@ -104,7 +105,7 @@ impl fmt::Display for Test {
 
 /// How one test transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A success response (or, for hairpinning, our own request).
     Answered {
         received_on: SocketId,
@@ -122,7 +123,7 @@ pub enum Outcome {
 
 /// One transaction of the run, for the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TestRecord {
+pub(crate) struct TestRecord {
     pub test: Test,
     pub socket: SocketId,
     pub to: SocketAddr,
@@ -133,52 +134,18 @@ pub struct TestRecord {
     pub outcome: Outcome,
 }
 
-impl TestRecord {
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "test": self.test.as_str(),
-            "socket": self.socket.as_str(),
-            "to": self.to.to_string(),
-            "requests": self.requests,
-        });
-        if let Some(idle) = self.idle {
-            v["idle_secs"] = json!(idle.as_secs_f64());
-        }
-        match self.outcome {
-            Outcome::Answered {
-                received_on,
-                from,
-                mapped,
-                response_origin,
-            } => {
-                v["outcome"] = json!("answered");
-                v["received_on"] = json!(received_on.as_str());
-                v["from"] = json!(from.to_string());
-                v["mapped"] = json!(mapped.map(|a| a.to_string()));
-                v["response_origin"] = json!(response_origin.map(|a| a.to_string()));
-            }
-            Outcome::ErrorResponse { code } => {
-                v["outcome"] = json!("error-response");
-                v["code"] = json!(code);
-            }
-            Outcome::NoAnswer => v["outcome"] = json!("no-answer"),
-        }
-        v
-    }
-}
-
 /// RFC 5780 §4.6 binding lifetime, bracketed by the search: the binding
 /// survived `at_least` of idleness and was gone after `less_than`
 /// (`None`: it survived the longest idle period tried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     pub at_least: Duration,
     pub less_than: Option<Duration>,
 }
 
 /// The verdict of a finished run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub server: SocketAddr,
     /// Local address of the primary socket.
     pub local: SocketAddr,
@@ -223,7 +190,7 @@ impl Report {
     ///   "port-restricted cone" for endpoint-independent, address-dependent
     ///   or address-and-port-dependent filtering;
     /// * any other mapping: "symmetric".
-    pub fn classic_name(&self) -> &'static str {
+    pub(crate) fn classic_name(&self) -> &'static str {
         if !self.nat {
             return match self.filtering {
                 Behaviour::EndpointIndependent => "open internet",
@@ -239,38 +206,11 @@ impl Report {
             _ => "symmetric",
         }
     }
-
-    /// The report as JSON: `mapping`, `filtering`, `classic`, `hairpinning`,
-    /// `nat`, the addresses, `large_packets`, `alg`, `lifetime` and `tests`.
-    pub fn to_json(&self) -> Value {
-        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());
-        json!({
-            "server": self.server.to_string(),
-            "local": self.local.to_string(),
-            "mapped": self.mapped.to_string(),
-            "other_address": self.other_address.to_string(),
-            "response_origin": addr(self.response_origin),
-            "mapped_alternate_ip": addr(self.mapped_alternate_ip),
-            "mapped_alternate_address": addr(self.mapped_alternate_address),
-            "nat": self.nat,
-            "mapping": self.mapping.as_str(),
-            "filtering": self.filtering.as_str(),
-            "classic": self.classic_name(),
-            "hairpinning": self.hairpinning,
-            "large_packets": self.large_packets,
-            "alg": self.alg,
-            "lifetime": self.lifetime.map(|l| json!({
-                "at_least_secs": l.at_least.as_secs_f64(),
-                "less_than_secs": l.less_than.map(|d| d.as_secs_f64()),
-            })),
-            "tests": self.tests.iter().map(TestRecord::to_json).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// Why a server cannot run the RFC 5780 tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NoRfc5780Reason {
+pub(crate) enum NoRfc5780Reason {
     /// RFC 5780 §4.3: "If OTHER-ADDRESS is not returned, the server does not
     /// support this usage and this test cannot be run."
     NoOtherAddress,
@@ -285,7 +225,7 @@ pub enum NoRfc5780Reason {
 }
 
 impl NoRfc5780Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoRfc5780Reason::NoOtherAddress => "the response has no OTHER-ADDRESS",
             NoRfc5780Reason::OtherAddressSameIp => "OTHER-ADDRESS has the server's own IP",
@@ -304,7 +244,7 @@ impl fmt::Display for NoRfc5780Reason {
 
 /// Why a run produced no [`Report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// No response to a test that must be answered. For
     /// [`Test::Connectivity`], RFC 5780 §4.2: "If this test yields no
     /// response, the client knows right away that it does not have UDP
@@ -336,7 +276,7 @@ pub enum ProbeError {
 
 impl ProbeError {
     /// Short stable name for scripts.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ProbeError::NoAnswer { .. } => "no-answer",
             ProbeError::NoRfc5780 { .. } => "no-rfc5780",
@@ -344,9 +284,5 @@ impl ProbeError {
             ProbeError::NoMappedAddress { .. } => "no-mapped-address",
             ProbeError::UnexpectedSource { .. } => "unexpected-source",
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({ "error": self.kind(), "message": self.to_string() })
     }
 }

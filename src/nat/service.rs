@@ -14,7 +14,7 @@ use crate::stun::{Message, ParseError, HEADER_LEN};
 
 /// What became of one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
+pub(crate) enum Handled {
     /// Not a Binding request: the TURN core takes it.
     NotMine,
     /// A Binding request that gets no answer (malformed, or over budget).
@@ -25,7 +25,7 @@ pub enum Handled {
 
 /// The RFC 5780 service of one server.
 #[derive(Clone)]
-pub struct Service {
+pub(crate) struct Service {
     addresses: ServerAddresses,
     software: Option<String>,
     classic: bool,
@@ -35,7 +35,7 @@ pub struct Service {
 impl Service {
     /// `budget` is the one every unauthenticated answer spends (a clone
     /// shares it); `classic` answers RFC 3489 clients.
-    pub fn new(
+    pub(crate) fn new(
         addresses: ServerAddresses,
         software: Option<String>,
         classic: bool,
@@ -49,17 +49,17 @@ impl Service {
         }
     }
 
-    pub fn addresses(&self) -> &ServerAddresses {
+    pub(crate) fn addresses(&self) -> &ServerAddresses {
         &self.addresses
     }
 
     /// The answer buffer [`Service::handle`] needs.
-    pub fn buffer_len(&self) -> usize {
+    pub(crate) fn buffer_len(&self) -> usize {
         DEFAULT_MAX_PADDING + RESPONSE_OVERHEAD
     }
 
     /// A datagram from `from` that arrived on the local socket `local`.
-    pub fn handle(
+    pub(crate) fn handle(
         &self,
         now: Instant,
         local: SocketAddr,

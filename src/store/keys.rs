@@ -28,7 +28,11 @@ pub struct OAuthKeyRow {
 const ADMIN_JWT_SECRET: &str = "admin_jwt_secret";
 
 /// Reads a base64 key for `alg`, as given on the CLI or the API.
-pub fn parse_oauth_key(key_b64: &str, alg: &str, lifetime: i64) -> Result<OAuthKey, StoreError> {
+pub(crate) fn parse_oauth_key(
+    key_b64: &str,
+    alg: &str,
+    lifetime: i64,
+) -> Result<OAuthKey, StoreError> {
     let alg = Alg::parse(alg).ok_or(StoreError::Invalid {
         field: "alg",
         reason: format!("`{alg}` is not A256GCM or A128GCM"),
@@ -57,7 +61,7 @@ pub fn parse_oauth_key(key_b64: &str, alg: &str, lifetime: i64) -> Result<OAuthK
 
 impl Store {
     /// Adds a REST secret; returns its id.
-    pub async fn add_secret(
+    pub(crate) async fn add_secret(
         &self,
         actor: &str,
         realm: &str,
@@ -80,7 +84,7 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn remove_secret(&self, actor: &str, id: i64) -> Result<(), StoreError> {
+    pub(crate) async fn remove_secret(&self, actor: &str, id: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query("DELETE FROM secrets WHERE id = $1")
             .bind(id)
@@ -95,7 +99,7 @@ impl Store {
             .await
     }
 
-    pub async fn secrets(&self) -> Result<Vec<SecretRow>, StoreError> {
+    pub(crate) async fn secrets(&self) -> Result<Vec<SecretRow>, StoreError> {
         let rows = sqlx::query("SELECT id, realm, created FROM secrets ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
@@ -155,7 +159,7 @@ impl Store {
         self.commit(tx, actor, "oauth_key.add", kid).await
     }
 
-    pub async fn remove_oauth_key(&self, actor: &str, kid: &str) -> Result<(), StoreError> {
+    pub(crate) async fn remove_oauth_key(&self, actor: &str, kid: &str) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query("DELETE FROM oauth_keys WHERE kkey = $1")
             .bind(row_key(&[kid]))
@@ -169,7 +173,7 @@ impl Store {
         self.commit(tx, actor, "oauth_key.remove", kid).await
     }
 
-    pub async fn oauth_key_rows(&self) -> Result<Vec<OAuthKeyRow>, StoreError> {
+    pub(crate) async fn oauth_key_rows(&self) -> Result<Vec<OAuthKeyRow>, StoreError> {
         let rows = sqlx::query("SELECT kid, alg, lifetime, created FROM oauth_keys")
             .fetch_all(&self.pool)
             .await?;
@@ -206,7 +210,7 @@ impl Store {
     }
 
     /// The admin API's HS256 secret, generated on first use.
-    pub async fn admin_jwt_secret(&self) -> Result<Secret, StoreError> {
+    pub(crate) async fn admin_jwt_secret(&self) -> Result<Secret, StoreError> {
         let get = || {
             sqlx::query("SELECT value FROM settings WHERE name = $1")
                 .bind(ADMIN_JWT_SECRET)

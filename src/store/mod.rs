@@ -12,9 +12,11 @@
 //! * [`keys`]: REST secrets, OAuth keys, the admin token secret.
 //! * [`quotas`]: per-user and per-realm limits.
 
-pub mod keys;
-pub mod quotas;
-pub mod users;
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+pub(crate) mod keys;
+pub(crate) mod quotas;
+pub(crate) mod users;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +58,15 @@ enum Kind {
 pub struct Store {
     pool: AnyPool,
     kind: Kind,
+}
+
+// By hand: the pool's options may hold the database password.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -159,7 +170,7 @@ impl Store {
     }
 
     /// The change counter.
-    pub async fn revision(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT n FROM revision WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
@@ -167,7 +178,7 @@ impl Store {
     }
 
     /// Everything the server needs for one realm.
-    pub async fn snapshot(&self, realm: &str) -> Result<Snapshot, StoreError> {
+    pub(crate) async fn snapshot(&self, realm: &str) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
             users: self.user_keys(realm).await?,
             secrets: self.secret_values(realm).await?,
@@ -201,7 +212,9 @@ impl Store {
     }
 
     /// The last `limit` audit lines, newest first: (at, actor, action, target).
-    pub async fn audit(
+    /// Only tests read the log back; operators query the table.
+    #[cfg(test)]
+    pub(crate) async fn audit(
         &self,
         limit: i64,
     ) -> Result<Vec<(i64, String, String, String)>, StoreError> {
@@ -268,7 +281,7 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
 
 /// A URL with any password removed, for messages: the `user:pass@` form
 /// and query parameters such as `?password=` or `&sslpassword=`.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     // A password may hold `?`: the query starts after the last `@`.
     let host_from = url.rfind('@').unwrap_or(0);
     let (base, query) = match url[host_from..].find('?') {

@@ -54,7 +54,7 @@ fn quota(allocations: Option<i64>, bps: Option<i64>) -> Quota {
 }
 
 impl Store {
-    pub async fn set_user_quota(
+    pub(crate) async fn set_user_quota(
         &self,
         actor: &str,
         realm: &str,
@@ -80,7 +80,7 @@ impl Store {
         self.commit(tx, actor, "quota.user", name).await
     }
 
-    pub async fn user_quota(&self, realm: &str, name: &str) -> Result<QuotaRow, StoreError> {
+    pub(crate) async fn user_quota(&self, realm: &str, name: &str) -> Result<QuotaRow, StoreError> {
         let row = sqlx::query("SELECT allocations, bps FROM user_quotas WHERE ukey = $1")
             .bind(row_key(&[realm, name]))
             .fetch_optional(&self.pool)
@@ -88,7 +88,7 @@ impl Store {
         quota_row(row)
     }
 
-    pub async fn set_realm_quota(
+    pub(crate) async fn set_realm_quota(
         &self,
         actor: &str,
         realm: &str,
@@ -114,7 +114,7 @@ impl Store {
         self.commit(tx, actor, "quota.realm", realm).await
     }
 
-    pub async fn realm_quota_row(&self, realm: &str) -> Result<QuotaRow, StoreError> {
+    pub(crate) async fn realm_quota_row(&self, realm: &str) -> Result<QuotaRow, StoreError> {
         let row = sqlx::query("SELECT allocations, bps FROM realm_quotas WHERE rkey = $1")
             .bind(row_key(&[realm]))
             .fetch_optional(&self.pool)

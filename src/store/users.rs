@@ -8,7 +8,7 @@ use crate::auth::UserKeys;
 use crate::stun::integrity::{long_term_key_md5, long_term_key_sha256};
 
 /// Longest name or password accepted (bytes).
-pub const MAX_NAME: usize = 65_536;
+pub(crate) const MAX_NAME: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UserRow {
@@ -51,7 +51,7 @@ fn keys(realm: &str, name: &str, password: &str) -> (String, String) {
 }
 
 impl Store {
-    pub async fn add_user(
+    pub(crate) async fn add_user(
         &self,
         actor: &str,
         realm: &str,
@@ -87,7 +87,7 @@ impl Store {
         self.commit(tx, actor, "user.add", name).await
     }
 
-    pub async fn set_password(
+    pub(crate) async fn set_password(
         &self,
         actor: &str,
         realm: &str,
@@ -111,7 +111,7 @@ impl Store {
         self.commit(tx, actor, "user.passwd", name).await
     }
 
-    pub async fn remove_user(
+    pub(crate) async fn remove_user(
         &self,
         actor: &str,
         realm: &str,
@@ -135,7 +135,11 @@ impl Store {
         self.commit(tx, actor, "user.remove", name).await
     }
 
-    pub async fn user(&self, realm: &str, name: &str) -> Result<Option<UserRow>, StoreError> {
+    pub(crate) async fn user(
+        &self,
+        realm: &str,
+        name: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
         let row = sqlx::query("SELECT realm, name, created FROM users WHERE ukey = $1")
             .bind(row_key(&[realm, name]))
             .fetch_optional(&self.pool)
@@ -144,7 +148,7 @@ impl Store {
     }
 
     /// Users of `realm`, or of every realm; by name.
-    pub async fn users(&self, realm: Option<&str>) -> Result<Vec<UserRow>, StoreError> {
+    pub(crate) async fn users(&self, realm: Option<&str>) -> Result<Vec<UserRow>, StoreError> {
         let rows = match realm {
             Some(realm) => {
                 sqlx::query("SELECT realm, name, created FROM users WHERE realm = $1")

@@ -10,61 +10,103 @@ use super::{TransactionId, MAGIC_COOKIE};
 pub struct AttributeType(pub u16);
 
 impl AttributeType {
+    /// RFC 8489 §14.1: the reflexive address, not XORed (RFC 3489 clients read it).
     pub const MAPPED_ADDRESS: Self = Self(0x0001);
     /// RFC 3489 only (reserved since RFC 5389): reflect the answer elsewhere.
     pub const RESPONSE_ADDRESS: Self = Self(0x0002);
+    /// RFC 5780 §7.2: answer from the other IP and/or port.
     pub const CHANGE_REQUEST: Self = Self(0x0003);
     /// RFC 3489 only: where the answer was sent from (RFC 5780's
     /// RESPONSE-ORIGIN).
     pub const SOURCE_ADDRESS: Self = Self(0x0004);
     /// RFC 3489 only: the server's other address (RFC 5780's OTHER-ADDRESS).
     pub const CHANGED_ADDRESS: Self = Self(0x0005);
+    /// RFC 8489 §14.3: the long-term credential user.
     pub const USERNAME: Self = Self(0x0006);
     /// RFC 3489 only: the Shared Secret answer's password.
     pub const PASSWORD: Self = Self(0x0007);
+    /// RFC 8489 §14.5: HMAC-SHA1 over the message.
     pub const MESSAGE_INTEGRITY: Self = Self(0x0008);
+    /// RFC 8489 §14.8: class, number and reason phrase.
     pub const ERROR_CODE: Self = Self(0x0009);
+    /// RFC 8489 §14.9: the types a 420 did not understand.
     pub const UNKNOWN_ATTRIBUTES: Self = Self(0x000A);
     /// RFC 3489 only: who asked, in an answer sent to RESPONSE-ADDRESS.
     pub const REFLECTED_FROM: Self = Self(0x000B);
+    /// RFC 8656 §18.1: the channel a ChannelBind asks for.
     pub const CHANNEL_NUMBER: Self = Self(0x000C);
+    /// RFC 8656 §18.2: seconds an allocation lives.
     pub const LIFETIME: Self = Self(0x000D);
+    /// RFC 8656 §18.3: a peer of the allocation.
     pub const XOR_PEER_ADDRESS: Self = Self(0x0012);
+    /// RFC 8656 §18.4: application data in Send and Data indications.
     pub const DATA: Self = Self(0x0013);
+    /// RFC 8489 §14.9: the long-term credential realm.
     pub const REALM: Self = Self(0x0014);
+    /// RFC 8489 §14.10: the server's nonce for the next request.
     pub const NONCE: Self = Self(0x0015);
+    /// RFC 8656 §18.5: the relayed transport address.
     pub const XOR_RELAYED_ADDRESS: Self = Self(0x0016);
+    /// RFC 8656 §18.6: IPv4 or IPv6 relay.
     pub const REQUESTED_ADDRESS_FAMILY: Self = Self(0x0017);
+    /// RFC 8656 §18.7: ask for an even relay port (and reserve the next).
     pub const EVEN_PORT: Self = Self(0x0018);
+    /// RFC 8656 §18.8: UDP, or TCP for RFC 6062.
     pub const REQUESTED_TRANSPORT: Self = Self(0x0019);
+    /// RFC 8656 §18.9: set DF toward the peer.
     pub const DONT_FRAGMENT: Self = Self(0x001A);
+    /// RFC 7635 §6.2: the OAuth token.
     pub const ACCESS_TOKEN: Self = Self(0x001B);
+    /// RFC 8489 §14.6: HMAC-SHA256 over the message.
     pub const MESSAGE_INTEGRITY_SHA256: Self = Self(0x001C);
+    /// RFC 8489 §14.12: the algorithm the client chose.
     pub const PASSWORD_ALGORITHM: Self = Self(0x001D);
+    /// RFC 8489 §14.4: the hashed username.
     pub const USERHASH: Self = Self(0x001E);
+    /// RFC 8489 §14.2: the reflexive address, XORed.
     pub const XOR_MAPPED_ADDRESS: Self = Self(0x0020);
+    /// RFC 8656 §18.10: names a port reserved by EVEN-PORT.
     pub const RESERVATION_TOKEN: Self = Self(0x0022);
+    /// RFC 8445 §16.1: ICE candidate priority.
     pub const PRIORITY: Self = Self(0x0024);
+    /// RFC 8445 §16.1: ICE nomination.
     pub const USE_CANDIDATE: Self = Self(0x0025);
+    /// RFC 5780 §7.6: fills a request or answer to test large packets.
     pub const PADDING: Self = Self(0x0026);
+    /// RFC 5780 §7.5: send the answer to this port.
     pub const RESPONSE_PORT: Self = Self(0x0027);
+    /// RFC 6062 §6.2.1: names a TCP peer connection.
     pub const CONNECTION_ID: Self = Self(0x002A);
+    /// RFC 8656 §18.11: a second relay family (dual allocation).
     pub const ADDITIONAL_ADDRESS_FAMILY: Self = Self(0x8000);
+    /// RFC 8656 §18.12: why one family of a dual allocation failed.
     pub const ADDRESS_ERROR_CODE: Self = Self(0x8001);
     /// Pre-RFC code points of draft-ietf-tram-turnbis that coturn and its
     /// turnutils_uclient still use for the two attributes above.
     pub const ADDITIONAL_ADDRESS_FAMILY_DRAFT: Self = Self(0x8032);
+    /// The draft code point of ADDRESS-ERROR-CODE (see above).
     pub const ADDRESS_ERROR_CODE_DRAFT: Self = Self(0x8033);
+    /// RFC 8489 §14.11: the algorithms the server offers.
     pub const PASSWORD_ALGORITHMS: Self = Self(0x8002);
+    /// RFC 8489 §14.16: the TLS name of ALTERNATE-SERVER.
     pub const ALTERNATE_DOMAIN: Self = Self(0x8003);
+    /// RFC 8656 §18.13: an ICMP error from the peer.
     pub const ICMP: Self = Self(0x8004);
+    /// RFC 8489 §14.14: the agent's name and version.
     pub const SOFTWARE: Self = Self(0x8022);
+    /// RFC 8489 §14.15: try this server instead.
     pub const ALTERNATE_SERVER: Self = Self(0x8023);
+    /// RFC 8489 §14.7: CRC-32 that tells STUN from other protocols.
     pub const FINGERPRINT: Self = Self(0x8028);
+    /// RFC 8445 §16.1: ICE role.
     pub const ICE_CONTROLLED: Self = Self(0x8029);
+    /// RFC 8445 §16.1: ICE role.
     pub const ICE_CONTROLLING: Self = Self(0x802A);
+    /// RFC 5780 §7.3: where the answer was sent from.
     pub const RESPONSE_ORIGIN: Self = Self(0x802B);
+    /// RFC 5780 §7.4: the server's alternate address.
     pub const OTHER_ADDRESS: Self = Self(0x802C);
+    /// RFC 7635 §6.1: the OAuth server name.
     pub const THIRD_PARTY_AUTHORIZATION: Self = Self(0x802E);
 
     /// RFC 8489 §14: types 0x0000-0x7FFF are comprehension-required.
@@ -113,14 +155,19 @@ impl AttributeType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AttributeError {
     #[error("attribute value has the wrong length")]
+    /// The value is not the length the attribute has.
     WrongLength,
     #[error("unknown address family 0x{0:02x}")]
+    /// The address family byte is neither IPv4 nor IPv6.
     UnknownFamily(u8),
     #[error("text is not UTF-8")]
+    /// Text is not UTF-8.
     InvalidUtf8,
     #[error("text is longer than allowed")]
+    /// Text is longer than RFC 8489 allows.
     TooLong,
     #[error("error class {0} is not 3-6")]
+    /// The error class is outside 3-6.
     BadErrorClass(u8),
 }
 
@@ -237,11 +284,14 @@ pub fn decode_username(value: &[u8]) -> Result<&str, AttributeError> {
 /// ERROR-CODE (RFC 8489 §14.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorCode<'a> {
+    /// 300-699.
     pub code: u16,
+    /// The reason phrase.
     pub reason: &'a str,
 }
 
 impl<'a> ErrorCode<'a> {
+    /// Reads the value; the class must be 3-6 and the number 0-99.
     pub fn decode(value: &'a [u8]) -> Result<Self, AttributeError> {
         if value.len() < 4 {
             return Err(AttributeError::WrongLength);

@@ -16,6 +16,7 @@ use super::{MessageType, TransactionId, HEADER_LEN, MAGIC_COOKIE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     #[error("buffer too small or message over 65535 bytes")]
+    /// The buffer is full.
     Overflow,
     /// XOR addresses are keyed with the magic cookie, which an RFC 3489
     /// message does not carry: its client could not decode them.
@@ -23,6 +24,8 @@ pub enum BuildError {
     XorInClassic,
 }
 
+/// Writes one STUN message into a caller's buffer; errors are kept until
+/// [`MessageBuilder::finish`] so adding attributes needs no `?`.
 pub struct MessageBuilder<'b> {
     buf: &'b mut [u8],
     len: usize,
@@ -30,6 +33,18 @@ pub struct MessageBuilder<'b> {
     padding_byte: u8,
     txid: TransactionId,
     classic: bool,
+}
+
+// By hand: the buffer is mostly unwritten bytes.
+impl std::fmt::Debug for MessageBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageBuilder")
+            .field("len", &self.len)
+            .field("failed", &self.failed)
+            .field("txid", &self.txid)
+            .field("classic", &self.classic)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'b> MessageBuilder<'b> {
@@ -86,6 +101,7 @@ impl<'b> MessageBuilder<'b> {
         self
     }
 
+    /// The transaction id in the header.
     pub fn transaction_id(&self) -> TransactionId {
         self.txid
     }
@@ -119,14 +135,17 @@ impl<'b> MessageBuilder<'b> {
         self.buf[2..4].copy_from_slice(&body.to_be_bytes());
     }
 
+    /// Adds an attribute with `value` as is.
     pub fn add(&mut self, attr: AttributeType, value: &[u8]) {
         self.add_with(attr, value.len(), |out| out.copy_from_slice(value));
     }
 
+    /// Adds a 4-byte big-endian value.
     pub fn add_u32(&mut self, attr: AttributeType, value: u32) {
         self.add(attr, &value.to_be_bytes());
     }
 
+    /// Adds MAPPED-ADDRESS (RFC 8489 §14.1).
     pub fn add_mapped_address(&mut self, addr: &SocketAddr) {
         self.add_address(AttributeType::MAPPED_ADDRESS, addr);
     }
@@ -150,6 +169,7 @@ impl<'b> MessageBuilder<'b> {
         });
     }
 
+    /// Adds XOR-MAPPED-ADDRESS (RFC 8489 §14.2).
     pub fn add_xor_mapped_address(&mut self, addr: &SocketAddr) {
         self.add_xor_address(AttributeType::XOR_MAPPED_ADDRESS, addr);
     }
@@ -161,6 +181,7 @@ impl<'b> MessageBuilder<'b> {
         });
     }
 
+    /// Adds UNKNOWN-ATTRIBUTES (RFC 8489 §14.13).
     pub fn add_unknown_attributes(&mut self, types: &[u16]) {
         self.add_with(AttributeType::UNKNOWN_ATTRIBUTES, types.len() * 2, |out| {
             for (chunk, t) in out.chunks_exact_mut(2).zip(types) {
@@ -169,18 +190,22 @@ impl<'b> MessageBuilder<'b> {
         });
     }
 
+    /// Adds SOFTWARE.
     pub fn add_software(&mut self, software: &str) {
         self.add(AttributeType::SOFTWARE, software.as_bytes());
     }
 
+    /// Adds USERNAME.
     pub fn add_username(&mut self, username: &str) {
         self.add(AttributeType::USERNAME, username.as_bytes());
     }
 
+    /// Adds REALM.
     pub fn add_realm(&mut self, realm: &str) {
         self.add(AttributeType::REALM, realm.as_bytes());
     }
 
+    /// Adds NONCE.
     pub fn add_nonce(&mut self, nonce: &[u8]) {
         self.add(AttributeType::NONCE, nonce);
     }

@@ -6,6 +6,7 @@
 /// port carries no DTLS-SRTP, whose demultiplexing motivated the narrowing
 /// (RFC 7983), so the old range is accepted.
 pub const CHANNEL_MIN: u16 = 0x4000;
+/// Highest channel number (RFC 8656 §12: 0x4000-0x7FFF).
 pub const CHANNEL_MAX: u16 = 0x7FFF;
 
 /// Header before the application data: channel number and length.
@@ -19,7 +20,9 @@ pub fn is_channel_number(channel: u16) -> bool {
 /// A ChannelData message borrowing its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelData<'a> {
+    /// The channel number.
     pub channel: u16,
+    /// The application data, without padding.
     pub data: &'a [u8],
 }
 

@@ -15,7 +15,7 @@ use super::MessageBuilder;
 
 /// The reason phrase of the 400 that answers RESPONSE-ADDRESS, which this
 /// server never honours (an answer aimed at a third party).
-pub const RESPONSE_ADDRESS_REFUSED: &str = "RESPONSE-ADDRESS not supported";
+pub(crate) const RESPONSE_ADDRESS_REFUSED: &str = "RESPONSE-ADDRESS not supported";
 
 /// The 128-bit transaction id of an RFC 3489 message (bytes 4-20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,13 +25,13 @@ pub struct ClassicTransactionId(pub [u8; 16]);
 /// (0x0001-0x000B). A classic request with any other type below 0x8000 gets
 /// 420: RFC 3489 §8.2 answers unknown mandatory attributes that way, and a
 /// classic client has no business sending RFC 5389-era ones.
-pub fn is_known(t: AttributeType) -> bool {
+pub(crate) fn is_known(t: AttributeType) -> bool {
     (0x0001..=0x000B).contains(&t.0) || !t.is_comprehension_required()
 }
 
 /// ERROR-CODE as RFC 3489 §11.2.9 writes it: the reason phrase "MUST be a
 /// multiple of 4", made so with spaces rather than zero padding.
-pub fn add_error_code(b: &mut MessageBuilder<'_>, code: u16, reason: &str) {
+pub(crate) fn add_error_code(b: &mut MessageBuilder<'_>, code: u16, reason: &str) {
     let len = 4 + padded(reason.len());
     b.add_with(AttributeType::ERROR_CODE, len, |out| {
         ErrorCode::encode(code, reason, &mut out[..4 + reason.len()]);
@@ -41,7 +41,7 @@ pub fn add_error_code(b: &mut MessageBuilder<'_>, code: u16, reason: &str) {
 
 /// UNKNOWN-ATTRIBUTES as RFC 3489 §11.2.10 writes it: an odd list repeats
 /// one of its types so the value stays a multiple of four bytes.
-pub fn add_unknown_attributes(b: &mut MessageBuilder<'_>, types: &[u16]) {
+pub(crate) fn add_unknown_attributes(b: &mut MessageBuilder<'_>, types: &[u16]) {
     let Some(&last) = types.last() else { return };
     let n = types.len() + types.len() % 2;
     b.add_with(AttributeType::UNKNOWN_ATTRIBUTES, n * 2, |out| {

@@ -48,7 +48,9 @@ impl Schedule {
 /// Where a [`Transaction`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionState {
+    /// Waiting for an answer; retransmitting on schedule.
     Pending,
+    /// Answered.
     Answered,
     /// No answer by the deadline.
     TimedOut,
@@ -101,6 +103,7 @@ impl Transaction {
         }
     }
 
+    /// The transaction id of every (re)transmission.
     pub fn id(&self) -> TransactionId {
         self.id
     }
@@ -115,6 +118,7 @@ impl Transaction {
         self.sent
     }
 
+    /// Where the transaction is.
     pub fn state(&self) -> TransactionState {
         self.state
     }
@@ -189,6 +193,7 @@ pub struct TxIds {
 }
 
 impl TxIds {
+    /// Ids drawn from `seed`: reproducible in tests, random in use.
     pub fn new(seed: [u8; 32]) -> Self {
         TxIds { seed, next: 0 }
     }
@@ -200,6 +205,7 @@ impl TxIds {
         TxIds::new(s)
     }
 
+    /// The next id.
     pub fn next_id(&mut self) -> TransactionId {
         let digest = Sha256::new()
             .chain_update(self.seed)
@@ -230,9 +236,12 @@ const ALGORITHM_SHA256: u16 = 0x0002;
 /// gave in its last 401 or 438.
 #[derive(Clone)]
 pub struct Credentials {
+    /// USERNAME.
     pub user: String,
     password: String,
+    /// The realm of the last challenge.
     pub realm: String,
+    /// The nonce of the last challenge.
     pub nonce: Vec<u8>,
     integrity: Integrity,
     /// PASSWORD-ALGORITHMS of the challenge, echoed in SHA-256 requests.
@@ -252,6 +261,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Credentials before the first challenge (no realm or nonce yet).
     pub fn new(user: &str, password: &str) -> Self {
         Credentials {
             user: user.into(),

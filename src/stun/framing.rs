@@ -12,7 +12,9 @@ use super::{HEADER_LEN, MAGIC_COOKIE};
 /// What a frame holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
+    /// A STUN message.
     Stun,
+    /// A ChannelData message.
     ChannelData,
 }
 
@@ -20,6 +22,7 @@ pub enum FrameKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
     #[error("stream bytes are neither STUN nor ChannelData")]
+    /// The first bytes are neither.
     NotStunOrChannelData,
 }
 
@@ -75,7 +78,9 @@ pub fn frame_len_as(buf: &[u8], classic: bool) -> Result<Option<(FrameKind, usiz
 /// padding; [`super::ChannelData::parse`] ignores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// What the frame holds.
     pub kind: FrameKind,
+    /// The whole frame, padding included.
     pub bytes: &'a [u8],
 }
 
@@ -92,6 +97,7 @@ pub struct Framer {
 const READ_CHUNK: usize = 16 * 1024;
 
 impl Framer {
+    /// A framer with nothing buffered.
     pub fn new() -> Self {
         Framer {
             buf: Vec::with_capacity(READ_CHUNK),

@@ -59,10 +59,13 @@ pub fn hmac_sha256(key: &[u8], prefix: &[u8], value_len: usize) -> [u8; SHA256_L
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IntegrityError {
     #[error("message has no such integrity attribute")]
+    /// The message has no such attribute.
     Missing,
     #[error("integrity attribute has an invalid length")]
+    /// The attribute has the wrong length.
     BadLength,
     #[error("integrity does not match")]
+    /// The HMAC does not match.
     Mismatch,
 }
 

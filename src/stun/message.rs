@@ -10,30 +10,51 @@ use super::{Class, MessageType, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("shorter than the 20-byte header")]
+    /// Shorter than the 20-byte header.
     TooShort,
     #[error("the two most significant bits are not zero")]
+    /// The top two bits are not zero.
     NotStun,
     #[error("magic cookie is not 0x2112A442")]
+    /// The magic cookie is wrong.
     BadMagicCookie,
     /// [`Message::parse_classic`] was handed a message with the cookie.
     #[error("magic cookie present: not an RFC 3489 message")]
     NotClassic,
     #[error("header length {header} does not match the {actual} bytes after the header")]
-    LengthMismatch { header: usize, actual: usize },
+    /// The header's length is not what follows it.
+    LengthMismatch {
+        /// The length field.
+        header: usize,
+        /// Bytes after the header.
+        actual: usize,
+    },
     #[error("header length is not a multiple of 4")]
+    /// The length is not a multiple of 4.
     UnalignedLength,
     #[error("attribute 0x{attribute:04x} runs past the end of the message")]
-    TruncatedAttribute { attribute: u16 },
+    /// An attribute runs past the end.
+    TruncatedAttribute {
+        /// Its type.
+        attribute: u16,
+    },
     #[error("attribute 0x{attribute:04x} follows FINGERPRINT")]
-    AttributeAfterFingerprint { attribute: u16 },
+    /// An attribute follows FINGERPRINT (RFC 8489 §14.7: it is last).
+    AttributeAfterFingerprint {
+        /// Its type.
+        attribute: u16,
+    },
     #[error("FINGERPRINT does not match")]
+    /// FINGERPRINT does not match.
     BadFingerprint,
 }
 
 /// One attribute as it appears in the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawAttribute<'a> {
+    /// The attribute type.
     pub attr_type: u16,
+    /// The value, without padding.
     pub value: &'a [u8],
     /// Offset of the attribute's 4-byte header within the message.
     pub offset: usize,
@@ -178,18 +199,22 @@ impl<'a> Message<'a> {
         Ok(msg)
     }
 
+    /// The whole message.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
     }
 
+    /// Method and class.
     pub fn message_type(&self) -> MessageType {
         self.message_type
     }
 
+    /// The class.
     pub fn class(&self) -> Class {
         self.message_type.class
     }
 
+    /// The method.
     pub fn method(&self) -> Method {
         self.message_type.method
     }
@@ -231,6 +256,7 @@ impl<'a> Message<'a> {
             .map(|a| a.value)
     }
 
+    /// The message ends with FINGERPRINT.
     pub fn has_fingerprint(&self) -> bool {
         self.fingerprint.is_some()
     }
@@ -269,6 +295,7 @@ impl<'a> Message<'a> {
 }
 
 /// Iterator over counted attributes.
+#[derive(Debug)]
 pub struct Attributes<'a> {
     bytes: &'a [u8],
     at: usize,

@@ -11,14 +11,17 @@
 //!
 //! No I/O, no clock, no allocation on the parse path.
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 pub mod attributes;
-pub mod builder;
+pub(crate) mod builder;
 pub mod channel_data;
-pub mod classic;
+pub(crate) mod classic;
 pub mod client;
 pub mod framing;
 pub mod integrity;
 pub mod message;
+pub(crate) mod unknown;
 
 pub use attributes::AttributeType;
 pub use builder::{BuildError, MessageBuilder};
@@ -36,9 +39,13 @@ pub const MAX_MESSAGE_LEN: usize = HEADER_LEN + u16::MAX as usize;
 /// The four message classes of RFC 8489 §5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
+    /// A request: gets a response.
     Request,
+    /// An indication: gets none.
     Indication,
+    /// A success response.
     SuccessResponse,
+    /// An error response.
     ErrorResponse,
 }
 
@@ -47,26 +54,39 @@ pub enum Class {
 pub struct Method(pub u16);
 
 impl Method {
+    /// RFC 8489 §18.2: ask for the reflexive address.
     pub const BINDING: Method = Method(0x001);
+    /// RFC 8656 §7: get a relayed address.
     pub const ALLOCATE: Method = Method(0x003);
+    /// RFC 8656 §8: extend or end an allocation.
     pub const REFRESH: Method = Method(0x004);
+    /// RFC 8656 §11: data to a peer (indication).
     pub const SEND: Method = Method(0x006);
+    /// RFC 8656 §11: data from a peer (indication).
     pub const DATA: Method = Method(0x007);
+    /// RFC 8656 §9: let a peer's IP in.
     pub const CREATE_PERMISSION: Method = Method(0x008);
+    /// RFC 8656 §12: bind a channel number to a peer.
     pub const CHANNEL_BIND: Method = Method(0x009);
+    /// RFC 6062 §4.3: open a TCP connection to a peer.
     pub const CONNECT: Method = Method(0x00A);
+    /// RFC 6062 §4.4: join a data connection to a peer connection.
     pub const CONNECTION_BIND: Method = Method(0x00B);
+    /// RFC 6062 §4.5: a peer connected (indication).
     pub const CONNECTION_ATTEMPT: Method = Method(0x00C);
 }
 
 /// Method and class together, as packed into the first 16 bits of the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageType {
+    /// The method.
     pub method: Method,
+    /// The class.
     pub class: Class,
 }
 
 impl MessageType {
+    /// Joins a method and a class.
     pub const fn new(method: Method, class: Class) -> Self {
         MessageType { method, class }
     }
@@ -87,6 +107,7 @@ impl MessageType {
         }
     }
 
+    /// Encodes the 14 bits of the type field (the inverse of `from_u16`).
     pub fn to_u16(self) -> u16 {
         let m = self.method.0 & 0x0FFF;
         let c: u16 = match self.class {

@@ -46,9 +46,19 @@ pub fn channel_data(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerData<'a> {
     /// ChannelData on a bound channel.
-    Channel { channel: u16, data: &'a [u8] },
+    Channel {
+        /// The channel number.
+        channel: u16,
+        /// The application data.
+        data: &'a [u8],
+    },
     /// A Data indication.
-    Indication { peer: SocketAddr, data: &'a [u8] },
+    Indication {
+        /// XOR-PEER-ADDRESS.
+        peer: SocketAddr,
+        /// DATA.
+        data: &'a [u8],
+    },
 }
 
 impl<'a> PeerData<'a> {
@@ -72,6 +82,7 @@ impl<'a> PeerData<'a> {
         })
     }
 
+    /// The application data.
     pub fn data(&self) -> &'a [u8] {
         match *self {
             PeerData::Channel { data, .. } | PeerData::Indication { data, .. } => data,

@@ -9,11 +9,19 @@ pub enum ClientError {
     /// An error response: ERROR-CODE and its reason (the RFC phrase when
     /// the server sent none).
     #[error("refused with {code}")]
-    Refused { code: u16, reason: String },
+    Refused {
+        /// ERROR-CODE's number.
+        code: u16,
+        /// ERROR-CODE's reason phrase.
+        reason: String,
+    },
     /// A 401 or 438 without REALM and NONCE: the server does not use
     /// long-term credentials.
     #[error("{code} {} without REALM and NONCE (the server does not use long-term credentials)", crate::stun::attributes::reason_phrase(*code))]
-    NoChallenge { code: u16 },
+    NoChallenge {
+        /// 401 or 438.
+        code: u16,
+    },
     /// The answer is not STUN.
     #[error("unparsable answer: {0}")]
     Unparsable(ParseError),

@@ -11,8 +11,10 @@
 //! * [`data`]: Send indications, ChannelData, and reading relayed data.
 //! * [`error`]: why a request failed, [`ClientError`].
 
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
 pub mod data;
-pub mod error;
+pub(crate) mod error;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +35,7 @@ const MAX_STALE: u8 = 2;
 /// REQUESTED-TRANSPORT of an Allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayTransport {
+    /// A UDP relay.
     Udp,
     /// RFC 6062 TCP relay.
     Tcp,
@@ -41,32 +44,43 @@ pub enum RelayTransport {
 /// REQUESTED-ADDRESS-FAMILY (RFC 8656 §18.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// IPv4.
     V4,
+    /// IPv6.
     V6,
 }
 
 /// A TURN request with its attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// Allocate (RFC 8656 §7).
     Allocate {
+        /// REQUESTED-TRANSPORT.
         transport: RelayTransport,
         /// `None` sends no REQUESTED-ADDRESS-FAMILY (IPv4 by default).
         family: Option<Family>,
     },
+    /// Refresh (RFC 8656 §8).
     Refresh {
         /// Seconds; 0 deletes the allocation.
         lifetime: u32,
     },
+    /// CreatePermission (RFC 8656 §9).
     CreatePermission {
+        /// The peer to permit.
         peer: SocketAddr,
     },
+    /// ChannelBind (RFC 8656 §12).
     ChannelBind {
+        /// 0x4000-0x7FFF.
         channel: u16,
+        /// The peer to bind.
         peer: SocketAddr,
     },
 }
 
 impl Request {
+    /// The STUN method of the request.
     pub fn method(&self) -> Method {
         match self {
             Request::Allocate { .. } => Method::ALLOCATE,
@@ -141,10 +155,12 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The answer's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
+    /// The answer's bytes, owned.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
@@ -204,10 +220,12 @@ impl TurnClient {
         self
     }
 
+    /// The credentials, with the last realm and nonce.
     pub fn credentials(&self) -> &Credentials {
         &self.creds
     }
 
+    /// The retransmission schedule.
     pub fn schedule(&self) -> Schedule {
         self.schedule
     }

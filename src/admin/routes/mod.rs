@@ -65,7 +65,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
 
 const OPENAPI: &str = include_str!("../openapi.json");
 
-pub fn router(state: State) -> Router {
+pub(super) fn router(state: State) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/v1/openapi.json", get(openapi))

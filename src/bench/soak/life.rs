@@ -8,14 +8,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::schedule::{source_ip, uses_channel, Life, Plan};
+use super::schedule::{source_ip, uses_channel, Life, Schedule};
 use super::stats::{Phase, Stats};
 use crate::bench::async_client::{Client, Retry};
 use crate::bench::proto::Error;
 use crate::bench::relay::{packet, sent_at, CHANNEL};
 
 /// A packet with no echo after this long counts as lost.
-pub const LOSS_AFTER: Duration = Duration::from_secs(1);
+pub(super) const LOSS_AFTER: Duration = Duration::from_secs(1);
 /// Packets of one allocation awaiting their echo, at most.
 const MAX_OUTSTANDING: usize = 8;
 /// Payload bytes per relayed packet.
@@ -26,18 +26,18 @@ const REFRESH_LIFETIME: u32 = 600;
 const BACKOFF: Duration = Duration::from_secs(1);
 /// Request retransmission: loopback loses nothing unless overloaded, and
 /// an overloaded server is what a soak should see as errors.
-pub const RETRY: Retry = Retry {
+pub(super) const RETRY: Retry = Retry {
     timeout: Duration::from_millis(500),
     tries: 5,
 };
 
 /// What every slot shares.
-pub struct Ctx {
+pub(super) struct Ctx {
     pub server: SocketAddr,
     pub user: String,
     pub password: String,
     pub echo: SocketAddr,
-    pub plan: Plan,
+    pub plan: Schedule,
     pub seed: u64,
     /// Start of the run: packet timestamps count from here.
     pub t0: Instant,
@@ -49,7 +49,7 @@ pub struct Ctx {
 }
 
 /// Runs slot `slot`'s lives back to back until the run ends.
-pub async fn slot(ctx: Rc<Ctx>, slot: usize) {
+pub(super) async fn slot(ctx: Rc<Ctx>, slot: usize) {
     let mut rng = fastrand::Rng::with_seed(ctx.seed ^ (slot as u64).wrapping_mul(0x9E37_79B9));
     let Some(ip) = source_ip(slot, ctx.plan.per_source) else {
         return;

@@ -19,7 +19,7 @@ use super::proc;
 use super::Common;
 use life::Ctx;
 use report::{Outcome, Probe, Row};
-use schedule::Plan;
+use schedule::Schedule;
 use stats::Window;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,12 +61,12 @@ const TEARDOWN: Duration = Duration::from_secs(30);
 /// How often the server is checked for being alive.
 const WATCH: Duration = Duration::from_secs(1);
 
-pub fn run(c: &Common, a: &SoakArgs) -> anyhow::Result<()> {
+pub(super) fn run(c: &Common, a: &SoakArgs) -> anyhow::Result<()> {
     let secs = |s: f64, what: &str| {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--{what} must be positive");
         Ok(Duration::from_secs_f64(s))
     };
-    let plan = Plan {
+    let plan = Schedule {
         slots: a.allocations,
         per_source: a.per_source,
         min_life: secs(a.min_life, "min-life")?,

@@ -8,7 +8,7 @@ use crate::bench::percentile;
 
 /// The server as /proc shows it at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Probe {
+pub(super) struct Probe {
     pub rss: Option<u64>,
     pub fds: Option<u64>,
     pub cpu_s: Option<f64>,
@@ -16,7 +16,7 @@ pub struct Probe {
 
 /// One interval.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(super) struct Row {
     /// Time since the start, at the end of the interval.
     pub at: Duration,
     pub interval: Duration,
@@ -35,7 +35,7 @@ pub struct Row {
 
 impl Row {
     /// Builds a row from an interval's counts (sorting its samples).
-    pub fn new(
+    pub(super) fn new(
         at: Duration,
         interval: Duration,
         live: u64,
@@ -64,14 +64,14 @@ impl Row {
         }
     }
 
-    pub fn per_minute(&self) -> f64 {
+    pub(super) fn per_minute(&self) -> f64 {
         self.allocated as f64 * 60.0 / self.interval.as_secs_f64().max(1e-9)
     }
 }
 
-pub const HEADER: &str = "  time   live  alloc/min  deleted  errors     sent  lost  rtt p50 ms  rtt p99 ms  cpu %  rss MiB     fds";
+pub(super) const HEADER: &str = "  time   live  alloc/min  deleted  errors     sent  lost  rtt p50 ms  rtt p99 ms  cpu %  rss MiB     fds";
 
-pub fn line(r: &Row) -> String {
+pub(super) fn line(r: &Row) -> String {
     format!(
         "{:>6}  {:>5}  {:>9.0}  {:>7}  {:>6}  {:>7}  {:>4}  {:>10.2}  {:>10.2}  {:>5}  {:>7}  {:>6}",
         clock(r.at),
@@ -100,15 +100,15 @@ fn mib(b: Option<u64>) -> String {
 }
 
 /// Growth judged flat up to these bounds.
-pub const RSS_FLAT: f64 = 0.10;
-pub const FDS_FLAT: f64 = 0.01;
+pub(super) const RSS_FLAT: f64 = 0.10;
+pub(super) const FDS_FLAT: f64 = 0.01;
 /// Descriptors the server may open for good during a run (a database
 /// connection, a timer) without it being a leak.
-pub const FDS_SLACK: u64 = 8;
+pub(super) const FDS_SLACK: u64 = 8;
 
 /// Everything the verdict weighs.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(super) struct Outcome {
     pub rows: Vec<Row>,
     /// Rows ending within this time of the start are warm-up: growth is
     /// measured from the first row after it.
@@ -126,7 +126,7 @@ pub struct Outcome {
 
 /// How an `Outcome` is judged: the exit status follows `pass`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
+pub(super) struct Verdict {
     pub pass: bool,
     pub warnings: Vec<String>,
     pub line: String,
@@ -136,7 +136,7 @@ fn growth(first: u64, last: u64) -> f64 {
     (last as f64 - first as f64) / (first as f64).max(1.0)
 }
 
-pub fn verdict(o: &Outcome) -> Verdict {
+pub(super) fn verdict(o: &Outcome) -> Verdict {
     let mut notes = Vec::new();
     let mut warnings = Vec::new();
     let mut failures = Vec::new();
@@ -212,7 +212,7 @@ pub fn verdict(o: &Outcome) -> Verdict {
 }
 
 /// The summary lines printed after the table.
-pub fn summary(o: &Outcome, minutes: f64) -> Vec<String> {
+pub(super) fn summary(o: &Outcome, minutes: f64) -> Vec<String> {
     let t = &o.totals;
     let mut out = vec![format!(
         "allocations: {} made ({:.0}/min), {} deleted; packets: {} sent, {} echoed, {} lost; errors: {}",

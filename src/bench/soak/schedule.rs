@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The shape of the load, from the command line.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(super) struct Schedule {
     /// Allocations held at once, one per slot.
     pub slots: usize,
     /// Allocations per client source address (127.0.0.x), so a per-source
@@ -20,7 +20,7 @@ pub struct Plan {
 
 /// One allocation's life, as offsets from the moment it was granted.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Life {
+pub(super) struct Life {
     /// When it is deleted (Refresh LIFETIME 0).
     pub lifetime: Duration,
     /// When it is refreshed: always once, inside its life.
@@ -31,7 +31,7 @@ pub struct Life {
 
 /// The shortest life the plan accepts: room for a refresh and a packet's
 /// round trip before the delete.
-pub const MIN_LIFE: Duration = Duration::from_secs(4);
+pub(super) const MIN_LIFE: Duration = Duration::from_secs(4);
 
 /// The first client source address; 127.0.0.1 is the server's and the
 /// echo peer's.
@@ -39,9 +39,9 @@ const FIRST_SOURCE: u32 = u32::from_be_bytes([127, 0, 0, 2]);
 /// The last usable address of 127.0.0.0/8.
 const LAST_SOURCE: u32 = u32::from_be_bytes([127, 255, 255, 254]);
 
-impl Plan {
+impl Schedule {
     /// Refuses a plan that cannot run, with a readable reason.
-    pub fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), String> {
         if self.slots == 0 {
             return Err("--allocations must be at least 1".into());
         }
@@ -69,7 +69,7 @@ impl Plan {
     /// Draws the next life of a slot: a lifetime uniform in
     /// [min_life, max_life], a refresh between a quarter and three quarters
     /// of it, and a first packet within one mean gap.
-    pub fn life(&self, rng: &mut fastrand::Rng) -> Life {
+    pub(super) fn life(&self, rng: &mut fastrand::Rng) -> Life {
         let span = (self.max_life - self.min_life).as_millis() as u64;
         let lifetime = self.min_life + Duration::from_millis(rng.u64(0..=span));
         let refresh_at = lifetime.mul_f64(0.25 + 0.5 * rng.f64());
@@ -83,30 +83,30 @@ impl Plan {
 
     /// The gap before an allocation's next packet: uniform in [gap/2,
     /// 3·gap/2], so clients do not fall into step.
-    pub fn next_gap(&self, rng: &mut fastrand::Rng) -> Duration {
+    pub(super) fn next_gap(&self, rng: &mut fastrand::Rng) -> Duration {
         self.packet_gap.mul_f64(0.5 + rng.f64())
     }
 
     /// Allocations made per minute once every slot churns.
-    pub fn churn_per_minute(&self) -> f64 {
+    pub(super) fn churn_per_minute(&self) -> f64 {
         let mean_life = (self.min_life + self.max_life).as_secs_f64() / 2.0;
         self.slots as f64 * 60.0 / mean_life
     }
 
     /// Packets the clients send per second in all.
-    pub fn packets_per_second(&self) -> f64 {
+    pub(super) fn packets_per_second(&self) -> f64 {
         self.slots as f64 / self.packet_gap.as_secs_f64()
     }
 
     /// Client source addresses used.
-    pub fn sources(&self) -> usize {
+    pub(super) fn sources(&self) -> usize {
         self.slots.div_ceil(self.per_source)
     }
 }
 
 /// Slot `slot`'s client source address: `per_source` slots share one
 /// address, from 127.0.0.2 up; None past 127.255.255.254.
-pub fn source_ip(slot: usize, per_source: usize) -> Option<Ipv4Addr> {
+pub(super) fn source_ip(slot: usize, per_source: usize) -> Option<Ipv4Addr> {
     let offset = u32::try_from(slot / per_source.max(1)).ok()?;
     let ip = FIRST_SOURCE.checked_add(offset)?;
     (ip <= LAST_SOURCE).then(|| Ipv4Addr::from(ip))
@@ -114,7 +114,7 @@ pub fn source_ip(slot: usize, per_source: usize) -> Option<Ipv4Addr> {
 
 /// Whether a slot relays with a channel (ChannelData) or with Send and
 /// Data indications: half and half, so both paths soak.
-pub fn uses_channel(slot: usize) -> bool {
+pub(super) fn uses_channel(slot: usize) -> bool {
     slot % 2 == 0
 }
 
@@ -123,8 +123,8 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn plan() -> Plan {
-        Plan {
+    fn plan() -> Schedule {
+        Schedule {
             slots: 10_000,
             per_source: 100,
             min_life: Duration::from_secs(20),
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_shortest_life_still_refreshes_well_before_its_delete() {
-        let p = Plan {
+        let p = Schedule {
             min_life: MIN_LIFE,
             max_life: MIN_LIFE,
             ..plan()
@@ -235,42 +235,42 @@ mod tests {
         assert_eq!(ok.check(), Ok(()));
         let cases = [
             (
-                Plan {
+                Schedule {
                     slots: 0,
                     ..ok.clone()
                 },
                 "--allocations",
             ),
             (
-                Plan {
+                Schedule {
                     per_source: 0,
                     ..ok.clone()
                 },
                 "--per-source",
             ),
             (
-                Plan {
+                Schedule {
                     min_life: Duration::from_secs(1),
                     ..ok.clone()
                 },
                 "--min-life",
             ),
             (
-                Plan {
+                Schedule {
                     max_life: Duration::from_secs(10),
                     ..ok.clone()
                 },
                 "--max-life",
             ),
             (
-                Plan {
+                Schedule {
                     packet_gap: Duration::ZERO,
                     ..ok.clone()
                 },
                 "--packet-interval",
             ),
             (
-                Plan {
+                Schedule {
                     slots: 20_000_000,
                     per_source: 1,
                     ..ok.clone()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Where in an allocation's life something failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(super) enum Phase {
     Socket,
     Allocate,
     Permission,
@@ -17,7 +17,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub(super) const ALL: [Phase; 7] = [
         Phase::Socket,
         Phase::Allocate,
         Phase::Permission,
@@ -27,7 +27,7 @@ impl Phase {
         Phase::Delete,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Phase::Socket => "socket",
             Phase::Allocate => "allocate",
@@ -42,7 +42,7 @@ impl Phase {
 
 /// Counts over one report interval (or, summed, over the run).
 #[derive(Debug, Default, Clone)]
-pub struct Window {
+pub(super) struct Window {
     pub allocated: u64,
     pub deleted: u64,
     pub errors: u64,
@@ -55,7 +55,7 @@ pub struct Window {
 
 impl Window {
     /// Adds `w`'s counts (not its samples).
-    pub fn add(&mut self, w: &Window) {
+    pub(super) fn add(&mut self, w: &Window) {
         self.allocated += w.allocated;
         self.deleted += w.deleted;
         self.errors += w.errors;
@@ -71,7 +71,7 @@ const MAX_SAMPLES: usize = 2_000_000;
 const MAX_PRINTED: u32 = 20;
 
 #[derive(Default)]
-pub struct Stats {
+pub(super) struct Stats {
     /// Allocations granted and not yet deleted.
     pub live: Cell<u64>,
     window: RefCell<Window>,
@@ -80,24 +80,24 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn allocated(&self) {
+    pub(super) fn allocated(&self) {
         self.live.set(self.live.get() + 1);
         self.window.borrow_mut().allocated += 1;
     }
 
     /// The allocation is gone from this side: deleted, or given up on.
-    pub fn released(&self, deleted: bool) {
+    pub(super) fn released(&self, deleted: bool) {
         self.live.set(self.live.get().saturating_sub(1));
         if deleted {
             self.window.borrow_mut().deleted += 1;
         }
     }
 
-    pub fn sent(&self) {
+    pub(super) fn sent(&self) {
         self.window.borrow_mut().sent += 1;
     }
 
-    pub fn echoed(&self, rtt_us: u32) {
+    pub(super) fn echoed(&self, rtt_us: u32) {
         let mut w = self.window.borrow_mut();
         w.echoed += 1;
         if w.rtts_us.len() < MAX_SAMPLES {
@@ -105,12 +105,18 @@ impl Stats {
         }
     }
 
-    pub fn lost(&self) {
+    pub(super) fn lost(&self) {
         self.window.borrow_mut().lost += 1;
     }
 
     /// Counts an error; the first few are printed on stderr as they happen.
-    pub fn error(&self, phase: Phase, slot: usize, at: Duration, what: &dyn std::fmt::Display) {
+    pub(super) fn error(
+        &self,
+        phase: Phase,
+        slot: usize,
+        at: Duration,
+        what: &dyn std::fmt::Display,
+    ) {
         self.window.borrow_mut().errors += 1;
         self.by_phase.borrow_mut()[phase as usize] += 1;
         let n = self.printed.get();
@@ -130,12 +136,12 @@ impl Stats {
     }
 
     /// The interval's counts, starting a new interval.
-    pub fn take_window(&self) -> Window {
+    pub(super) fn take_window(&self) -> Window {
         std::mem::take(&mut *self.window.borrow_mut())
     }
 
     /// Errors per phase over the run, the non-zero ones.
-    pub fn errors_by_phase(&self) -> Vec<(&'static str, u64)> {
+    pub(super) fn errors_by_phase(&self) -> Vec<(&'static str, u64)> {
         let by = self.by_phase.borrow();
         Phase::ALL
             .iter()

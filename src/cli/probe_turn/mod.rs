@@ -74,7 +74,7 @@ pub(super) const PAYLOAD_LEN: usize = MAGIC.len() + 8 + 4;
 pub(super) const SOFTWARE: &str = "turnpike probe";
 
 /// Runs the check; prints the report, or one line with the reason.
-pub fn run(args: TurnProbeArgs) -> ExitCode {
+pub(super) fn run(args: TurnProbeArgs) -> ExitCode {
     let json = args.json;
     match probe(args) {
         Ok(report) => {

@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::attributes::{round_up_4, ChangeRequest, ResponsePort};
+use super::attributes::{round_up_4, ChangeRequest, ResponsePort, MAX_PADDING};
 use super::report::{
     Behaviour, Lifetime, NoRfc5780Reason, Outcome, ProbeError, Report, SocketId, Test, TestRecord,
 };
@@ -56,13 +56,12 @@ use crate::stun::{
     AttributeType, Class, Message, MessageBuilder, MessageType, Method, TransactionId,
 };
 
-/// Largest PADDING the probe will send.
-const MAX_PADDING: usize = 65_000;
+mod sequence;
 
 /// Knobs of a run. [`Default`] gives a run of a few seconds: mapping,
 /// filtering, hairpinning and large packets, no lifetime search.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeOptions {
+pub(crate) struct ProbeOptions {
     /// Initial retransmission timeout (RFC 8489 §6.2.1: 500 ms recommended).
     pub rto: Duration,
     /// Rc: most requests per transaction (RFC 8489 default 7).
@@ -97,7 +96,7 @@ impl Default for ProbeOptions {
 
 impl ProbeOptions {
     /// Whether the shell must bind [`SocketId::Secondary`].
-    pub fn needs_secondary(&self) -> bool {
+    pub(crate) fn needs_secondary(&self) -> bool {
         self.hairpinning || self.lifetime.is_some()
     }
 }
@@ -106,7 +105,7 @@ impl ProbeOptions {
 /// while the binding survives (up to `max`), then bisect until the bracket
 /// is `resolution` wide. Each trial costs its idle period plus a round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LifetimeSearch {
+pub(crate) struct LifetimeSearch {
     pub first: Duration,
     pub max: Duration,
     pub resolution: Duration,
@@ -124,7 +123,7 @@ impl Default for LifetimeSearch {
 
 /// A datagram for the shell to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeTransmit {
+pub(crate) struct ProbeTransmit {
     pub from_socket: SocketId,
     pub to: SocketAddr,
     pub data: Vec<u8>,
@@ -170,7 +169,7 @@ struct Search {
 }
 
 /// The RFC 5780 client state machine. See the module doc.
-pub struct Probe {
+pub(crate) struct Probe {
     server: SocketAddr,
     local: SocketAddr,
     options: ProbeOptions,
@@ -190,7 +189,7 @@ impl Probe {
     /// `local`. `seed` keys the transaction ids (RFC 8489 §6: they must be
     /// "uniformly and randomly chosen"): pass 32 random bytes; tests pass a
     /// constant for determinism. The first request is ready at once.
-    pub fn new(
+    pub(crate) fn new(
         server: SocketAddr,
         local: SocketAddr,
         options: ProbeOptions,
@@ -216,17 +215,13 @@ impl Probe {
         p
     }
 
-    pub fn options(&self) -> &ProbeOptions {
-        &self.options
-    }
-
     /// The next datagram to send.
-    pub fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
         self.queue.pop_front()
     }
 
     /// When [`Self::handle_timeout`] must next be called; `None` once done.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if self.verdict.is_some() {
             return None;
         }
@@ -237,14 +232,14 @@ impl Probe {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.pump(now);
     }
 
     /// A datagram arrived on `socket` from `from`. Anything that is not the
     /// awaited answer (or, in the hairpinning test, our own request) is
     /// ignored.
-    pub fn handle_response(
+    pub(crate) fn handle_response(
         &mut self,
         now: Instant,
         socket: SocketId,
@@ -295,11 +290,13 @@ impl Probe {
     }
 
     /// `Some` once the run is over.
-    pub fn verdict(&self) -> Option<Result<Report, ProbeError>> {
+    pub(crate) fn verdict(&self) -> Option<Result<Report, ProbeError>> {
         self.verdict.clone()
     }
 
-    pub fn is_done(&self) -> bool {
+    /// Tests ask this; the shell waits for [`Probe::verdict`].
+    #[cfg(test)]
+    pub(crate) fn is_done(&self) -> bool {
         self.verdict.is_some()
     }
 
@@ -618,120 +615,6 @@ impl Probe {
             Test::Hairpinning => {}
         }
     }
-
-    fn after_filtering(&mut self, now: Instant) {
-        if self.nat() {
-            self.begin(Test::MappingAlternateIp, now);
-        } else {
-            // §4.3: "the client knows that it is not NATed and the effective
-            // mapping will be Endpoint-Independent."
-            self.found.mapping = Some(Behaviour::EndpointIndependent);
-            self.after_mapping(now);
-        }
-    }
-
-    fn after_mapping(&mut self, now: Instant) {
-        if self.options.hairpinning && self.nat() {
-            self.begin(Test::Hairpinning, now);
-        } else {
-            self.after_hairpinning(now);
-        }
-    }
-
-    fn after_hairpinning(&mut self, now: Instant) {
-        if self.options.large_packet_padding.is_some() {
-            self.begin(Test::LargePacket, now);
-        } else {
-            self.after_large_packet(now);
-        }
-    }
-
-    fn after_large_packet(&mut self, now: Instant) {
-        let Some(bounds) = self.options.lifetime else {
-            return self.finish();
-        };
-        // A zero resolution would bisect forever.
-        let bounds = LifetimeSearch {
-            resolution: bounds.resolution.max(Duration::from_millis(1)),
-            max: bounds.max.max(Duration::from_millis(1)),
-            first: bounds.first.max(Duration::from_millis(1)),
-        };
-        self.search = Some(Search {
-            bounds,
-            lo: Duration::ZERO,
-            hi: None,
-            trial: bounds.first.min(bounds.max),
-            port: 0,
-        });
-        self.begin(Test::LifetimeRefresh, now);
-    }
-
-    /// One §4.6 trial is over: double, bisect, or stop. §4.6: "the client
-    /// must resend a binding request from the original source port before
-    /// beginning a second test with a different value of T."
-    fn lifetime_trial(&mut self, alive: bool, now: Instant) {
-        let Some(s) = self.search.as_mut() else {
-            return self.finish();
-        };
-        if alive {
-            s.lo = s.trial;
-        } else {
-            s.hi = Some(s.trial);
-        }
-        let next = match s.hi {
-            None if s.lo >= s.bounds.max => None,
-            None => Some((s.trial * 2).min(s.bounds.max)),
-            Some(hi) if hi.saturating_sub(s.lo) <= s.bounds.resolution => None,
-            Some(hi) => Some(s.lo + (hi - s.lo) / 2),
-        };
-        match next {
-            Some(t) => {
-                s.trial = t;
-                self.begin(Test::LifetimeRefresh, now);
-            }
-            None => {
-                self.found.lifetime = Some(Lifetime {
-                    at_least: s.lo,
-                    less_than: s.hi,
-                });
-                self.finish();
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        let f = &self.found;
-        let (Some(mapped), Some(other), Some(mapping), Some(filtering)) =
-            (f.mapped, f.other, f.mapping, f.filtering)
-        else {
-            // Only reachable after test I and the filtering tests succeeded.
-            return self.fail(ProbeError::NoAnswer {
-                test: Test::Connectivity,
-                to: self.server,
-            });
-        };
-        let report = Report {
-            server: self.server,
-            local: self.local,
-            mapped,
-            other_address: other,
-            response_origin: f.origin,
-            nat: mapped != self.local,
-            mapping,
-            filtering,
-            mapped_alternate_ip: f.mapped2,
-            mapped_alternate_address: f.mapped3,
-            hairpinning: f.hairpin,
-            large_packets: f.large,
-            alg: f.mapped_plain.map(|plain| plain != mapped),
-            lifetime: f.lifetime,
-            tests: std::mem::take(&mut self.records),
-        };
-        self.verdict = Some(Ok(report));
-        self.tx = None;
-        self.wait_until = None;
-        self.queue.clear();
-    }
 }
 
 /// OTHER-ADDRESS must name another IP and another port of the same family.
@@ -782,52 +665,5 @@ fn build_request(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn other_address_must_differ_in_ip_and_port_and_share_the_family() {
-        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
-        let ok: SocketAddr = "198.51.100.2:3479".parse().unwrap();
-        assert_eq!(check_other_address(server, Some(ok)), Ok(ok));
-        assert_eq!(
-            check_other_address(server, None),
-            Err(NoRfc5780Reason::NoOtherAddress)
-        );
-        assert_eq!(
-            check_other_address(server, Some("192.0.2.1:3479".parse().unwrap())),
-            Err(NoRfc5780Reason::OtherAddressSameIp)
-        );
-        assert_eq!(
-            check_other_address(server, Some("198.51.100.2:3478".parse().unwrap())),
-            Err(NoRfc5780Reason::OtherAddressSamePort)
-        );
-        assert_eq!(
-            check_other_address(server, Some("[2001:db8::2]:3479".parse().unwrap())),
-            Err(NoRfc5780Reason::OtherAddressFamily)
-        );
-    }
-
-    #[test]
-    fn requests_carry_the_asked_attributes_and_a_fingerprint() {
-        let id = TransactionId([3; 12]);
-        let data = build_request(id, Some(ChangeRequest::PORT), None, Some(1500));
-        let msg = Message::parse(&data).unwrap();
-        assert_eq!(msg.class(), Class::Request);
-        assert_eq!(msg.method(), Method::BINDING);
-        assert_eq!(msg.transaction_id(), id);
-        assert!(msg.has_fingerprint());
-        assert_eq!(
-            msg.get(AttributeType::CHANGE_REQUEST),
-            Some(&ChangeRequest::PORT.encode()[..])
-        );
-        assert_eq!(msg.get(AttributeType::PADDING).map(|v| v.len()), Some(1500));
-        assert_eq!(data.len(), 20 + 8 + 4 + 1500 + 8);
-        let data = build_request(id, None, Some(ResponsePort(61001)), None);
-        let msg = Message::parse(&data).unwrap();
-        assert_eq!(
-            msg.get(AttributeType::RESPONSE_PORT),
-            Some(&ResponsePort(61001).encode()[..])
-        );
-    }
-}
+#[path = "../tests/probe_unit.rs"]
+mod tests;
