@@ -6,6 +6,7 @@ mod classic;
 mod cli;
 mod coturn;
 mod differential;
+mod docs;
 mod dtls;
 mod memory;
 mod nat;
