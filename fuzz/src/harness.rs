@@ -502,11 +502,7 @@ impl Harness {
                     let i = r.pick(self.unanswered.len());
                     let (relay, addr) = self.unanswered.remove(i);
                     let ok = r.bool();
-                    let result = if ok {
-                        Ok(addr)
-                    } else {
-                        Err(RelayError::Other)
-                    };
+                    let result = if ok { Ok(addr) } else { Err(RelayError::Other) };
                     self.server.relay_opened(self.now, relay, result);
                     if ok {
                         self.open.insert(relay);

@@ -8,10 +8,10 @@ use crate::auth::{Authenticated, Origin};
 use crate::stun::attributes::AttributeType;
 use crate::stun::Message;
 use crate::turn::attributes::{self as attr, Lifetime, RequestedAddressFamily};
-use crate::turn::{EndReason, Event};
 use crate::turn::error::{
     ALLOCATION_MISMATCH, BAD_REQUEST, PEER_ADDRESS_FAMILY_MISMATCH, WRONG_CREDENTIALS,
 };
+use crate::turn::{EndReason, Event};
 
 impl Server {
     /// The allocation of this 5-tuple, checked against the request's user:

@@ -11,10 +11,17 @@ fn busy_allocation(h: &mut Harness, tuple: FiveTuple) -> RelayId {
     assert_eq!(code_of(&a), None);
     let relay = h.opened.last().unwrap().0;
     let peer = sa(PEER);
-    let r = h.call(h.at(0), tuple, Method::CHANNEL_BIND, "alice", 2, &move |b| {
-        b.add(AttributeType::CHANNEL_NUMBER, &[0x40, 0x00, 0, 0]);
-        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
-    });
+    let r = h.call(
+        h.at(0),
+        tuple,
+        Method::CHANNEL_BIND,
+        "alice",
+        2,
+        &move |b| {
+            b.add(AttributeType::CHANNEL_NUMBER, &[0x40, 0x00, 0, 0]);
+            b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
+        },
+    );
     assert_eq!(code_of(&r), None);
     assert!(h
         .forward(h.at(1), tuple, &channel_data(0x4000, b"abcd"))

@@ -137,7 +137,8 @@ fn connect_bind_446_447_and_unbound_connections_time_out() {
     let silent = sa("8.8.8.9:8080");
     h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(silent));
     let (conn2, _) = h.connects[1];
-    h.server.peer_connected(now, conn2, Err(ConnectError::Refused));
+    h.server
+        .peer_connected(now, conn2, Err(ConnectError::Refused));
     let t = h.transmits();
     assert_eq!(code_of(&t[0].1), Some(447));
 
@@ -234,7 +235,8 @@ fn peer_connections_are_capped_per_allocation_and_per_user() {
     assert_eq!(code_of(&r[0]), Some(508), "pending Connects count");
     assert_eq!(h.connects.len(), 3, "no SYN beyond the cap");
     // A failed Connect gives its place back; a connected one keeps it.
-    h.server.peer_connected(now, h.connects[0].0, Err(ConnectError::TimedOut));
+    h.server
+        .peer_connected(now, h.connects[0].0, Err(ConnectError::TimedOut));
     h.server.peer_connected(now, h.connects[1].0, Ok(()));
     h.transmits();
     let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer(5)));
@@ -378,7 +380,13 @@ fn a_connect_the_peer_never_answers_gets_447_at_the_core_deadline() {
     assert!(h.transmits().is_empty());
     assert!(requests(&mut h).is_empty());
     // The same peer may be tried again.
-    let r = h.call_async(h.at(32), control, Method::CONNECT, "alice", &peer_attr(peer));
+    let r = h.call_async(
+        h.at(32),
+        control,
+        Method::CONNECT,
+        "alice",
+        &peer_attr(peer),
+    );
     assert!(r.is_empty(), "pending again, not 446");
 }
 
@@ -390,9 +398,13 @@ fn a_failed_connect_gets_447_at_once_whatever_the_failure() {
     });
     let control = tcp("203.0.113.5:40000");
     h.allocate(h.at(0), control, &|b| transport_tcp(b));
-    for (i, why) in [ConnectError::Refused, ConnectError::TimedOut, ConnectError::Other]
-        .into_iter()
-        .enumerate()
+    for (i, why) in [
+        ConnectError::Refused,
+        ConnectError::TimedOut,
+        ConnectError::Other,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let peer = sa(&format!("8.8.8.{}:80", i + 1));
         h.call_async(h.at(1), control, Method::CONNECT, "alice", &peer_attr(peer));
@@ -446,10 +458,6 @@ fn an_unbound_peer_is_handed_back_to_the_shell_at_the_bind_deadline() {
     }
     // The table has forgotten it: a late hold is refused (the shell
     // drops, so closes, what it offered).
-    let back = h
-        .server
-        .shared()
-        .tcp_conns
-        .hold(conn, Held::new(Socket(8)));
+    let back = h.server.shared().tcp_conns.hold(conn, Held::new(Socket(8)));
     assert_eq!(back.unwrap_err().downcast::<Socket>().unwrap(), Socket(8));
 }
