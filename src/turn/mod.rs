@@ -18,7 +18,8 @@
 //!   peer datagrams back to clients), `timers.rs`, `ids.rs`, `stats.rs`.
 //! * `edges.rs`: the boundary's vocabulary: [`Request`], [`Event`], the
 //!   typed answers ([`RelayError`], [`ConnectError`]) and ids ([`ConnId`]).
-//! * [`tcp_relay`]: RFC 6062 Connect, ConnectionBind, ConnectionAttempt.
+//! * [`tcp_relay`]: RFC 6062 Connect, ConnectionBind, ConnectionAttempt,
+//!   their deadlines, and (`tcp_relay/table.rs`) the one connection table.
 //! * [`error`]: the error codes, named, with their RFC sentence.
 //! * `attributes.rs`: TURN attributes decoded as typed values.
 //! * [`allocation`]: one allocation's permissions, channels and counters.

@@ -14,6 +14,7 @@
 //! both deadlines are core timers: the Connect's ([`CONNECT_TIMEOUT`], then
 //! 447) and the ConnectionBind's ([`BIND_TIMEOUT`]). When the core ends a
 //! connection, [`Request::ClosePeer`] hands the payload back to be dropped.
+//! The table itself is `table.rs`; this file holds the methods.
 //!
 //! Peer connections cost a socket each, so they are bounded (F8): per
 //! allocation (`max_peer_connections`, pending Connects included), per
@@ -21,11 +22,10 @@
 //! rate-limited per allocation ([`CONNECT_RATE`]). Beyond them a Connect
 //! gets 508 and an inbound peer is closed at once.
 
-use std::any::Any;
+mod table;
+
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::attributes::{self as attr, ConnectionId, XorPeerAddress};
@@ -38,6 +38,9 @@ use super::{ConnId, ConnectError, FiveTuple, RelayId, Request};
 use crate::auth::{Authenticated, Signer};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use table::{Entry, State};
+
+pub use table::{Held, TcpConns};
 
 /// RFC 6062 §5.2/§5.3: a connection not bound within 30 seconds is closed.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,130 +51,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// address space from our relay address must be slow.
 pub const CONNECT_RATE: f64 = 10.0;
 
-/// What the shell keeps with a connection (its sockets, its tasks): the
-/// core stores it and hands it back, never reads it.
-pub struct Held(Box<dyn Any + Send>);
-
-impl Held {
-    pub fn new<T: Any + Send>(value: T) -> Self {
-        Held(Box::new(value))
-    }
-
-    /// The shell's value back, if it is a `T`.
-    pub fn downcast<T: Any>(self) -> Result<T, Held> {
-        self.0.downcast::<T>().map(|b| *b).map_err(Held)
-    }
-}
-
-impl std::fmt::Debug for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Held(..)")
-    }
-}
-
-/// A peer connection known by its CONNECTION-ID.
-#[derive(Debug)]
-struct Entry {
-    username: String,
-    state: State,
-    held: Option<Held>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// A Connect's attempt, not answered yet.
-    Connecting,
-    /// Connected, waiting for a ConnectionBind.
-    Waiting,
-    Bound,
-}
-
 /// Which deadline a connection timer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Deadline {
     Connect,
     Bind,
-}
-
-/// Peer connections of every worker, and each user's count of them
-/// (pending Connects included).
-#[derive(Debug, Default)]
-pub struct TcpConns(Mutex<Table>);
-
-#[derive(Debug, Default)]
-struct Table {
-    entries: HashMap<ConnId, Entry>,
-    per_user: HashMap<String, u32>,
-}
-
-impl Table {
-    fn contains_key(&self, conn: &ConnId) -> bool {
-        self.entries.contains_key(conn)
-    }
-
-    /// Counts one more connection for `user`, unless at `max`.
-    fn reserve(&mut self, user: &str, max: u32) -> bool {
-        let n = self.per_user.get(user).copied().unwrap_or(0);
-        if n >= max {
-            return false;
-        }
-        self.per_user.insert(user.to_string(), n + 1);
-        true
-    }
-
-    fn unreserve(&mut self, user: &str) {
-        if let Some(n) = self.per_user.get_mut(user) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(user);
-            }
-        }
-    }
-
-    /// Ends a connection and its place in its user's count.
-    fn remove(&mut self, conn: &ConnId) -> Option<Entry> {
-        let e = self.entries.remove(conn)?;
-        self.unreserve(&e.username);
-        Some(e)
-    }
-}
-
-impl TcpConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Connections not yet ended (waiting or bound).
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Connections counted for `user`, pending Connects included.
-    pub fn of_user(&self, user: &str) -> u32 {
-        self.lock().per_user.get(user).copied().unwrap_or(0)
-    }
-
-    /// The shell keeps `held` with connection `conn` (any worker may take
-    /// it back). An ended connection gives it back: the shell drops it.
-    /// Anything held before is dropped: take it first.
-    pub fn hold(&self, conn: ConnId, held: Held) -> Result<(), Held> {
-        match self.lock().entries.get_mut(&conn) {
-            Some(e) => {
-                e.held = Some(held);
-                Ok(())
-            }
-            None => Err(held),
-        }
-    }
-
-    /// What the shell keeps with connection `conn`, taken out.
-    pub fn take(&self, conn: ConnId) -> Option<Held> {
-        self.lock().entries.get_mut(&conn)?.held.take()
-    }
 }
 
 /// A Connect waiting for the shell's [`Server::peer_connected`] (or its
