@@ -39,8 +39,9 @@ use turnpike::turn::policy::{IpRange, PeerPolicy};
 use turnpike::turn::ports::PortPool;
 use turnpike::turn::quota::Quotas;
 use turnpike::turn::{
-    FiveTuple, Output, RelayId, Server, Shared, SharedKeys, Transport, TurnConfig,
-    DEFAULT_LIFETIME, MAX_LIFETIME, PEER_HEADROOM, PEER_TAILROOM,
+    ConnId, ConnectError, Event, FiveTuple, RelayError, RelayId, Request, Server, Shared,
+    SharedKeys, Transport, TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME, PEER_HEADROOM,
+    PEER_TAILROOM,
 };
 
 use crate::Reader;
@@ -186,17 +187,20 @@ pub struct Harness {
     nonces: Vec<Vec<u8>>,
     /// Relays the shell opened and has not closed.
     open: BTreeSet<RelayId>,
-    /// OpenRelay requests not answered yet (deferred by the input).
-    unanswered: Vec<RelayId>,
+    /// Relay requests not answered yet (deferred by the input), with the
+    /// address asked for.
+    unanswered: Vec<(RelayId, SocketAddr)>,
     fail_opens: u8,
     defer_opens: bool,
     /// RFC 6062 connects the shell has not answered yet.
-    connecting: Vec<u32>,
+    connecting: Vec<ConnId>,
+    /// Allocations announced created and not yet deleted (events).
+    announced: std::collections::HashSet<FiveTuple>,
     /// What the client side has learnt: tokens, relayed addresses,
     /// connection ids, channel numbers it asked for.
     tokens: Vec<[u8; 8]>,
     relayed: Vec<SocketAddr>,
-    conn_ids: Vec<u32>,
+    conn_ids: Vec<ConnId>,
     channels: Vec<u16>,
     /// OAuth mac key and its signing length from the last token sent.
     session_mac: Option<([u8; 20], usize)>,
@@ -300,6 +304,7 @@ impl Harness {
             fail_opens: 0,
             defer_opens: false,
             connecting: Vec::new(),
+            announced: Default::default(),
             tokens: Vec::new(),
             relayed: Vec::new(),
             conn_ids: Vec::new(),
@@ -388,12 +393,13 @@ impl Harness {
     pub fn finish(&mut self) {
         // Answer what the shell still owes, as a shell eventually does.
         self.defer_opens = false;
-        for relay in std::mem::take(&mut self.unanswered) {
-            self.server.relay_opened(self.now, relay, Ok(()));
+        for (relay, addr) in std::mem::take(&mut self.unanswered) {
+            self.server.relay_opened(self.now, relay, Ok(addr));
             self.open.insert(relay);
         }
         for conn in std::mem::take(&mut self.connecting) {
-            self.server.peer_connected(self.now, conn, false);
+            self.server
+                .peer_connected(self.now, conn, Err(ConnectError::Refused));
         }
         self.pump();
         for _ in 0..4 {
@@ -419,6 +425,11 @@ impl Harness {
             "relay ports leak"
         );
         assert!(shared.tcp_conns.is_empty(), "RFC 6062 connections leak");
+        assert!(
+            self.announced.is_empty(),
+            "allocations created without a deleted event: {:?}",
+            self.announced
+        );
     }
 
     // ----- the shell ------------------------------------------------------
@@ -426,37 +437,54 @@ impl Harness {
     /// Runs the shell's side of every queued output and reads every queued
     /// control message.
     fn pump(&mut self) {
-        while let Some(o) = self.server.poll_output() {
-            match o {
-                Output::OpenRelay { relay, .. } => {
+        while let Some(request) = self.server.poll_request() {
+            match request {
+                Request::OpenUdpRelay { relay, addr, .. }
+                | Request::ListenTcpRelay { relay, addr } => {
                     self.open.remove(&relay);
                     if self.defer_opens {
-                        self.unanswered.push(relay);
+                        self.unanswered.push((relay, addr));
                         continue;
                     }
                     if self.fail_opens > 0 {
                         self.fail_opens -= 1;
-                        self.server.relay_opened(self.now, relay, Err(()));
+                        self.server
+                            .relay_opened(self.now, relay, Err(RelayError::AddrInUse));
                     } else {
                         self.open.insert(relay);
-                        self.server.relay_opened(self.now, relay, Ok(()));
+                        self.server.relay_opened(self.now, relay, Ok(addr));
                     }
                 }
-                Output::CloseRelay { relay } => {
+                Request::CloseRelay { relay } => {
                     self.open.remove(&relay);
-                    self.unanswered.retain(|r| *r != relay);
+                    self.unanswered.retain(|(r, _)| *r != relay);
                 }
-                Output::ConnectPeer { conn, relay, .. } => {
+                Request::ConnectPeer { conn, relay, .. } => {
                     assert!(
                         self.open.contains(&relay),
                         "connect from a relay that is not open"
                     );
                     self.connecting.push(conn);
                 }
-                Output::BindData { .. }
-                | Output::ClosePeer { .. }
-                | Output::AllocationCreated { .. }
-                | Output::AllocationDeleted { .. } => {}
+                // The core's connect deadline ended it: no answer owed.
+                Request::ClosePeer { conn, .. } => self.connecting.retain(|c| *c != conn),
+                Request::BindData { .. } | Request::CloseStream { .. } => {}
+            }
+        }
+        while let Some(event) = self.server.poll_event() {
+            match event {
+                Event::AllocationCreated { tuple, .. } => {
+                    assert!(self.announced.insert(tuple), "created twice: {tuple:?}");
+                }
+                Event::AllocationRefreshed { tuple, .. } => {
+                    let known = self.announced.contains(&tuple);
+                    assert!(known, "refreshed unknown {tuple:?}");
+                }
+                Event::AllocationDeleted(end) => {
+                    let t = end.tuple;
+                    assert!(self.announced.remove(&t), "deleted unknown {t:?}");
+                    assert!(end.start <= end.end, "ends before it starts");
+                }
             }
         }
         while let Some(t) = self.server.poll_transmit() {
@@ -472,10 +500,10 @@ impl Harness {
             2 => {
                 if !self.unanswered.is_empty() {
                     let i = r.pick(self.unanswered.len());
-                    let relay = self.unanswered.remove(i);
+                    let (relay, addr) = self.unanswered.remove(i);
                     let ok = r.bool();
-                    self.server
-                        .relay_opened(self.now, relay, if ok { Ok(()) } else { Err(()) });
+                    let result = if ok { Ok(addr) } else { Err(RelayError::Other) };
+                    self.server.relay_opened(self.now, relay, result);
                     if ok {
                         self.open.insert(relay);
                     }
@@ -485,7 +513,12 @@ impl Harness {
                 if !self.connecting.is_empty() {
                     let i = r.pick(self.connecting.len());
                     let conn = self.connecting.remove(i);
-                    self.server.peer_connected(self.now, conn, r.bool());
+                    let result = match r.pick(3) {
+                        0 => Ok(()),
+                        1 => Err(ConnectError::Refused),
+                        _ => Err(ConnectError::TimedOut),
+                    };
+                    self.server.peer_connected(self.now, conn, result);
                 }
             }
         }
@@ -507,10 +540,10 @@ impl Harness {
             }
         } else {
             let conn = match self.conn_ids.len() {
-                0 => r.u32(),
+                0 => ConnId(r.u32()),
                 n => self.conn_ids[r.pick(n)],
             };
-            self.server.peer_closed(conn);
+            self.server.peer_closed(self.now, conn);
         }
         self.pump();
     }
@@ -691,7 +724,7 @@ impl Harness {
         }
         if let Some(v) = m.get(AttributeType::CONNECTION_ID) {
             if let Ok(v) = <[u8; 4]>::try_from(v) {
-                self.conn_ids.push(u32::from_be_bytes(v));
+                self.conn_ids.push(ConnId(u32::from_be_bytes(v)));
             }
         }
     }
@@ -791,7 +824,7 @@ impl Harness {
                 11 => {
                     let id = match self.conn_ids.len() {
                         0 => r.u32(),
-                        n => self.conn_ids[r.pick(n)],
+                        n => self.conn_ids[r.pick(n)].0,
                     };
                     b.add_u32(AttributeType::CONNECTION_ID, id);
                 }

@@ -28,7 +28,6 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
         // lifetime (its Refresh); one without is dropped after
         // handshake_timeout of silence (dtls.rs).
         dtls_idle: config.max_allocate_lifetime + std::time::Duration::from_secs(60),
-        peers: Default::default(),
     })
 }
 

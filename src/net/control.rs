@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tls::Tls;
 use crate::admin::{self, CertReload};
-use crate::turn::{SessionView, Shared, Stats, Transport};
+use crate::turn::{SessionId, SessionView, Shared, Stats, Transport};
 
 /// A worker's latest report.
 #[derive(Debug, Clone, Default)]
@@ -26,11 +26,10 @@ pub struct Report {
 
 /// A request to a worker.
 pub enum Command {
-    /// End the allocation in `slot` if it is still `generation`; answers
-    /// whether it was live.
+    /// End the allocation `session` names if it is still live; answers
+    /// whether it was.
     End {
-        slot: u32,
-        generation: u32,
+        session: SessionId,
         done: oneshot::Sender<bool>,
     },
 }
@@ -43,7 +42,7 @@ pub struct Registry {
 
 /// A session's id as the API shows it: worker, slot, generation.
 pub fn session_id(worker: usize, s: &SessionView) -> String {
-    format!("{worker}-{}-{}", s.slot, s.generation)
+    format!("{worker}-{}-{}", s.id.slot, s.id.generation)
 }
 
 /// Reads an id made by [`session_id`].
@@ -119,8 +118,7 @@ impl Registry {
         let (done, answer) = oneshot::channel();
         if tx
             .send(Command::End {
-                slot,
-                generation,
+                session: SessionId { slot, generation },
                 done,
             })
             .is_err()

@@ -111,7 +111,7 @@ pub struct Allocation {
     /// An RFC 6062 TCP allocation: its relay is a listening TCP socket.
     pub tcp: bool,
     /// Its peer connections: (CONNECTION-ID, peer address).
-    pub tcp_peers: Vec<(u32, std::net::SocketAddr)>,
+    pub tcp_peers: Vec<(super::ConnId, std::net::SocketAddr)>,
     /// Connect's rate limit (one token per Connect).
     pub connects: Bandwidth,
     pub to_peer: Counters,

@@ -1,11 +1,13 @@
 //! TURN (RFC 8656, which folds in RFC 6156's IPv6), sans-IO.
 //!
-//! [`Server`] is one worker's state machine. Inputs carry `now`; control
-//! answers are pulled with [`Server::poll_transmit`]; requests for the shell
-//! (open or close a relay socket) and events with [`Server::poll_output`];
-//! the shell answers a relay request with [`Server::relay_opened`]. The data
-//! path returns its decision directly and borrows the packet, so relaying
-//! copies nothing and allocates nothing.
+//! [`Server`] is one worker's state machine. Every input carries `now`;
+//! control answers are pulled with [`Server::poll_transmit`], requests for
+//! the shell (open or close a relay, connect a peer, close a stream) with
+//! [`Server::poll_request`], and what happened (allocations created,
+//! refreshed, deleted with their counters) with [`Server::poll_event`]. The
+//! shell answers requests with typed results ([`Server::relay_opened`],
+//! [`Server::peer_connected`]). The data path returns its decision directly
+//! and borrows the packet, so relaying copies nothing and allocates nothing.
 //!
 //! Where things are:
 //! * `server/`: the state machine, one room per idea: `mod.rs` (inputs and
@@ -14,7 +16,10 @@
 //!   allocation ended), `refresh.rs`, `permissions.rs` (CreatePermission,
 //!   ChannelBind), `relay.rs` (the data path: ChannelData and Send to peers,
 //!   peer datagrams back to clients), `timers.rs`, `ids.rs`, `stats.rs`.
-//! * [`tcp_relay`]: RFC 6062 Connect, ConnectionBind, ConnectionAttempt.
+//! * `edges.rs`: the boundary's vocabulary: [`Request`], [`Event`], the
+//!   typed answers ([`RelayError`], [`ConnectError`]) and ids ([`ConnId`]).
+//! * [`tcp_relay`]: RFC 6062 Connect, ConnectionBind, ConnectionAttempt,
+//!   their deadlines, and (`tcp_relay/table.rs`) the one connection table.
 //! * [`error`]: the error codes, named, with their RFC sentence.
 //! * `attributes.rs`: TURN attributes decoded as typed values.
 //! * [`allocation`]: one allocation's permissions, channels and counters.
@@ -30,6 +35,7 @@
 pub mod allocation;
 mod attributes;
 mod config;
+mod edges;
 pub mod error;
 pub mod policy;
 pub mod ports;
@@ -46,6 +52,10 @@ use std::net::SocketAddr;
 
 pub use allocation::PendingAllocate;
 pub use config::{TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME};
+pub use edges::{
+    AllocationEnd, ConnId, ConnectError, EndReason, Event, RelayError, Request, SessionGone,
+    SessionId,
+};
 pub use server::{Server, SessionView, Stats, PEER_HEADROOM, PEER_TAILROOM};
 pub use shared::{Shared, SharedKeys};
 
@@ -95,51 +105,6 @@ pub struct RelayId(pub u32);
 pub struct Transmit {
     pub to: FiveTuple,
     pub data: Vec<u8>,
-}
-
-/// What the shell must do, or should know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Bind a UDP socket to `addr` for relaying; answer with
-    /// [`Server::relay_opened`].
-    OpenRelay {
-        relay: RelayId,
-        addr: SocketAddr,
-        dont_fragment: bool,
-        /// A listening TCP socket (RFC 6062) instead of a UDP one.
-        tcp: bool,
-    },
-    /// Open a TCP connection from `from` (the relayed address) to `peer`;
-    /// answer with [`Server::peer_connected`].
-    ConnectPeer {
-        conn: u32,
-        relay: RelayId,
-        from: SocketAddr,
-        peer: SocketAddr,
-    },
-    /// The client connection `tuple` is now the data connection of peer
-    /// connection `conn`: send what is queued for it, then relay bytes.
-    BindData {
-        conn: u32,
-        tuple: FiveTuple,
-    },
-    /// Close peer connection `conn` (and its data connection, if bound).
-    ClosePeer {
-        conn: u32,
-    },
-    /// Close the relay socket now.
-    CloseRelay {
-        relay: RelayId,
-    },
-    AllocationCreated {
-        tuple: FiveTuple,
-        username: String,
-        relayed: Vec<SocketAddr>,
-    },
-    AllocationDeleted {
-        tuple: FiveTuple,
-        username: String,
-    },
 }
 
 /// Client data to send from a relay socket to a peer.

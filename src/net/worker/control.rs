@@ -58,14 +58,11 @@ pub(super) async fn command_loop(
 ) {
     while let Some(cmd) = commands.recv().await {
         match cmd {
-            Command::End {
-                slot,
-                generation,
-                done,
-            } => {
-                let ended = w.step(Instant::now(), |core| core.end_session(slot, generation));
+            Command::End { session, done } => {
+                let now = Instant::now();
+                let ended = w.step(now, |core| core.end_session(now, session));
                 publish(&w, &registry, index);
-                let _ = done.send(ended);
+                let _ = done.send(ended.is_ok());
             }
         }
     }

@@ -136,7 +136,7 @@ impl Worker {
             }
         }
         if ended {
-            core.handle_client_closed(tuple);
+            core.handle_client_closed(now, tuple);
         }
         true
     }
@@ -175,7 +175,7 @@ pub(super) async fn dtls_tick(w: Rc<Worker>) {
                     client,
                     server: w.udp[i].0,
                 };
-                core.handle_client_closed(tuple);
+                core.handle_client_closed(now, tuple);
             }
         });
     }

@@ -42,14 +42,13 @@ use super::socket;
 use super::tls::Tls;
 use crate::nat::ServerAddresses;
 use crate::turn::{
-    FiveTuple, Output, RelayId, Server, Shared, Transport, PEER_HEADROOM, PEER_TAILROOM,
+    ConnId, Event, FiveTuple, RelayError, RelayId, Request, Server, Shared, Transport,
+    PEER_HEADROOM, PEER_TAILROOM,
 };
 
 use dtls::DtlsSide;
 use stream::TcpOut;
 use udp::{NatSide, RELAY_TOKEN};
-
-pub(crate) use tcp_relay::PeerSide;
 
 /// Largest UDP payload handled.
 const MAX_DATAGRAM: usize = 65_535;
@@ -82,13 +81,12 @@ pub(crate) struct StreamSetup {
     pub handshake_timeout: Duration,
     /// A DTLS session that receives nothing for this long is dropped.
     pub dtls_idle: Duration,
-    /// RFC 6062 peer connections by CONNECTION-ID, of every worker: the
-    /// ConnectionBind may arrive on any of them.
-    pub peers: std::sync::Mutex<HashMap<u32, PeerSide>>,
 }
 
 struct Worker {
     core: RefCell<Server>,
+    /// The core's shared state: the RFC 6062 table keeps our peer streams.
+    shared: Arc<Shared>,
     /// Relay sockets by RelayId; dropping one closes it and takes it out of
     /// the epoll set.
     relays: RefCell<Vec<Option<std::net::UdpSocket>>>,
@@ -105,7 +103,7 @@ struct Worker {
     /// Accept tasks of this worker's TCP relays.
     tcp_relays: RefCell<HashMap<RelayId, tokio::task::JoinHandle<()>>>,
     /// Client connections just bound as data connections, to splice.
-    bound: RefCell<HashMap<FiveTuple, u32>>,
+    bound: RefCell<HashMap<FiveTuple, ConnId>>,
     epoll: AsyncFd<Epoll>,
     /// Set when DTLS is served: every UDP listener then also takes DTLS.
     dtls: Option<DtlsSide>,
@@ -178,7 +176,8 @@ async fn run(setup: WorkerSetup) {
     }
     let nat = nat.map(|n| NatSide::new(n, &sockets, shared.clone()));
     let w = Rc::new(Worker {
-        core: RefCell::new(Server::new(shared, 0x5eed_0000 + index as u64)),
+        core: RefCell::new(Server::new(shared.clone(), 0x5eed_0000 + index as u64)),
+        shared,
         relays: RefCell::new(Vec::new()),
         sends: RefCell::new((0..sockets.len()).map(|_| SendBatch::default()).collect()),
         relay_sends: RefCell::new(Vec::new()),
@@ -252,63 +251,27 @@ impl Worker {
         }
     }
 
-    /// Carries out what the core asked for and queues its answers; only
-    /// [`Worker::step`] calls it, and flushes afterwards.
+    /// Carries out what the core asked for, notes what happened and
+    /// queues its answers; only [`Worker::step`] calls it, and flushes
+    /// afterwards. One arm per request: each is one action.
     fn drain(self: &Rc<Self>, now: Instant) {
         loop {
-            let output = self.core.borrow_mut().poll_output();
-            let Some(output) = output else { break };
-            match output {
-                Output::OpenRelay {
-                    relay,
-                    addr,
-                    tcp: true,
-                    ..
-                } => {
-                    let result = socket::bind_tcp_relay(addr).and_then(TcpListener::from_std);
-                    let ok = match result {
-                        Ok(listener) => {
-                            let task = tokio::task::spawn_local(tcp_relay::tcp_relay_accept(
-                                self.clone(),
-                                relay,
-                                listener,
-                            ));
-                            self.tcp_relays.borrow_mut().insert(relay, task);
-                            Ok(())
-                        }
-                        Err(e) => {
-                            tracing::debug!("tcp relay bind {addr} failed: {e}");
-                            Err(())
-                        }
-                    };
-                    self.core.borrow_mut().relay_opened(now, relay, ok);
-                }
-                Output::OpenRelay {
+            let request = self.core.borrow_mut().poll_request();
+            let Some(request) = request else { break };
+            match request {
+                Request::OpenUdpRelay {
                     relay,
                     addr,
                     dont_fragment,
-                    tcp: false,
                 } => {
-                    let result = socket::bind_relay(addr, dont_fragment).and_then(|sock| {
-                        self.epoll
-                            .get_ref()
-                            .add(sock.as_raw_fd(), RELAY_TOKEN + relay.0 as u64)?;
-                        let mut relays = self.relays.borrow_mut();
-                        let i = relay.0 as usize;
-                        if relays.len() <= i {
-                            relays.resize_with(i + 1, || None);
-                        }
-                        relays[i] = Some(sock);
-                        Ok(())
-                    });
-                    if let Err(e) = &result {
-                        tracing::debug!("relay bind {addr} failed: {e}");
-                    }
-                    self.core
-                        .borrow_mut()
-                        .relay_opened(now, relay, result.map_err(|_| ()));
+                    let result = self.open_udp_relay(relay, addr, dont_fragment);
+                    self.core.borrow_mut().relay_opened(now, relay, result);
                 }
-                Output::CloseRelay { relay } => {
+                Request::ListenTcpRelay { relay, addr } => {
+                    let result = self.listen_tcp_relay(relay, addr);
+                    self.core.borrow_mut().relay_opened(now, relay, result);
+                }
+                Request::CloseRelay { relay } => {
                     if let Some(task) = self.tcp_relays.borrow_mut().remove(&relay) {
                         task.abort();
                     }
@@ -320,29 +283,33 @@ impl Worker {
                         .and_then(Option::take);
                     drop(closed);
                 }
-                Output::ConnectPeer {
+                Request::ConnectPeer {
                     conn, from, peer, ..
-                } => {
-                    tokio::task::spawn_local(tcp_relay::connect_peer(
-                        self.clone(),
-                        conn,
-                        from,
-                        peer,
-                    ));
-                }
-                Output::BindData { conn, tuple } => {
+                } => self.connect_peer(conn, from, peer),
+                Request::BindData { conn, tuple } => {
                     self.bound.borrow_mut().insert(tuple, conn);
                 }
-                Output::ClosePeer { conn } => {
-                    let side = self.streams.peers().remove(&conn);
-                    if let Some(PeerSide::Relaying(task)) = side {
-                        task.abort();
+                // Dropping what we held closes the peer stream or aborts
+                // its task (connecting or splicing).
+                Request::ClosePeer { held, .. } => drop(held),
+                // The answer to a Refresh with LIFETIME 0 is queued first
+                // and still sent.
+                Request::CloseStream { tuple } => {
+                    if let Some(out) = self.tcp_out.borrow().get(&tuple) {
+                        out.close();
                     }
                 }
-                Output::AllocationCreated {
+            }
+        }
+        loop {
+            let event = self.core.borrow_mut().poll_event();
+            let Some(event) = event else { break };
+            match event {
+                Event::AllocationCreated {
                     tuple,
                     username,
                     relayed,
+                    ..
                 } => {
                     tracing::debug!(
                         "allocation {} {} -> {:?} user {username}",
@@ -352,19 +319,17 @@ impl Worker {
                     );
                     self.with_dtls_session(&tuple, |s| s.set_allocated(true));
                 }
-                Output::AllocationDeleted { tuple, username } => {
+                Event::AllocationRefreshed { .. } => {}
+                Event::AllocationDeleted(end) => {
                     tracing::debug!(
-                        "allocation {} {} ended, user {username}",
-                        tuple.transport,
-                        tuple.client
+                        "allocation {} {} ended ({:?}), user {}",
+                        end.tuple.transport,
+                        end.tuple.client,
+                        end.reason,
+                        end.username
                     );
-                    // A stream's allocation goes with it (the answer to a
-                    // Refresh with LIFETIME 0 is sent first); a DTLS
-                    // session falls back to the short idle limit.
-                    if let Some(out) = self.tcp_out.borrow().get(&tuple) {
-                        out.close();
-                    }
-                    self.with_dtls_session(&tuple, |s| s.set_allocated(false));
+                    // A DTLS session falls back to the short idle limit.
+                    self.with_dtls_session(&end.tuple, |s| s.set_allocated(false));
                 }
             }
         }
@@ -372,6 +337,52 @@ impl Worker {
             let t = self.core.borrow_mut().poll_transmit();
             let Some(t) = t else { break };
             self.send_to_client(&t.to, &t.data, false);
+        }
+    }
+
+    fn open_udp_relay(
+        &self,
+        relay: RelayId,
+        addr: SocketAddr,
+        dont_fragment: bool,
+    ) -> Result<SocketAddr, RelayError> {
+        let result = socket::bind_relay(addr, dont_fragment).and_then(|sock| {
+            self.epoll
+                .get_ref()
+                .add(sock.as_raw_fd(), RELAY_TOKEN + relay.0 as u64)?;
+            let mut relays = self.relays.borrow_mut();
+            let i = relay.0 as usize;
+            if relays.len() <= i {
+                relays.resize_with(i + 1, || None);
+            }
+            relays[i] = Some(sock);
+            Ok(addr)
+        });
+        result.map_err(|e| {
+            tracing::debug!("relay bind {addr} failed: {e}");
+            RelayError::from(&e)
+        })
+    }
+
+    fn listen_tcp_relay(
+        self: &Rc<Self>,
+        relay: RelayId,
+        addr: SocketAddr,
+    ) -> Result<SocketAddr, RelayError> {
+        match socket::bind_tcp_relay(addr).and_then(TcpListener::from_std) {
+            Ok(listener) => {
+                let task = tokio::task::spawn_local(tcp_relay::tcp_relay_accept(
+                    self.clone(),
+                    relay,
+                    listener,
+                ));
+                self.tcp_relays.borrow_mut().insert(relay, task);
+                Ok(addr)
+            }
+            Err(e) => {
+                tracing::debug!("tcp relay bind {addr} failed: {e}");
+                Err(RelayError::from(&e))
+            }
         }
     }
 }

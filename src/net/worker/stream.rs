@@ -373,7 +373,8 @@ async fn serve_stream<S>(
         }
         return;
     }
-    w.step(Instant::now(), |core| core.handle_client_closed(tuple));
+    let now = Instant::now();
+    w.step(now, |core| core.handle_client_closed(now, tuple));
     w.tcp_out.borrow_mut().remove(&tuple);
     // Let queued answers go out before the connection closes; the writer
     // ends once they are written, or is stopped after 2 s.

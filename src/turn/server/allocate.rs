@@ -19,7 +19,7 @@ use crate::turn::error::{
 };
 use crate::turn::quota::Limits;
 use crate::turn::shared::{Reservation, RESERVATION_TTL};
-use crate::turn::{tcp_relay, Output, RelayId};
+use crate::turn::{tcp_relay, RelayId};
 
 impl Server {
     pub(super) fn allocate(
@@ -256,12 +256,8 @@ impl Server {
         });
         for r in &mut relays {
             r.id = self.new_relay(slot);
-            self.outputs.push_back(Output::OpenRelay {
-                relay: r.id,
-                addr: r.local,
-                dont_fragment: plan.dont_fragment,
-                tcp: plan.tcp,
-            });
+            let request = Self::open_relay(r.id, r.local, plan.dont_fragment, plan.tcp);
+            self.requests.push_back(request);
         }
         self.generation = self.generation.wrapping_add(1);
         self.allocations[slot as usize] = Some(Allocation {

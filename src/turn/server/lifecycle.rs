@@ -9,14 +9,20 @@ use super::{Answer, Ctx, Server};
 use crate::stun::attributes::{self, AttributeType};
 use crate::stun::{Class, MessageType, Method};
 use crate::turn::error::{ADDRESS_FAMILY_NOT_SUPPORTED, INSUFFICIENT_CAPACITY};
-use crate::turn::{Output, RelayId};
+use crate::turn::{AllocationEnd, EndReason, Event, RelayError, RelayId, Request};
 
 /// Relay ports tried before an Allocate gets 508.
 const RELAY_ATTEMPTS: u8 = 8;
 
 impl Server {
-    /// The shell's answer to [`Output::OpenRelay`].
-    pub fn relay_opened(&mut self, now: Instant, relay: RelayId, result: Result<(), ()>) {
+    /// The shell's answer to [`Request::OpenUdpRelay`] and
+    /// [`Request::ListenTcpRelay`]: the bound address, or why not.
+    pub fn relay_opened(
+        &mut self,
+        now: Instant,
+        relay: RelayId,
+        result: Result<SocketAddr, RelayError>,
+    ) {
         let Some(Some(slot)) = self.relays.get(relay.0 as usize).copied() else {
             return;
         };
@@ -30,10 +36,13 @@ impl Server {
             return;
         };
         match result {
-            Ok(()) => r.open = true,
-            Err(()) => {
-                // The port is taken outside our pool (another program):
-                // try another, a bounded number of times.
+            Ok(bound) => {
+                debug_assert_eq!(bound, r.local, "the relay is bound where asked");
+                r.open = true;
+            }
+            Err(RelayError::AddrInUse | RelayError::Other) => {
+                // The port is taken outside our pool (another program), or
+                // unusable: try another, a bounded number of times.
                 let old = r.local;
                 let next = if pending.attempts < RELAY_ATTEMPTS {
                     self.shared.ports().take(pending.even_port, false)
@@ -46,13 +55,8 @@ impl Server {
                     Some(port) => {
                         r.local = SocketAddr::new(old.ip(), port);
                         r.advertised = self.shared.config.advertised(r.local);
-                        let (addr, dont_fragment, tcp) = (r.local, a.dont_fragment, a.tcp);
-                        self.outputs.push_back(Output::OpenRelay {
-                            relay,
-                            addr,
-                            dont_fragment,
-                            tcp,
-                        });
+                        let request = Self::open_relay(relay, r.local, a.dont_fragment, a.tcp);
+                        self.requests.push_back(request);
                         return;
                     }
                     None => {
@@ -65,7 +69,8 @@ impl Server {
                         let signer = a.signer.clone();
                         // The failed relay's port is back in the pool already.
                         r.local = SocketAddr::new(old.ip(), 0);
-                        self.delete(slot);
+                        // Still pending: it ends without an event.
+                        self.delete(now, slot, EndReason::Deleted);
                         return self.error(now, &ctx, INSUFFICIENT_CAPACITY, &signer);
                     }
                 }
@@ -73,6 +78,25 @@ impl Server {
         }
         if a.relays.iter().all(|r| r.open) {
             self.activate(now, slot);
+        }
+    }
+
+    /// How the shell is asked for relay `relay`: a UDP socket, or a TCP
+    /// listener for an RFC 6062 allocation.
+    pub(super) fn open_relay(
+        relay: RelayId,
+        addr: SocketAddr,
+        dont_fragment: bool,
+        tcp: bool,
+    ) -> Request {
+        if tcp {
+            Request::ListenTcpRelay { relay, addr }
+        } else {
+            Request::OpenUdpRelay {
+                relay,
+                addr,
+                dont_fragment,
+            }
         }
     }
 
@@ -87,14 +111,17 @@ impl Server {
         };
         let relayed: Vec<SocketAddr> = a.relays.iter().map(|r| r.advertised).collect();
         let (lifetime, signer, client) = (a.lifetime, a.signer.clone(), a.tuple.client);
-        let created = Output::AllocationCreated {
+        let created = Event::AllocationCreated {
             tuple: a.tuple,
             username: a.username.clone(),
+            realm: self.shared.auth.realm().to_string(),
             relayed: relayed.clone(),
+            lifetime,
+            at: now,
         };
         self.arm(slot);
         self.stats.allocations_created += 1;
-        self.outputs.push_back(created);
+        self.events.push_back(created);
         self.answer(now, &ctx, Answer::Success, Some(&signer), true, |b| {
             for addr in &relayed {
                 b.add_xor_address(AttributeType::XOR_RELAYED_ADDRESS, addr);
@@ -120,8 +147,11 @@ impl Server {
         });
     }
 
-    /// Ends an allocation: relay sockets, ports, quota, all at once.
-    pub(super) fn delete(&mut self, slot: u32) {
+    /// Ends an allocation: relay sockets, ports, quota, all at once. An
+    /// active one ends with [`Event::AllocationDeleted`] (its counters and
+    /// `reason`) and, for a stream client, [`Request::CloseStream`]; one
+    /// still opening its relays was never announced and ends quietly.
+    pub(super) fn delete(&mut self, now: Instant, slot: u32, reason: EndReason) {
         let Some(a) = self.allocations[slot as usize].take() else {
             return;
         };
@@ -140,7 +170,7 @@ impl Server {
         for r in &a.relays {
             self.relays[r.id.0 as usize] = None;
             self.free_relays.push(r.id.0);
-            self.outputs.push_back(Output::CloseRelay { relay: r.id });
+            self.requests.push_back(Request::CloseRelay { relay: r.id });
         }
         self.shared.quotas.release(&a.username, a.tuple.client.ip());
         // F7: the EVEN-PORT `port + 1` held for this allocation goes with
@@ -152,10 +182,24 @@ impl Server {
         }
         self.close_connections(&a.tcp_peers);
         if a.pending.is_none() {
-            self.outputs.push_back(Output::AllocationDeleted {
-                tuple: a.tuple,
-                username: a.username,
-            });
+            if a.tuple.transport.is_stream() {
+                // The answer to a Refresh with LIFETIME 0 is queued before
+                // this, and the stream closes after sending it.
+                self.requests
+                    .push_back(Request::CloseStream { tuple: a.tuple });
+            }
+            self.events
+                .push_back(Event::AllocationDeleted(Box::new(AllocationEnd {
+                    tuple: a.tuple,
+                    relayed: a.relays.iter().map(|r| r.advertised).collect(),
+                    username: a.username,
+                    realm: self.shared.auth.realm().to_string(),
+                    start: a.created,
+                    end: now,
+                    to_peer: a.to_peer,
+                    to_client: a.to_client,
+                    reason,
+                })));
         }
     }
 }

@@ -29,8 +29,9 @@ use std::time::Instant;
 use super::allocation::Allocation;
 use super::error::BAD_REQUEST;
 use super::shared::Shared;
+use super::tcp_relay::{Connecting, Deadline};
 use super::transactions::TransactionCache;
-use super::{FiveTuple, Forward, Output, Transmit};
+use super::{ConnId, EndReason, Event, FiveTuple, Forward, Request, Transmit};
 use crate::auth::{Authenticated, OAuthSession, Origin, Rejection};
 use crate::stun::channel_data::ChannelData;
 use crate::stun::{Class, Message, Method, ParseError};
@@ -54,7 +55,10 @@ pub struct Server {
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     cache: TransactionCache,
     pub(super) transmits: VecDeque<Transmit>,
-    pub(super) outputs: VecDeque<Output>,
+    /// What the shell must do, and what happened: drained by the shell
+    /// after every input.
+    pub(super) requests: VecDeque<Request>,
+    pub(super) events: VecDeque<Event>,
     rng: u64,
     /// This worker's seed and count of tokens issued: with the shared key
     /// they make RESERVATION-TOKENs unique across workers and unguessable.
@@ -62,9 +66,10 @@ pub struct Server {
     tokens: u64,
     stats: Stats,
     /// RFC 6062 Connects waiting for the shell, by CONNECTION-ID.
-    pub(super) connecting: HashMap<u32, super::tcp_relay::Connecting>,
-    /// Bind deadlines of peer connections this worker opened or accepted.
-    pub(super) conn_timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    pub(super) connecting: HashMap<ConnId, Connecting>,
+    /// Connect and bind deadlines of peer connections this worker opened
+    /// or accepted.
+    pub(super) conn_timers: BinaryHeap<Reverse<(Instant, ConnId, Deadline)>>,
 }
 
 impl Server {
@@ -80,7 +85,8 @@ impl Server {
             timers: BinaryHeap::new(),
             cache: TransactionCache::default(),
             transmits: VecDeque::new(),
-            outputs: VecDeque::new(),
+            requests: VecDeque::new(),
+            events: VecDeque::new(),
             // Mixed first: seeds that differ only in the low bit must not
             // give workers the same stream.
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) | 1,
@@ -110,8 +116,15 @@ impl Server {
         self.transmits.pop_front()
     }
 
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+    /// The next thing the shell must do.
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.requests.pop_front()
+    }
+
+    /// The next thing that happened (allocations created, refreshed,
+    /// deleted).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// A live allocation by slot.
@@ -157,11 +170,11 @@ impl Server {
         }
     }
 
-    /// The client's TCP connection closed: RFC 8656 §3.1, the allocation
-    /// goes with it.
-    pub fn handle_client_closed(&mut self, tuple: FiveTuple) {
+    /// The client's TCP connection (or DTLS session) closed: RFC 8656
+    /// §3.1, the allocation goes with it.
+    pub fn handle_client_closed(&mut self, now: Instant, tuple: FiveTuple) {
         if let Some(&slot) = self.by_tuple.get(&tuple) {
-            self.delete(slot);
+            self.delete(now, slot, EndReason::ClientClosed);
         }
     }
 

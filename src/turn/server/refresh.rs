@@ -11,6 +11,7 @@ use crate::turn::attributes::{self as attr, Lifetime, RequestedAddressFamily};
 use crate::turn::error::{
     ALLOCATION_MISMATCH, BAD_REQUEST, PEER_ADDRESS_FAMILY_MISMATCH, WRONG_CREDENTIALS,
 };
+use crate::turn::{EndReason, Event};
 
 impl Server {
     /// The allocation of this 5-tuple, checked against the request's user:
@@ -96,12 +97,19 @@ impl Server {
         // "If the 'desired lifetime' is zero, then the request succeeds and
         // the allocation is deleted."
         if lifetime.is_zero() {
-            self.delete(slot);
+            self.delete(now, slot, EndReason::Deleted);
         } else {
             let a = self.allocations[slot as usize].as_mut().expect("live");
             a.expires = now + lifetime;
             a.lifetime = lifetime;
+            let refreshed = Event::AllocationRefreshed {
+                tuple: a.tuple,
+                username: a.username.clone(),
+                lifetime,
+                at: now,
+            };
             self.arm(slot);
+            self.events.push_back(refreshed);
         }
         self.answer(now, ctx, Answer::Success, Some(&signer), true, |b| {
             b.add_u32(AttributeType::LIFETIME, lifetime.as_secs() as u32);

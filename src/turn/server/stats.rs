@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Server;
 use crate::turn::allocation::Counters;
-use crate::turn::FiveTuple;
+use crate::turn::{EndReason, FiveTuple, SessionGone, SessionId};
 
 /// What this worker's core has done, for metrics. Plain counters: the
 /// shell copies them out once a second.
@@ -31,8 +31,7 @@ pub struct Stats {
 /// One active allocation, as the admin API lists it.
 #[derive(Debug, Clone)]
 pub struct SessionView {
-    pub slot: u32,
-    pub generation: u32,
+    pub id: SessionId,
     pub username: String,
     pub tuple: FiveTuple,
     pub relayed: Vec<SocketAddr>,
@@ -60,8 +59,10 @@ impl Server {
             .filter_map(|(slot, a)| {
                 let a = a.as_ref().filter(|a| a.is_active())?;
                 Some(SessionView {
-                    slot: slot as u32,
-                    generation: a.generation,
+                    id: SessionId {
+                        slot: slot as u32,
+                        generation: a.generation,
+                    },
                     username: a.username.clone(),
                     tuple: a.tuple,
                     relayed: a.relays.iter().map(|r| r.advertised).collect(),
@@ -73,16 +74,17 @@ impl Server {
             .collect()
     }
 
-    /// Ends an allocation at an admin's request: relays closed, ports and
-    /// quota released now. False if it is already gone.
-    pub fn end_session(&mut self, slot: u32, generation: u32) -> bool {
+    /// Ends an allocation at an admin's request (the session is killed):
+    /// relays closed, ports and quota released now.
+    pub fn end_session(&mut self, now: Instant, id: SessionId) -> Result<(), SessionGone> {
         let live = matches!(
-            self.allocations.get(slot as usize),
-            Some(Some(a)) if a.generation == generation && a.is_active()
+            self.allocations.get(id.slot as usize),
+            Some(Some(a)) if a.generation == id.generation && a.is_active()
         );
-        if live {
-            self.delete(slot);
+        if !live {
+            return Err(SessionGone);
         }
-        live
+        self.delete(now, id.slot, EndReason::Killed);
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::time::Instant;
 
 use super::Server;
+use crate::turn::EndReason;
 
 impl Server {
     /// Puts allocation `slot`'s expiry on the timer heap if it falls due
@@ -40,7 +41,7 @@ impl Server {
     /// When [`Server::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let allocation = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let connection = self.conn_timers.peek().map(|Reverse((at, _))| *at);
+        let connection = self.conn_timers.peek().map(|Reverse((at, _, _))| *at);
         match (allocation, connection) {
             (Some(a), Some(c)) => Some(a.min(c)),
             (a, c) => a.or(c),
@@ -63,7 +64,7 @@ impl Server {
                 continue;
             }
             if a.expires <= now {
-                self.delete(slot);
+                self.delete(now, slot, EndReason::Expired);
             } else {
                 a.armed = Some(a.expires);
                 self.timers.push(Reverse((a.expires, slot, generation)));

@@ -102,7 +102,7 @@ fn channel_data_over_tcp_is_padded() {
     });
     let back = h.peer_sends(h.at(0), relay, peer, b"xyz").unwrap();
     assert_eq!(back, [0x40, 0x00, 0x00, 0x03, b'x', b'y', b'z', 0]);
-    h.server.handle_client_closed(tcp);
+    h.server.handle_client_closed(h.at(1), tcp);
     h.pump(h.at(1));
     assert_eq!(
         h.server.allocation_count(),

@@ -78,9 +78,13 @@ struct Harness {
     opened: Vec<(RelayId, SocketAddr, bool)>,
     closed: Vec<RelayId>,
     /// RFC 6062 requests to the shell: connects, binds, closes.
-    connects: Vec<(u32, SocketAddr)>,
-    binds: Vec<(u32, FiveTuple)>,
-    peer_closes: Vec<u32>,
+    connects: Vec<(ConnId, SocketAddr)>,
+    binds: Vec<(ConnId, FiveTuple)>,
+    peer_closes: Vec<ConnId>,
+    /// Client streams the core asked to close.
+    stream_closes: Vec<FiveTuple>,
+    /// Events, in order.
+    events: Vec<Event>,
     /// Makes every call a new transaction, as real clients do.
     calls: u32,
 }
@@ -156,6 +160,8 @@ fn harness(o: Opts) -> Harness {
         connects: vec![],
         binds: vec![],
         peer_closes: vec![],
+        stream_closes: vec![],
+        events: vec![],
         calls: 0,
     }
 }
@@ -189,32 +195,49 @@ impl Harness {
         self.t0 + Duration::from_secs(secs)
     }
 
-    /// Runs the shell's side: answers relay requests, records closes.
+    /// Runs the shell's side: answers relay requests, records closes and
+    /// events.
     fn pump(&mut self, now: Instant) {
-        while let Some(o) = self.server.poll_output() {
-            match o {
-                Output::OpenRelay {
+        while let Some(r) = self.server.poll_request() {
+            match r {
+                Request::OpenUdpRelay {
                     relay,
                     addr,
                     dont_fragment,
-                    ..
-                } => {
-                    self.opened.push((relay, addr, dont_fragment));
-                    let r = if self.fail_opens > 0 {
-                        self.fail_opens -= 1;
-                        Err(())
-                    } else {
-                        Ok(())
-                    };
-                    self.server.relay_opened(now, relay, r);
-                }
-                Output::CloseRelay { relay } => self.closed.push(relay),
-                Output::ConnectPeer { conn, peer, .. } => self.connects.push((conn, peer)),
-                Output::BindData { conn, tuple } => self.binds.push((conn, tuple)),
-                Output::ClosePeer { conn } => self.peer_closes.push(conn),
-                _ => {}
+                } => self.open(now, relay, addr, dont_fragment),
+                Request::ListenTcpRelay { relay, addr } => self.open(now, relay, addr, false),
+                Request::CloseRelay { relay } => self.closed.push(relay),
+                Request::ConnectPeer { conn, peer, .. } => self.connects.push((conn, peer)),
+                Request::BindData { conn, tuple } => self.binds.push((conn, tuple)),
+                Request::ClosePeer { conn, .. } => self.peer_closes.push(conn),
+                Request::CloseStream { tuple } => self.stream_closes.push(tuple),
             }
         }
+        while let Some(e) = self.server.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn open(&mut self, now: Instant, relay: RelayId, addr: SocketAddr, dont_fragment: bool) {
+        self.opened.push((relay, addr, dont_fragment));
+        let r = if self.fail_opens > 0 {
+            self.fail_opens -= 1;
+            Err(RelayError::AddrInUse)
+        } else {
+            Ok(addr)
+        };
+        self.server.relay_opened(now, relay, r);
+    }
+
+    /// The records of ended allocations, in order.
+    fn ended(&self) -> Vec<&AllocationEnd> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::AllocationDeleted(end) => Some(&**end),
+                _ => None,
+            })
+            .collect()
     }
 
     fn send(&mut self, now: Instant, tuple: FiveTuple, bytes: &[u8]) -> Vec<Vec<u8>> {
@@ -406,6 +429,7 @@ mod auth;
 mod binding;
 mod channels;
 mod credentials;
+mod events;
 mod families;
 mod hostile;
 mod limits;

@@ -3,6 +3,7 @@
 //! before any SYN, and the 30 s bind timeout.
 
 use super::*;
+use crate::turn::tcp_relay::Held;
 
 fn tcp(client: &str) -> FiveTuple {
     FiveTuple {
@@ -16,10 +17,10 @@ fn transport_tcp(b: &mut MessageBuilder<'_>) {
     b.add(AttributeType::REQUESTED_TRANSPORT, &[6, 0, 0, 0]);
 }
 
-fn connection_id(bytes: &[u8]) -> u32 {
+fn connection_id(bytes: &[u8]) -> ConnId {
     let m = Message::parse(bytes).unwrap();
     let v = m.get(AttributeType::CONNECTION_ID).expect("CONNECTION-ID");
-    u32::from_be_bytes(v.try_into().unwrap())
+    ConnId(u32::from_be_bytes(v.try_into().unwrap()))
 }
 
 impl Harness {
@@ -100,7 +101,7 @@ fn connect_bind_446_447_and_unbound_connections_time_out() {
     // A second Connect to the same peer while the first is pending: 446.
     let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer));
     assert_eq!(code_of(&r[0]), Some(446));
-    h.server.peer_connected(now, conn, true);
+    h.server.peer_connected(now, conn, Ok(()));
     let t = h.transmits();
     assert_eq!(t.len(), 1);
     assert_eq!(t[0].0, control);
@@ -116,7 +117,7 @@ fn connect_bind_446_447_and_unbound_connections_time_out() {
     // ConnectionBind on a new connection, by another user: 441; by the
     // owner: success and the shell splices; again: 400.
     let data = tcp("203.0.113.5:40001");
-    let id = conn.to_be_bytes();
+    let id = conn.0.to_be_bytes();
     let bind = |b: &mut MessageBuilder<'_>| b.add(AttributeType::CONNECTION_ID, &id);
     let r = h.call_async(now, data, Method::CONNECTION_BIND, "bob", &bind);
     assert_eq!(code_of(&r[0]), Some(441));
@@ -136,7 +137,8 @@ fn connect_bind_446_447_and_unbound_connections_time_out() {
     let silent = sa("8.8.8.9:8080");
     h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(silent));
     let (conn2, _) = h.connects[1];
-    h.server.peer_connected(now, conn2, false);
+    h.server
+        .peer_connected(now, conn2, Err(ConnectError::Refused));
     let t = h.transmits();
     assert_eq!(code_of(&t[0].1), Some(447));
 
@@ -144,7 +146,7 @@ fn connect_bind_446_447_and_unbound_connections_time_out() {
     let other = sa("8.8.8.10:8080");
     h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(other));
     let (conn3, _) = h.connects[2];
-    h.server.peer_connected(now, conn3, true);
+    h.server.peer_connected(now, conn3, Ok(()));
     h.transmits();
     h.server.handle_timeout(h.at(29));
     h.pump(h.at(29));
@@ -233,8 +235,9 @@ fn peer_connections_are_capped_per_allocation_and_per_user() {
     assert_eq!(code_of(&r[0]), Some(508), "pending Connects count");
     assert_eq!(h.connects.len(), 3, "no SYN beyond the cap");
     // A failed Connect gives its place back; a connected one keeps it.
-    h.server.peer_connected(now, h.connects[0].0, false);
-    h.server.peer_connected(now, h.connects[1].0, true);
+    h.server
+        .peer_connected(now, h.connects[0].0, Err(ConnectError::TimedOut));
+    h.server.peer_connected(now, h.connects[1].0, Ok(()));
     h.transmits();
     let r = h.call_async(now, control, Method::CONNECT, "alice", &peer_attr(peer(5)));
     assert!(r.is_empty());
@@ -282,9 +285,9 @@ fn peer_connections_are_capped_per_allocation_and_per_user() {
             b.add_u32(AttributeType::LIFETIME, 0)
         });
     }
-    let pending: Vec<u32> = h.connects[2..].iter().map(|(c, _)| *c).collect();
+    let pending: Vec<ConnId> = h.connects[2..].iter().map(|(c, _)| *c).collect();
     for conn in pending {
-        h.server.peer_connected(h.at(2), conn, true);
+        h.server.peer_connected(h.at(2), conn, Ok(()));
     }
     assert_eq!(h.server.shared().tcp_conns.of_user("alice"), 0);
     assert_eq!(
@@ -321,4 +324,140 @@ fn connect_is_rate_limited_per_allocation() {
     assert_eq!(connect_burst(&mut h, 0, 0), 10, "a burst of ten");
     assert_eq!(connect_burst(&mut h, 1, 100), 10, "then ten a second");
     assert_eq!(h.connects.len(), 20);
+}
+
+/// What the shell would keep with a connection: a marker to find again.
+#[derive(Debug, PartialEq)]
+struct Socket(u32);
+
+/// The requests queued now, without the harness's shell answering them.
+fn requests(h: &mut Harness) -> Vec<Request> {
+    std::iter::from_fn(|| h.server.poll_request()).collect()
+}
+
+#[test]
+fn a_connect_the_peer_never_answers_gets_447_at_the_core_deadline() {
+    // RFC 6062 §5.2: "If the connection attempt fails or times out, the
+    // server MUST respond with a 447".
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..Opts::default()
+    });
+    let control = tcp("203.0.113.5:40000");
+    h.allocate(h.at(0), control, &|b| transport_tcp(b));
+    let peer = sa("8.8.8.8:8080");
+    let r = h.call_async(h.at(0), control, Method::CONNECT, "alice", &peer_attr(peer));
+    assert!(r.is_empty());
+    let (conn, _) = h.connects[0];
+    // The shell keeps its connecting task in the core's table.
+    let tcp_conns = &h.server.shared().tcp_conns;
+    assert!(tcp_conns.hold(conn, Held::new(Socket(1))).is_ok());
+    assert_eq!(tcp_conns.of_user("alice"), 1);
+    assert_eq!(h.server.poll_timeout(), Some(h.at(30)));
+
+    h.server.handle_timeout(h.at(29));
+    assert!(requests(&mut h).is_empty());
+    assert!(h.transmits().is_empty(), "no answer before the deadline");
+
+    h.server.handle_timeout(h.at(30));
+    let t = h.transmits();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].0, control);
+    assert_eq!(code_of(&t[0].1), Some(447));
+    // The shell gets its task back to abort, and the place is free.
+    match requests(&mut h).as_slice() {
+        [Request::ClosePeer {
+            conn: c,
+            held: Some(_),
+        }] => assert_eq!(*c, conn),
+        other => panic!("expected ClosePeer with the held task, got {other:?}"),
+    }
+    assert_eq!(h.server.shared().tcp_conns.of_user("alice"), 0);
+    assert!(h.server.shared().tcp_conns.is_empty());
+
+    // A late answer from the shell changes nothing: no second answer.
+    h.server.peer_connected(h.at(31), conn, Ok(()));
+    assert!(h.transmits().is_empty());
+    assert!(requests(&mut h).is_empty());
+    // The same peer may be tried again.
+    let r = h.call_async(
+        h.at(32),
+        control,
+        Method::CONNECT,
+        "alice",
+        &peer_attr(peer),
+    );
+    assert!(r.is_empty(), "pending again, not 446");
+}
+
+#[test]
+fn a_failed_connect_gets_447_at_once_whatever_the_failure() {
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..Opts::default()
+    });
+    let control = tcp("203.0.113.5:40000");
+    h.allocate(h.at(0), control, &|b| transport_tcp(b));
+    for (i, why) in [
+        ConnectError::Refused,
+        ConnectError::TimedOut,
+        ConnectError::Other,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer = sa(&format!("8.8.8.{}:80", i + 1));
+        h.call_async(h.at(1), control, Method::CONNECT, "alice", &peer_attr(peer));
+        let (conn, _) = h.connects[i];
+        h.server.peer_connected(h.at(2), conn, Err(why));
+        let t = h.transmits();
+        assert_eq!(code_of(&t[0].1), Some(447), "{why:?}");
+    }
+    assert!(h.server.shared().tcp_conns.is_empty());
+    // Their connect deadlines find nothing left to end.
+    h.server.handle_timeout(h.at(60));
+    assert!(h.transmits().is_empty());
+    assert!(requests(&mut h).is_empty());
+}
+
+#[test]
+fn an_unbound_peer_is_handed_back_to_the_shell_at_the_bind_deadline() {
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..Opts::default()
+    });
+    let control = tcp("203.0.113.5:40000");
+    h.allocate(h.at(0), control, &|b| transport_tcp(b));
+    let relay = h.opened[0].0;
+    let peer = sa("8.8.4.4:5555");
+    h.call(
+        h.at(0),
+        control,
+        Method::CREATE_PERMISSION,
+        "alice",
+        3,
+        &peer_attr(peer),
+    );
+    let conn = h.server.peer_accepted(h.at(10), relay, peer).unwrap();
+    h.transmits();
+    let tcp_conns = &h.server.shared().tcp_conns;
+    assert!(tcp_conns.hold(conn, Held::new(Socket(7))).is_ok());
+    assert_eq!(h.server.poll_timeout(), Some(h.at(40)), "30 s after accept");
+    h.server.handle_timeout(h.at(39));
+    assert!(requests(&mut h).is_empty());
+    h.server.handle_timeout(h.at(40));
+    match requests(&mut h).pop() {
+        Some(Request::ClosePeer {
+            conn: c,
+            held: Some(held),
+        }) => {
+            assert_eq!(c, conn);
+            assert_eq!(held.downcast::<Socket>().unwrap(), Socket(7));
+        }
+        other => panic!("expected ClosePeer with the socket, got {other:?}"),
+    }
+    // The table has forgotten it: a late hold is refused (the shell
+    // drops, so closes, what it offered).
+    let back = h.server.shared().tcp_conns.hold(conn, Held::new(Socket(8)));
+    assert_eq!(back.unwrap_err().downcast::<Socket>().unwrap(), Socket(8));
 }

@@ -9,16 +9,23 @@
 //! and, once bound, the shell splices the two streams. The relay path
 //! itself (bytes between two TCP streams) is the shell's.
 //!
+//! This is the one table of RFC 6062 connections: the shell keeps its
+//! sockets and tasks in it as a [`Held`] payload the core never reads, and
+//! both deadlines are core timers: the Connect's ([`CONNECT_TIMEOUT`], then
+//! 447) and the ConnectionBind's ([`BIND_TIMEOUT`]). When the core ends a
+//! connection, [`Request::ClosePeer`] hands the payload back to be dropped.
+//! The table itself is `table.rs`; this file holds the methods.
+//!
 //! Peer connections cost a socket each, so they are bounded (F8): per
 //! allocation (`max_peer_connections`, pending Connects included), per
 //! user (`max_peer_connections_per_user`, across workers), and Connect is
 //! rate-limited per allocation ([`CONNECT_RATE`]). Beyond them a Connect
 //! gets 508 and an inbound peer is closed at once.
 
+mod table;
+
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::attributes::{self as attr, ConnectionId, XorPeerAddress};
@@ -27,101 +34,36 @@ use super::error::{
     WRONG_CREDENTIALS,
 };
 use super::server::{Answer, Ctx, Server};
-use super::{FiveTuple, Output, RelayId};
+use super::{ConnId, ConnectError, FiveTuple, RelayId, Request};
 use crate::auth::{Authenticated, Signer};
 use crate::stun::attributes::AttributeType;
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use table::{Entry, State};
+
+pub use table::{Held, TcpConns};
 
 /// RFC 6062 §5.2/§5.3: a connection not bound within 30 seconds is closed.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 6062 §5.2: "If the connection attempt fails or times out, the
+/// server MUST respond with a 447"; we wait this long for the peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connects per second per allocation (and the burst): scanning allowed
 /// address space from our relay address must be slow.
 pub const CONNECT_RATE: f64 = 10.0;
 
-/// A peer connection known by its CONNECTION-ID.
-#[derive(Debug, Clone)]
-struct Entry {
-    username: String,
-    state: State,
+/// Which deadline a connection timer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Deadline {
+    Connect,
+    Bind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Connected, waiting for a ConnectionBind.
-    Waiting,
-    Bound,
-}
-
-/// Peer connections of every worker, and each user's count of them
-/// (pending Connects included).
-#[derive(Debug, Default)]
-pub struct TcpConns(Mutex<Table>);
-
-#[derive(Debug, Default)]
-struct Table {
-    entries: HashMap<u32, Entry>,
-    per_user: HashMap<String, u32>,
-}
-
-impl Table {
-    fn contains_key(&self, conn: &u32) -> bool {
-        self.entries.contains_key(conn)
-    }
-
-    /// Counts one more connection for `user`, unless at `max`.
-    fn reserve(&mut self, user: &str, max: u32) -> bool {
-        let n = self.per_user.get(user).copied().unwrap_or(0);
-        if n >= max {
-            return false;
-        }
-        self.per_user.insert(user.to_string(), n + 1);
-        true
-    }
-
-    fn unreserve(&mut self, user: &str) {
-        if let Some(n) = self.per_user.get_mut(user) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(user);
-            }
-        }
-    }
-
-    /// Ends a connection and its place in its user's count.
-    fn remove(&mut self, conn: &u32) -> Option<Entry> {
-        let e = self.entries.remove(conn)?;
-        self.unreserve(&e.username);
-        Some(e)
-    }
-}
-
-impl TcpConns {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Connections not yet ended (waiting or bound).
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Connections counted for `user`, pending Connects included.
-    pub fn of_user(&self, user: &str) -> u32 {
-        self.lock().per_user.get(user).copied().unwrap_or(0)
-    }
-}
-
-/// A Connect waiting for the shell's [`Server::peer_connected`].
+/// A Connect waiting for the shell's [`Server::peer_connected`] (or its
+/// deadline).
 #[derive(Debug, Clone)]
 pub(crate) struct Connecting {
     ctx: Ctx,
     signer: Signer,
-    /// Whose count the pending connection is in.
-    username: String,
     slot: u32,
     generation: u32,
     peer: SocketAddr,
@@ -130,11 +72,11 @@ pub(crate) struct Connecting {
 impl Server {
     /// CONNECTION-ID: keyed and unique across workers (the bind may land on
     /// any of them), never zero.
-    fn connection_id(&mut self) -> u32 {
+    fn connection_id(&mut self) -> ConnId {
         loop {
             let t = self.reservation_token();
-            let id = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
-            if id != 0
+            let id = ConnId(u32::from_be_bytes([t[0], t[1], t[2], t[3]]));
+            if id.0 != 0
                 && !self.shared.tcp_conns.lock().contains_key(&id)
                 && !self.connecting.contains_key(&id)
             {
@@ -189,18 +131,29 @@ impl Server {
         let a = self.allocation_at(slot);
         let relay = a.relays[0];
         let conn = self.connection_id();
+        // In the table from now on, so that the shell can keep its
+        // connecting task there (the place in the user's count is taken).
+        self.shared.tcp_conns.lock().entries.insert(
+            conn,
+            Entry {
+                username: auth.username,
+                state: State::Connecting,
+                held: None,
+            },
+        );
         self.connecting.insert(
             conn,
             Connecting {
                 ctx: ctx.clone(),
                 signer,
-                username: auth.username,
                 slot,
                 generation,
                 peer,
             },
         );
-        self.outputs.push_back(Output::ConnectPeer {
+        self.conn_timers
+            .push(Reverse((now + CONNECT_TIMEOUT, conn, Deadline::Connect)));
+        self.requests.push_back(Request::ConnectPeer {
             conn,
             relay: relay.id,
             from: relay.local,
@@ -233,9 +186,10 @@ impl Server {
         table.reserve(&a.username, max_user)
     }
 
-    /// The shell's answer to [`Output::ConnectPeer`]: success with the
-    /// CONNECTION-ID, or 447.
-    pub fn peer_connected(&mut self, now: Instant, conn: u32, ok: bool) {
+    /// The shell's answer to [`Request::ConnectPeer`]: success with the
+    /// CONNECTION-ID, or 447 (RFC 6062 §5.2). An answer after the core's
+    /// deadline finds nothing: the attempt was ended then.
+    pub fn peer_connected(&mut self, now: Instant, conn: ConnId, result: Result<(), ConnectError>) {
         let Some(c) = self.connecting.remove(&conn) else {
             return;
         };
@@ -243,17 +197,19 @@ impl Server {
             self.allocations.get(c.slot as usize),
             Some(Some(a)) if a.generation == c.generation
         );
-        if !alive || !ok {
-            // The place taken at Connect is given back.
-            self.shared.tcp_conns.lock().unreserve(&c.username);
+        if !alive || result.is_err() {
+            // The place taken at Connect is given back, and what the shell
+            // holds for it closed.
+            let ended = self.shared.tcp_conns.lock().remove(&conn);
+            if result.is_ok() {
+                let held = ended.and_then(|e| e.held);
+                self.requests.push_back(Request::ClosePeer { conn, held });
+            }
         }
         if !alive {
-            if ok {
-                self.outputs.push_back(Output::ClosePeer { conn });
-            }
             return;
         }
-        if !ok {
+        if result.is_err() {
             return self.answer(
                 now,
                 &c.ctx,
@@ -265,7 +221,7 @@ impl Server {
         }
         self.await_bind(now, c.slot, conn, c.peer);
         self.answer(now, &c.ctx, Answer::Success, Some(&c.signer), false, |b| {
-            b.add(AttributeType::CONNECTION_ID, &conn.to_be_bytes());
+            b.add(AttributeType::CONNECTION_ID, &conn.0.to_be_bytes());
         });
     }
 
@@ -273,7 +229,12 @@ impl Server {
     /// 6062 §5.3). Allowed only with a permission for its IP: then the
     /// client gets a ConnectionAttempt and the returned id names the
     /// connection; `None`: close it.
-    pub fn peer_accepted(&mut self, now: Instant, relay: RelayId, from: SocketAddr) -> Option<u32> {
+    pub fn peer_accepted(
+        &mut self,
+        now: Instant,
+        relay: RelayId,
+        from: SocketAddr,
+    ) -> Option<ConnId> {
         let slot = (*self.relays.get(relay.0 as usize)?)?;
         let a = self.allocations.get(slot as usize)?.as_ref()?;
         if !a.tcp || !a.is_active() || !a.has_permission(now, from.ip()) {
@@ -295,21 +256,23 @@ impl Server {
     /// Records a connected peer of allocation `slot` as waiting for its
     /// ConnectionBind, for at most [`BIND_TIMEOUT`]. Its place in the
     /// user's count was taken by [`Server::peer_connection_allowed`].
-    fn await_bind(&mut self, now: Instant, slot: u32, conn: u32, peer: SocketAddr) {
+    fn await_bind(&mut self, now: Instant, slot: u32, conn: ConnId, peer: SocketAddr) {
         let a = self.allocation_mut(slot);
         a.tcp_peers.push((conn, peer));
         let username = a.username.clone();
-        self.shared.tcp_conns.lock().entries.insert(
-            conn,
-            Entry {
-                username,
-                state: State::Waiting,
-            },
-        );
-        self.conn_timers.push(Reverse((now + BIND_TIMEOUT, conn)));
+        let mut table = self.shared.tcp_conns.lock();
+        let e = table.entries.entry(conn).or_insert(Entry {
+            username,
+            state: State::Waiting,
+            held: None,
+        });
+        e.state = State::Waiting;
+        drop(table);
+        self.conn_timers
+            .push(Reverse((now + BIND_TIMEOUT, conn, Deadline::Bind)));
     }
 
-    fn connection_attempt(&mut self, to: FiveTuple, conn: u32, peer: SocketAddr) {
+    fn connection_attempt(&mut self, to: FiveTuple, conn: ConnId, peer: SocketAddr) {
         let mut buf = vec![0u8; 128];
         let txid = TransactionId(self.random_txid());
         let mut b = MessageBuilder::new(
@@ -317,7 +280,7 @@ impl Server {
             MessageType::new(Method::CONNECTION_ATTEMPT, Class::Indication),
             txid,
         );
-        b.add(AttributeType::CONNECTION_ID, &conn.to_be_bytes());
+        b.add(AttributeType::CONNECTION_ID, &conn.0.to_be_bytes());
         b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
         if let Some(software) = &self.shared.config.software {
             b.add_software(software);
@@ -344,7 +307,7 @@ impl Server {
             return self.error(now, ctx, BAD_REQUEST, &signer);
         }
         let conn = match attr::require::<ConnectionId>(msg) {
-            Ok(ConnectionId(c)) => c,
+            Ok(ConnectionId(c)) => ConnId(c),
             Err(code) => return self.error(now, ctx, code, &signer),
         };
         let verdict = {
@@ -357,7 +320,7 @@ impl Server {
                 // Another user's connection: as for its allocation.
                 Some(e) if e.state == State::Waiting => Err(WRONG_CREDENTIALS),
                 // RFC 6062 §5.4: an unknown or already bound CONNECTION-ID
-                // gets 400.
+                // gets 400 (one still connecting is not known to clients).
                 _ => Err(BAD_REQUEST),
             }
         };
@@ -366,7 +329,7 @@ impl Server {
         }
         // The answer is queued first: the shell sends it, then splices.
         self.answer(now, ctx, Answer::Success, Some(&signer), false, |_| {});
-        self.outputs.push_back(Output::BindData {
+        self.requests.push_back(Request::BindData {
             conn,
             tuple: ctx.tuple,
         });
@@ -374,36 +337,74 @@ impl Server {
 
     /// The shell closed a peer connection (either side ended, or it was
     /// never bound).
-    pub fn peer_closed(&mut self, conn: u32) {
+    pub fn peer_closed(&mut self, _now: Instant, conn: ConnId) {
         self.shared.tcp_conns.lock().remove(&conn);
     }
 
-    /// Closes connections still unbound at their deadline.
+    /// Ends Connects past [`CONNECT_TIMEOUT`] (447) and connections still
+    /// unbound at [`BIND_TIMEOUT`].
     pub(crate) fn expire_connections(&mut self, now: Instant) {
-        while let Some(&Reverse((at, conn))) = self.conn_timers.peek() {
+        while let Some(&Reverse((at, conn, deadline))) = self.conn_timers.peek() {
             if at > now {
                 break;
             }
             self.conn_timers.pop();
-            let mut table = self.shared.tcp_conns.lock();
-            if table
-                .entries
-                .get(&conn)
-                .is_some_and(|e| e.state == State::Waiting)
-            {
-                table.remove(&conn);
-                drop(table);
-                self.outputs.push_back(Output::ClosePeer { conn });
+            match deadline {
+                Deadline::Connect => self.connect_timed_out(now, conn),
+                Deadline::Bind => {
+                    let mut table = self.shared.tcp_conns.lock();
+                    if table
+                        .entries
+                        .get(&conn)
+                        .is_some_and(|e| e.state == State::Waiting)
+                    {
+                        let held = table.remove(&conn).and_then(|e| e.held);
+                        drop(table);
+                        self.requests.push_back(Request::ClosePeer { conn, held });
+                    }
+                }
             }
         }
     }
 
+    /// RFC 6062 §5.2: the peer did not answer in time: 447, and the shell
+    /// abandons the attempt.
+    fn connect_timed_out(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.connecting.remove(&conn) else {
+            return;
+        };
+        let held = self
+            .shared
+            .tcp_conns
+            .lock()
+            .remove(&conn)
+            .and_then(|e| e.held);
+        self.requests.push_back(Request::ClosePeer { conn, held });
+        let alive = matches!(
+            self.allocations.get(c.slot as usize),
+            Some(Some(a)) if a.generation == c.generation
+        );
+        if alive {
+            self.answer(
+                now,
+                &c.ctx,
+                Answer::Error(CONNECTION_TIMEOUT_OR_FAILURE),
+                Some(&c.signer),
+                false,
+                |_| {},
+            );
+        }
+    }
+
     /// An allocation ended: so do its peer connections, bound or not.
-    pub(crate) fn close_connections(&mut self, peers: &[(u32, SocketAddr)]) {
+    pub(crate) fn close_connections(&mut self, peers: &[(ConnId, SocketAddr)]) {
         let mut table = self.shared.tcp_conns.lock();
         for (conn, _) in peers {
-            if table.remove(conn).is_some() {
-                self.outputs.push_back(Output::ClosePeer { conn: *conn });
+            if let Some(e) = table.remove(conn) {
+                self.requests.push_back(Request::ClosePeer {
+                    conn: *conn,
+                    held: e.held,
+                });
             }
         }
     }
