@@ -16,7 +16,7 @@ use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
 use crate::turn::{
-    FiveTuple, Output, Server, Shared, Transport, TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME,
+    FiveTuple, Server, Shared, Transport, TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME,
     PEER_HEADROOM, PEER_TAILROOM,
 };
 
@@ -137,9 +137,12 @@ impl Pair {
                 continue;
             }
             server.handle_client(*now, *tuple, &bytes);
-            while let Some(o) = server.poll_output() {
-                if let Output::OpenRelay { relay, .. } = o {
-                    server.relay_opened(*now, relay, Ok(()));
+            while let Some(r) = server.poll_request() {
+                use crate::turn::Request as Shell;
+                if let Shell::OpenUdpRelay { relay, addr, .. }
+                | Shell::ListenTcpRelay { relay, addr } = r
+                {
+                    server.relay_opened(*now, relay, Ok(addr));
                 }
             }
             while let Some(t) = server.poll_transmit() {
