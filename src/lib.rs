@@ -39,6 +39,8 @@
 //! 6156's IPv6 folded in), RFC 6062 (TCP relays), RFC 5780 (NAT behaviour
 //! discovery), RFC 7635 (OAuth), RFC 6347 (DTLS, through OpenSSL).
 
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 pub mod admin;
 pub mod auth;
 pub(crate) mod bench;

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use socket2::SockAddr;
 
 /// Datagrams per `recvmmsg`/`sendmmsg`.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 fn check(rc: libc::c_int) -> io::Result<usize> {
     if rc < 0 {
@@ -22,7 +22,7 @@ fn check(rc: libc::c_int) -> io::Result<usize> {
 }
 
 /// A level-triggered epoll set whose events carry a `u64` token.
-pub struct Epoll {
+pub(crate) struct Epoll {
     fd: OwnedFd,
 }
 
@@ -33,7 +33,7 @@ impl AsRawFd for Epoll {
 }
 
 impl Epoll {
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the fd is owned from here on.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })? as RawFd;
         // SAFETY: fd is a fresh descriptor we own.
@@ -43,7 +43,7 @@ impl Epoll {
     }
 
     /// Watches `fd` for input. Closing `fd` removes it from the set.
-    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+    pub(crate) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: token,
@@ -54,12 +54,12 @@ impl Epoll {
     }
 
     /// Ready tokens, without waiting.
-    pub fn poll(&self, out: &mut [libc::epoll_event]) -> usize {
+    pub(crate) fn poll(&self, out: &mut [libc::epoll_event]) -> usize {
         self.wait(out, 0)
     }
 
     /// Ready tokens, waiting up to `timeout_ms` for the first.
-    pub fn wait(&self, out: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
+    pub(crate) fn wait(&self, out: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         // SAFETY: out is a valid, writable array of out.len() events.
         let n = unsafe {
             libc::epoll_wait(
@@ -80,7 +80,7 @@ fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Opt
 }
 
 /// Buffers for one `recvmmsg`: `BATCH` slots of `headroom + MAX + tailroom`.
-pub struct RecvBatch {
+pub(crate) struct RecvBatch {
     slot: usize,
     headroom: usize,
     max: usize,
@@ -91,7 +91,7 @@ pub struct RecvBatch {
 }
 
 impl RecvBatch {
-    pub fn new(headroom: usize, max: usize, tailroom: usize) -> Self {
+    pub(crate) fn new(headroom: usize, max: usize, tailroom: usize) -> Self {
         let slot = headroom + max + tailroom;
         RecvBatch {
             slot,
@@ -106,7 +106,7 @@ impl RecvBatch {
     }
 
     /// Receives up to `BATCH` datagrams; 0 when none is waiting.
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         // SAFETY: iovecs and headers point into self's buffers, which live
         // across the call and are not otherwise borrowed.
         let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
@@ -143,7 +143,7 @@ impl RecvBatch {
 
     /// Datagram `i`: its source, its slot (with head- and tailroom) and
     /// where the data sits in the slot.
-    pub fn get_mut(&mut self, i: usize) -> (Option<SocketAddr>, &mut [u8], usize, usize) {
+    pub(crate) fn get_mut(&mut self, i: usize) -> (Option<SocketAddr>, &mut [u8], usize, usize) {
         let slot = &mut self.bufs[i * self.slot..(i + 1) * self.slot];
         (self.sources[i], slot, self.headroom, self.lens[i])
     }
@@ -164,7 +164,7 @@ const SOL_UDP: libc::c_int = 17;
 /// Datagrams waiting for one `sendmmsg` on one socket. Datagrams of equal
 /// size for the same destination leave as one UDP GSO send (`UDP_SEGMENT`):
 /// one trip through the stack instead of one per datagram.
-pub struct SendBatch {
+pub(crate) struct SendBatch {
     arena: Vec<u8>,
     items: Vec<(SocketAddr, usize, usize)>,
     // Scratch for flush, kept so sending allocates nothing once warm.
@@ -199,21 +199,21 @@ struct Run {
 }
 
 impl SendBatch {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// Drops anything queued (for a socket that has gone).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.items.clear();
         self.arena.clear();
     }
 
-    pub fn push(&mut self, to: SocketAddr, data: &[u8]) {
+    pub(crate) fn push(&mut self, to: SocketAddr, data: &[u8]) {
         let start = self.arena.len();
         self.arena.extend_from_slice(data);
         self.items.push((to, start, data.len()));
@@ -256,7 +256,7 @@ impl SendBatch {
 
     /// Sends everything queued. Datagrams the kernel will not take now
     /// (full buffer) are dropped, as a congested network would.
-    pub fn flush(&mut self, fd: RawFd) {
+    pub(crate) fn flush(&mut self, fd: RawFd) {
         if self.items.is_empty() {
             return;
         }
@@ -342,7 +342,7 @@ fn set_segment(h: &mut libc::msghdr, buf: &mut [u64; CMSG_WORDS], segment: u16) 
 }
 
 /// Sends one datagram without blocking; a full buffer drops it.
-pub fn send_to(fd: RawFd, data: &[u8], to: &SocketAddr) {
+pub(crate) fn send_to(fd: RawFd, data: &[u8], to: &SocketAddr) {
     let addr = SockAddr::from(*to);
     // SAFETY: data and addr are valid for the call.
     unsafe {

@@ -152,6 +152,25 @@ impl Drop for ConnSlot {
     }
 }
 
+impl std::fmt::Debug for ConnLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnLimits")
+            .field("per_ip", &self.per_ip)
+            .field("unbound_per_ip", &self.unbound_per_ip)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ConnSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnSlot")
+            .field("key", &self.key)
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

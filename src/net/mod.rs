@@ -302,3 +302,12 @@ async fn start_admin(
     tokio::spawn(task);
     Ok(Some(bound))
 }
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("listeners", &self.listeners)
+            .field("relay_ips", &self.relay_ips)
+            .finish_non_exhaustive()
+    }
+}

@@ -22,7 +22,7 @@ fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol, reuse_port: bool) -> 
 }
 
 /// A UDP listener socket (not yet registered with a runtime).
-pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+pub(super) fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let s = new_socket(addr, Type::DGRAM, Protocol::UDP, reuse_port)?;
     // Bursts from many clients must not overflow the default buffer.
     let _ = s.set_recv_buffer_size(4 << 20);
@@ -32,7 +32,7 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpS
 }
 
 /// A TCP listener socket (not yet registered with a runtime).
-pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+pub(super) fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let s = new_socket(addr, Type::STREAM, Protocol::TCP, reuse_port)?;
     // Restarts must not wait for TIME_WAIT connections to drain.
     s.set_reuse_address(true)?;
@@ -43,7 +43,7 @@ pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpL
 
 /// The listening socket of a TCP relay (RFC 6062). SO_REUSEADDR and
 /// SO_REUSEPORT let connections to peers leave from the same address.
-pub fn bind_tcp_relay(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub(super) fn bind_tcp_relay(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let s = new_socket(addr, Type::STREAM, Protocol::TCP, true)?;
     s.set_reuse_address(true)?;
     s.bind(&addr.into())?;
@@ -53,7 +53,7 @@ pub fn bind_tcp_relay(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// A relay socket. With `dont_fragment` the kernel sets DF (IPv4) or
 /// refuses to fragment (IPv6): RFC 8656 §7.2, DONT-FRAGMENT.
-pub fn bind_relay(addr: SocketAddr, dont_fragment: bool) -> io::Result<std::net::UdpSocket> {
+pub(super) fn bind_relay(addr: SocketAddr, dont_fragment: bool) -> io::Result<std::net::UdpSocket> {
     let s = new_socket(addr, Type::DGRAM, Protocol::UDP, false)?;
     if dont_fragment {
         set_dont_fragment(&s, addr.is_ipv6())?;
@@ -95,7 +95,7 @@ fn set_dont_fragment(s: &Socket, v6: bool) -> io::Result<()> {
 }
 
 /// The IPv6 wildcard is skipped, not fatal, on a host without IPv6.
-pub fn is_optional_ipv6(addr: &SocketAddr, e: &io::Error) -> bool {
+pub(super) fn is_optional_ipv6(addr: &SocketAddr, e: &io::Error) -> bool {
     addr.is_ipv6()
         && addr.ip().is_unspecified()
         && (e.kind() == io::ErrorKind::AddrNotAvailable
@@ -105,7 +105,7 @@ pub fn is_optional_ipv6(addr: &SocketAddr, e: &io::Error) -> bool {
 /// Raises the open-file limit to its hard maximum: every TCP client and
 /// every relay is a descriptor, and the usual soft limit of 1,024 would
 /// cap a server far below its connection caps.
-pub fn raise_fd_limit() {
+pub(super) fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -317,7 +317,7 @@ mod tests {
     }
 
     /// Every default-denied form of the checklist and the issue.
-    pub const DENIED_BY_DEFAULT: &[&str] = &[
+    pub(super) const DENIED_BY_DEFAULT: &[&str] = &[
         "127.0.0.1",
         "0.0.0.0",
         "0.1.2.3",

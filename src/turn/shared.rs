@@ -85,3 +85,12 @@ impl Shared {
         self.reservations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+// The token key stays out of Debug.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -307,3 +307,11 @@ impl Server {
         }
     }
 }
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("allocations", &self.by_tuple.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -123,8 +123,9 @@ impl Server {
         let to = a.tuple;
         if let Some(ch) = a.channel_to(now, from) {
             let begin = start - 4;
-            buf[begin..begin + 2].copy_from_slice(&ch.number.to_be_bytes());
-            buf[begin + 2..start].copy_from_slice(&(len as u16).to_be_bytes());
+            if let Ok(header) = <&mut [u8; 4]>::try_from(&mut buf[begin..start]) {
+                ChannelData::write_header(ch.number, len as u16, header);
+            }
             let mut end = start + len;
             // RFC 8656 §12.5: over TCP, ChannelData is padded to 4 bytes.
             if stream {

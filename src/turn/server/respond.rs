@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::Server;
 use crate::auth::{Rejection, Signer};
 use crate::stun::attributes::{self, AttributeType};
+use crate::stun::unknown::UnknownAttributes;
 use crate::stun::{Message, MessageBuilder, MessageType, TransactionId};
 use crate::turn::error::{BAD_REQUEST, STALE_NONCE, UNAUTHORIZED, UNKNOWN_ATTRIBUTE};
 use crate::turn::{FiveTuple, Transmit};
@@ -39,11 +40,9 @@ impl Server {
         msg: &Message<'_>,
         signer: &Signer,
     ) -> bool {
-        let mut unknown = [0u16; 16];
-        let n = msg.unknown_comprehension_required(AttributeType::is_known, &mut unknown);
-        if n == 0 {
+        let Some(unknown) = UnknownAttributes::find(msg, AttributeType::is_known) else {
             return false;
-        }
+        };
         self.answer(
             now,
             ctx,
@@ -51,7 +50,7 @@ impl Server {
             Some(signer),
             true,
             |b| {
-                b.add_unknown_attributes(&unknown[..n]);
+                b.add_unknown_attributes(unknown.types());
             },
         );
         true
