@@ -20,27 +20,40 @@ pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 /// for 5 minutes".
 pub const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
 
+/// A permission (RFC 8656 §9): the peer IP whose traffic the relay lets
+/// through, ports ignored.
 #[derive(Debug, Clone, Copy)]
 pub struct Permission {
+    /// The peer's IP address.
     pub ip: IpAddr,
+    /// When it lapses unless a CreatePermission or ChannelBind refreshes it.
     pub expires: Instant,
 }
 
+/// A channel binding (RFC 8656 §12): a channel number tied to one peer
+/// transport address.
 #[derive(Debug, Clone, Copy)]
 pub struct Channel {
+    /// The channel number (0x4000 through 0x7FFF).
     pub number: u16,
+    /// The peer the channel is bound to.
     pub peer: SocketAddr,
+    /// When the binding lapses; it stays in the table, unusable, for
+    /// [`CHANNEL_COOLDOWN`] after.
     pub expires: Instant,
 }
 
 /// A relayed transport address of the allocation (one per family).
 #[derive(Debug, Clone, Copy)]
 pub struct Relay {
+    /// The shell's name for the relay socket.
     pub id: RelayId,
     /// The address the relay socket is bound to.
     pub local: SocketAddr,
     /// The address told to the client (the external address, if mapped).
     pub advertised: SocketAddr,
+    /// Whether the shell has reported the socket open; the allocation
+    /// answers its Allocate once all of its relays are.
     pub open: bool,
 }
 
@@ -52,6 +65,7 @@ pub struct Bandwidth {
 }
 
 impl Bandwidth {
+    /// A full bucket: one second's worth of `bytes_per_sec`.
     pub fn new(now: Instant, bytes_per_sec: f64) -> Self {
         Bandwidth {
             tokens: bytes_per_sec,
@@ -76,7 +90,9 @@ impl Bandwidth {
 /// Traffic counters, one set per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Packets relayed.
     pub packets: u64,
+    /// Payload bytes relayed (application data, without framing).
     pub bytes: u64,
 }
 
@@ -87,14 +103,24 @@ impl std::ops::AddAssign for Counters {
     }
 }
 
+/// One allocation (RFC 8656 §2.2), named by its 5-tuple.
 #[derive(Debug)]
 pub struct Allocation {
+    /// Distinguishes this allocation from earlier ones in the same slot, so
+    /// stale timer entries, connections and ids are recognised and ignored.
     pub generation: u32,
+    /// The client's 5-tuple: the allocation's key.
     pub tuple: FiveTuple,
+    /// Who owns it: later requests on the tuple must authenticate as this
+    /// user (OAuth clients excepted) or get 441.
     pub username: String,
+    /// How to sign its responses: from the latest authenticated request.
     pub signer: Signer,
+    /// When the Allocate was accepted.
     pub created: Instant,
+    /// When it ends unless refreshed.
     pub expires: Instant,
+    /// The lifetime last granted (by Allocate or Refresh).
     pub lifetime: Duration,
     /// When this allocation's one live timer entry falls due (F2: a
     /// Refresh flood must not grow the timer heap, so extending the
@@ -105,8 +131,13 @@ pub struct Allocation {
     pub reservation: Option<[u8; 8]>,
     /// At most one IPv4 and one IPv6 relay.
     pub relays: Vec<Relay>,
+    /// Its permissions, at most `max_permissions`.
     pub permissions: Vec<Permission>,
+    /// Its channel bindings, at most `max_channels`, including those in
+    /// their cool-down.
     pub channels: Vec<Channel>,
+    /// The Allocate carried DONT-FRAGMENT (RFC 8656 §18.9): relay sockets
+    /// are opened with DF set.
     pub dont_fragment: bool,
     /// An RFC 6062 TCP allocation: its relay is a listening TCP socket.
     pub tcp: bool,
@@ -114,9 +145,13 @@ pub struct Allocation {
     pub tcp_peers: Vec<(super::ConnId, std::net::SocketAddr)>,
     /// Connect's rate limit (one token per Connect).
     pub connects: Bandwidth,
+    /// Traffic relayed from the client to peers.
     pub to_peer: Counters,
+    /// Traffic relayed from peers to the client.
     pub to_client: Counters,
+    /// The bandwidth budget from the client to peers.
     pub bw_to_peer: Bandwidth,
+    /// The bandwidth budget from peers to the client.
     pub bw_to_client: Bandwidth,
     /// Bytes per second per direction; 0 = unlimited.
     pub bps: f64,
@@ -127,22 +162,27 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// Whether its relay sockets are all open and the Allocate answered;
+    /// until then it relays nothing and answers no other request.
     pub fn is_active(&self) -> bool {
         self.pending.is_none()
     }
 
+    /// Whether it has a relay of `ip`'s address family.
     pub fn has_family_of(&self, ip: IpAddr) -> bool {
         self.relays
             .iter()
             .any(|r| r.local.is_ipv4() == ip.is_ipv4())
     }
 
+    /// Its relay of `ip`'s address family, the one that talks to that peer.
     pub fn relay_of_family(&self, ip: IpAddr) -> Option<&Relay> {
         self.relays
             .iter()
             .find(|r| r.local.is_ipv4() == ip.is_ipv4())
     }
 
+    /// Whether a live permission lets `ip`'s traffic through.
     pub fn has_permission(&self, now: Instant, ip: IpAddr) -> bool {
         self.permissions
             .iter()

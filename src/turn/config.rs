@@ -17,13 +17,21 @@ pub struct TurnConfig {
     pub relay_ips: Vec<IpAddr>,
     /// (relay IP, public IP): the public one is told to clients.
     pub external_ips: Vec<(IpAddr, IpAddr)>,
+    /// The lifetime granted when the client asks for none, and the floor
+    /// for lifetimes asked (RFC 8656 §7.2).
     pub default_lifetime: Duration,
+    /// The cap on lifetimes asked.
     pub max_lifetime: Duration,
+    /// Permissions per allocation; beyond, 508 (Insufficient Capacity).
     pub max_permissions: usize,
+    /// Channel bindings per allocation, those cooling down included;
+    /// beyond, 508 (Insufficient Capacity).
     pub max_channels: usize,
     /// Bits per second per allocation and direction; 0 = unlimited.
     pub max_bps: u64,
+    /// SOFTWARE (RFC 8489 §14.14) added to every answer; `None`: none.
     pub software: Option<String>,
+    /// Which peers may be reached; others get 403 (Forbidden).
     pub policy: policy::PeerPolicy,
     /// 401/438 answers per second per source address; 0 = no limit.
     pub auth_reply_rate: u32,
@@ -31,8 +39,10 @@ pub struct TurnConfig {
     pub strict_expiry: bool,
     /// Serve RFC 6062 TCP allocations.
     pub tcp_relay: bool,
-    /// RFC 6062 peer connections per TCP allocation and per user.
+    /// RFC 6062 peer connections per TCP allocation, pending Connects
+    /// included.
     pub max_peer_connections: u32,
+    /// RFC 6062 peer connections per user, across workers.
     pub max_peer_connections_per_user: u32,
     /// Answer RFC 3489 Binding requests (no magic cookie).
     pub stun_backward_compatibility: bool,

@@ -19,7 +19,9 @@ pub struct ConnId(pub u32);
 /// that tells it from a later allocation in the same slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId {
+    /// The allocation's slot in its worker's table.
     pub slot: u32,
+    /// The allocation's generation, so a reused slot is not mistaken for it.
     pub generation: u32,
 }
 
@@ -33,6 +35,7 @@ pub struct SessionGone;
 pub enum RelayError {
     /// The port is taken outside our pool (another program).
     AddrInUse,
+    /// Any other failure to bind.
     Other,
 }
 
@@ -48,6 +51,7 @@ impl From<&std::io::Error> for RelayError {
 /// Why a Connect's peer connection failed: the client gets 447 either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectError {
+    /// The peer refused the connection.
     Refused,
     /// The kernel gave up (the core's own deadline is `CONNECT_TIMEOUT`).
     TimedOut,
@@ -71,32 +75,60 @@ pub enum Request {
     /// Bind a UDP socket to `addr` for relaying; answer with
     /// `Server::relay_opened`.
     OpenUdpRelay {
+        /// The name the core uses for the socket from now on.
         relay: RelayId,
+        /// The address (relay IP and port from the pool) to bind to.
         addr: SocketAddr,
+        /// Set DF on what the socket sends (RFC 8656 §18.9).
         dont_fragment: bool,
     },
     /// Listen on `addr` for peers of a TCP allocation (RFC 6062); answer
     /// with `Server::relay_opened`.
-    ListenTcpRelay { relay: RelayId, addr: SocketAddr },
+    ListenTcpRelay {
+        /// The name the core uses for the listener from now on.
+        relay: RelayId,
+        /// The address (relay IP and port from the pool) to listen on.
+        addr: SocketAddr,
+    },
     /// Close the relay socket (or listener) now.
-    CloseRelay { relay: RelayId },
+    CloseRelay {
+        /// The socket or listener to close.
+        relay: RelayId,
+    },
     /// Open a TCP connection from `from` (the relayed address) to `peer`;
     /// answer with `Server::peer_connected`. The core times the attempt.
     ConnectPeer {
+        /// The CONNECTION-ID the connection will have.
         conn: ConnId,
+        /// The allocation's relay listener.
         relay: RelayId,
+        /// The address the relay is bound to, to connect from.
         from: SocketAddr,
+        /// The peer to connect to.
         peer: SocketAddr,
     },
     /// The client connection `tuple` is now the data connection of peer
     /// connection `conn`: send what is queued for it, then relay bytes.
-    BindData { conn: ConnId, tuple: FiveTuple },
+    BindData {
+        /// The peer connection.
+        conn: ConnId,
+        /// The client connection that sent the ConnectionBind.
+        tuple: FiveTuple,
+    },
     /// The core ended peer connection `conn`: close what the shell held
     /// for it (`held`, dropped, does it: sockets closed, tasks aborted).
-    ClosePeer { conn: ConnId, held: Option<Held> },
+    ClosePeer {
+        /// The peer connection that ended.
+        conn: ConnId,
+        /// What the shell kept for it in the connection table, if anything.
+        held: Option<Held>,
+    },
     /// Close the client's stream once what is queued for it is sent (its
     /// allocation ended: RFC 8656 §3.1, they live and die together).
-    CloseStream { tuple: FiveTuple },
+    CloseStream {
+        /// The client's stream.
+        tuple: FiveTuple,
+    },
 }
 
 /// Why an allocation ended.
@@ -115,34 +147,54 @@ pub enum EndReason {
 /// An allocation's whole life, as usage accounting needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocationEnd {
+    /// The client's 5-tuple.
     pub tuple: FiveTuple,
+    /// The owner.
     pub username: String,
+    /// The server's realm.
     pub realm: String,
+    /// The relayed addresses told to the client.
     pub relayed: Vec<SocketAddr>,
+    /// When the Allocate was accepted.
     pub start: Instant,
+    /// When it ended.
     pub end: Instant,
-    /// Relayed traffic, client to peer and peer to client.
+    /// Relayed traffic, client to peer.
     pub to_peer: Counters,
+    /// Relayed traffic, peer to client.
     pub to_client: Counters,
+    /// Why it ended.
     pub reason: EndReason,
 }
 
 /// What happened, for logs, DTLS idling, usage accounting and the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// An allocation became active: its relays are open and the success
+    /// answer to its Allocate is queued.
     AllocationCreated {
+        /// The client's 5-tuple.
         tuple: FiveTuple,
+        /// The owner.
         username: String,
+        /// The server's realm.
         realm: String,
+        /// The relayed addresses told to the client.
         relayed: Vec<SocketAddr>,
+        /// The lifetime granted.
         lifetime: Duration,
+        /// When.
         at: Instant,
     },
     /// A Refresh extended (or shortened) the lifetime.
     AllocationRefreshed {
+        /// The client's 5-tuple.
         tuple: FiveTuple,
+        /// The owner.
         username: String,
+        /// The lifetime granted, from `at`.
         lifetime: Duration,
+        /// When.
         at: Instant,
     },
     /// Boxed: the record is large, the other events are not.

@@ -32,6 +32,8 @@
 //! * `tests/`: the core's tests, one room per idea; `tests/mod.rs` is the
 //!   harness.
 
+#![warn(missing_docs)]
+
 pub mod allocation;
 mod attributes;
 mod config;
@@ -62,7 +64,9 @@ pub use shared::{Shared, SharedKeys};
 /// Transport between client and server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
+    /// Plain UDP: one message per datagram.
     Udp,
+    /// Plain TCP: a byte stream.
     Tcp,
     /// TLS over TCP: a byte stream, like TCP.
     Tls,
@@ -91,8 +95,11 @@ impl std::fmt::Display for Transport {
 /// Client address, server address and transport: what names an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FiveTuple {
+    /// How the client reaches the server.
     pub transport: Transport,
+    /// The client's address, as the server sees it (after any NAT).
     pub client: SocketAddr,
+    /// The server address the client sent to.
     pub server: SocketAddr,
 }
 
@@ -103,22 +110,30 @@ pub struct RelayId(pub u32);
 /// A control message for a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where it goes: the client, from the server address it used.
     pub to: FiveTuple,
+    /// The whole STUN message.
     pub data: Vec<u8>,
 }
 
 /// Client data to send from a relay socket to a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward<'a> {
+    /// The relay socket to send from.
     pub relay: RelayId,
+    /// The peer to send to.
     pub peer: SocketAddr,
+    /// The application data, borrowed from the client's packet.
     pub data: &'a [u8],
 }
 
 /// Peer data, framed in place for the client: send `buf[start..end]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deliver {
+    /// The client to send to.
     pub to: FiveTuple,
+    /// Where the framed message begins in the buffer.
     pub start: usize,
+    /// Where it ends (exclusive), padding included.
     pub end: usize,
 }

@@ -83,6 +83,8 @@ impl IpRange {
         })
     }
 
+    /// Whether `ip` is in the range: same family, taken as written (callers
+    /// canonicalise first where that matters).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (v6, b) = bits(ip);
         v6 == self.v6 && self.start <= b && b <= self.end
@@ -183,9 +185,15 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// Why a peer was refused (for logs and metrics, never sent to the client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
+    /// In the never-set: unspecified, Teredo, 6to4, link-local, cloud
+    /// metadata.
     Never,
+    /// The server itself on a listener port (a TURN loop).
     OwnEndpoint,
+    /// In `denied_peer_ip`.
     Configured,
+    /// In the default deny list, or loopback not opened by
+    /// `allow_loopback_peers`.
     Default,
 }
 
@@ -207,6 +215,9 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
+    /// A policy from `allowed_peer_ip`, `denied_peer_ip`,
+    /// `allow_loopback_peers` and the listener endpoints known so far; the
+    /// never-set, loopback and default deny lists are built in.
     pub fn new(
         allowed: Vec<IpRange>,
         denied: Vec<IpRange>,
@@ -293,6 +304,7 @@ impl PeerPolicy {
         Ok(())
     }
 
+    /// Whether [`PeerPolicy::check`] lets the peer through.
     pub fn allows(&self, peer: SocketAddr) -> bool {
         self.check(peer).is_ok()
     }

@@ -20,6 +20,8 @@ pub struct PortPool {
 }
 
 impl PortPool {
+    /// All of `min..=max` free (`min` must not exceed `max`); the key is
+    /// zero until [`PortPool::with_key`] sets one.
     pub fn new(min: u16, max: u16) -> Self {
         let n = (max - min) as usize + 1;
         PortPool {
@@ -66,10 +68,12 @@ impl PortPool {
         }
     }
 
+    /// How many ports are free.
     pub fn free(&self) -> u32 {
         self.free
     }
 
+    /// Whether `port` is in the range, used or not.
     pub fn contains(&self, port: u16) -> bool {
         (self.min..=self.max).contains(&port)
     }
@@ -115,6 +119,8 @@ impl PortPool {
         true
     }
 
+    /// Returns a port to the pool; one outside the range or already free
+    /// is ignored.
     pub fn release(&mut self, port: u16) {
         if self.contains(port) && self.is_used((port - self.min) as u32) {
             self.set((port - self.min) as u32, false);

@@ -12,8 +12,11 @@ use std::sync::Mutex;
 /// Which quota refused an allocation (both are answered with 486).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaExceeded {
+    /// The user's quota (stored, else `user_quota`).
     User,
+    /// The realm's stored quota.
     Realm,
+    /// `total_quota`.
     Total,
     /// `max_allocations_per_ip` for the client's address (or /64).
     Source,
@@ -28,6 +31,8 @@ pub struct Limits {
     pub realm: Option<u32>,
 }
 
+/// The allocation counts and their limits; one lock, taken on Allocate and
+/// release only.
 #[derive(Debug, Default)]
 pub struct Quotas {
     /// 0 = unlimited.
@@ -54,6 +59,8 @@ fn source_key(ip: IpAddr) -> u128 {
 }
 
 impl Quotas {
+    /// Limits from `user_quota` and `total_quota` (0 = unlimited), no
+    /// per-source cap until [`Quotas::with_per_source`].
     pub fn new(user_quota: u32, total_quota: u32) -> Self {
         Quotas {
             user_quota,
@@ -95,6 +102,8 @@ impl Quotas {
         Ok(())
     }
 
+    /// Gives back one allocation counted by [`Quotas::acquire`] for `user`
+    /// from `source`.
     pub fn release(&self, user: &str, source: IpAddr) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.total = s.total.saturating_sub(1);
@@ -113,10 +122,12 @@ impl Quotas {
         }
     }
 
+    /// Allocations counted, all users.
     pub fn total(&self) -> u32 {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
+    /// Allocations counted for `user`.
     pub fn of_user(&self, user: &str) -> u32 {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.per_user.get(user).copied().unwrap_or(0)

@@ -17,9 +17,13 @@ pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(30);
 
 /// State shared by every worker.
 pub struct Shared {
+    /// The TURN settings.
     pub config: TurnConfig,
+    /// Verifies requests against the realm's credentials.
     pub auth: Authenticator,
+    /// Allocation counts per user, source and in total.
     pub quotas: Quotas,
+    /// The relay ports in use.
     pub ports: Mutex<PortPool>,
     /// RESERVATION-TOKEN → the port held for it (RFC 8656 §7.2).
     reservations: Mutex<HashMap<[u8; 8], Reservation>>,
@@ -57,6 +61,8 @@ impl std::fmt::Debug for SharedKeys {
 }
 
 impl Shared {
+    /// Shared state from its parts, with no reservations or connections
+    /// yet; the reply budget is built from `auth_reply_rate` and `keys`.
     pub fn new(
         config: TurnConfig,
         auth: Authenticator,

@@ -73,6 +73,9 @@ pub struct Server {
 }
 
 impl Server {
+    /// A worker's core over the state all workers share. `seed` must differ
+    /// between workers: it keeps their RESERVATION-TOKENs apart and seeds
+    /// indication transaction ids.
     pub fn new(shared: Arc<Shared>, seed: u64) -> Self {
         Server {
             shared,
@@ -98,6 +101,7 @@ impl Server {
         }
     }
 
+    /// The state shared with the other workers.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -107,11 +111,13 @@ impl Server {
         self.by_tuple.len()
     }
 
+    /// The allocation of a 5-tuple, pending or active.
     pub fn allocation(&self, tuple: &FiveTuple) -> Option<&Allocation> {
         let slot = *self.by_tuple.get(tuple)?;
         self.allocations[slot as usize].as_ref()
     }
 
+    /// The next control message (answer or indication) to send a client.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }

@@ -12,31 +12,45 @@ use crate::turn::{EndReason, FiveTuple, SessionGone, SessionId};
 /// shell copies them out once a second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Allocations that became active (relays open, success answered).
     pub allocations_created: u64,
+    /// STUN Binding requests (with the magic cookie).
     pub binding_requests: u64,
     /// RFC 3489 Binding requests (no magic cookie) that reached the core.
     pub classic_binding_requests: u64,
-    /// Authentication failures by answer: 401, 438, 400.
+    /// Authentication failures answered 401 (Unauthorized), counted even
+    /// when the reply budget leaves them unanswered.
     pub auth_unauthorized: u64,
+    /// Authentication failures answered 438 (Stale Nonce), likewise.
     pub auth_stale_nonce: u64,
+    /// Authentication failures answered 400 (Bad Request), likewise.
     pub auth_bad_request: u64,
     /// REST usernames refused for having expired (also counted as 401).
     pub auth_expired: u64,
+    /// Allocates refused with 486 (Allocation Quota Reached).
     pub quota_refusals: u64,
-    /// Relayed traffic, live allocations included.
+    /// Relayed traffic client to peer, live allocations included.
     pub to_peer: Counters,
+    /// Relayed traffic peer to client, live allocations included.
     pub to_client: Counters,
 }
 
 /// One active allocation, as the admin API lists it.
 #[derive(Debug, Clone)]
 pub struct SessionView {
+    /// What [`Server::end_session`] takes to end it.
     pub id: SessionId,
+    /// The owner.
     pub username: String,
+    /// The client's 5-tuple.
     pub tuple: FiveTuple,
+    /// The relayed addresses told to the client.
     pub relayed: Vec<SocketAddr>,
+    /// When the Allocate was accepted.
     pub created: Instant,
+    /// Relayed traffic so far, client to peer.
     pub to_peer: Counters,
+    /// Relayed traffic so far, peer to client.
     pub to_client: Counters,
 }
 

@@ -13,6 +13,7 @@ use crate::turn::ConnId;
 pub struct Held(Box<dyn Any + Send>);
 
 impl Held {
+    /// Wraps the shell's value.
     pub fn new<T: Any + Send>(value: T) -> Self {
         Held(Box::new(value))
     }
@@ -99,6 +100,7 @@ impl TcpConns {
         self.lock().entries.len()
     }
 
+    /// Whether no connection is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
