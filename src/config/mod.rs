@@ -14,6 +14,7 @@
 //! | `tls.rs` | TLS and DTLS listeners, certificate |
 //! | `store.rs` | the credential store |
 //! | `admin.rs` | admin API, metrics labels, log level |
+//! | `fleet.rs` | node name and region |
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -27,6 +28,7 @@ use crate::turn::policy::IpRange;
 
 mod admin;
 mod auth;
+mod fleet;
 mod limits;
 mod listeners;
 mod options;
@@ -135,6 +137,10 @@ pub struct Config {
     pub alt_listening_port: Option<u16>,
     /// Answer RFC 3489 Binding requests.
     pub stun_backward_compatibility: bool,
+    /// This node's name in the fleet registry.
+    pub node_name: String,
+    /// This node's region, free text ("" = none).
+    pub region: String,
     /// Lines to log as warnings once logging is up (secret files others
     /// can read); the config is read before the log exists.
     pub warnings: Vec<String>,
@@ -195,6 +201,8 @@ impl Default for Config {
             alt_ip: None,
             alt_listening_port: None,
             stun_backward_compatibility: true,
+            node_name: fleet::host_name(),
+            region: String::new(),
             warnings: vec![],
         }
     }
@@ -213,6 +221,7 @@ impl Options {
         tls::resolve(&self, &mut c)?;
         store::resolve(&self, &mut c)?;
         admin::resolve(&self, &mut c)?;
+        fleet::resolve(&self, &mut c)?;
         Ok(c)
     }
 }

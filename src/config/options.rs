@@ -210,6 +210,14 @@ pub struct Options {
     #[arg(long, value_name = "PORT")]
     pub alt_listening_port: Option<i64>,
 
+    /// This node's name in a fleet: letters, digits, '.', '_', '-' [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// This node's region in a fleet, free text [default: none]
+    #[arg(long, value_name = "TEXT")]
+    pub region: Option<String>,
+
     /// Answer classic RFC 3489 Binding requests (no magic cookie), as coturn does [default: true]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stun_backward_compatibility: Option<bool>,

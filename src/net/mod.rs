@@ -18,6 +18,7 @@ mod bind;
 pub mod certs;
 pub mod control;
 pub mod dtls;
+pub(crate) mod heartbeat;
 pub mod limits;
 mod socket;
 mod sync;
@@ -242,6 +243,12 @@ pub async fn serve(
         tls: tls.clone(),
         listeners: listeners.clone(),
     });
+    tokio::spawn(heartbeat::heartbeat_loop(
+        store.clone(),
+        control.clone(),
+        config.clone(),
+        stop_rx.clone(),
+    ));
     let admin = start_admin(&store, control, config, &stop_rx).await?;
     let stop_on_shutdown = stop.clone();
     let mut stop_seen = stop_rx;

@@ -15,6 +15,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub(crate) mod keys;
+pub(crate) mod nodes;
 pub(crate) mod quotas;
 pub(crate) mod users;
 
@@ -77,6 +78,14 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds now (heartbeats).
+pub(crate) fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 

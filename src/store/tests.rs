@@ -25,7 +25,32 @@ const NASTY: [&str; 5] = [
     "back\\slash",
 ];
 
+/// The node registry: a heartbeat inserts, the next one replaces.
+async fn nodes(s: &Store) {
+    let mut row = nodes::NodeRow {
+        name: "turn-a".into(),
+        region: "eu west".into(),
+        state: "ready".into(),
+        urls: vec!["turn:192.0.2.1:3478?transport=udp".into()],
+        allocations: 3,
+        relayed_bps: 8_000,
+        last_seen: 1_700_000_000_000,
+    };
+    s.heartbeat(&row).await.unwrap();
+    assert_eq!(s.nodes().await.unwrap(), vec![row.clone()]);
+    row.state = "draining".into();
+    row.allocations = 1;
+    row.last_seen += 2_000;
+    s.heartbeat(&row).await.unwrap();
+    let mut other = row.clone();
+    other.name = "turn-b".into();
+    other.urls.clear();
+    s.heartbeat(&other).await.unwrap();
+    assert_eq!(s.nodes().await.unwrap(), vec![row, other]);
+}
+
 async fn exercise(s: &Store) {
+    nodes(s).await;
     let realm = "r.example";
     // Add, refuse a duplicate, list, change, remove, refuse a missing one.
     s.add_user("t", realm, "alice", "pw1").await.unwrap();
@@ -239,7 +264,10 @@ async fn migrations_apply_from_empty_and_rerun_as_no_ops() {
         .fetch_one(&again.pool)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(applied, files, "every migration applied once");
     again.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -283,6 +311,7 @@ async fn postgres_store_round_trips_and_refuses_bad_input() {
         "user_quotas",
         "realm_quotas",
         "settings",
+        "nodes",
     ] {
         sqlx::query(&format!("DELETE FROM {t}"))
             .execute(&s.pool)
@@ -294,7 +323,10 @@ async fn postgres_store_round_trips_and_refuses_bad_input() {
         .fetch_one(&s.pool)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(applied, files, "every migration applied once");
     s.close().await;
 }
 

@@ -756,3 +756,59 @@ impl After for str {
         self.find(marker).map(|i| &self[i + marker.len()..])
     }
 }
+
+/// Issue 15's registry on one node (SQLite): the node's own row, kept
+/// fresh by its heartbeat; health endpoints need no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_list_this_node_from_its_heartbeat_and_health_needs_no_token() {
+    let (s, udp, admin) = server(|c| {
+        c.node_name = "turn-test-1".into();
+        c.region = "eu west".into();
+    })
+    .await;
+    let (code, _) = http(admin, "GET", "/api/v1/nodes", None, None).await;
+    assert_eq!(code, 401, "the registry needs a token");
+    for path in ["/livez", "/healthz", "/readyz"] {
+        let (code, body) = http(admin, "GET", path, None, None).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let _relayed = TurnClient::connect_as(udp, crate::USER, crate::PASSWORD)
+        .await
+        .allocate(None)
+        .await
+        .expect("an allocation");
+    // Within two heartbeats the row shows it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let node = loop {
+        let (code, body) = http(admin, "GET", "/api/v1/nodes", Some(&token("admin")), None).await;
+        assert_eq!(code, 200, "{body}");
+        let v = json(&body);
+        let nodes = v["nodes"].as_array().unwrap().clone();
+        assert_eq!(nodes.len(), 1, "{v}");
+        if nodes[0]["allocations"] == 1 || Instant::now() > deadline {
+            break nodes[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(node["name"], "turn-test-1", "{node}");
+    assert_eq!(node["region"], "eu west");
+    assert_eq!(node["state"], "ready");
+    assert_eq!(node["allocations"], 1, "{node}");
+    let urls: Vec<&str> = node["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        urls.contains(&format!("turn:{udp}?transport=udp").as_str()),
+        "{urls:?}"
+    );
+    let now = crate::unix_now() as i64;
+    let seen = node["last_seen"].as_i64().unwrap();
+    assert!(
+        (now - 3..=now).contains(&seen),
+        "last_seen {seen}, now {now}"
+    );
+    s.stop().await;
+}

@@ -3,6 +3,7 @@
 //! body also gets a JSON error.
 
 mod credentials;
+mod nodes;
 mod oauth_keys;
 mod quotas;
 mod reload;
@@ -16,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{metrics, ApiError, State};
 use credentials::credentials;
@@ -67,7 +68,10 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 pub(super) fn router(state: State) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(nodes::livez))
+        .route("/livez", get(nodes::livez))
+        .route("/readyz", get(nodes::readyz))
+        .route("/api/v1/nodes", get(nodes::list_nodes))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/users", get(list_users).post(add_user))

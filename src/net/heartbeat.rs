@@ -1,0 +1,74 @@
+//! Start-up phase five: this node's row in the store's node registry
+//! (issue 15), written every [`HEARTBEAT_EVERY`]. Readers call a node whose
+//! row is older than `store::nodes::DOWN_AFTER_MS` down. Like the sync
+//! loop, a failing store is said once and retried; nothing on the relay
+//! path waits on it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::control::ServerControl;
+use super::stopped;
+use crate::admin::Control;
+use crate::config::Config;
+use crate::store::nodes::NodeRow;
+use crate::store::Store;
+
+/// How often a node writes its row.
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// Relayed bytes both ways, from the workers' last reports.
+fn relayed_bytes(control: &ServerControl) -> u64 {
+    let s = control.stats();
+    s.to_peer.bytes + s.to_client.bytes
+}
+
+pub(super) async fn heartbeat_loop(
+    store: Store,
+    control: Arc<ServerControl>,
+    config: Arc<Config>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    let mut last = (Instant::now(), relayed_bytes(&control));
+    loop {
+        let now = Instant::now();
+        let bytes = relayed_bytes(&control);
+        let secs = now.duration_since(last.0).as_secs_f64();
+        let bps = if secs > 0.0 {
+            (bytes.saturating_sub(last.1) as f64 * 8.0 / secs) as i64
+        } else {
+            0
+        };
+        last = (now, bytes);
+        let row = NodeRow {
+            name: config.node_name.clone(),
+            region: config.region.clone(),
+            state: "ready".into(),
+            urls: control.ice_urls(),
+            allocations: i64::from(control.allocations()),
+            relayed_bps: bps,
+            last_seen: crate::store::unix_now_ms(),
+        };
+        match store.heartbeat(&row).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("node registry reachable again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("node registry unreachable, heartbeat retried: {e}");
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
