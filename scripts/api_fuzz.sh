@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the admin API with schemathesis, every check, against a real
+# Fuzzes the admin API with schemathesis (every check but one, see below) against a real
 # `turnpike serve` on loopback: a throwaway SQLite store, the token secret in
 # a 0600 file, an admin token passed through the environment (never argv).
 # Bounded in time (API_FUZZ_SECONDS, default 180). Exits non-zero on any
@@ -48,13 +48,18 @@ done
 TURNPIKE_FUZZ_TOKEN=$("$BIN" admin-token --admin-jwt-secret-file "$work/jwt" --ttl 1h --subject api-fuzz)
 export TURNPIKE_FUZZ_TOKEN
 
-echo "== schemathesis $ST_VERSION, every check, against http://$admin (budget ${SECONDS_BUDGET}s)"
+echo "== schemathesis $ST_VERSION, every check but use_after_free, against http://$admin (budget ${SECONDS_BUDGET}s)"
 status=0
 # Run from the scratch directory: schemathesis leaves a cache in its cwd.
+# use_after_free (ST301) is left out: a user is keyed by realm and name, and
+# the stateful phase sometimes follows a DELETE with a PATCH or GET of the
+# same name without its realm, which finds the same name in the default
+# realm and rightly answers 200 (see api_fuzz.toml).
 config=$PWD/scripts/api_fuzz.toml
 (cd "$work" && timeout --kill-after=10 $((SECONDS_BUDGET + 60)) \
   "$VENV/bin/st" --config-file "$config" run "http://$admin/api/v1/openapi.json" \
-  --checks all --max-examples "$MAX_EXAMPLES" --max-time "$SECONDS_BUDGET" --seed 1 \
+  --checks all --exclude-checks use_after_free \
+  --max-examples "$MAX_EXAMPLES" --max-time "$SECONDS_BUDGET" --seed 1 \
   --workers 2 --no-color --generation-database none "$@") || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "error: turnpike serve died during the fuzz run" >&2

@@ -3,7 +3,9 @@
 //!
 //! A nonce is `obMatJos2` + 4 base64 characters of the security feature set
 //! (RFC 8489 §9.2.1) + 16 base64 characters of the issue time (4 bytes,
-//! seconds since the issuer's epoch) and an HMAC-SHA1 over the client IP,
+//! Unix seconds when the shell says what Unix time the epoch is, which lets
+//! every node of a fleet sharing the secret check every other node's
+//! nonces) and an HMAC-SHA1 over the client IP,
 //! the feature set and the time, truncated to 8 bytes. The port is left out
 //! so that a client whose NAT rebinds keeps its nonce.
 //!
@@ -35,12 +37,17 @@ const MAC_BYTES: usize = 8;
 const BODY_BYTES: usize = 4 + MAC_BYTES;
 const BODY_B64_LEN: usize = BODY_BYTES / 3 * 4;
 const NONCE_LEN: usize = NONCE_COOKIE.len() + FEATURES_B64_LEN + BODY_B64_LEN;
+/// Seconds a nonce may appear to come from the future: the clock skew
+/// allowed between the nodes of a fleet.
+const CLOCK_SKEW: u32 = 5;
 
 /// Issues and checks nonces. Shared by every worker.
 #[derive(Clone)]
 pub struct NonceIssuer {
     secret: [u8; 32],
     epoch: Instant,
+    /// The nonce clock's reading at `epoch` (Unix seconds, or 0).
+    clock_at_epoch: u64,
     stale_after: Duration,
     features: u32,
 }
@@ -94,9 +101,17 @@ impl NonceIssuer {
         NonceIssuer {
             secret,
             epoch,
+            clock_at_epoch: 0,
             stale_after,
             features,
         }
+    }
+
+    /// Counts nonce times in Unix seconds: `unix` is the Unix time at the
+    /// epoch. Nodes sharing the secret then agree on every nonce's age.
+    pub fn with_unix_epoch(mut self, unix: u64) -> Self {
+        self.clock_at_epoch = unix;
+        self
     }
 
     /// The instant nonce times count from.
@@ -124,7 +139,7 @@ impl NonceIssuer {
     }
 
     fn seconds(&self, now: Instant) -> u32 {
-        now.saturating_duration_since(self.epoch).as_secs() as u32
+        (self.clock_at_epoch + now.saturating_duration_since(self.epoch).as_secs()) as u32
     }
 
     /// A fresh nonce for `ip`, written as ASCII.
@@ -160,7 +175,11 @@ impl NonceIssuer {
         if !bool::from(want.ct_eq(&body[4..])) {
             return NonceCheck::Stale;
         }
-        let age = self.seconds(now).checked_sub(issued);
+        // Another node's clock may run a little ahead of ours.
+        let now = self.seconds(now).saturating_add(CLOCK_SKEW);
+        let age = now
+            .checked_sub(issued)
+            .map(|a| a.saturating_sub(CLOCK_SKEW));
         match age {
             Some(age) if u64::from(age) < self.stale_after.as_secs() => {
                 NonceCheck::Valid { features }
@@ -228,8 +247,42 @@ mod tests {
         let n = issuer(t0);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let nonce = n.issue(t0 + Duration::from_secs(100), ip);
+        // Up to CLOCK_SKEW ahead is another node's clock, not a forgery.
+        assert!(matches!(
+            n.check(t0 + Duration::from_secs(95), ip, &nonce),
+            NonceCheck::Valid { .. }
+        ));
         assert_eq!(
-            n.check(t0 + Duration::from_secs(99), ip, &nonce),
+            n.check(t0 + Duration::from_secs(94), ip, &nonce),
+            NonceCheck::Stale
+        );
+    }
+
+    /// Issue 15: nodes sharing the secret, each with its own monotonic
+    /// clock but the same Unix time, accept each other's nonces.
+    #[test]
+    fn a_nonce_from_another_node_with_the_same_secret_is_valid() {
+        // a0 and b0 are the same wall-clock moment on two hosts whose
+        // monotonic clocks read differently.
+        let (a0, b0) = (Instant::now(), Instant::now() + Duration::from_secs(5000));
+        let unix = 1_700_000_000;
+        let a = issuer(a0).with_unix_epoch(unix);
+        let b = issuer(b0).with_unix_epoch(unix);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let nonce = a.issue(a0 + Duration::from_secs(10), ip);
+        assert!(matches!(
+            b.check(b0 + Duration::from_secs(12), ip, &nonce),
+            NonceCheck::Valid { .. }
+        ));
+        // It goes stale on B when it would on A.
+        assert_eq!(
+            b.check(b0 + Duration::from_secs(10 + 600), ip, &nonce),
+            NonceCheck::Stale
+        );
+        // A node with another secret does not accept it.
+        let c = NonceIssuer::new([8; 32], b0, Duration::from_secs(600), 0).with_unix_epoch(unix);
+        assert_eq!(
+            c.check(b0 + Duration::from_secs(12), ip, &nonce),
             NonceCheck::Stale
         );
     }

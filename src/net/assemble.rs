@@ -31,20 +31,31 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
     })
 }
 
+/// The keys every node of one store shares (issue 15): a nonce from one
+/// node is good at another, and so is a RESERVATION-TOKEN's derivation.
+pub(super) struct FleetKeys {
+    pub(super) nonce: [u8; 32],
+    pub(super) reservation_token: [u8; 32],
+}
+
 /// The state shared by every worker's TURN core.
 pub(super) fn shared(
     config: &Config,
     listeners: &[(Transport, SocketAddr)],
     relay_ips: &[IpAddr],
     snapshot: Snapshot,
+    fleet: FleetKeys,
 ) -> Result<Arc<Shared>, ServeError> {
     let turn = turn_config(config, listeners, relay_ips);
+    // Nonce times count in Unix seconds, so every node reads every
+    // node's nonces the same way.
     let nonces = NonceIssuer::new(
-        random_bytes()?,
+        fleet.nonce,
         Instant::now(),
         config.stale_nonce,
         FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY,
-    );
+    )
+    .with_unix_epoch(crate::store::unix_now() as u64);
     Ok(Arc::new(Shared::new(
         turn,
         authenticator(config, nonces, snapshot),
@@ -52,7 +63,8 @@ pub(super) fn shared(
             .with_per_source(config.max_allocations_per_ip),
         PortPool::new(config.min_port, config.max_port).with_key(random_bytes()?),
         SharedKeys {
-            reservation_token: random_bytes()?,
+            reservation_token: fleet.reservation_token,
+            // The reply budget is this node's own table.
             reply_budget: random_bytes()?,
         },
     )))

@@ -200,7 +200,11 @@ pub async fn serve(
     } = bound;
     let streams = assemble::streams(&config, tls.clone());
     let relay_ips = bind::relays(&config, &listeners)?;
-    let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot)?;
+    let fleet = assemble::FleetKeys {
+        nonce: store.fleet_key("nonce").await?,
+        reservation_token: store.fleet_key("reservation_token").await?,
+    };
+    let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot, fleet)?;
 
     let (stop, stop_rx) = watch::channel(false);
     let (registry, commands) = Registry::new(workers);

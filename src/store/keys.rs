@@ -209,6 +209,48 @@ impl Store {
         Ok(out)
     }
 
+    /// A 32-byte key every node of this store shares (issue 15: the nonce
+    /// key, so a nonce from one node is good at another; the key behind
+    /// RESERVATION-TOKENs), generated on first use. Two nodes starting at
+    /// once race to insert it: the first insert wins and both read it.
+    pub(crate) async fn fleet_key(&self, name: &str) -> Result<[u8; 32], StoreError> {
+        let setting = format!("fleet_key:{name}");
+        let get = || {
+            sqlx::query("SELECT value FROM settings WHERE name = $1")
+                .bind(setting.clone())
+                .fetch_optional(&self.pool)
+        };
+        let decode = |r: sqlx::any::AnyRow| -> Result<[u8; 32], StoreError> {
+            let value: String = r.try_get("value")?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok());
+            raw.ok_or(StoreError::Invalid {
+                field: "fleet key",
+                reason: format!("{name} in the settings table is not 32 bytes of base64"),
+            })
+        };
+        if let Some(r) = get().await? {
+            return decode(r);
+        }
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| StoreError::Invalid {
+            field: "random",
+            reason: e.to_string(),
+        })?;
+        let value = base64::engine::general_purpose::STANDARD.encode(raw);
+        let _ = sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2)")
+            .bind(setting.clone())
+            .bind(value)
+            .execute(&self.pool)
+            .await;
+        let r = get().await?.ok_or(StoreError::NotFound {
+            what: format!("fleet key {name}"),
+        })?;
+        decode(r)
+    }
+
     /// The admin API's HS256 secret, generated on first use.
     pub(crate) async fn admin_jwt_secret(&self) -> Result<Secret, StoreError> {
         let get = || {

@@ -8,6 +8,7 @@ mod coturn;
 mod differential;
 mod docs;
 mod dtls;
+mod fleet;
 mod memory;
 mod nat;
 mod policy;
