@@ -211,55 +211,35 @@ impl Store {
 
     /// A 32-byte key every node of this store shares (issue 15: the nonce
     /// key, so a nonce from one node is good at another; the key behind
-    /// RESERVATION-TOKENs), generated on first use. Two nodes starting at
-    /// once race to insert it: the first insert wins and both read it.
+    /// RESERVATION-TOKENs), generated on first use.
     pub(crate) async fn fleet_key(&self, name: &str) -> Result<[u8; 32], StoreError> {
-        let setting = format!("fleet_key:{name}");
-        let get = || {
-            sqlx::query("SELECT value FROM settings WHERE name = $1")
-                .bind(setting.clone())
-                .fetch_optional(&self.pool)
-        };
-        let decode = |r: sqlx::any::AnyRow| -> Result<[u8; 32], StoreError> {
-            let value: String = r.try_get("value")?;
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(value)
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v).ok());
-            raw.ok_or(StoreError::Invalid {
+        let value = self.generated(&format!("fleet_key:{name}")).await?;
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or(StoreError::Invalid {
                 field: "fleet key",
                 reason: format!("{name} in the settings table is not 32 bytes of base64"),
             })
-        };
-        if let Some(r) = get().await? {
-            return decode(r);
-        }
-        let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw).map_err(|e| StoreError::Invalid {
-            field: "random",
-            reason: e.to_string(),
-        })?;
-        let value = base64::engine::general_purpose::STANDARD.encode(raw);
-        let _ = sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2)")
-            .bind(setting.clone())
-            .bind(value)
-            .execute(&self.pool)
-            .await;
-        let r = get().await?.ok_or(StoreError::NotFound {
-            what: format!("fleet key {name}"),
-        })?;
-        decode(r)
     }
 
     /// The admin API's HS256 secret, generated on first use.
     pub(crate) async fn admin_jwt_secret(&self) -> Result<Secret, StoreError> {
+        Ok(Secret(self.generated(ADMIN_JWT_SECRET).await?.into_bytes()))
+    }
+
+    /// The setting `name`: 32 random bytes in base64, written on first use.
+    /// Two processes may race to write it: the first insert wins and both
+    /// read the winner.
+    async fn generated(&self, name: &str) -> Result<String, StoreError> {
         let get = || {
             sqlx::query("SELECT value FROM settings WHERE name = $1")
-                .bind(ADMIN_JWT_SECRET)
+                .bind(name.to_string())
                 .fetch_optional(&self.pool)
         };
         if let Some(r) = get().await? {
-            return Ok(Secret(r.try_get::<String, _>("value")?.into_bytes()));
+            return Ok(r.try_get::<String, _>("value")?);
         }
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| StoreError::Invalid {
@@ -267,15 +247,14 @@ impl Store {
             reason: e.to_string(),
         })?;
         let value = base64::engine::general_purpose::STANDARD.encode(raw);
-        // Two processes may race here: the first insert wins, both read it.
         let _ = sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2)")
-            .bind(ADMIN_JWT_SECRET)
+            .bind(name.to_string())
             .bind(value)
             .execute(&self.pool)
             .await;
         let r = get().await?.ok_or(StoreError::NotFound {
-            what: "admin token secret".into(),
+            what: format!("setting {name}"),
         })?;
-        Ok(Secret(r.try_get::<String, _>("value")?.into_bytes()))
+        Ok(r.try_get::<String, _>("value")?)
     }
 }
