@@ -30,7 +30,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 scripts/check_core.sh
 echo "== cargo test"
 cargo test --all-targets
-echo "== admin API fuzzing (schemathesis, every check; a few minutes)"
+echo "== admin API fuzzing (schemathesis, every check but use_after_free; a few minutes)"
 API_FUZZ_SECONDS=${API_FUZZ_SECONDS:-120} scripts/api_fuzz.sh
 # The integration test of `turnpike bench soak`: 60 s of 10,000 churning
 # allocations against the release binary; non-zero if the server died or
