@@ -41,8 +41,11 @@ as_postgres() {
 }
 
 # start_test_postgres DIR PORT: a throwaway PostgreSQL cluster from Debian's
-# packages in DIR (as the postgres user), listening on 127.0.0.1:PORT, with
-# database and role "turnpike" (password "turnpike"). Sets TURNPIKE_TEST_PG.
+# packages in DIR (as the postgres user), listening on PORT of every address
+# (the fleet tests reach it from network namespaces over 10.88.0.0/16; the
+# cluster trusts loopback and asks that range for the password), with
+# database and role "turnpike" (password "turnpike", may create databases:
+# each fleet test makes its own). Sets TURNPIKE_TEST_PG.
 # Debian's own cluster service is stopped so nothing else holds the port.
 start_test_postgres() {
   local dir=$1 port=$2 bin
@@ -53,10 +56,11 @@ start_test_postgres() {
   $SUDO rm -rf "$dir"
   $SUDO install -d -o postgres -g postgres "$dir"
   as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+  echo "host all turnpike 10.88.0.0/16 scram-sha-256" | as_postgres tee -a "$dir/data/pg_hba.conf" >/dev/null
   as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=* -c fsync=off -c max_connections=300" start >/dev/null
   as_postgres "$bin/psql" -h "$dir" -p "$port" -U postgres -q \
-    -c "CREATE ROLE turnpike LOGIN PASSWORD 'turnpike'" \
+    -c "CREATE ROLE turnpike LOGIN CREATEDB PASSWORD 'turnpike'" \
     -c "CREATE DATABASE turnpike OWNER turnpike" >/dev/null
   export TURNPIKE_TEST_PG="postgres://turnpike:turnpike@127.0.0.1:$port/turnpike"
 }

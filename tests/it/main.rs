@@ -47,6 +47,37 @@ pub fn temp_db() -> String {
     format!("sqlite:{}/store.db", dir.display())
 }
 
+/// A fresh, empty PostgreSQL database named `name` on the test cluster
+/// (`TURNPIKE_TEST_PG`, started by scripts/test.sh), dropped first if an
+/// earlier run left it; None (skip) outside the test script, a failure in
+/// CI. Fleet tests each take their own so their nodes see only each other.
+pub async fn fresh_pg(name: &str) -> Option<String> {
+    use sqlx::Connection;
+    let Some(base) = std::env::var("TURNPIKE_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set TURNPIKE_TEST_PG (scripts/test.sh)"
+        );
+        eprintln!("TURNPIKE_TEST_PG unset: skipped (scripts/test.sh sets it)");
+        return None;
+    };
+    assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{prefix}/{name}"))
+}
+
 /// Where test servers put their admin API: any free loopback port.
 pub fn any_admin() -> Option<SocketAddr> {
     Some("127.0.0.1:0".parse().unwrap())
