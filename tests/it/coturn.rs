@@ -85,7 +85,7 @@ async fn turnutils_stunclient_gets_its_mapped_address_over_ipv6() {
 }
 
 /// A process killed when the test ends, whatever happens.
-pub(crate) struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {

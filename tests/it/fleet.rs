@@ -12,7 +12,7 @@ use turnpike::Transport;
 use crate::{start_turn, temp_db, PASSWORD, REALM, USER};
 
 /// An Allocate for a UDP relay, signed when `nonce` is given.
-fn allocate(txid: u8, nonce: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn allocate(txid: u8, nonce: Option<&[u8]>) -> Vec<u8> {
     let mut buf = [0u8; 512];
     let mut b = MessageBuilder::new(
         &mut buf,
@@ -31,7 +31,11 @@ fn allocate(txid: u8, nonce: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// Sends `req` to `to` and returns the answer's class and error code.
-fn exchange(sock: &UdpSocket, to: SocketAddr, req: &[u8]) -> (Class, Option<u16>, Vec<u8>) {
+pub(crate) fn exchange(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    req: &[u8],
+) -> (Class, Option<u16>, Vec<u8>) {
     sock.send_to(req, to).unwrap();
     let mut buf = [0u8; 1500];
     let (n, _) = sock.recv_from(&mut buf).expect("an answer");
@@ -42,7 +46,7 @@ fn exchange(sock: &UdpSocket, to: SocketAddr, req: &[u8]) -> (Class, Option<u16>
     (m.class(), code, buf[..n].to_vec())
 }
 
-fn nonce_of(answer: &[u8]) -> Vec<u8> {
+pub(crate) fn nonce_of(answer: &[u8]) -> Vec<u8> {
     let m = Message::parse(answer).unwrap();
     m.get(AttributeType::NONCE).expect("a NONCE").to_vec()
 }

@@ -9,6 +9,8 @@ mod differential;
 mod docs;
 mod dtls;
 mod fleet;
+mod fleet_hosts;
+mod fleet_lab;
 mod memory;
 mod nat;
 mod policy;

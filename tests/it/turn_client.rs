@@ -90,6 +90,14 @@ impl TurnClient {
         Self::with_link(Link::Udp(sock), user, password)
     }
 
+    /// A client from `local` with other credentials (the fleet lab's
+    /// clients speak from the bridge address).
+    pub async fn connect_with(server: SocketAddr, local: &str, user: &str, password: &str) -> Self {
+        let sock = UdpSocket::bind(local).await.unwrap();
+        sock.connect(server).await.unwrap();
+        Self::with_link(Link::Udp(sock), user, password)
+    }
+
     /// A client from a chosen local address (another loopback source).
     pub async fn connect_from(server: SocketAddr, local: &str) -> Self {
         let sock = UdpSocket::bind(local).await.unwrap();

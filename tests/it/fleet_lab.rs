@@ -1,0 +1,435 @@
+//! The fleet lab (issue 15): three turnpike processes, each in its own
+//! network namespace with its own address (tests/netns/fleet_setup.sh),
+//! sharing the test PostgreSQL cluster, which they reach over a bridge at
+//! 10.88.0.1. Clients run in the root namespace. The lab tears itself
+//! down when dropped, even after a failed assertion.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::admin::http;
+
+/// The secret every node's admin API token is checked with (a file, 0600).
+const JWT_SECRET: &str = "fleet-lab-admin-secret-0123456789abcdef";
+pub(crate) const ROOT_IP: &str = "10.88.0.1";
+
+/// A node's address: A is 10.88.0.11, B .12, C .13.
+pub(crate) fn ip_of(node: char) -> String {
+    format!("10.88.0.{}", 11 + (node as u8 - b'a'))
+}
+
+/// Its TURN listener (UDP and TCP).
+pub(crate) fn turn_addr(node: char) -> SocketAddr {
+    format!("{}:3478", ip_of(node)).parse().unwrap()
+}
+
+/// Its admin API.
+pub(crate) fn admin_addr(node: char) -> SocketAddr {
+    format!("{}:8080", ip_of(node)).parse().unwrap()
+}
+
+/// Its node name in the registry.
+pub(crate) fn name_of(node: char) -> String {
+    format!("node-{node}")
+}
+
+pub(crate) struct Lab {
+    pub(crate) db: String,
+    dir: PathBuf,
+    children: Vec<(char, std::process::Child)>,
+}
+
+fn script(args: &[&str]) -> bool {
+    Command::new("sh")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/netns/fleet_setup.sh"
+        ))
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Lab {
+    /// Makes the namespaces and a fresh database `db_name`; None when the
+    /// test cluster is absent (outside scripts/test.sh; CI fails instead).
+    pub(crate) async fn up(db_name: &str) -> Option<Lab> {
+        let url = crate::fresh_pg(db_name).await?;
+        // The nodes reach the cluster over the bridge, not loopback.
+        let db = url.replace("@127.0.0.1:", &format!("@{ROOT_IP}:"));
+        assert!(
+            script(&["up"]),
+            "fleet_setup.sh up failed (root, iproute2 and nftables needed)"
+        );
+        let dir = std::env::temp_dir().join(format!("turnpike-lab-{db_name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("admin.secret");
+        std::fs::write(&secret, JWT_SECRET).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Some(Lab {
+            db,
+            dir,
+            children: Vec::new(),
+        })
+    }
+
+    /// Writes `content` to a 0600 file in the lab's directory; its path.
+    pub(crate) fn secret_file(&self, name: &str, content: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path.display().to_string()
+    }
+
+    /// Starts `node` in `region` with `extra` config lines (TOML) and
+    /// waits for its admin API.
+    pub(crate) async fn start(&mut self, node: char, region: &str, extra: &str) {
+        let ip = ip_of(node);
+        let config = self.dir.join(format!("{node}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"{ip}:3478\"]\n\
+                 workers = 1\n\
+                 db = \"{db}\"\n\
+                 node_name = \"{name}\"\n\
+                 region = \"{region}\"\n\
+                 admin_listen = \"{ip}:8080\"\n\
+                 admin_jwt_secret_file = \"{secret}\"\n\
+                 realm = \"{realm}\"\n\
+                 allowed_peer_ip = [\"10.88.0.0/24\"]\n\
+                 min_port = 40000\n\
+                 max_port = 40999\n\
+                 {extra}\n",
+                db = self.db,
+                name = name_of(node),
+                secret = self.dir.join("admin.secret").display(),
+                realm = crate::REALM,
+            ),
+        )
+        .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("tpf{node}")])
+            .arg(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(format!("{node}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        self.children.push((node, child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Ok(_)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(admin_addr(node)),
+            )
+            .await
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} did not start:\n{}",
+                self.log(node)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What `node` has logged so far.
+    pub(crate) fn log(&self, node: char) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{node}.log"))).unwrap_or_default()
+    }
+
+    /// One admin API call to `node` with an admin token.
+    pub(crate) async fn api(
+        &self,
+        node: char,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let token = admin_token();
+        let (status, text) = tokio::time::timeout(
+            Duration::from_secs(15),
+            http(admin_addr(node), method, path, Some(&token), body),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path} on {node}: no answer in 15 s"));
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, v)
+    }
+
+    /// The registry as `node` sees it: name -> state.
+    pub(crate) async fn states(&self, node: char) -> Vec<(String, String)> {
+        let (status, v) = self.api(node, "GET", "/api/v1/nodes", None).await;
+        assert_eq!(status, 200, "{v}");
+        let mut out: Vec<(String, String)> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap().to_string(),
+                    n["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Cuts `node` off from PostgreSQL (nftables drop in its namespace).
+    pub(crate) fn cut(&self, node: char) {
+        assert!(script(&["cut", &node.to_string()]));
+    }
+
+    pub(crate) fn heal(&self, node: char) {
+        assert!(script(&["heal", &node.to_string()]));
+    }
+
+    /// Sends `signal` to `node`'s turnpike (the child is `ip netns exec`,
+    /// which execs turnpike, so the pid is turnpike's).
+    pub(crate) fn signal(&self, node: char, signal: &str) {
+        let (_, child) = self
+            .children
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == node)
+            .unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {node}");
+    }
+
+    /// Waits up to `within` for `node`'s process to exit; its status code.
+    pub(crate) async fn exited(&mut self, node: char, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, child) = self
+                .children
+                .iter_mut()
+                .rev()
+                .find(|(n, _)| *n == node)
+                .unwrap();
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        script(&["down"]);
+    }
+}
+
+/// An admin token every lab node accepts.
+pub(crate) fn admin_token() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    turnpike::admin::token::mint(JWT_SECRET.as_bytes(), "lab", "admin", now, 600).unwrap()
+}
+
+/// Polls `check` every 100 ms until it holds or `within` passes; the time
+/// it took.
+pub(crate) async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What one Allocate came to (fields shown through Debug in failures).
+#[derive(Debug)]
+#[allow(dead_code)]
+pub(crate) enum Outcome {
+    /// The relayed address.
+    Allocated(SocketAddr),
+    /// 300 Try Alternate with this ALTERNATE-SERVER.
+    Alternate(SocketAddr),
+    /// Any other error: code and reason.
+    Refused(u16, String),
+    /// No answer in time.
+    Silent,
+}
+
+/// A minimal UDP TURN client that shows what a browser sees of an
+/// Allocate (the 300 and its ALTERNATE-SERVER), for the drain tests.
+pub(crate) struct RawTurn {
+    sock: tokio::net::UdpSocket,
+    server: SocketAddr,
+    user: String,
+    key: [u8; 16],
+    nonce: Option<Vec<u8>>,
+    txid: u64,
+}
+
+impl RawTurn {
+    pub(crate) async fn new(server: SocketAddr, user: &str, password: &str) -> RawTurn {
+        let sock = tokio::net::UdpSocket::bind(format!("{ROOT_IP}:0"))
+            .await
+            .unwrap();
+        RawTurn {
+            sock,
+            server,
+            user: user.into(),
+            key: turnpike::stun::integrity::long_term_key_md5(user, crate::REALM, password),
+            nonce: None,
+            txid: fastrand::u64(..),
+        }
+    }
+
+    /// One request (signed once a nonce is known); the answer, or None
+    /// after three tries.
+    async fn call(
+        &mut self,
+        method: turnpike::stun::Method,
+        attrs: &[(u16, Vec<u8>)],
+    ) -> Option<Vec<u8>> {
+        use turnpike::stun::attributes::AttributeType;
+        use turnpike::stun::{Class, MessageBuilder, MessageType, TransactionId};
+        self.txid += 1;
+        let mut id = [0u8; 12];
+        id[4..].copy_from_slice(&self.txid.to_be_bytes());
+        let mut buf = [0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(method, Class::Request),
+            TransactionId(id),
+        );
+        for (t, v) in attrs {
+            b.add(AttributeType(*t), v);
+        }
+        if let Some(nonce) = &self.nonce {
+            b.add_username(&self.user);
+            b.add_realm(crate::REALM);
+            b.add_nonce(nonce);
+            b.add_message_integrity(&self.key);
+        }
+        let n = b.finish().unwrap();
+        let mut answer = [0u8; 1500];
+        for _ in 0..3 {
+            self.sock.send_to(&buf[..n], self.server).await.unwrap();
+            let deadline = Instant::now() + Duration::from_millis(800);
+            while let Ok(Ok((len, _))) =
+                tokio::time::timeout_at(deadline.into(), self.sock.recv_from(&mut answer)).await
+            {
+                let Ok(m) = turnpike::stun::Message::parse(&answer[..len]) else {
+                    continue;
+                };
+                if m.transaction_id().0 == id {
+                    return Some(answer[..len].to_vec());
+                }
+            }
+        }
+        None
+    }
+
+    /// `method`, fetching a nonce on 401/438 first.
+    async fn signed(
+        &mut self,
+        method: turnpike::stun::Method,
+        attrs: &[(u16, Vec<u8>)],
+    ) -> Option<Vec<u8>> {
+        use turnpike::stun::attributes::{AttributeType, ErrorCode};
+        for _ in 0..2 {
+            let answer = self.call(method, attrs).await?;
+            let m = turnpike::stun::Message::parse(&answer).unwrap();
+            let code = m
+                .get(AttributeType::ERROR_CODE)
+                .map(|v| ErrorCode::decode(v).unwrap().code);
+            if matches!(code, Some(401) | Some(438)) {
+                if let Some(n) = m.get(AttributeType::NONCE) {
+                    let fresh = Some(n.to_vec());
+                    if self.nonce != fresh || code == Some(438) {
+                        self.nonce = fresh;
+                        continue;
+                    }
+                }
+            }
+            return Some(answer);
+        }
+        None
+    }
+
+    /// Allocates a UDP relay.
+    pub(crate) async fn allocate(&mut self) -> Outcome {
+        use turnpike::stun::attributes::{
+            decode_address, decode_xor_address, AttributeType, ErrorCode,
+        };
+        let Some(answer) = self
+            .signed(
+                turnpike::stun::Method::ALLOCATE,
+                &[(0x0019, vec![17, 0, 0, 0])],
+            )
+            .await
+        else {
+            return Outcome::Silent;
+        };
+        let m = turnpike::stun::Message::parse(&answer).unwrap();
+        match m
+            .get(AttributeType::ERROR_CODE)
+            .map(|v| ErrorCode::decode(v).unwrap())
+        {
+            None => Outcome::Allocated(
+                decode_xor_address(
+                    m.get(AttributeType::XOR_RELAYED_ADDRESS).unwrap(),
+                    &m.transaction_id(),
+                )
+                .unwrap(),
+            ),
+            Some(e) if e.code == 300 => match m.get(AttributeType::ALTERNATE_SERVER) {
+                Some(v) => Outcome::Alternate(decode_address(v).unwrap()),
+                None => Outcome::Refused(300, "300 without ALTERNATE-SERVER".into()),
+            },
+            Some(e) => Outcome::Refused(e.code, e.reason.to_string()),
+        }
+    }
+
+    /// Refresh with `lifetime` (0 deletes); the error code if refused.
+    pub(crate) async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
+        use turnpike::stun::attributes::{AttributeType, ErrorCode};
+        let answer = self
+            .signed(
+                turnpike::stun::Method::REFRESH,
+                &[(0x000D, lifetime.to_be_bytes().to_vec())],
+            )
+            .await
+            .ok_or(0u16)?;
+        let m = turnpike::stun::Message::parse(&answer).unwrap();
+        match m.get(AttributeType::ERROR_CODE) {
+            None => Ok(()),
+            Some(v) => Err(ErrorCode::decode(v).unwrap().code),
+        }
+    }
+}
