@@ -9,6 +9,11 @@
 //! the feature set and the time, truncated to 8 bytes. The port is left out
 //! so that a client whose NAT rebinds keeps its nonce.
 //!
+//! The MAC key rotates every [`KEY_PERIOD`]: it is derived from the
+//! (fleet-shared) secret and the period the nonce was issued in, and a nonce
+//! is checked with its own period's key, so rotation never cuts a nonce
+//! short: the overlap is the nonce's whole life.
+//!
 //! 29 characters in all: every 401 and 438 carries one to whoever the
 //! source address claims to be, so it is kept short (F5). 64 bits of MAC
 //! are plenty: each wrong guess costs a 438 from the reply budget, and a
@@ -21,6 +26,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// RFC 8489 §9.2: "the nonce cookie ... the string 'obMatJos2'".
@@ -40,6 +46,8 @@ const NONCE_LEN: usize = NONCE_COOKIE.len() + FEATURES_B64_LEN + BODY_B64_LEN;
 /// Seconds a nonce may appear to come from the future: the clock skew
 /// allowed between the nodes of a fleet.
 const CLOCK_SKEW: u32 = 5;
+/// Seconds each nonce MAC key is used for before the next takes over.
+pub const KEY_PERIOD: u32 = 3600;
 
 /// Issues and checks nonces. Shared by every worker.
 #[derive(Clone)]
@@ -124,8 +132,18 @@ impl NonceIssuer {
         self.features
     }
 
+    /// The MAC key of the period `issued` falls in: HMAC-SHA256 of the
+    /// secret over the period number.
+    fn key_of(&self, issued: u32) -> [u8; 32] {
+        let mut k = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
+        k.update(b"turnpike nonce key");
+        k.update(&(issued / KEY_PERIOD).to_be_bytes());
+        k.finalize().into_bytes().into()
+    }
+
     fn mac(&self, ip: IpAddr, features: u32, issued: u32) -> [u8; MAC_BYTES] {
-        let mut mac = Hmac::<Sha1>::new_from_slice(&self.secret).expect("any key length");
+        let key = self.key_of(issued);
+        let mut mac = Hmac::<Sha1>::new_from_slice(&key).expect("any key length");
         match ip {
             IpAddr::V4(v4) => mac.update(&v4.octets()),
             IpAddr::V6(v6) => mac.update(&v6.octets()),
@@ -285,5 +303,47 @@ mod tests {
             c.check(b0 + Duration::from_secs(12), ip, &nonce),
             NonceCheck::Stale
         );
+    }
+
+    /// The MAC key changes every KEY_PERIOD, and a nonce issued just
+    /// before a change stays good for its whole life after it.
+    #[test]
+    fn the_mac_key_rotates_every_period_and_nonces_outlive_the_rotation() {
+        let t0 = Instant::now();
+        let period = u64::from(KEY_PERIOD);
+        // The epoch is 10 s before a period boundary.
+        let unix = 1_700_000_000 / period * period + period - 10;
+        let n = issuer(t0).with_unix_epoch(unix);
+        let boundary = (unix + 10) as u32;
+        assert_ne!(n.key_of(boundary - 1), n.key_of(boundary));
+        assert_eq!(n.key_of(boundary), n.key_of(boundary + KEY_PERIOD - 1));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let before = n.issue(t0 + Duration::from_secs(5), ip);
+        assert!(matches!(
+            n.check(t0 + Duration::from_secs(5 + 599), ip, &before),
+            NonceCheck::Valid { .. }
+        ));
+        // Last period's key cannot sign a nonce dated in this period.
+        let issued = boundary + 1;
+        let mut mac = Hmac::<Sha1>::new_from_slice(&n.key_of(boundary - 1)).unwrap();
+        mac.update(&[192, 0, 2, 1]);
+        mac.update(&FEATURE_PASSWORD_ALGORITHMS.to_be_bytes());
+        mac.update(&issued.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut body = [0u8; BODY_BYTES];
+        body[..4].copy_from_slice(&issued.to_be_bytes());
+        body[4..].copy_from_slice(&full[..MAC_BYTES]);
+        let mut forged = n.issue(t0 + Duration::from_secs(11), ip);
+        let _ = STANDARD.encode_slice(body, &mut forged[NONCE_COOKIE.len() + 4..]);
+        assert_eq!(
+            n.check(t0 + Duration::from_secs(12), ip, &forged),
+            NonceCheck::Stale
+        );
+        // The same body signed with this period's key is valid.
+        let good = n.issue(t0 + Duration::from_secs(11), ip);
+        assert!(matches!(
+            n.check(t0 + Duration::from_secs(12), ip, &good),
+            NonceCheck::Valid { .. }
+        ));
     }
 }
