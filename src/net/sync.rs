@@ -109,7 +109,11 @@ mod tests {
             return;
         };
         let store = Store::open(&url).await.unwrap();
-        let realm = format!("sync-{}-{}", std::process::id(), crate::store::unix_now_ms());
+        let realm = format!(
+            "sync-{}-{}",
+            std::process::id(),
+            crate::store::unix_now_ms()
+        );
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Wakeups::default());
         tokio::spawn(listen_loop(

@@ -66,11 +66,12 @@ impl Store {
         &self,
         now_ms: i64,
     ) -> Result<Vec<(String, Vec<Value>)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT node, sessions FROM fleet_sessions WHERE updated >= $1 ORDER BY node")
-                .bind(now_ms - DOWN_AFTER_MS)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT node, sessions FROM fleet_sessions WHERE updated >= $1 ORDER BY node",
+        )
+        .bind(now_ms - DOWN_AFTER_MS)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let json: String = r.try_get("sessions")?;
@@ -182,14 +183,20 @@ pub(crate) mod tests {
 
     /// A node name no other test (or run) uses.
     fn unique(tag: &str) -> String {
-        format!("{tag}-{}-{}", std::process::id(), crate::store::unix_now_ms())
+        format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            crate::store::unix_now_ms()
+        )
     }
 
     async fn exercise(s: &Store) {
         let (a, b) = (unique("s-a"), unique("s-b"));
         let now = crate::store::unix_now_ms();
         let entry = json!({"id": format!("{a}~0-1-1"), "node": a, "user": "u"});
-        s.publish_sessions(&a, &[entry.clone()], now).await.unwrap();
+        s.publish_sessions(&a, std::slice::from_ref(&entry), now)
+            .await
+            .unwrap();
         s.publish_sessions(&b, &[], now - DOWN_AFTER_MS - 1)
             .await
             .unwrap();
@@ -215,9 +222,18 @@ pub(crate) mod tests {
         assert_eq!(a_row.1.len(), MAX_PUBLISHED);
 
         // Commands: queued once however often asked, taken once, per node.
-        assert_eq!(s.queue_session_end(&a, "0-1-1", now).await.unwrap(), Queued::Yes);
-        assert_eq!(s.queue_session_end(&a, "0-1-1", now).await.unwrap(), Queued::Yes);
-        assert_eq!(s.queue_session_end(&a, "1-2-1", now).await.unwrap(), Queued::Yes);
+        assert_eq!(
+            s.queue_session_end(&a, "0-1-1", now).await.unwrap(),
+            Queued::Yes
+        );
+        assert_eq!(
+            s.queue_session_end(&a, "0-1-1", now).await.unwrap(),
+            Queued::Yes
+        );
+        assert_eq!(
+            s.queue_session_end(&a, "1-2-1", now).await.unwrap(),
+            Queued::Yes
+        );
         assert!(s.take_session_commands(&b).await.unwrap().is_empty());
         let mut taken = s.take_session_commands(&a).await.unwrap();
         taken.sort();
@@ -225,15 +241,30 @@ pub(crate) mod tests {
         assert!(s.take_session_commands(&a).await.unwrap().is_empty());
         // Bounded per node; old commands expire.
         for i in 0..MAX_COMMANDS_PER_NODE {
-            let q = s.queue_session_end(&b, &format!("0-{i}-1"), now).await.unwrap();
+            let q = s
+                .queue_session_end(&b, &format!("0-{i}-1"), now)
+                .await
+                .unwrap();
             assert_eq!(q, Queued::Yes);
         }
-        assert_eq!(s.queue_session_end(&b, "9-9-9", now).await.unwrap(), Queued::Full);
-        assert_eq!(s.queue_session_end(&a, "9-9-9", now).await.unwrap(), Queued::Yes);
+        assert_eq!(
+            s.queue_session_end(&b, "9-9-9", now).await.unwrap(),
+            Queued::Full
+        );
+        assert_eq!(
+            s.queue_session_end(&a, "9-9-9", now).await.unwrap(),
+            Queued::Yes
+        );
         let later = now + COMMAND_TTL_MS + 1;
-        assert_eq!(s.queue_session_end(&b, "9-9-9", later).await.unwrap(), Queued::Yes);
+        assert_eq!(
+            s.queue_session_end(&b, "9-9-9", later).await.unwrap(),
+            Queued::Yes
+        );
         assert_eq!(s.take_session_commands(&b).await.unwrap(), ["9-9-9"]);
-        assert!(s.take_session_commands(&a).await.unwrap().is_empty(), "expired");
+        assert!(
+            s.take_session_commands(&a).await.unwrap().is_empty(),
+            "expired"
+        );
     }
 
     #[tokio::test]

@@ -112,7 +112,10 @@ fn entries_of(v: &serde_json::Value, client: &str) -> Vec<serde_json::Value> {
 /// Two nodes with admin APIs on one fresh PostgreSQL database.
 async fn two_pg_nodes(
     db: &str,
-) -> Option<((Running, SocketAddr, SocketAddr), (Running, SocketAddr, SocketAddr))> {
+) -> Option<(
+    (Running, SocketAddr, SocketAddr),
+    (Running, SocketAddr, SocketAddr),
+)> {
     let url = crate::fresh_pg(db).await?;
     let u = url.clone();
     let a = crate::admin::server(move |c| {
@@ -192,7 +195,10 @@ async fn every_node_lists_the_fleets_sessions_and_ends_one_on_its_owner() {
         if !found.is_empty() {
             break found;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "B lists A's session");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B lists A's session"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -204,7 +210,10 @@ async fn every_node_lists_the_fleets_sessions_and_ends_one_on_its_owner() {
     // A lists it too, under the same id.
     let on_a = entries_of(&api_get(a_admin, "/api/v1/sessions").await, &client);
     assert_eq!(on_a.len(), 1);
-    assert_eq!((on_a[0]["id"].as_str(), &on_a[0]["node"]), (Some(id.as_str()), &entry["node"]));
+    assert_eq!(
+        (on_a[0]["id"].as_str(), &on_a[0]["node"]),
+        (Some(id.as_str()), &entry["node"])
+    );
     // ?node= filters, on either node.
     for admin in [a_admin, b_admin] {
         let only_a = api_get(admin, "/api/v1/sessions?node=node-a").await;
@@ -215,14 +224,27 @@ async fn every_node_lists_the_fleets_sessions_and_ends_one_on_its_owner() {
     }
     // An id that is not live anywhere: 404 JSON, nothing queued.
     let t = admin_token();
-    let (code, body) =
-        crate::admin::http(b_admin, "DELETE", "/api/v1/sessions/node-a~9-9-9", Some(&t), None)
-            .await;
+    let (code, body) = crate::admin::http(
+        b_admin,
+        "DELETE",
+        "/api/v1/sessions/node-a~9-9-9",
+        Some(&t),
+        None,
+    )
+    .await;
     assert_eq!(code, 404, "{body}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"], 404);
-    let (code, _) =
-        crate::admin::http(b_admin, "DELETE", "/api/v1/sessions/nowhere~0-1-1", Some(&t), None)
-            .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        404
+    );
+    let (code, _) = crate::admin::http(
+        b_admin,
+        "DELETE",
+        "/api/v1/sessions/nowhere~0-1-1",
+        Some(&t),
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
     assert_eq!(a.allocations(), 1);
     // B ends A's session: on A within 2 s, and the client's Refresh gets 437.
@@ -231,7 +253,10 @@ async fn every_node_lists_the_fleets_sessions_and_ends_one_on_its_owner() {
     let (code, body) = crate::admin::http(b_admin, "DELETE", &path, Some(&t), None).await;
     assert_eq!(code, 204, "{body}");
     while a.allocations() != 0 {
-        assert!(asked.elapsed() < Duration::from_secs(2), "ended on A within 2 s");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "ended on A within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(c.refresh(600).await, Err(437));

@@ -68,9 +68,17 @@ pub(super) async fn end_session(
     }
     // Another node's: only a session its last heartbeat listed.
     let now = crate::store::unix_now_ms();
-    let listed = s.0.store.fleet_sessions(now).await?.into_iter().any(|(n, entries)| {
-        n == node && entries.iter().any(|e| e["id"].as_str() == Some(id.as_str()))
-    });
+    let listed =
+        s.0.store
+            .fleet_sessions(now)
+            .await?
+            .into_iter()
+            .any(|(n, entries)| {
+                n == node
+                    && entries
+                        .iter()
+                        .any(|e| e["id"].as_str() == Some(id.as_str()))
+            });
     if !listed {
         return Err(gone());
     }
