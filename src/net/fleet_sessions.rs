@@ -18,16 +18,20 @@ use crate::store::Store;
 /// How often the command queue is looked at without a notification.
 pub(crate) const COMMANDS_EVERY: Duration = Duration::from_secs(1);
 
+/// How long publishing may take: an unreachable store must not hold the
+/// heartbeat back longer than one beat more.
+const PUBLISH_WITHIN: Duration = super::heartbeat::HEARTBEAT_EVERY;
+
 /// Writes this node's sessions as the admin API lists them. Called by the
 /// heartbeat, which already says when the store is unreachable.
 pub(super) async fn publish(store: &Store, control: &ServerControl, config: &Config) {
     let entries = control.session_entries(&config.node_name);
     let now = crate::store::unix_now_ms();
-    if let Err(e) = store
-        .publish_sessions(&config.node_name, &entries, now)
-        .await
-    {
-        tracing::debug!("sessions not published: {e}");
+    let write = store.publish_sessions(&config.node_name, &entries, now);
+    match tokio::time::timeout(PUBLISH_WITHIN, write).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("sessions not published: {e}"),
+        Err(_) => tracing::debug!("sessions not published: the store is slow"),
     }
 }
 

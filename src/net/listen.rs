@@ -35,7 +35,7 @@ impl Wakeups {
 
 /// The first retry after a failure; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long connecting (or a liveness check) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// After this long without a notification the connection is checked: a
@@ -59,7 +59,10 @@ pub(super) async fn listen_loop(
         };
         match outcome {
             // It was up: start the backoff over.
-            Ok(()) => backoff = BACKOFF_MIN,
+            Ok(()) => {
+                tracing::debug!("store notification connection closed, reconnecting");
+                backoff = BACKOFF_MIN;
+            }
             Err(e) => {
                 if !failing {
                     tracing::warn!("store notifications lost, polling until they are back: {e}");

@@ -101,8 +101,30 @@ mod tests {
     use super::*;
     use crate::net::listen::{listen_loop, Wakeups};
 
+    /// Adds user `u{n}` through `other` and waits for a snapshot with it.
+    async fn round(
+        other: &Store,
+        realm: &str,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+        n: usize,
+    ) {
+        let user = format!("u{n}");
+        other.add_user("t", realm, &user, "pw").await.unwrap();
+        // Other tests change the shared store too: wait for ours.
+        let seen = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(users) = rx.recv().await {
+                if users.contains(&user) {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(seen.is_ok(), "round {n}: not loaded within 500 ms");
+    }
+
     /// With a poll of a minute, a change made through another handle of
-    /// the store is loaded at once: the notification woke the loop.
+    /// the store is loaded at once: the notification woke the loop. When
+    /// the listening connection is killed, it is back within seconds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_postgres_change_is_loaded_on_its_notification_not_the_next_poll() {
         let Some(url) = crate::store::fleet_sessions::tests::pg_url() else {
@@ -116,8 +138,11 @@ mod tests {
         );
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Wakeups::default());
+        // Named, so the test can kill this connection and no other.
+        let app = format!("turnpike-sync-test-{}", std::process::id());
+        let sep = if url.contains('?') { '&' } else { '?' };
         tokio::spawn(listen_loop(
-            url.clone(),
+            format!("{url}{sep}application_name={app}"),
             "n".into(),
             wake.clone(),
             stop_rx.clone(),
@@ -141,21 +166,27 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         while rx.try_recv().is_ok() {}
         let other = Store::open(&url).await.unwrap();
-        for round in 0..3 {
-            let user = format!("u{round}");
-            let start = std::time::Instant::now();
-            other.add_user("t", &realm, &user, "pw").await.unwrap();
-            // Other tests change the shared store too: wait for ours.
-            let seen = tokio::time::timeout(Duration::from_millis(500), async {
-                while let Some(users) = rx.recv().await {
-                    if users.contains(&user) {
-                        return;
-                    }
-                }
-            })
-            .await;
-            assert!(seen.is_ok(), "round {round}: not loaded within 500 ms");
-            assert!(start.elapsed() < Duration::from_millis(500));
+        for n in 0..3 {
+            round(&other, &realm, &mut rx, n).await;
+        }
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let killed = sqlx::query(
+            "SELECT COUNT(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+             WHERE application_name = $1",
+        )
+        .bind(&app)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(sqlx::Row::try_get::<i64, _>(&killed, "n").unwrap(), 1);
+        // The listener sees its connection go and connects again after
+        // its first backoff (0.5 s).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        while rx.try_recv().is_ok() {}
+        for n in 3..6 {
+            round(&other, &realm, &mut rx, n).await;
         }
         stop.send(true).unwrap();
     }
