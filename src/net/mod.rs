@@ -9,8 +9,10 @@
 //!
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
-//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); and what
-//! the admin API is given ([`control`]).
+//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); what
+//! the admin API is given ([`control`]); the fleet's loops: [`heartbeat`],
+//! the session view ([`fleet_sessions`]) and PostgreSQL notifications
+//! that wake them and [`sync`] ([`listen`]).
 
 mod assemble;
 pub(crate) mod batch;

@@ -28,6 +28,10 @@ pub(crate) const TAKE_AT_MOST: i64 = 64;
 /// node was away, and its sessions have been out of the view since.
 pub(crate) const COMMAND_TTL_MS: i64 = 60_000;
 
+/// A node's row is deleted once it has been silent this long (ms): the
+/// table does not keep every name a node ever had.
+pub(crate) const FORGET_AFTER_MS: i64 = 3_600_000;
+
 /// What became of a queued "end this session".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Queued {
@@ -38,7 +42,8 @@ pub(crate) enum Queued {
 }
 
 impl Store {
-    /// Replaces `node`'s published sessions (at most [`MAX_PUBLISHED`]).
+    /// Replaces `node`'s published sessions (at most [`MAX_PUBLISHED`])
+    /// and forgets nodes silent for [`FORGET_AFTER_MS`].
     pub(crate) async fn publish_sessions(
         &self,
         node: &str,
@@ -57,6 +62,10 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
+        sqlx::query("DELETE FROM fleet_sessions WHERE updated < $1")
+            .bind(now_ms - FORGET_AFTER_MS)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -214,6 +223,27 @@ pub(crate) mod tests {
             mine,
             [&(a.clone(), vec![]), &(b.clone(), vec![json!({"id": "x"})])]
         );
+        // A node silent for an hour is forgotten at the next publish.
+        let gone = unique("s-gone");
+        s.publish_sessions(&gone, &[], now - FORGET_AFTER_MS - 1)
+            .await
+            .unwrap();
+        let all = |s: &Store| {
+            let s = s.clone();
+            async move {
+                let rows = sqlx::query("SELECT node FROM fleet_sessions")
+                    .fetch_all(&s.pool)
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|r| r.try_get::<String, _>("node").unwrap())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert!(all(s).await.contains(&gone));
+        s.publish_sessions(&a, &[], now + 1).await.unwrap();
+        assert!(!all(s).await.contains(&gone));
+        assert!(all(s).await.contains(&b), "b is down, not forgotten");
         // Publishing is bounded.
         let many: Vec<Value> = (0..MAX_PUBLISHED + 5).map(|i| json!({"id": i})).collect();
         s.publish_sessions(&a, &many, now + 2).await.unwrap();

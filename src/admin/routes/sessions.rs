@@ -6,6 +6,8 @@
 //! skipped once a node is down. Ending another node's session queues a
 //! command its owner takes within a second (at once with PostgreSQL).
 
+use std::time::Duration;
+
 use axum::extract::State as Extract;
 use axum::http::StatusCode;
 use axum::Json;
@@ -39,14 +41,29 @@ pub(super) async fn list_sessions(
     // Asking for this node alone needs no store (a node cut off from it
     // can still show its own).
     if q.node.as_deref() != Some(me) {
-        let now = crate::store::unix_now_ms();
-        for (node, entries) in s.0.store.fleet_sessions(now).await? {
+        for (node, entries) in fleet_view(&s).await? {
             if node != me && wanted(&node) {
                 sessions.extend(entries);
             }
         }
     }
     Ok(Json(json!({"sessions": sessions})))
+}
+
+/// How long the fleet view may take to read: a node cut off from the
+/// store answers 503 soon rather than after the pool's 10 s.
+const READ_WITHIN: Duration = Duration::from_secs(3);
+
+/// Every live node's published sessions, by node.
+async fn fleet_view(s: &State) -> Result<Vec<(String, Vec<Value>)>, ApiError> {
+    let now = crate::store::unix_now_ms();
+    match tokio::time::timeout(READ_WITHIN, s.0.store.fleet_sessions(now)).await {
+        Ok(view) => Ok(view?),
+        Err(_) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store unavailable".into(),
+        )),
+    }
 }
 
 pub(super) async fn end_session(
@@ -82,6 +99,7 @@ pub(super) async fn end_session(
     if !listed {
         return Err(gone());
     }
+    let now = crate::store::unix_now_ms();
     match s.0.store.queue_session_end(node, local, now).await? {
         Queued::Yes => Ok(StatusCode::NO_CONTENT),
         Queued::Full => Err(ApiError(
