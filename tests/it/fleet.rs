@@ -296,3 +296,58 @@ async fn a_single_node_names_itself_in_its_session_list() {
     assert_eq!(c.refresh(600).await, Err(437));
     s.stop().await;
 }
+
+/// Without notifications (SQLite: two nodes on one file) the owner finds
+/// a command by polling, still within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_the_owner_polls_for_its_commands() {
+    let db = temp_db();
+    let shared_db = db.clone();
+    let (a, a_udp, _) = crate::admin::server(move |c| {
+        c.db = shared_db;
+        c.node_name = "poll-a".into();
+    })
+    .await;
+    let (b, _, b_admin) = crate::admin::server(move |c| {
+        c.db = db;
+        c.node_name = "poll-b".into();
+    })
+    .await;
+    let mut c = TurnClient::connect(a_udp).await;
+    c.allocate(None).await.unwrap();
+    let client = c.local_addr().to_string();
+    let start = Instant::now();
+    let id = loop {
+        let found = entries_of(&api_get(b_admin, "/api/v1/sessions").await, &client);
+        if let Some(e) = found.first() {
+            assert_eq!(e["node"], "poll-a");
+            break e["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B lists A's session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let t = admin_token();
+    let (code, _) = crate::admin::http(
+        b_admin,
+        "DELETE",
+        &format!("/api/v1/sessions/{id}"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(code, 204);
+    let asked = Instant::now();
+    while a.allocations() != 0 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "ended on A within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.refresh(600).await, Err(437));
+    a.stop().await;
+    b.stop().await;
+}
