@@ -4,6 +4,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Instant;
+
+use serde_json::{json, Value};
 
 use crate::turn::{SessionView, Stats};
 
@@ -37,4 +40,61 @@ pub(crate) trait Control: Send + Sync {
     /// `stun:`, `turn:` and `turns:` URLs of every listener, as clients
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;
+
+    /// Every session as `/api/v1/sessions` lists it, on node `node`: the
+    /// fleet publishes these same entries ([`fleet_session_id`]).
+    fn session_entries(&self, node: &str) -> Vec<Value> {
+        let now = Instant::now();
+        self.sessions()
+            .into_iter()
+            .map(|(id, v)| {
+                json!({
+                    "id": fleet_session_id(node, &id),
+                    "node": node,
+                    "user": v.username,
+                    "transport": v.tuple.transport.to_string(),
+                    "client": v.tuple.client.to_string(),
+                    "server": v.tuple.server.to_string(),
+                    "relayed": v.relayed.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "age_seconds": now.saturating_duration_since(v.created).as_secs(),
+                    "to_peer": {"packets": v.to_peer.packets, "bytes": v.to_peer.bytes},
+                    "to_client": {"packets": v.to_client.packets, "bytes": v.to_client.bytes},
+                })
+            })
+            .collect()
+    }
+}
+
+/// Between the node name and the node's own session id. Node names are
+/// letters, digits, '.', '_' and '-' (config/fleet.rs) and local ids
+/// digits and '-', so the first '~' splits; '~' needs no escaping in a URL.
+const NODE_SEPARATOR: char = '~';
+
+/// A session id unique in the fleet: `NODE~LOCAL`.
+pub(crate) fn fleet_session_id(node: &str, local: &str) -> String {
+    format!("{node}{NODE_SEPARATOR}{local}")
+}
+
+/// Splits an id made by [`fleet_session_id`]: (node, local id). A bare
+/// local id (as single nodes answered before fleets) has no node.
+pub(crate) fn split_session_id(id: &str) -> (Option<&str>, &str) {
+    match id.split_once(NODE_SEPARATOR) {
+        Some((node, local)) => (Some(node), local),
+        None => (None, id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_session_ids_split_back_into_node_and_local_id() {
+        for node in ["turn-a", "a.b_c-9", "x"] {
+            let id = fleet_session_id(node, "1-22-3");
+            assert_eq!(split_session_id(&id), (Some(node), "1-22-3"));
+        }
+        assert_eq!(split_session_id("0-1-1"), (None, "0-1-1"));
+        assert_eq!(split_session_id("~0-1-1"), (Some(""), "0-1-1"));
+    }
 }

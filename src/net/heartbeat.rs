@@ -66,6 +66,7 @@ pub(super) async fn heartbeat_loop(
                 failing = true;
             }
         }
+        super::fleet_sessions::publish(&store, &control, &config).await;
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
             _ = stopped(&mut stop) => return,

@@ -9,8 +9,10 @@
 //!
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
-//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); and what
-//! the admin API is given ([`control`]).
+//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); what
+//! the admin API is given ([`control`]); the fleet's loops: [`heartbeat`],
+//! the session view ([`fleet_sessions`]) and PostgreSQL notifications
+//! that wake them and [`sync`] ([`listen`]).
 
 mod assemble;
 pub(crate) mod batch;
@@ -18,8 +20,10 @@ mod bind;
 pub mod certs;
 pub mod control;
 pub mod dtls;
+mod fleet_sessions;
 pub(crate) mod heartbeat;
 pub mod limits;
+mod listen;
 mod socket;
 mod sync;
 pub mod tls;
@@ -234,11 +238,22 @@ pub async fn serve(
         }
     }
     let config = Arc::new(config);
+    // PostgreSQL announces changes; the loops below poll as well.
+    let wake = Arc::new(listen::Wakeups::default());
+    if store.is_postgres() {
+        tokio::spawn(listen::listen_loop(
+            config.db.clone(),
+            config.node_name.clone(),
+            wake.clone(),
+            stop_rx.clone(),
+        ));
+    }
     tokio::spawn(sync::sync_loop(
         store.clone(),
         shared.clone(),
         config.clone(),
         revision,
+        wake.clone(),
         stop_rx.clone(),
     ));
     let control = Arc::new(ServerControl {
@@ -251,6 +266,13 @@ pub async fn serve(
         store.clone(),
         control.clone(),
         config.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(fleet_sessions::command_loop(
+        store.clone(),
+        control.clone(),
+        config.clone(),
+        wake,
         stop_rx.clone(),
     ));
     let admin = start_admin(&store, control, config, &stop_rx).await?;

@@ -6,7 +6,8 @@
 //! are stored as bytes and tables are keyed by a hash of them, so any name
 //! an admin types round-trips verbatim. Every change bumps `revision` in
 //! the same transaction; running servers poll it ([`Store::revision`]) and
-//! reload a whole [`Snapshot`] when it moves.
+//! reload a whole [`Snapshot`] when it moves. With PostgreSQL the bump is
+//! also announced on [`REVISION_CHANNEL`], so they reload at once.
 //!
 //! * [`users`]: long-term users (HA1 keys only).
 //! * [`keys`]: REST secrets, OAuth keys, the admin token secret.
@@ -14,6 +15,7 @@
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub(crate) mod fleet_sessions;
 pub(crate) mod keys;
 pub(crate) mod nodes;
 pub(crate) mod quotas;
@@ -72,6 +74,9 @@ impl std::fmt::Debug for Store {
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The NOTIFY channel of revision bumps (PostgreSQL).
+pub(crate) const REVISION_CHANNEL: &str = "turnpike_revision";
 
 /// Unix seconds now.
 pub(crate) fn unix_now() -> i64 {
@@ -216,8 +221,14 @@ impl Store {
             .bind(target.as_bytes().to_vec())
             .execute(&mut *tx)
             .await?;
+        self.notify(&mut tx, REVISION_CHANNEL, "").await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether this store is PostgreSQL (it can LISTEN).
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.kind == Kind::Postgres
     }
 
     /// The last `limit` audit lines, newest first: (at, actor, action, target).

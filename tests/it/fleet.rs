@@ -1,14 +1,17 @@
 //! Issue 15 (fleet), what is built so far: nodes sharing one store share
-//! the nonce key, so a nonce from one node is good at another.
+//! the nonce key, so a nonce from one node is good at another; changes
+//! reach every node on PostgreSQL's notification; every node lists and
+//! ends the fleet's sessions.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use turnpike::stun::attributes::{AttributeType, ErrorCode};
 use turnpike::stun::integrity::long_term_key_md5;
 use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
-use turnpike::Transport;
+use turnpike::{Running, Transport};
 
+use crate::turn_client::TurnClient;
 use crate::{start_turn, temp_db, PASSWORD, REALM, USER};
 
 /// An Allocate for a UDP relay, signed when `nonce` is given.
@@ -86,4 +89,269 @@ async fn a_nonce_from_one_node_is_accepted_by_another_of_the_same_store() {
     a.stop().await;
     b.stop().await;
     elsewhere.stop().await;
+}
+
+/// GET `path` on `admin` as the admin; the JSON body.
+async fn api_get(admin: SocketAddr, path: &str) -> serde_json::Value {
+    let (code, body) = crate::admin::http(admin, "GET", path, Some(&admin_token()), None).await;
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn admin_token() -> String {
+    crate::admin::token("admin")
+}
+
+/// The session entries of `v` whose client is `client`.
+fn entries_of(v: &serde_json::Value, client: &str) -> Vec<serde_json::Value> {
+    v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["client"] == client)
+        .cloned()
+        .collect()
+}
+
+/// Two nodes with admin APIs on one fresh PostgreSQL database.
+async fn two_pg_nodes(
+    db: &str,
+) -> Option<(
+    (Running, SocketAddr, SocketAddr),
+    (Running, SocketAddr, SocketAddr),
+)> {
+    let url = crate::fresh_pg(db).await?;
+    let u = url.clone();
+    let a = crate::admin::server(move |c| {
+        c.db = u;
+        c.node_name = "node-a".into();
+    })
+    .await;
+    let b = crate::admin::server(move |c| {
+        c.db = url;
+        c.node_name = "node-b".into();
+    })
+    .await;
+    Some((a, b))
+}
+
+/// Issue 15: a change through one node reaches the others on PostgreSQL's
+/// notification. Polling alone (every second) would let about half of
+/// these rounds take longer than 500 ms; six in a row would rarely pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_created_through_one_node_authenticates_on_another_at_once() {
+    let Some(((a, _, a_admin), (b, b_udp, _))) = two_pg_nodes("s_notify").await else {
+        return;
+    };
+    let t = admin_token();
+    let create = |user: String| {
+        let t = t.clone();
+        async move {
+            let body = format!(r#"{{"username":"{user}","password":"pw-{user}"}}"#);
+            let (code, answer) =
+                crate::admin::http(a_admin, "POST", "/api/v1/users", Some(&t), Some(&body)).await;
+            assert_eq!(code, 201, "{answer}");
+        }
+    };
+    // Until B listens, the poll finds it: wait for one user that way.
+    create("warm".into()).await;
+    crate::admin::allocate_within(b_udp, "warm", "pw-warm", true)
+        .await
+        .expect("B learns of users through the store");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..6 {
+        let user = format!("user{round}");
+        let start = Instant::now();
+        create(user.clone()).await;
+        loop {
+            let r = TurnClient::connect_as(b_udp, &user, &format!("pw-{user}"))
+                .await
+                .allocate(None)
+                .await;
+            if r.is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_millis(500),
+                "round {round}: {user} created on A not known on B after 500 ms: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Issue 15: one admin view of the fleet's sessions. B lists A's session
+/// as A's, filters by node, and ends it on A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_lists_the_fleets_sessions_and_ends_one_on_its_owner() {
+    let Some(((a, a_udp, a_admin), (b, _, b_admin))) = two_pg_nodes("s_sessions").await else {
+        return;
+    };
+    let mut c = TurnClient::connect(a_udp).await;
+    c.allocate(None).await.unwrap();
+    let client = c.local_addr().to_string();
+    // A's workers report within 1 s, its heartbeat publishes within 2 s.
+    let start = Instant::now();
+    let listed = loop {
+        let found = entries_of(&api_get(b_admin, "/api/v1/sessions").await, &client);
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B lists A's session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let entry = &listed[0];
+    assert_eq!(entry["node"], "node-a");
+    assert_eq!(entry["user"], crate::USER);
+    let id = entry["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("node-a~"), "{id}");
+    // A lists it too, under the same id.
+    let on_a = entries_of(&api_get(a_admin, "/api/v1/sessions").await, &client);
+    assert_eq!(on_a.len(), 1);
+    assert_eq!(
+        (on_a[0]["id"].as_str(), &on_a[0]["node"]),
+        (Some(id.as_str()), &entry["node"])
+    );
+    // ?node= filters, on either node.
+    for admin in [a_admin, b_admin] {
+        let only_a = api_get(admin, "/api/v1/sessions?node=node-a").await;
+        assert_eq!(entries_of(&only_a, &client).len(), 1);
+        let only_b = api_get(admin, "/api/v1/sessions?node=node-b").await;
+        assert!(entries_of(&only_b, &client).is_empty(), "{only_b}");
+        assert!(only_b["sessions"].as_array().unwrap().is_empty());
+    }
+    // An id that is not live anywhere: 404 JSON, nothing queued.
+    let t = admin_token();
+    let (code, body) = crate::admin::http(
+        b_admin,
+        "DELETE",
+        "/api/v1/sessions/node-a~9-9-9",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        404
+    );
+    let (code, _) = crate::admin::http(
+        b_admin,
+        "DELETE",
+        "/api/v1/sessions/nowhere~0-1-1",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert_eq!(a.allocations(), 1);
+    // B ends A's session: on A within 2 s, and the client's Refresh gets 437.
+    let path = format!("/api/v1/sessions/{id}");
+    let asked = Instant::now();
+    let (code, body) = crate::admin::http(b_admin, "DELETE", &path, Some(&t), None).await;
+    assert_eq!(code, 204, "{body}");
+    while a.allocations() != 0 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "ended on A within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.refresh(600).await, Err(437));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// One node on SQLite: today's session list, plus the node's name, and
+/// its ids end sessions as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_names_itself_in_its_session_list() {
+    let (s, udp, admin) = crate::admin::server(|c| c.node_name = "solo".into()).await;
+    let mut c = TurnClient::connect(udp).await;
+    c.allocate(None).await.unwrap();
+    let client = c.local_addr().to_string();
+    let start = Instant::now();
+    let entry = loop {
+        let found = entries_of(&api_get(admin, "/api/v1/sessions").await, &client);
+        if let Some(e) = found.first() {
+            break e.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(entry["node"], "solo");
+    let id = entry["id"].as_str().unwrap();
+    assert!(id.starts_with("solo~"), "{id}");
+    let others = api_get(admin, "/api/v1/sessions?node=other").await;
+    assert!(others["sessions"].as_array().unwrap().is_empty());
+    let t = admin_token();
+    let path = format!("/api/v1/sessions/{id}");
+    let (code, _) = crate::admin::http(admin, "DELETE", &path, Some(&t), None).await;
+    assert_eq!(code, 204);
+    assert_eq!(s.allocations(), 0, "ended at once on its own node");
+    let (code, _) = crate::admin::http(admin, "DELETE", &path, Some(&t), None).await;
+    assert_eq!(code, 404);
+    assert_eq!(c.refresh(600).await, Err(437));
+    s.stop().await;
+}
+
+/// Without notifications (SQLite: two nodes on one file) the owner finds
+/// a command by polling, still within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_the_owner_polls_for_its_commands() {
+    let db = temp_db();
+    let shared_db = db.clone();
+    let (a, a_udp, _) = crate::admin::server(move |c| {
+        c.db = shared_db;
+        c.node_name = "poll-a".into();
+    })
+    .await;
+    let (b, _, b_admin) = crate::admin::server(move |c| {
+        c.db = db;
+        c.node_name = "poll-b".into();
+    })
+    .await;
+    let mut c = TurnClient::connect(a_udp).await;
+    c.allocate(None).await.unwrap();
+    let client = c.local_addr().to_string();
+    let start = Instant::now();
+    let id = loop {
+        let found = entries_of(&api_get(b_admin, "/api/v1/sessions").await, &client);
+        if let Some(e) = found.first() {
+            assert_eq!(e["node"], "poll-a");
+            break e["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B lists A's session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let t = admin_token();
+    let (code, _) = crate::admin::http(
+        b_admin,
+        "DELETE",
+        &format!("/api/v1/sessions/{id}"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(code, 204);
+    let asked = Instant::now();
+    while a.allocations() != 0 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "ended on A within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.refresh(600).await, Err(437));
+    a.stop().await;
+    b.stop().await;
 }
