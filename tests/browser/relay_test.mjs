@@ -7,7 +7,8 @@
 //
 // Prints exactly one JSON line on stdout:
 //   {"ok":bool,"sentA":n,"recvA":n,"sentB":n,"recvB":n,
-//    "localType":..,"remoteType":..,"relayProtocol":..,"error":null|string}
+//    "localType":..,"remoteType":..,"relayProtocol":..,"localAddress":"ip:port",
+//    "error":null|string}
 // Exit code 0 only when ok. Diagnostics go to stderr when RELAY_TEST_DEBUG=1.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -240,6 +241,7 @@ async function pageTest({ iceServers, messages, timeoutMs }) {
       localType: l.candidateType || null,
       remoteType: r.candidateType || null,
       relayProtocol: l.relayProtocol || null,
+      localAddress: l.address && `${l.address}:${l.port}`,
       desc: `${l.candidateType}/${l.protocol}/${l.relayProtocol} ${l.address}:${l.port} -> ${r.candidateType} ${r.address}:${r.port}`,
     };
   }
@@ -248,6 +250,7 @@ async function pageTest({ iceServers, messages, timeoutMs }) {
     const sb = await selected(b);
     if (sa) {
       st.localType = sa.localType; st.remoteType = sa.remoteType; st.relayProtocol = sa.relayProtocol;
+      st.localAddress = sa.localAddress;
       note('A selected ' + sa.desc);
     } else {
       fail('no selected candidate pair on A');
@@ -301,6 +304,7 @@ async function main() {
   Object.assign(result, {
     sentA: st.sentA, recvA: st.recvA, sentB: st.sentB, recvB: st.recvB,
     localType: st.localType, remoteType: st.remoteType, relayProtocol: st.relayProtocol,
+    localAddress: st.localAddress || null,
   });
   const problems = [];
   if (st.error) problems.push(st.error);

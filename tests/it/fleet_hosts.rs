@@ -403,6 +403,20 @@ async fn a_drained_node_sends_new_clients_elsewhere_and_a_rolling_restart_fails_
         Outcome::Alternate(to) => assert!(to == turn_addr('a') || to == turn_addr('c'), "{to}"),
         other => panic!("a new Allocate on a draining node: {other:?}"),
     }
+    // Headless Chromium given only B's URL follows the 300 and ends
+    // relay/relay through the alternate.
+    let line = crate::browser::run_page(format!(
+        r#"[{{"urls":["turn:{}?transport=udp"],"username":"{USER}","credential":"{PASSWORD}"}}]"#,
+        turn_addr('b')
+    ))
+    .await;
+    let page: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(page["ok"], true, "{line}");
+    let relay = page["localAddress"].as_str().unwrap_or_default();
+    assert!(
+        relay.starts_with("10.88.0.11:") || relay.starts_with("10.88.0.13:"),
+        "Chromium's relay is on A or C: {line}"
+    );
     let (status, body) = crate::admin::http(admin_addr('b'), "GET", "/readyz", None, None).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("draining"), "{body}");
