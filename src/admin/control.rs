@@ -37,4 +37,8 @@ pub(crate) trait Control: Send + Sync {
     /// `stun:`, `turn:` and `turns:` URLs of every listener, as clients
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;
+    /// The REST secrets of the credential snapshot in use (static ones
+    /// first, stored ones oldest first): `/api/v1/credentials` mints with
+    /// them when the store cannot be reached.
+    fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret>;
 }
