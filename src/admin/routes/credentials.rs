@@ -3,6 +3,8 @@
 //! least-loaded ready one (in the asked region first) and a fallback, or
 //! the one pinned; see [`super::select`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::Bytes;
 use axum::extract::State as Extract;
 use axum::http::StatusCode;
@@ -32,6 +34,9 @@ struct CredentialRequest {
     node: Option<String>,
 }
 
+/// Whether the last answer was made without the store.
+static STORE_DOWN: AtomicBool = AtomicBool::new(false);
+
 fn default_ttl() -> u64 {
     86_400
 }
@@ -55,8 +60,15 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
     // snapshot's secrets, and itself as the only node it can vouch for.
     let store_down =
         matches!(&stored, Err(e) if unavailable(e)) || matches!(&rows, Err(e) if unavailable(e));
+    // Said once per outage, not once per request.
+    if STORE_DOWN.swap(store_down, Ordering::Relaxed) != store_down {
+        if store_down {
+            tracing::warn!("credentials: store unreachable, answering with this node only");
+        } else {
+            tracing::info!("credentials: store reachable again");
+        }
+    }
     let (secrets, rows) = if store_down {
-        tracing::warn!("credentials: store unreachable, answering with this node only");
         (s.0.control.rest_secrets(), Vec::new())
     } else {
         let mut secrets = s.0.config.static_auth_secrets.clone();
