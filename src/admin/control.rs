@@ -41,6 +41,11 @@ pub(crate) trait Control: Send + Sync {
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;
 
+    /// The REST secrets of the credential snapshot in use (static ones
+    /// first, stored ones oldest first): `/api/v1/credentials` mints with
+    /// them when the store cannot be reached.
+    fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret>;
+
     /// Every session as `/api/v1/sessions` lists it, on node `node`: the
     /// fleet publishes these same entries ([`fleet_session_id`]).
     fn session_entries(&self, node: &str) -> Vec<Value> {

@@ -168,6 +168,10 @@ impl admin::Control for ServerControl {
         let cfg = &self.shared.config;
         ice_urls(&self.listeners, &cfg.external_ips, |v4| cfg.relay_ip(v4))
     }
+
+    fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret> {
+        self.shared.auth.directory().secrets.clone()
+    }
 }
 
 /// `turn:` (and `stun:`) URLs for every listener, with the address clients

@@ -149,8 +149,9 @@ impl Store {
             .log_statements(log::LevelFilter::Trace);
         let pool = AnyPoolOptions::new()
             .max_connections(if kind == Kind::Sqlite { 4 } else { 8 })
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_with(options)
+            .acquire_timeout(acquire_timeout(kind))
+            .connect_lazy_with(options);
+        first_connection(&pool)
             .await
             .map_err(|e| open_err(e.to_string()))?;
         if kind == Kind::Sqlite {
@@ -296,6 +297,27 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// How long a statement waits for a connection. PostgreSQL's is short so
+/// that with the database unreachable the admin API answers 503 within a
+/// couple of seconds (a connection attempt is bounded by it too); a SQLite
+/// file only waits for its own writers.
+fn acquire_timeout(kind: Kind) -> std::time::Duration {
+    std::time::Duration::from_secs(if kind == Kind::Sqlite { 10 } else { 2 })
+}
+
+/// At start a database that is still coming up (refused, timed out) gets
+/// 10 s, as before the short acquire timeout; any other error ends at once.
+async fn first_connection(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::PoolTimedOut) if std::time::Instant::now() < deadline => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

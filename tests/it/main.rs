@@ -19,6 +19,7 @@ mod props;
 mod reflection;
 mod secrets;
 mod secure;
+mod select;
 mod streams;
 mod tcp_relay;
 mod turn_client;

@@ -1,5 +1,9 @@
 //! `/api/v1/credentials`: time-limited REST credentials and ICE servers
-//! for WebRTC backends.
+//! for WebRTC backends. In a fleet (issue 15) it picks the nodes: the
+//! least-loaded ready one (in the asked region first) and a fallback, or
+//! the one pinned; see [`super::select`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::State as Extract;
@@ -8,10 +12,13 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::select::{choose, Me, NoNode, Want};
 use super::{body, Reply};
 use crate::admin::auth::guard;
+use crate::admin::error::unavailable;
 use crate::admin::{ApiError, Caller, State};
 use crate::auth::rest;
+use crate::store::unix_now_ms;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +26,16 @@ struct CredentialRequest {
     user: String,
     #[serde(default = "default_ttl")]
     ttl: u64,
+    /// Prefer ready nodes of this region.
+    #[serde(default)]
+    region: Option<String>,
+    /// Pin one node by name, or `self` for the answering node.
+    #[serde(default)]
+    node: Option<String>,
 }
+
+/// Whether the last answer was made without the store.
+static STORE_DOWN: AtomicBool = AtomicBool::new(false);
 
 fn default_ttl() -> u64 {
     86_400
@@ -32,16 +48,58 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
     if r.ttl == 0 || r.ttl > 30 * 86_400 {
         return Err(ApiError::bad_request("ttl must be 1 s to 30 days"));
     }
-    // Stored secrets come oldest first, so the last is the newest; with
-    // none stored, the last static one.
-    let mut secrets = s.0.config.static_auth_secrets.clone();
-    secrets.extend(s.0.store.secret_values(&realm).await?);
+    let me = Me {
+        name: s.0.config.node_name.clone(),
+        region: s.0.config.region.clone(),
+        urls: s.0.control.ice_urls(),
+        allocations: i64::from(s.0.control.allocations()),
+    };
+    // Both at once, so an unreachable store costs one acquire timeout.
+    let (stored, rows) = tokio::join!(s.0.store.secret_values(&realm), s.0.store.nodes());
+    // Without the store this node answers from what it holds: its
+    // snapshot's secrets, and itself as the only node it can vouch for.
+    let store_down =
+        matches!(&stored, Err(e) if unavailable(e)) || matches!(&rows, Err(e) if unavailable(e));
+    // Said once per outage, not once per request.
+    if STORE_DOWN.swap(store_down, Ordering::Relaxed) != store_down {
+        if store_down {
+            tracing::warn!("credentials: store unreachable, answering with this node only");
+        } else {
+            tracing::info!("credentials: store reachable again");
+        }
+    }
+    let (secrets, rows) = if store_down {
+        (s.0.control.rest_secrets(), Vec::new())
+    } else {
+        let mut secrets = s.0.config.static_auth_secrets.clone();
+        secrets.extend(stored?);
+        (secrets, rows?)
+    };
+    let want = match r.node.as_deref() {
+        Some(name) => {
+            if store_down && name != "self" && name != me.name {
+                return Err(ApiError::store_unavailable());
+            }
+            Want::Pin(name)
+        }
+        None => Want::Least {
+            region: r.region.as_deref(),
+        },
+    };
+    // Oldest first, static ones before stored ones: the last is the newest.
     let Some(secret) = secrets.last() else {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "no REST secret: set static_auth_secret or add one".into(),
         ));
     };
+    let nodes = choose(&rows, &me, want, unix_now_ms()).map_err(|e| match e {
+        NoNode::Unknown(name) => ApiError::not_found(format!("no node named {name}")),
+        NoNode::NotReady { name, state } => {
+            ApiError(StatusCode::CONFLICT, format!("node {name} is {state}"))
+        }
+        NoNode::NoneReady => ApiError(StatusCode::SERVICE_UNAVAILABLE, "no node is ready".into()),
+    })?;
     let (username, password) = rest::mint(
         &secret.0,
         &r.user,
@@ -49,12 +107,17 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
         s.0.config.rest_api_separator,
         crate::store::unix_now() as u64,
     );
-    let urls = s.0.control.ice_urls();
+    let ice_servers: Vec<_> = nodes
+        .iter()
+        .map(|n| json!({"urls": n.urls, "username": username, "credential": password}))
+        .collect();
+    let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
     Ok(Json(json!({
         "username": username,
         "password": password,
         "ttl": r.ttl,
-        "uris": urls,
-        "iceServers": [{"urls": urls, "username": username, "credential": password}],
+        "uris": nodes.first().map(|n| n.urls.clone()).unwrap_or_default(),
+        "iceServers": ice_servers,
+        "nodes": names,
     })))
 }

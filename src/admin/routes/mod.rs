@@ -8,6 +8,7 @@ mod oauth_keys;
 mod quotas;
 mod reload;
 mod secrets;
+mod select;
 mod sessions;
 mod users;
 
