@@ -37,4 +37,6 @@ pub(crate) trait Control: Send + Sync {
     /// `stun:`, `turn:` and `turns:` URLs of every listener, as clients
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;
+    /// Fleet quotas (issue 15): on, and counting locally for now?
+    fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus;
 }

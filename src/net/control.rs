@@ -168,6 +168,10 @@ impl admin::Control for ServerControl {
         let cfg = &self.shared.config;
         ice_urls(&self.listeners, &cfg.external_ips, |v4| cfg.relay_ip(v4))
     }
+
+    fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus {
+        &self.shared.quotas.fleet
+    }
 }
 
 /// `turn:` (and `stun:`) URLs for every listener, with the address clients

@@ -18,6 +18,7 @@ mod bind;
 pub mod certs;
 pub mod control;
 pub mod dtls;
+mod fleet_quota;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod socket;
@@ -207,6 +208,7 @@ pub async fn serve(
     let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot, fleet)?;
 
     let (stop, stop_rx) = watch::channel(false);
+    let fleet_quota = fleet_quota::start(&store, &config.node_name, &shared, stop_rx.clone());
     let (registry, commands) = Registry::new(workers);
     let registry = Arc::new(registry);
     let mut threads = Vec::new();
@@ -224,6 +226,7 @@ pub async fn serve(
                 addresses,
                 software: config.software.clone(),
             }),
+            fleet_quota: fleet_quota.clone(),
         };
         match worker::spawn(setup) {
             Ok(t) => threads.push(t),

@@ -14,6 +14,7 @@
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub(crate) mod fleet_quota;
 pub(crate) mod keys;
 pub(crate) mod nodes;
 pub(crate) mod quotas;
