@@ -156,11 +156,9 @@ impl FleetQuota {
             if ended {
                 // The allocation ended while the store was asked: its row
                 // goes now (or with the next reconciliation).
-                let _ = tokio::time::timeout(
-                    QUOTA_TIMEOUT,
-                    me.store.release_allocation(&me.node, id),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(QUOTA_TIMEOUT, me.store.release_allocation(&me.node, id))
+                        .await;
             }
             reply(answer);
         });
@@ -182,11 +180,9 @@ impl FleetQuota {
         let me = self.clone();
         self.runtime.spawn(async move {
             let _permit = permit;
-            let sent = tokio::time::timeout(
-                QUOTA_TIMEOUT,
-                me.store.release_allocation(&me.node, id),
-            )
-            .await;
+            let sent =
+                tokio::time::timeout(QUOTA_TIMEOUT, me.store.release_allocation(&me.node, id))
+                    .await;
             match sent {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => me.fall_back(&e.to_string()),

@@ -77,7 +77,9 @@ impl Store {
             let full = |col: &str, cap: u32| -> Result<bool, sqlx::Error> {
                 Ok(cap != 0 && row.try_get::<i64, _>(col)? >= i64::from(cap))
             };
-            if full("total", limits.total)? || full("realm", limits.realm)? || full("mine", limits.user)?
+            if full("total", limits.total)?
+                || full("realm", limits.realm)?
+                || full("mine", limits.user)?
             {
                 return Ok(false);
             }
@@ -164,4 +166,215 @@ async fn insert(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::nodes::NodeRow;
+    use crate::store::tests::pg_url;
+    use sqlx::Connection;
+
+    /// A store on a fresh PostgreSQL database of our own (other tests
+    /// clear the shared one's tables).
+    async fn fresh(name: &str) -> Option<Store> {
+        let base = pg_url()?;
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+        }
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        Some(Store::open(&format!("{prefix}/{name}")).await.unwrap())
+    }
+
+    async fn beat(s: &Store, name: &str, last_seen: i64) {
+        let row = NodeRow {
+            name: name.into(),
+            region: String::new(),
+            state: "ready".into(),
+            urls: vec![],
+            allocations: 0,
+            relayed_bps: 0,
+            last_seen,
+        };
+        s.heartbeat(&row).await.unwrap();
+    }
+
+    fn alloc(id: i64, realm: &str, user: &str) -> FleetAllocation {
+        FleetAllocation {
+            id,
+            realm: realm.into(),
+            user: user.into(),
+        }
+    }
+
+    async fn ids(s: &Store, node: &str) -> Vec<i64> {
+        let mut v: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM fleet_allocations WHERE node = $1 ORDER BY id")
+                .bind(node)
+                .fetch_all(&s.pool)
+                .await
+                .unwrap();
+        v.sort();
+        v
+    }
+
+    const USER2: FleetLimits = FleetLimits {
+        user: 2,
+        realm: 0,
+        total: 0,
+    };
+
+    #[tokio::test]
+    async fn reserve_counts_every_live_node_and_not_a_silent_one() {
+        let Some(s) = fresh("q_store_fleet_count").await else {
+            return;
+        };
+        let now = 1_000_000_000;
+        beat(&s, "qa", now).await;
+        beat(&s, "qb", now - 1_000).await;
+        beat(&s, "qdead", now - DOWN_AFTER_MS - 1).await;
+        let free = FleetLimits::default();
+        // The dead node held three of alice's: they do not count.
+        for id in 1..=3 {
+            let a = alloc(id, "r", "alice");
+            assert!(s.reserve_allocation("qdead", &a, free, now).await.unwrap());
+        }
+        let r = |id| alloc(id, "r", "alice");
+        assert!(s.reserve_allocation("qa", &r(1), USER2, now).await.unwrap());
+        assert!(s.reserve_allocation("qb", &r(1), USER2, now).await.unwrap());
+        assert!(!s.reserve_allocation("qa", &r(2), USER2, now).await.unwrap());
+        assert!(!s.reserve_allocation("qb", &r(2), USER2, now).await.unwrap());
+        assert_eq!(ids(&s, "qa").await, vec![1], "a refusal writes nothing");
+        // Another user, and alice of another realm, have their own counts.
+        let bob = alloc(3, "r", "bob");
+        assert!(s.reserve_allocation("qa", &bob, USER2, now).await.unwrap());
+        let other = alloc(4, "r2", "alice");
+        assert!(s
+            .reserve_allocation("qa", &other, USER2, now)
+            .await
+            .unwrap());
+        // The realm's quota counts its realm; total_quota counts all.
+        let realm3 = FleetLimits {
+            realm: 3,
+            ..Default::default()
+        };
+        assert!(!s
+            .reserve_allocation("qa", &alloc(5, "r", "carol"), realm3, now)
+            .await
+            .unwrap());
+        assert!(s
+            .reserve_allocation("qa", &alloc(5, "r2", "carol"), realm3, now)
+            .await
+            .unwrap());
+        let total5 = FleetLimits {
+            total: 5,
+            ..Default::default()
+        };
+        assert!(!s
+            .reserve_allocation("qa", &alloc(6, "r3", "dave"), total5, now)
+            .await
+            .unwrap());
+        // Once released, a place is free again.
+        s.release_allocation("qb", 1).await.unwrap();
+        assert!(s.reserve_allocation("qb", &r(2), USER2, now).await.unwrap());
+        // The silent node's heartbeat comes back: its rows count again.
+        beat(&s, "qdead", now).await;
+        let five = FleetLimits { user: 5, ..USER2 };
+        assert!(!s.reserve_allocation("qb", &r(3), five, now).await.unwrap());
+        let six = FleetLimits { user: 6, ..USER2 };
+        assert!(s.reserve_allocation("qb", &r(3), six, now).await.unwrap());
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_reserves_of_many_nodes_never_pass_the_quota() {
+        let Some(s) = fresh("q_store_fleet_race").await else {
+            return;
+        };
+        let now = crate::store::unix_now_ms();
+        for n in 0..4 {
+            beat(&s, &format!("q{n}"), now).await;
+        }
+        let limits = FleetLimits {
+            user: 5,
+            ..Default::default()
+        };
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let a = alloc(i, "r", "alice");
+                    s.reserve_allocation(&format!("q{}", i % 4), &a, limits, now)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(granted, 5);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fleet_allocations")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 5);
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn reconcile_makes_a_nodes_rows_its_live_allocations_and_forgets_long_dead_nodes() {
+        let Some(s) = fresh("q_store_fleet_reconcile").await else {
+            return;
+        };
+        let now = 2_000_000_000;
+        beat(&s, "qa", now).await;
+        beat(&s, "qgone", now - FORGET_AFTER_MS - 1).await;
+        beat(&s, "qdown", now - DOWN_AFTER_MS - 1).await;
+        let free = FleetLimits::default();
+        for id in [1, 2] {
+            assert!(s
+                .reserve_allocation("qa", &alloc(id, "r", "u"), free, now)
+                .await
+                .unwrap());
+            assert!(s
+                .reserve_allocation("qgone", &alloc(id, "r", "u"), free, now)
+                .await
+                .unwrap());
+            assert!(s
+                .reserve_allocation("qdown", &alloc(id, "r", "u"), free, now)
+                .await
+                .unwrap());
+        }
+        let live = [alloc(2, "r", "u"), alloc(3, "r", "u")];
+        assert_eq!(
+            s.reconcile_allocations("qa", &live, now).await.unwrap(),
+            (1, 1)
+        );
+        assert_eq!(ids(&s, "qa").await, vec![2, 3]);
+        assert!(
+            ids(&s, "qgone").await.is_empty(),
+            "forgotten after a minute"
+        );
+        assert_eq!(
+            ids(&s, "qdown").await,
+            vec![1, 2],
+            "down, not yet forgotten"
+        );
+        // Again: nothing to do.
+        assert_eq!(
+            s.reconcile_allocations("qa", &live, now).await.unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            s.reconcile_allocations("qa", &[], now).await.unwrap(),
+            (0, 2)
+        );
+        s.close().await;
+    }
 }

@@ -18,9 +18,12 @@ impl Harness {
     /// A signed UDP Allocate from `tuple` (its own transaction).
     fn allocate_request(&mut self, now: Instant, tuple: FiveTuple, txid: u8) -> Vec<u8> {
         let nonce = self.nonce(now, tuple);
-        request(Method::ALLOCATE, [txid; 12], Some(("alice", &nonce)), &|b| {
-            transport_udp(b)
-        })
+        request(
+            Method::ALLOCATE,
+            [txid; 12],
+            Some(("alice", &nonce)),
+            &|b| transport_udp(b),
+        )
     }
 
     /// The shell answers the fleet question `key`; what the client gets.
@@ -47,7 +50,10 @@ fn a_granted_allocate_succeeds_only_once_the_fleet_answers() {
     let mut h = fleet(2, 7);
     let now = h.at(0);
     let req = h.allocate_request(now, client(), 1);
-    assert!(h.send(now, client(), &req).is_empty(), "waits for the fleet");
+    assert!(
+        h.send(now, client(), &req).is_empty(),
+        "waits for the fleet"
+    );
     assert_eq!(h.opened.len(), 1, "the relay opens meanwhile");
     assert_eq!(h.created(), 0, "not active yet");
     assert_eq!(h.quota_asks.len(), 1);
@@ -102,7 +108,10 @@ fn a_fleet_refusal_answers_486_closes_the_relay_and_frees_the_local_count() {
     let again = h.allocate_request(h.at(2), client(), 2);
     assert!(h.send(h.at(2), client(), &again).is_empty());
     assert_eq!(h.quota_asks.len(), 2);
-    assert_ne!(h.quota_asks[1].0, key, "a new key: a late answer is told apart");
+    assert_ne!(
+        h.quota_asks[1].0, key,
+        "a new key: a late answer is told apart"
+    );
 }
 
 #[test]
