@@ -303,4 +303,34 @@ mod tests {
         assert_eq!(q.acquire("a", v6b, none), Ok(()));
         assert_eq!(q.total(), 4);
     }
+
+    #[test]
+    fn the_fleet_fallback_is_counted_once_per_outage() {
+        let q = Quotas::new(1, 0);
+        assert!(!q.fleet.enabled());
+        q.enable_fleet();
+        assert!(q.fleet.enabled());
+        assert!(!q.fleet.recover(), "nothing to recover from");
+        assert!(q.fleet.fall_back(), "said the first time");
+        assert!(!q.fleet.fall_back(), "not again");
+        assert!(q.fleet.local_fallback());
+        assert!(q.fleet.recover(), "said on recovery");
+        assert!(!q.fleet.local_fallback());
+        assert!(q.fleet.fall_back());
+        assert_eq!(q.fleet.fallbacks(), 2);
+    }
+
+    #[test]
+    fn fleet_limits_are_the_stored_quotas_else_the_configured_ones() {
+        let q = Quotas::new(2, 9);
+        let none = Limits::default();
+        let l = q.fleet_limits(none);
+        assert_eq!((l.user, l.realm, l.total), (2, 0, 9));
+        let stored = Limits {
+            user: Some(0),
+            realm: Some(4),
+        };
+        let l = q.fleet_limits(stored);
+        assert_eq!((l.user, l.realm, l.total), (0, 4, 9));
+    }
 }

@@ -83,3 +83,169 @@ async fn a_nonce_from_one_node_is_accepted_by_another_of_the_same_store() {
     b.stop().await;
     elsewhere.stop().await;
 }
+
+/// A signed request of `method` with `attrs`, as USER.
+fn signed(
+    method: Method,
+    txid: u8,
+    nonce: &[u8],
+    attrs: &dyn Fn(&mut MessageBuilder<'_>),
+) -> Vec<u8> {
+    let mut buf = [0u8; 512];
+    let mut b = MessageBuilder::new(
+        &mut buf,
+        MessageType::new(method, Class::Request),
+        TransactionId([txid; 12]),
+    );
+    attrs(&mut b);
+    b.add_username(USER);
+    b.add_realm(REALM);
+    b.add_nonce(nonce);
+    b.add_message_integrity(&long_term_key_md5(USER, REALM, PASSWORD));
+    let n = b.finish().unwrap();
+    buf[..n].to_vec()
+}
+
+/// A fresh client socket with a read timeout.
+fn client() -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock
+}
+
+/// Fleet quotas (issue 15): with `user_quota = 2`, two allocations on two
+/// nodes of one PostgreSQL store fill the user's quota on both, and a
+/// deleted one frees a place on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_quota_counts_the_allocations_of_every_node() {
+    let Some(db) = crate::fresh_pg("q_fleet_quota").await else {
+        return;
+    };
+    let node = |name: &'static str| {
+        let db = db.clone();
+        move |c: &mut turnpike::Config| {
+            c.db = db;
+            c.node_name = name.into();
+            c.user_quota = 2;
+        }
+    };
+    let a = start_turn(node("qa")).await;
+    let b = start_turn(node("qb")).await;
+    let (a_udp, b_udp) = (a.addrs(Transport::Udp)[0], b.addrs(Transport::Udp)[0]);
+    tokio::task::spawn_blocking(move || {
+        let (one, two, three) = (client(), client(), client());
+        let (_, code, answer) = exchange(&one, a_udp, &allocate(1, None));
+        assert_eq!(code, Some(401));
+        let nonce = nonce_of(&answer);
+        let udp =
+            |b: &mut MessageBuilder<'_>| b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        let (class, code, _) = exchange(&one, a_udp, &signed(Method::ALLOCATE, 2, &nonce, &udp));
+        assert_eq!((class, code), (Class::SuccessResponse, None), "first on A");
+        let (class, code, _) = exchange(&two, b_udp, &signed(Method::ALLOCATE, 3, &nonce, &udp));
+        assert_eq!((class, code), (Class::SuccessResponse, None), "second on B");
+        // The third, on either node, is over the user's fleet-wide quota.
+        let (_, code, _) = exchange(&three, a_udp, &signed(Method::ALLOCATE, 4, &nonce, &udp));
+        assert_eq!(code, Some(486), "third on A");
+        let (_, code, _) = exchange(&three, b_udp, &signed(Method::ALLOCATE, 5, &nonce, &udp));
+        assert_eq!(code, Some(486), "third on B");
+        // A's allocation is deleted: a new one succeeds on B.
+        let zero = |b: &mut MessageBuilder<'_>| b.add_u32(AttributeType::LIFETIME, 0);
+        let (class, _, _) = exchange(&one, a_udp, &signed(Method::REFRESH, 6, &nonce, &zero));
+        assert_eq!(class, Class::SuccessResponse, "deleted");
+        // The release reaches the store a moment after the answer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut txid = 7;
+        loop {
+            let (_, code, _) =
+                exchange(&three, b_udp, &signed(Method::ALLOCATE, txid, &nonce, &udp));
+            if code.is_none() {
+                break;
+            }
+            assert_eq!(code, Some(486));
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a place is freed within 2 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            txid += 1;
+        }
+    })
+    .await
+    .unwrap();
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Fleet quotas with the store gone: the node counts its quotas locally
+/// and says so in /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_store_quotas_are_counted_locally_and_metrics_say_so() {
+    let Some(db) = crate::fresh_pg("q_fleet_quota_down").await else {
+        return;
+    };
+    const SECRET: &[u8] = b"fleet-quota-test-secret-01234567";
+    let url = db.clone();
+    let a = start_turn(move |c| {
+        c.db = url;
+        c.node_name = "qalone".into();
+        c.user_quota = 1;
+        c.admin_jwt_secret = Some(turnpike::auth::rest::Secret(SECRET.to_vec()));
+    })
+    .await;
+    let admin = a.admin_addr().unwrap();
+    let now = crate::unix_now();
+    let token = turnpike::admin::token::mint(SECRET, "tests", "admin", now, 600).unwrap();
+    let metric = |body: &str, name: &str| -> Option<u64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let (code, body) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        metric(&body, "turnpike_fleet_quota_local_fallback"),
+        Some(0)
+    );
+    assert_eq!(
+        metric(&body, "turnpike_fleet_quota_local_fallback_total"),
+        Some(0)
+    );
+    // The database goes away under the running node.
+    {
+        use sqlx::Connection;
+        let base = std::env::var("TURNPIKE_TEST_PG").unwrap();
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+        sqlx::raw_sql("DROP DATABASE q_fleet_quota_down WITH (FORCE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let a_udp = a.addrs(Transport::Udp)[0];
+    tokio::task::spawn_blocking(move || {
+        let (one, two) = (client(), client());
+        let (_, _, answer) = exchange(&one, a_udp, &allocate(1, None));
+        let nonce = nonce_of(&answer);
+        let udp =
+            |b: &mut MessageBuilder<'_>| b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        let (class, code, _) = exchange(&one, a_udp, &signed(Method::ALLOCATE, 2, &nonce, &udp));
+        assert_eq!(
+            (class, code),
+            (Class::SuccessResponse, None),
+            "counted locally"
+        );
+        let (_, code, _) = exchange(&two, a_udp, &signed(Method::ALLOCATE, 3, &nonce, &udp));
+        assert_eq!(code, Some(486), "the local count still holds the quota");
+    })
+    .await
+    .unwrap();
+    let (_, body) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
+    assert_eq!(
+        metric(&body, "turnpike_fleet_quota_local_fallback"),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "turnpike_fleet_quota_local_fallback_total"),
+        Some(1)
+    );
+    a.stop().await;
+}

@@ -51,7 +51,7 @@ impl Server {
     /// Whether the allocation in `slot` may become active as far as fleet
     /// quotas go: not asked, or granted.
     pub(super) fn quota_cleared(&self, slot: u32) -> bool {
-        self.fleet_holds.get(&slot).is_none_or(|h| h.granted)
+        self.fleet_holds.get(&slot).map_or(true, |h| h.granted)
     }
 
     /// The allocation in `slot` ended: its fleet place, if it asked for
