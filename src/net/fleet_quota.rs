@@ -194,15 +194,17 @@ impl FleetQuota {
     /// Rewrites this node's rows from its counted allocations; the store
     /// answering ends a local fallback.
     async fn reconcile(&self) {
-        let live: Vec<FleetAllocation> = self
-            .live()
-            .values()
-            .filter(|h| h.granted)
-            .map(|h| h.allocation.clone())
-            .collect();
+        let (mut live, mut asking) = (Vec::new(), Vec::new());
+        for (id, h) in self.live().iter() {
+            if h.granted {
+                live.push(h.allocation.clone());
+            } else {
+                asking.push(*id);
+            }
+        }
         let done = self
             .store
-            .reconcile_allocations(&self.node, &live, unix_now_ms());
+            .reconcile_allocations(&self.node, &live, &asking, unix_now_ms());
         match tokio::time::timeout(HEARTBEAT_EVERY, done).await {
             Ok(Ok(_)) => {
                 if self.shared.quotas.fleet.recover() {
@@ -238,6 +240,6 @@ async fn reconcile_loop(fleet: Arc<FleetQuota>, mut stop: watch::Receiver<bool>)
     }
     let cleared = fleet
         .store
-        .reconcile_allocations(&fleet.node, &[], unix_now_ms());
+        .reconcile_allocations(&fleet.node, &[], &[], unix_now_ms());
     let _ = tokio::time::timeout(QUOTA_TIMEOUT, cleared).await;
 }

@@ -99,13 +99,16 @@ impl Store {
         Ok(())
     }
 
-    /// Makes `node`'s rows exactly `live` (after an outage they come back;
-    /// rows of allocations that ended unseen go), and forgets the rows of
-    /// nodes silent for [`FORGET_AFTER_MS`]. Returns (inserted, deleted).
+    /// Makes `node`'s rows its `live` allocations (after an outage they
+    /// come back; rows of allocations that ended unseen go), leaving alone
+    /// the rows of `asking` (reservations in flight, which may have just
+    /// committed), and forgets the rows of nodes silent for
+    /// [`FORGET_AFTER_MS`]. Returns (inserted, deleted).
     pub(crate) async fn reconcile_allocations(
         &self,
         node: &str,
         live: &[FleetAllocation],
+        asking: &[i64],
         now_ms: i64,
     ) -> Result<(usize, usize), StoreError> {
         let mut tx = self.write().await?;
@@ -116,7 +119,11 @@ impl Store {
             .iter()
             .map(|r| r.try_get::<i64, _>("id"))
             .collect::<Result<_, _>>()?;
-        let wanted: HashSet<i64> = live.iter().map(|a| a.id).collect();
+        let wanted: HashSet<i64> = live
+            .iter()
+            .map(|a| a.id)
+            .chain(asking.iter().copied())
+            .collect();
         let mut deleted = 0;
         for id in stored.difference(&wanted) {
             sqlx::query("DELETE FROM fleet_allocations WHERE node = $1 AND id = $2")
@@ -353,7 +360,9 @@ mod tests {
         }
         let live = [alloc(2, "r", "u"), alloc(3, "r", "u")];
         assert_eq!(
-            s.reconcile_allocations("qa", &live, now).await.unwrap(),
+            s.reconcile_allocations("qa", &live, &[], now)
+                .await
+                .unwrap(),
             (1, 1)
         );
         assert_eq!(ids(&s, "qa").await, vec![2, 3]);
@@ -368,13 +377,17 @@ mod tests {
         );
         // Again: nothing to do.
         assert_eq!(
-            s.reconcile_allocations("qa", &live, now).await.unwrap(),
+            s.reconcile_allocations("qa", &live, &[], now)
+                .await
+                .unwrap(),
             (0, 0)
         );
+        // A reservation in flight keeps its row; the rest goes.
         assert_eq!(
-            s.reconcile_allocations("qa", &[], now).await.unwrap(),
-            (0, 2)
+            s.reconcile_allocations("qa", &[], &[3], now).await.unwrap(),
+            (0, 1)
         );
+        assert_eq!(ids(&s, "qa").await, vec![3]);
         s.close().await;
     }
 }

@@ -176,51 +176,61 @@ async fn user_quota_counts_the_allocations_of_every_node() {
     b.stop().await;
 }
 
-/// Fleet quotas with the store gone: the node counts its quotas locally
-/// and says so in /metrics.
+/// Runs `sql` on the test cluster's own database.
+async fn on_cluster(sql: &str) {
+    use sqlx::Connection;
+    let base = std::env::var("TURNPIKE_TEST_PG").unwrap();
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+}
+
+/// The value of an unlabelled metric.
+fn metric(body: &str, name: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Fleet quotas through a database outage: the node counts its quotas
+/// locally and says so in /metrics; on recovery it says so again and its
+/// allocation's row comes back, so the other node counts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_store_quotas_are_counted_locally_and_metrics_say_so() {
+async fn without_the_store_quotas_are_counted_locally_and_rows_return_after() {
     let Some(db) = crate::fresh_pg("q_fleet_quota_down").await else {
         return;
     };
     const SECRET: &[u8] = b"fleet-quota-test-secret-01234567";
-    let url = db.clone();
-    let a = start_turn(move |c| {
-        c.db = url;
-        c.node_name = "qalone".into();
-        c.user_quota = 1;
-        c.admin_jwt_secret = Some(turnpike::auth::rest::Secret(SECRET.to_vec()));
-    })
-    .await;
-    let admin = a.admin_addr().unwrap();
-    let now = crate::unix_now();
-    let token = turnpike::admin::token::mint(SECRET, "tests", "admin", now, 600).unwrap();
-    let metric = |body: &str, name: &str| -> Option<u64> {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    let node = |name: &'static str| {
+        let db = db.clone();
+        move |c: &mut turnpike::Config| {
+            c.db = db;
+            c.node_name = name.into();
+            c.user_quota = 1;
+            c.admin_jwt_secret = Some(turnpike::auth::rest::Secret(SECRET.to_vec()));
+        }
     };
-    let (code, body) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
-    assert_eq!(code, 200);
-    assert_eq!(
-        metric(&body, "turnpike_fleet_quota_local_fallback"),
-        Some(0)
-    );
-    assert_eq!(
-        metric(&body, "turnpike_fleet_quota_local_fallback_total"),
-        Some(0)
-    );
-    // The database goes away under the running node.
-    {
-        use sqlx::Connection;
-        let base = std::env::var("TURNPIKE_TEST_PG").unwrap();
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        sqlx::raw_sql("DROP DATABASE q_fleet_quota_down WITH (FORCE)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    let a_udp = a.addrs(Transport::Udp)[0];
-    tokio::task::spawn_blocking(move || {
+    let a = start_turn(node("qdown_a")).await;
+    let b = start_turn(node("qdown_b")).await;
+    let admin = a.admin_addr().unwrap();
+    let token =
+        turnpike::admin::token::mint(SECRET, "tests", "admin", crate::unix_now(), 600).unwrap();
+    let metrics = || async {
+        let (code, body) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
+        assert_eq!(code, 200);
+        (
+            metric(&body, "turnpike_fleet_quota_local_fallback"),
+            metric(&body, "turnpike_fleet_quota_local_fallback_total"),
+        )
+    };
+    assert_eq!(metrics().await, (Some(0), Some(0)));
+    // The database refuses every connection: an outage, for both nodes.
+    on_cluster(
+        "ALTER DATABASE q_fleet_quota_down ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = 'q_fleet_quota_down'",
+    )
+    .await;
+    let (a_udp, b_udp) = (a.addrs(Transport::Udp)[0], b.addrs(Transport::Udp)[0]);
+    let nonce = tokio::task::spawn_blocking(move || {
         let (one, two) = (client(), client());
         let (_, _, answer) = exchange(&one, a_udp, &allocate(1, None));
         let nonce = nonce_of(&answer);
@@ -234,18 +244,47 @@ async fn without_the_store_quotas_are_counted_locally_and_metrics_say_so() {
         );
         let (_, code, _) = exchange(&two, a_udp, &signed(Method::ALLOCATE, 3, &nonce, &udp));
         assert_eq!(code, Some(486), "the local count still holds the quota");
+        nonce
     })
     .await
     .unwrap();
-    let (_, body) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
-    assert_eq!(
-        metric(&body, "turnpike_fleet_quota_local_fallback"),
-        Some(1),
-        "{body}"
-    );
-    assert_eq!(
-        metric(&body, "turnpike_fleet_quota_local_fallback_total"),
-        Some(1)
-    );
+    assert_eq!(metrics().await, (Some(1), Some(1)), "said once");
+    on_cluster("ALTER DATABASE q_fleet_quota_down ALLOW_CONNECTIONS true").await;
+    // Within a few reconciliations (2 s each) A says it has recovered and
+    // its allocation counts again: B refuses the user's second one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metrics().await != (Some(0), Some(1)) {
+        assert!(std::time::Instant::now() < deadline, "recovery is said");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let three = client();
+    let mut txid = 10;
+    loop {
+        let (_, code, _) = tokio::task::block_in_place(|| {
+            let udp = |b: &mut MessageBuilder<'_>| {
+                b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+            };
+            exchange(&three, b_udp, &signed(Method::ALLOCATE, txid, &nonce, &udp))
+        });
+        if code == Some(486) {
+            break;
+        }
+        // B itself may still be counting locally: free its place again.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's row is back: {code:?}"
+        );
+        let zero = |b: &mut MessageBuilder<'_>| b.add_u32(AttributeType::LIFETIME, 0);
+        tokio::task::block_in_place(|| {
+            exchange(
+                &three,
+                b_udp,
+                &signed(Method::REFRESH, txid + 1, &nonce, &zero),
+            )
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        txid += 2;
+    }
     a.stop().await;
+    b.stop().await;
 }
