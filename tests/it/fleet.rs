@@ -288,3 +288,91 @@ async fn without_the_store_quotas_are_counted_locally_and_rows_return_after() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Acceptance (issue 15): a killed node (SIGKILL) releases its quota
+/// within 15 s. A `turnpike serve` process holds the user's one place;
+/// once it is killed, the other node of the store grants it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_releases_its_quota_within_15_s() {
+    use std::io::{BufRead, BufReader};
+    let Some(db) = crate::fresh_pg("q_fleet_quota_kill").await else {
+        return;
+    };
+    // The database URL and the password go in a file, never on argv.
+    let dir = std::path::PathBuf::from(crate::temp_db().trim_start_matches("sqlite:"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("turnserver.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\nrelay_ip = [\"127.0.0.1\"]\nmin_port = 39000\n\
+             max_port = 39099\nrealm = \"{REALM}\"\nuser = [\"{USER}:{PASSWORD}\"]\n\
+             user_quota = 1\nnode_name = \"qkilled\"\ndb = \"{db}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&toml)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let killed_udp: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the node starts");
+        if let Some((_, addr)) = line.trim_end().split_once("listening udp ") {
+            break addr.parse().unwrap();
+        }
+    };
+    // Keep its log flowing so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let survivor = start_turn(move |c| {
+        c.db = db;
+        c.node_name = "qsurvivor".into();
+        c.user_quota = 1;
+    })
+    .await;
+    let b_udp = survivor.addrs(Transport::Udp)[0];
+    let pid = child.id();
+    let waited = tokio::task::spawn_blocking(move || {
+        let (one, two) = (client(), client());
+        let (_, _, answer) = exchange(&one, killed_udp, &allocate(1, None));
+        let nonce = nonce_of(&answer);
+        let udp =
+            |b: &mut MessageBuilder<'_>| b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        let (class, code, _) =
+            exchange(&one, killed_udp, &signed(Method::ALLOCATE, 2, &nonce, &udp));
+        assert_eq!((class, code), (Class::SuccessResponse, None));
+        let (_, code, _) = exchange(&two, b_udp, &signed(Method::ALLOCATE, 3, &nonce, &udp));
+        assert_eq!(code, Some(486), "the other node's allocation counts");
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let t0 = std::time::Instant::now();
+        for txid in 4.. {
+            let (_, code, _) = exchange(&two, b_udp, &signed(Method::ALLOCATE, txid, &nonce, &udp));
+            if code.is_none() {
+                break;
+            }
+            assert_eq!(code, Some(486));
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "released within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        t0.elapsed()
+    })
+    .await
+    .unwrap();
+    let _ = child.wait();
+    eprintln!("a killed node's quota was released after {waited:?}");
+    survivor.stop().await;
+}
