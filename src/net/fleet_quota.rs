@@ -70,7 +70,9 @@ pub(crate) fn start(
         shared: shared.clone(),
         runtime: Handle::current(),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        next_id: AtomicI64::new(1),
+        // Ids also differ from a previous run's under the same node name
+        // (its rows may outlive it until the first reconciliation).
+        next_id: AtomicI64::new(unix_now_ms() << 10),
         live: Mutex::default(),
     });
     shared.quotas.enable_fleet();
