@@ -46,6 +46,9 @@ pub(crate) trait Control: Send + Sync {
     /// them when the store cannot be reached.
     fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret>;
 
+    /// Fleet quotas (issue 15): on, and counting locally for now?
+    fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus;
+
     /// Every session as `/api/v1/sessions` lists it, on node `node`: the
     /// fleet publishes these same entries ([`fleet_session_id`]).
     fn session_entries(&self, node: &str) -> Vec<Value> {

@@ -82,6 +82,19 @@ pub(super) async fn metrics(
         "Allocations refused with 486.",
         &[("", st.quota_refusals)],
     );
+    let fleet = s.0.control.fleet_quota();
+    metric(
+        "turnpike_fleet_quota_local_fallback",
+        "gauge",
+        "1 while fleet quotas are counted on this node only (store unreachable), else 0.",
+        &[("", u64::from(fleet.local_fallback()))],
+    );
+    metric(
+        "turnpike_fleet_quota_local_fallback_total",
+        "counter",
+        "Times fleet quotas fell back to counting on this node only.",
+        &[("", fleet.fallbacks())],
+    );
     if s.0.config.metrics_user_labels {
         let mut per_user: BTreeMap<String, u64> = BTreeMap::new();
         for (_, v) in s.0.control.sessions() {

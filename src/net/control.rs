@@ -172,6 +172,10 @@ impl admin::Control for ServerControl {
     fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret> {
         self.shared.auth.directory().secrets.clone()
     }
+
+    fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus {
+        &self.shared.quotas.fleet
+    }
 }
 
 /// `turn:` (and `stun:`) URLs for every listener, with the address clients

@@ -21,6 +21,7 @@ pub mod certs;
 pub mod control;
 pub mod dtls;
 mod fleet_sessions;
+mod fleet_quota;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod listen;
@@ -211,6 +212,7 @@ pub async fn serve(
     let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot, fleet)?;
 
     let (stop, stop_rx) = watch::channel(false);
+    let fleet_quota = fleet_quota::start(&store, &config.node_name, &shared, stop_rx.clone());
     let (registry, commands) = Registry::new(workers);
     let registry = Arc::new(registry);
     let mut threads = Vec::new();
@@ -228,6 +230,7 @@ pub async fn serve(
                 addresses,
                 software: config.software.clone(),
             }),
+            fleet_quota: fleet_quota.clone(),
         };
         match worker::spawn(setup) {
             Ok(t) => threads.push(t),

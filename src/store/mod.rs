@@ -15,6 +15,7 @@
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub(crate) mod fleet_quota;
 pub(crate) mod fleet_sessions;
 pub(crate) mod keys;
 pub(crate) mod nodes;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::allocation::Counters;
+use super::quota::{FleetLimits, QuotaKey};
 use super::tcp_relay::Held;
 use super::{FiveTuple, RelayId};
 
@@ -128,6 +129,25 @@ pub enum Request {
     CloseStream {
         /// The client's stream.
         tuple: FiveTuple,
+    },
+    /// Count this allocation against the fleet's quotas (it passed the
+    /// local count); answer with `Server::quota_answered`, always, within
+    /// a bounded time. Until then the allocation stays pending.
+    ReserveQuota {
+        /// The allocation, as the answer names it.
+        key: QuotaKey,
+        /// The owner.
+        user: String,
+        /// The server's realm.
+        realm: String,
+        /// The limits that apply (0 = unlimited).
+        limits: FleetLimits,
+    },
+    /// The allocation `key` ended (or was refused): give back its place.
+    /// Never answered.
+    ReleaseQuota {
+        /// The allocation named in its `ReserveQuota`.
+        key: QuotaKey,
     },
 }
 

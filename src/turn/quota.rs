@@ -4,9 +4,17 @@
 //! workers.
 //! Touched on Allocate and on release only, never per packet. The server
 //! serves one realm, so the realm's count is the total.
+//!
+//! Fleet quotas (issue 15): with a PostgreSQL store the shell turns on
+//! [`Quotas::enable_fleet`]; an Allocate that passes the local count then
+//! also asks the shell ([`crate::turn::Request::ReserveQuota`]) to count it
+//! against every live node's allocations, and completes on the answer
+//! ([`QuotaAnswer`]). The per-source cap stays local. [`FleetStatus`] is
+//! how the shell says it fell back to local counting.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Which quota refused an allocation (both are answered with 486).
@@ -31,6 +39,82 @@ pub struct Limits {
     pub realm: Option<u32>,
 }
 
+/// The limits one allocation is counted against fleet-wide (0 =
+/// unlimited): what [`Quotas::acquire`] checked locally, resolved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetLimits {
+    /// The user's stored quota, else `user_quota`.
+    pub user: u32,
+    /// The realm's stored quota.
+    pub realm: u32,
+    /// `total_quota`.
+    pub total: u32,
+}
+
+/// An allocation waiting for (or holding) a fleet-wide quota place
+/// ([`crate::turn::Request::ReserveQuota`]): its slot and generation, so an answer for
+/// an allocation that is gone is told from one for a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QuotaKey {
+    /// The allocation's slot in its worker's table.
+    pub slot: u32,
+    /// The allocation's generation.
+    pub generation: u32,
+}
+
+/// The shell's answer to a [`crate::turn::Request::ReserveQuota`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaAnswer {
+    /// Counted (fleet-wide, or locally while the store is unreachable).
+    Granted,
+    /// A fleet-wide quota is full: the Allocate gets 486.
+    Exceeded,
+    /// Too many questions to the store at once: the Allocate gets 508
+    /// (Insufficient Capacity) rather than an uncounted allocation.
+    Busy,
+}
+
+/// Whether fleet counting is on, and whether it has fallen back to local
+/// counting because the store is unreachable; plain atomics the shell sets
+/// and metrics read.
+#[derive(Debug, Default)]
+pub struct FleetStatus {
+    enabled: AtomicBool,
+    local: AtomicBool,
+    fallbacks: AtomicU64,
+}
+
+impl FleetStatus {
+    /// Whether Allocates ask the fleet.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Whether quotas are counted on this node only now (store unreachable).
+    pub fn local_fallback(&self) -> bool {
+        self.local.load(Ordering::Relaxed)
+    }
+
+    /// How many times counting fell back to local.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Counting falls back to local; true if it was not already (say so).
+    pub fn fall_back(&self) -> bool {
+        let first = !self.local.swap(true, Ordering::Relaxed);
+        if first {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+        first
+    }
+
+    /// The store answers again; true if it was in fallback (say so).
+    pub fn recover(&self) -> bool {
+        self.local.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// The allocation counts and their limits; one lock, taken on Allocate and
 /// release only.
 #[derive(Debug, Default)]
@@ -40,6 +124,8 @@ pub struct Quotas {
     total_quota: u32,
     per_source_quota: u32,
     state: Mutex<State>,
+    /// Fleet counting (issue 15), set by the shell.
+    pub fleet: FleetStatus,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +153,21 @@ impl Quotas {
             total_quota,
             per_source_quota: 0,
             state: Mutex::default(),
+            fleet: FleetStatus::default(),
+        }
+    }
+
+    /// From now on Allocates also ask the fleet (the shell answers them).
+    pub fn enable_fleet(&self) {
+        self.fleet.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// The limits `limits` resolve to, as the fleet counts them.
+    pub fn fleet_limits(&self, limits: Limits) -> FleetLimits {
+        FleetLimits {
+            user: limits.user.unwrap_or(self.user_quota),
+            realm: limits.realm.unwrap_or(0),
+            total: self.total_quota,
         }
     }
 
@@ -201,5 +302,35 @@ mod tests {
         q.release("a", v6a);
         assert_eq!(q.acquire("a", v6b, none), Ok(()));
         assert_eq!(q.total(), 4);
+    }
+
+    #[test]
+    fn the_fleet_fallback_is_counted_once_per_outage() {
+        let q = Quotas::new(1, 0);
+        assert!(!q.fleet.enabled());
+        q.enable_fleet();
+        assert!(q.fleet.enabled());
+        assert!(!q.fleet.recover(), "nothing to recover from");
+        assert!(q.fleet.fall_back(), "said the first time");
+        assert!(!q.fleet.fall_back(), "not again");
+        assert!(q.fleet.local_fallback());
+        assert!(q.fleet.recover(), "said on recovery");
+        assert!(!q.fleet.local_fallback());
+        assert!(q.fleet.fall_back());
+        assert_eq!(q.fleet.fallbacks(), 2);
+    }
+
+    #[test]
+    fn fleet_limits_are_the_stored_quotas_else_the_configured_ones() {
+        let q = Quotas::new(2, 9);
+        let none = Limits::default();
+        let l = q.fleet_limits(none);
+        assert_eq!((l.user, l.realm, l.total), (2, 0, 9));
+        let stored = Limits {
+            user: Some(0),
+            realm: Some(4),
+        };
+        let l = q.fleet_limits(stored);
+        assert_eq!((l.user, l.realm, l.total), (0, 4, 9));
     }
 }

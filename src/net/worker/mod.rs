@@ -19,6 +19,7 @@
 
 mod control;
 mod dtls;
+mod quota;
 mod stream;
 mod tcp_relay;
 mod udp;
@@ -63,6 +64,8 @@ pub(crate) struct WorkerSetup {
     pub registry: Arc<Registry>,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub nat: Option<NatSetup>,
+    /// Set with a shared (PostgreSQL) store: quotas count the fleet.
+    pub fleet_quota: Option<Arc<super::fleet_quota::FleetQuota>>,
 }
 
 /// RFC 5780 server mode: the four addresses.
@@ -111,6 +114,8 @@ struct Worker {
     nat: Option<NatSide>,
     /// Receive buffers shared by this worker's sockets.
     recv: RefCell<RecvBatch>,
+    /// Fleet quotas, when the store is shared.
+    quota: Option<quota::WorkerQuota>,
 }
 
 /// Starts the worker thread.
@@ -144,7 +149,9 @@ async fn run(setup: WorkerSetup) {
         registry,
         commands,
         nat,
+        fleet_quota,
     } = setup;
+    let (quota, quota_answers) = quota::link(fleet_quota);
     let epoll = match Epoll::new() {
         // SAFETY: Epoll owns its descriptor, which stays open and the same
         // for as long as the AsyncFd holds it.
@@ -195,7 +202,11 @@ async fn run(setup: WorkerSetup) {
             .map(|d| DtlsSide::new(d, streams.limits.clone())),
         nat,
         recv: RefCell::new(RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM)),
+        quota,
     });
+    if let Some(answers) = quota_answers {
+        tokio::task::spawn_local(quota::answer_loop(w.clone(), answers));
+    }
     tokio::task::spawn_local(udp::udp_engine(w.clone()));
     for l in tcp {
         match (l.local_addr(), TcpListener::from_std(l)) {
@@ -299,6 +310,13 @@ impl Worker {
                         out.close();
                     }
                 }
+                Request::ReserveQuota {
+                    key,
+                    user,
+                    realm,
+                    limits,
+                } => self.reserve_quota(now, key, user, realm, limits),
+                Request::ReleaseQuota { key } => self.release_quota(key),
             }
         }
         loop {

@@ -34,7 +34,14 @@ impl Server {
         // existing allocation. If yes, the server rejects the request with a
         // 437 (Allocation Mismatch) error." (A retransmission was answered
         // from the cache before this.)
-        if self.by_tuple.contains_key(&ctx.tuple) {
+        if let Some(&slot) = self.by_tuple.get(&ctx.tuple) {
+            // A retransmission of the Allocate still waiting (for its relays
+            // or the fleet's quota answer) gets that answer when it comes,
+            // then from the cache: never a 437 for its own allocation.
+            let pending = self.allocation_at(slot).pending.as_ref();
+            if pending.is_some_and(|p| p.txid == ctx.txid) {
+                return;
+            }
             return self.error(now, ctx, ALLOCATION_MISMATCH, &signer);
         }
         match self.allocate_checks(now, ctx, msg) {
@@ -294,6 +301,7 @@ impl Server {
             }),
         });
         self.by_tuple.insert(ctx.tuple, slot);
+        self.ask_fleet(slot, limits);
     }
 
     /// Bytes per second per direction for `user`'s allocations: the user's

@@ -76,7 +76,8 @@ impl Server {
                 }
             }
         }
-        if a.relays.iter().all(|r| r.open) {
+        // With fleet quotas, the quota answer may still be outstanding.
+        if a.relays.iter().all(|r| r.open) && self.quota_cleared(slot) {
             self.activate(now, slot);
         }
     }
@@ -173,6 +174,7 @@ impl Server {
             self.requests.push_back(Request::CloseRelay { relay: r.id });
         }
         self.shared.quotas.release(&a.username, a.tuple.client.ip());
+        self.release_fleet(slot);
         // F7: the EVEN-PORT `port + 1` held for this allocation goes with
         // it, so reservations are never a way around `user_quota`.
         if let Some(token) = a.reservation {

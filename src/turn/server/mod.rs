@@ -10,8 +10,10 @@
 //! * `timers.rs`: allocation expiry and the timer heap.
 //! * `ids.rs`: relay ids, RESERVATION-TOKENs, indication transaction ids.
 //! * `stats.rs`: counters and the session list for the admin API.
+//! * `fleet_quota.rs`: Allocates waiting for the fleet's quota answer.
 
 mod allocate;
+mod fleet_quota;
 mod ids;
 mod lifecycle;
 mod permissions;
@@ -70,6 +72,9 @@ pub struct Server {
     /// Connect and bind deadlines of peer connections this worker opened
     /// or accepted.
     pub(super) conn_timers: BinaryHeap<Reverse<(Instant, ConnId, Deadline)>>,
+    /// Allocations counted against the fleet's quotas, by slot: asked
+    /// (pending) or granted. Each gets a `ReleaseQuota` when it ends.
+    pub(super) fleet_holds: HashMap<u32, fleet_quota::FleetHold>,
 }
 
 impl Server {
@@ -98,6 +103,7 @@ impl Server {
             stats: Stats::default(),
             connecting: HashMap::new(),
             conn_timers: BinaryHeap::new(),
+            fleet_holds: HashMap::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::policy::PeerPolicy;
 use super::ports::PortPool;
-use super::quota::Quotas;
+use super::quota::{self, Quotas};
 use super::*;
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS};
 use crate::auth::rest::Secret;
@@ -39,6 +39,8 @@ struct Opts {
     max_peer_connections: u32,
     max_peer_connections_per_user: u32,
     stun_backward_compatibility: bool,
+    /// Fleet quotas on: Allocates also ask the (scripted) shell.
+    fleet: bool,
 }
 
 /// The Unix second the harness's `t0` is.
@@ -66,6 +68,7 @@ impl Default for Opts {
             max_peer_connections: 64,
             max_peer_connections_per_user: 256,
             stun_backward_compatibility: true,
+            fleet: false,
         }
     }
 }
@@ -87,6 +90,9 @@ struct Harness {
     events: Vec<Event>,
     /// Makes every call a new transaction, as real clients do.
     calls: u32,
+    /// Fleet quota questions, in order, and the places given back.
+    quota_asks: Vec<(quota::QuotaKey, String, String, quota::FleetLimits)>,
+    quota_releases: Vec<quota::QuotaKey>,
 }
 
 /// Fixed keys, so tokens and budgets are the same every run.
@@ -151,6 +157,9 @@ fn harness(o: Opts) -> Harness {
         PortPool::new(o.min_port, o.max_port),
         TEST_KEYS,
     );
+    if o.fleet {
+        shared.quotas.enable_fleet();
+    }
     Harness {
         server: Server::new(Arc::new(shared), 42),
         t0,
@@ -163,6 +172,8 @@ fn harness(o: Opts) -> Harness {
         stream_closes: vec![],
         events: vec![],
         calls: 0,
+        quota_asks: vec![],
+        quota_releases: vec![],
     }
 }
 
@@ -211,6 +222,13 @@ impl Harness {
                 Request::BindData { conn, tuple } => self.binds.push((conn, tuple)),
                 Request::ClosePeer { conn, .. } => self.peer_closes.push(conn),
                 Request::CloseStream { tuple } => self.stream_closes.push(tuple),
+                Request::ReserveQuota {
+                    key,
+                    user,
+                    realm,
+                    limits,
+                } => self.quota_asks.push((key, user, realm, limits)),
+                Request::ReleaseQuota { key } => self.quota_releases.push(key),
             }
         }
         while let Some(e) = self.server.poll_event() {
@@ -431,6 +449,7 @@ mod channels;
 mod credentials;
 mod events;
 mod families;
+mod fleet_quota;
 mod hostile;
 mod limits;
 mod permissions;
