@@ -177,11 +177,22 @@ async fn chosen(lab: &Lab, from: char, body: &str) -> Vec<String> {
         .collect()
 }
 
-/// turnutils_uclient in the root namespace against `node`: one client,
+/// turnutils_uclient in the root namespace against `node` as
+/// "uclient-user" (it holds two allocations): one client,
 /// `messages` every 25 ms to the echo peer.
 fn uclient(node: char, peer_port: u16, messages: u32) -> crate::coturn::Child {
     let child = std::process::Command::new("turnutils_uclient")
-        .args(["-u", USER, "-w", PASSWORD, "-c", "-m", "1", "-z", "25"])
+        .args([
+            "-u",
+            "uclient-user",
+            "-w",
+            "uclient-pass",
+            "-c",
+            "-m",
+            "1",
+            "-z",
+            "25",
+        ])
         .args(["-n", &messages.to_string(), "-e", ROOT_IP, "-r"])
         .arg(peer_port.to_string())
         .arg(crate::fleet_lab::ip_of(node))
@@ -215,8 +226,10 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     let Some(mut lab) = Lab::up("lab_view").await else {
         return;
     };
+    let secret = lab.secret_file("rest.secret", "lab-rest-secret");
+    let extra = format!("user_quota = 2\nstatic_auth_secret_file = [\"{secret}\"]");
     for (node, region) in [('a', "eu"), ('b', "eu"), ('c', "us")] {
-        lab.start(node, region, "user_quota = 2").await;
+        lab.start(node, region, &extra).await;
     }
     assert!(
         within(Duration::from_secs(8), || all_are(&lab, 'a', "ready"))
@@ -226,6 +239,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     add_user(&lab, 'a', USER, PASSWORD).await;
     add_user(&lab, 'a', "quota-user", "quota-pass").await;
     add_user(&lab, 'a', "load-user", "load-pass").await;
+    add_user(&lab, 'a', "uclient-user", "uclient-pass").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // A live turnutils_uclient session on A is listed by B with its node.
@@ -235,7 +249,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
         sessions(&lab, 'b', "")
             .await
             .iter()
-            .any(|(_, node, user)| node == &name_of('a') && user == USER)
+            .any(|(_, node, user)| node == &name_of('a') && user == "uclient-user")
     })
     .await;
     assert!(
@@ -249,12 +263,18 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
 
     // DELETE through B ends a session on A; the client's next Refresh: 437.
     let mut raw = RawTurn::new(turn_addr('a'), USER, PASSWORD).await;
-    assert!(matches!(raw.allocate().await, Outcome::Allocated(_)));
+    let got = raw.allocate().await;
+    assert!(
+        matches!(got, Outcome::Allocated(_)),
+        "{got:?} {:?}",
+        sessions(&lab, 'a', "").await
+    );
+    // B lists the raw client's session too (uclient holds two).
     let mine = within(Duration::from_secs(6), || async {
         sessions(&lab, 'b', &format!("?node={}", name_of('a')))
             .await
-            .len()
-            >= 2
+            .iter()
+            .any(|(_, _, user)| user == USER)
     })
     .await;
     assert!(mine.is_some());
@@ -283,40 +303,20 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
             .is_empty()
     })
     .await;
-    assert!(ended.is_some() && deleted.elapsed() <= Duration::from_secs(3));
+    assert!(
+        ended.is_some() && deleted.elapsed() <= Duration::from_secs(3),
+        "deleted {before:?}, A still lists {:?}",
+        sessions(&lab, 'a', "").await
+    );
     assert_eq!(
         raw.refresh(600).await,
         Err(437),
         "the next Refresh after the DELETE"
     );
 
-    // user_quota = 2 holds fleet-wide.
-    let mut q: Vec<RawTurn> = Vec::new();
-    for node in ['a', 'b'] {
-        let mut c = RawTurn::new(turn_addr(node), "quota-user", "quota-pass").await;
-        assert!(
-            matches!(c.allocate().await, Outcome::Allocated(_)),
-            "on {node}"
-        );
-        q.push(c);
-    }
-    for node in ['a', 'b', 'c'] {
-        let mut c = RawTurn::new(turn_addr(node), "quota-user", "quota-pass").await;
-        match c.allocate().await {
-            Outcome::Refused(486, _) => {}
-            other => panic!("the third allocation on {node}: {other:?}"),
-        }
-    }
-    q[0].refresh(0).await.unwrap();
-    let mut on_c = RawTurn::new(turn_addr('c'), "quota-user", "quota-pass").await;
-    assert!(
-        matches!(on_c.allocate().await, Outcome::Allocated(_)),
-        "after a delete"
-    );
-
     // Node choice: A loaded, B idle: B first; region us: C first.
     let mut load = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..2 {
         let mut c = RawTurn::new(turn_addr('a'), "load-user", "load-pass").await;
         assert!(matches!(c.allocate().await, Outcome::Allocated(_)));
         load.push(c);
@@ -338,6 +338,37 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     assert_eq!(us.len(), 2, "a fallback node: {us:?}");
     let me = chosen(&lab, 'a', r#"{"user":"web","ttl":600,"node":"self"}"#).await;
     assert_eq!(me.first(), Some(&name_of('a')));
+
+    // user_quota = 2 holds fleet-wide.
+    let mut q: Vec<RawTurn> = Vec::new();
+    for node in ['a', 'b'] {
+        let mut c = RawTurn::new(turn_addr(node), "quota-user", "quota-pass").await;
+        assert!(
+            matches!(c.allocate().await, Outcome::Allocated(_)),
+            "on {node}"
+        );
+        q.push(c);
+    }
+    for node in ['a', 'b', 'c'] {
+        let mut c = RawTurn::new(turn_addr(node), "quota-user", "quota-pass").await;
+        match c.allocate().await {
+            Outcome::Refused(486, _) => {}
+            other => panic!("the third allocation on {node}: {other:?}"),
+        }
+    }
+    q[0].refresh(0).await.unwrap();
+    // The release is written just after the Refresh is answered.
+    let deleted = Instant::now();
+    let mut on_c = RawTurn::new(turn_addr('c'), "quota-user", "quota-pass").await;
+    let mut got = on_c.allocate().await;
+    while matches!(got, Outcome::Refused(486, _)) && deleted.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = on_c.allocate().await;
+    }
+    assert!(
+        matches!(got, Outcome::Allocated(_)),
+        "after a delete: {got:?}"
+    );
 
     // A killed node releases its quota within 15 s: C holds one of
     // quota-user's two (B the other).

@@ -36,6 +36,8 @@ pub(crate) fn name_of(node: char) -> String {
 }
 
 pub(crate) struct Lab {
+    /// One lab at a time: they use the same namespace names.
+    _one: tokio::sync::MutexGuard<'static, ()>,
     pub(crate) db: String,
     dir: PathBuf,
     children: Vec<(char, std::process::Child)>,
@@ -56,7 +58,9 @@ impl Lab {
     /// Makes the namespaces and a fresh database `db_name`; None when the
     /// test cluster is absent (outside scripts/test.sh; CI fails instead).
     pub(crate) async fn up(db_name: &str) -> Option<Lab> {
+        static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let url = crate::fresh_pg(db_name).await?;
+        let one = ONE.lock().await;
         // The nodes reach the cluster over the bridge, not loopback.
         let db = url.replace("@127.0.0.1:", &format!("@{ROOT_IP}:"));
         assert!(
@@ -71,6 +75,7 @@ impl Lab {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         Some(Lab {
+            _one: one,
             db,
             dir,
             children: Vec::new(),
