@@ -3,6 +3,7 @@
 //!
 //! * `respond.rs`: building, caching and queueing answers (`Ctx`, `Answer`).
 //! * `allocate.rs`: the Allocate checks and the start of an allocation.
+//! * `drain.rs`: a draining node's answer to a new Allocate (300 or 403).
 //! * `lifecycle.rs`: relay sockets opened, the success answer, deletion.
 //! * `refresh.rs`: whose allocation a request acts on; Refresh.
 //! * `permissions.rs`: CreatePermission and ChannelBind.
@@ -12,6 +13,7 @@
 //! * `stats.rs`: counters and the session list for the admin API.
 
 mod allocate;
+mod drain;
 mod ids;
 mod lifecycle;
 mod permissions;

@@ -429,6 +429,7 @@ mod auth;
 mod binding;
 mod channels;
 mod credentials;
+mod drain;
 mod events;
 mod families;
 mod hostile;
