@@ -40,6 +40,7 @@ mod relay;
 mod store;
 mod tls;
 
+pub(crate) use drain::MAX_DRAIN_TIMEOUT;
 pub use options::Options;
 
 /// The documented example configuration, every key at its default.

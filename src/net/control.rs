@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::drain::DrainControl;
+use super::health::Health;
 use super::tls::Tls;
-use crate::admin::{self, CertReload};
+use crate::admin::{self, CertReload, DrainView, Probe, Readiness};
 use crate::turn::{SessionId, SessionView, Shared, Stats, Transport};
 
 /// A worker's latest report.
@@ -135,6 +137,8 @@ pub(crate) struct ServerControl {
     pub shared: Arc<Shared>,
     pub tls: Option<Arc<Tls>>,
     pub listeners: Vec<(Transport, SocketAddr)>,
+    pub drain: Arc<DrainControl>,
+    pub health: Arc<Health>,
 }
 
 impl admin::Control for ServerControl {
@@ -167,6 +171,22 @@ impl admin::Control for ServerControl {
     fn ice_urls(&self) -> Vec<String> {
         let cfg = &self.shared.config;
         ice_urls(&self.listeners, &cfg.external_ips, |v4| cfg.relay_ip(v4))
+    }
+
+    fn drain(&self, deadline_s: Option<u64>) -> admin::Answer<'_, DrainView> {
+        Box::pin(self.drain.start(deadline_s))
+    }
+
+    fn undrain(&self) -> DrainView {
+        self.drain.stop()
+    }
+
+    fn drain_state(&self) -> DrainView {
+        self.drain.view()
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.health.readiness()
     }
 }
 

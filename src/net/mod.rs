@@ -10,14 +10,17 @@
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
 //! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); and what
-//! the admin API is given ([`control`]).
+//! the admin API is given ([`control`]); drain and readiness (`drain.rs`,
+//! `health.rs`).
 
 mod assemble;
 pub(crate) mod batch;
 mod bind;
 pub mod certs;
 pub mod control;
+mod drain;
 pub mod dtls;
+mod health;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod socket;
@@ -39,6 +42,7 @@ use control::{Registry, ServerControl};
 
 pub use crate::turn::Transport;
 pub use assemble::directory;
+pub use drain::Drainer;
 pub use sync::SYNC_EVERY;
 
 /// Could not start the server.
@@ -60,6 +64,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot bind admin API {addr}: {source}")]
     Admin { addr: SocketAddr, source: io::Error },
+    #[error("cannot bind health listener {addr}: {source}")]
+    Health { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Tls(#[from] certs::CertError),
     #[error("rfc5780: {0}")]
@@ -79,6 +85,8 @@ pub struct Running {
     admin: Option<SocketAddr>,
     tls: Option<Arc<tls::Tls>>,
     limits: Arc<limits::ConnLimits>,
+    drain: Arc<drain::DrainControl>,
+    health: Option<SocketAddr>,
 }
 
 impl Running {
@@ -112,6 +120,16 @@ impl Running {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Where the health endpoints alone are served (`health_listen`).
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health
+    }
+
+    /// Starts drains from outside the admin API (SIGUSR1).
+    pub fn drainer(&self) -> Drainer {
+        Drainer(self.drain.clone())
     }
 
     /// The TLS state, when a certificate is configured.
@@ -181,6 +199,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
     let workers = bind::worker_count(&config);
+    // The health listener before anything else, so that it says "starting"
+    // until all is up. It stops with the stop flag, or when serve fails
+    // and drops the flag's sender.
+    let (stop, stop_rx) = watch::channel(false);
+    let health = Arc::new(health::Health::new(config.readyz_store_timeout));
+    let health_addr = start_health(&config, health.clone(), &stop_rx).await?;
     // The store first: a server that cannot read its users must not start.
     let store = Store::open(&config.db).await?;
     let snapshot = store.snapshot(&config.realm).await?;
@@ -206,7 +230,6 @@ pub async fn serve(
     };
     let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot, fleet)?;
 
-    let (stop, stop_rx) = watch::channel(false);
     let (registry, commands) = Registry::new(workers);
     let registry = Arc::new(registry);
     let mut threads = Vec::new();
@@ -241,11 +264,23 @@ pub async fn serve(
         revision,
         stop_rx.clone(),
     ));
+    let drain = Arc::new(drain::DrainControl::new(
+        shared.clone(),
+        store.clone(),
+        &config,
+    ));
+    tokio::spawn(drain::drain_loop(
+        drain.clone(),
+        stop.clone(),
+        stop_rx.clone(),
+    ));
     let control = Arc::new(ServerControl {
         registry: registry.clone(),
         shared: shared.clone(),
         tls: tls.clone(),
         listeners: listeners.clone(),
+        drain: drain.clone(),
+        health: health.clone(),
     });
     tokio::spawn(heartbeat::heartbeat_loop(
         store.clone(),
@@ -254,6 +289,7 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     let admin = start_admin(&store, control, config, &stop_rx).await?;
+    health.serving(shared.clone());
     let stop_on_shutdown = stop.clone();
     let mut stop_seen = stop_rx;
     let watcher = tokio::spawn(async move {
@@ -275,7 +311,29 @@ pub async fn serve(
         admin,
         tls,
         limits: streams.limits.clone(),
+        drain,
+        health: health_addr,
     })
+}
+
+/// Starts the health listener when `health_listen` is set; returns where
+/// it listens.
+async fn start_health(
+    config: &Config,
+    health: Arc<health::Health>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<SocketAddr>, ServeError> {
+    let Some(addr) = config.health_listen else {
+        return Ok(None);
+    };
+    let mut stop = stop.clone();
+    let shutdown = async move { stopped(&mut stop).await };
+    let (bound, task) = crate::admin::serve_health(addr, health, shutdown)
+        .await
+        .map_err(|source| ServeError::Health { addr, source })?;
+    tracing::info!("health endpoints http://{bound}");
+    tokio::spawn(task);
+    Ok(Some(bound))
 }
 
 /// The certificate, when one is configured, with DTLS from the same pair.
