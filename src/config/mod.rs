@@ -154,6 +154,10 @@ pub struct Config {
     /// /readyz says 503 once the store has been unreachable this long
     /// (`None`: the store does not count).
     pub readyz_store_timeout: Option<Duration>,
+    /// The DNS name clients reach this node by (its certificate's name):
+    /// `turns:` URLs name it, and draining peers send TLS clients here with
+    /// it as ALTERNATE-DOMAIN.
+    pub external_name: Option<String>,
     /// Lines to log as warnings once logging is up (secret files others
     /// can read); the config is read before the log exists.
     pub warnings: Vec<String>,
@@ -220,6 +224,7 @@ impl Default for Config {
             drain_timeout: Some(Duration::from_secs(3600)),
             health_listen: None,
             readyz_store_timeout: None,
+            external_name: None,
             warnings: vec![],
         }
     }

@@ -238,6 +238,10 @@ pub struct Options {
     #[arg(long, value_name = "SECONDS")]
     pub readyz_store_timeout: Option<i64>,
 
+    /// The DNS name clients reach this node by; turns: URLs and ALTERNATE-DOMAIN use it [default: none]
+    #[arg(long, value_name = "NAME")]
+    pub external_name: Option<String>,
+
     /// coturn's switch: true = stun_backward_compatibility false [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub no_stun_backward_compatibility: Option<bool>,

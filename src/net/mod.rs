@@ -281,6 +281,7 @@ pub async fn serve(
         listeners: listeners.clone(),
         drain: drain.clone(),
         health: health.clone(),
+        external_name: config.external_name.clone(),
     });
     tokio::spawn(heartbeat::heartbeat_loop(
         store.clone(),

@@ -283,6 +283,88 @@ async fn a_draining_node_alone_answers_403_draining_and_the_api_checks_its_input
     s.stop().await;
 }
 
+/// Both Allocates (the 401, then the signed one) over one TLS stream; the
+/// second answer.
+async fn tls_allocate(to: SocketAddr) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = crate::secure::tls_connect(to, &[]).await;
+    s.write_all(&allocate_request(1, None)).await.unwrap();
+    let first = crate::turn_client::read_stun(&mut s).await.expect("a 401");
+    let nonce = Message::parse(&first)
+        .unwrap()
+        .get(AttributeType::NONCE)
+        .expect("a NONCE")
+        .to_vec();
+    s.write_all(&allocate_request(2, Some(&nonce)))
+        .await
+        .unwrap();
+    crate::turn_client::read_stun(&mut s)
+        .await
+        .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_of_a_draining_node_get_the_alternate_domain_of_a_named_node() {
+    let Some(db) = fresh_pg("d_tls").await else {
+        return;
+    };
+    let dir = crate::secure::cert_dir();
+    crate::secure::write_cert(&dir);
+    let tls = |c: &mut turnpike::Config| {
+        c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.cert = Some(dir.join("cert.pem"));
+        c.key = Some(dir.join("key.pem"));
+    };
+    let shared_db = db.clone();
+    let (a, a_udp, _) = server(|c| {
+        tls(c);
+        c.db = shared_db;
+        c.node_name = "named".into();
+        c.external_name = Some("localhost".into());
+    })
+    .await;
+    let (b, b_udp, b_admin) = server(|c| {
+        tls(c);
+        c.db = db;
+        c.node_name = "leaving".into();
+    })
+    .await;
+    until_ready_in_registry(b_admin, "named").await;
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let _kept = client_relaying(b_udp, &peer).await;
+    let (code, body) = http(
+        b_admin,
+        "POST",
+        "/api/v1/drain",
+        Some(&token("admin")),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+
+    // TLS: A's TLS listener, found through its name, and the name.
+    let a_tls = a.addrs(turnpike::Transport::Tls)[0];
+    let answer = tls_allocate(b.addrs(turnpike::Transport::Tls)[0]).await;
+    let m = Message::parse(&answer).unwrap();
+    let code = ErrorCode::decode(m.get(AttributeType::ERROR_CODE).unwrap()).unwrap();
+    assert_eq!(code.code, 300);
+    let alternate = decode_address(m.get(AttributeType::ALTERNATE_SERVER).unwrap()).unwrap();
+    assert_eq!(
+        alternate,
+        SocketAddr::new([127, 0, 0, 1].into(), a_tls.port())
+    );
+    assert_eq!(
+        m.get(AttributeType::ALTERNATE_DOMAIN),
+        Some(&b"localhost"[..])
+    );
+    // UDP: A's address, no domain.
+    let got = raw_allocate(b_udp).await;
+    assert_eq!((got.code, got.alternate), (Some(300), Some(a_udp)));
+    a.stop().await;
+    b.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ----- the real binary -------------------------------------------------------
 
 const BIN_JWT: &str = "drain-test-admin-secret-0123456789";
