@@ -195,7 +195,8 @@ pub(super) async fn drain_loop(
             }
             if refreshed.elapsed() >= HEARTBEAT_EVERY {
                 refreshed = Instant::now();
-                control.refresh_alternates().await;
+                // Bounded: a hanging store must not hold up the exit check.
+                let _ = tokio::time::timeout(LOOKUP_TIMEOUT, control.refresh_alternates()).await;
             }
         }
         tokio::select! {
