@@ -67,9 +67,6 @@ pub(crate) trait Control: Send + Sync {
     fn end_session<'a>(&'a self, id: &'a str) -> Answer<'a, bool>;
     /// Reads the TLS (and DTLS) certificate and key again.
     fn reload_certs(&self) -> CertReload;
-    /// `stun:`, `turn:` and `turns:` URLs of every listener, as clients
-    /// should dial them.
-    fn ice_urls(&self) -> Vec<String>;
     /// Starts draining (or moves the deadline of a drain under way):
     /// `deadline_s` seconds from now, `Some(0)` none, `None` the
     /// configured `drain_timeout`. Answers once the alternates are read.
@@ -80,4 +77,7 @@ pub(crate) trait Control: Send + Sync {
     fn drain_state(&self) -> DrainView;
     /// Whether the node takes new allocations.
     fn readiness(&self) -> Readiness;
+    /// `stun:`, `turn:` and `turns:` URLs of every listener, as clients
+    /// should dial them.
+    fn ice_urls(&self) -> Vec<String>;
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::drain::DrainControl;
-use super::health::Health;
+use super::status::Health;
 use super::tls::Tls;
 use crate::admin::{self, CertReload, DrainView, Probe, Readiness};
 use crate::turn::{SessionId, SessionView, Shared, Stats, Transport};

@@ -1,5 +1,5 @@
-//! Drain (issue 15), the shell's side: the state the admin API and SIGUSR1
-//! set ([`DrainControl`]), the alternates read from the node registry for
+//! Drain (issue 15), the shell's side (readiness is in `status.rs`): the
+//! state the admin API and SIGUSR1 set ([`DrainControl`]), the alternates read from the node registry for
 //! the core's [`crate::turn::Drain`], and the loop that ends the process
 //! once its allocations are down to `drain_min_allocations` or the
 //! deadline passes.

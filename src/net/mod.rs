@@ -10,8 +10,7 @@
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
 //! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); and what
-//! the admin API is given ([`control`]); drain and readiness (`drain.rs`,
-//! `health.rs`).
+//! the admin API is given ([`control`]).
 
 mod assemble;
 pub(crate) mod batch;
@@ -20,10 +19,10 @@ pub mod certs;
 pub mod control;
 mod drain;
 pub mod dtls;
-mod health;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod socket;
+mod status;
 mod sync;
 pub mod tls;
 mod worker;
@@ -203,7 +202,7 @@ pub async fn serve(
     // until all is up. It stops with the stop flag, or when serve fails
     // and drops the flag's sender.
     let (stop, stop_rx) = watch::channel(false);
-    let health = Arc::new(health::Health::new(config.readyz_store_timeout));
+    let health = Arc::new(status::Health::new(config.readyz_store_timeout));
     let health_addr = start_health(&config, health.clone(), &stop_rx).await?;
     // The store first: a server that cannot read its users must not start.
     let store = Store::open(&config.db).await?;
@@ -321,7 +320,7 @@ pub async fn serve(
 /// it listens.
 async fn start_health(
     config: &Config,
-    health: Arc<health::Health>,
+    health: Arc<status::Health>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, ServeError> {
     let Some(addr) = config.health_listen else {

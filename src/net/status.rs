@@ -1,5 +1,5 @@
-//! Readiness (issue 15): whether this node takes new allocations, for
-//! `/readyz`. Not ready while starting (until every listener is bound and
+//! The node's status for `/readyz` (issue 15): whether it takes new
+//! allocations. Not ready while starting (until every listener is bound and
 //! the store's snapshot is loaded), while draining, and, with
 //! `readyz_store_timeout`, once the store has been unreachable that long
 //! (the heartbeat tells). [`Health`] exists before the rest of the server
