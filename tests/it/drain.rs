@@ -375,17 +375,7 @@ struct Proc {
     udp: SocketAddr,
     admin: SocketAddr,
     health: SocketAddr,
-    _config: tempfile_path::TempPath,
-}
-
-mod tempfile_path {
-    /// A file removed when dropped.
-    pub struct TempPath(pub std::path::PathBuf);
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    config: std::path::PathBuf,
 }
 
 fn bin_token() -> String {
@@ -452,7 +442,7 @@ impl Proc {
             udp: udp.expect("a udp listener"),
             admin: admin.unwrap(),
             health: health.expect("a health listener"),
-            _config: tempfile_path::TempPath(path),
+            config: path,
         }
     }
 
@@ -475,6 +465,7 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config);
     }
 }
 
