@@ -585,3 +585,60 @@ async fn sigusr1_drains_and_the_health_listener_serves_only_health() {
     assert!(status.success(), "{status:?}");
     drop(c2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_listener_says_starting_until_the_store_is_read_and_goes_with_a_failed_start() {
+    // A "database" that accepts and never answers: the store stays unread.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let db = format!("postgres://u:p@{}/never", silent.local_addr().unwrap());
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        tokio::select! {
+            _ = async { loop { held.push(silent.accept().await.unwrap().0) } } => {}
+            _ = held_rx => {}
+        }
+    });
+    let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let health_addr = health.local_addr().unwrap();
+    drop(health);
+    let config = turnpike::Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        db,
+        admin_listen: None,
+        health_listen: Some(health_addr),
+        ..turnpike::Config::default()
+    };
+    let serving = tokio::spawn(turnpike::serve(config, std::future::pending()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        if tokio::net::TcpStream::connect(health_addr).await.is_ok() {
+            let (code, body) = http(health_addr, "GET", "/readyz", None, None).await;
+            assert_eq!(code, 503, "{body}");
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the health listener never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(json(&body)["reason"], "starting");
+    assert_eq!(http(health_addr, "GET", "/livez", None, None).await.0, 200);
+    // The store goes away: serve fails, and the health listener with it.
+    let _ = held_tx.send(());
+    holder.await.unwrap();
+    let started = tokio::time::timeout(Duration::from_secs(15), serving)
+        .await
+        .expect("serve gives up")
+        .unwrap();
+    assert!(started.is_err(), "no store, no server");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tokio::net::TcpStream::connect(health_addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the health listener outlived the failed start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
