@@ -199,11 +199,11 @@ pub async fn serve(
 ) -> Result<Running, ServeError> {
     let workers = bind::worker_count(&config);
     // The health listener before anything else, so that it says "starting"
-    // until all is up. It stops with the stop flag, or when serve fails
-    // and drops the flag's sender.
-    let (stop, stop_rx) = watch::channel(false);
+    // until all is up. It stops with the server, or when serve fails and
+    // drops `health_stop`.
     let health = Arc::new(status::Health::new(config.readyz_store_timeout));
-    let health_addr = start_health(&config, health.clone(), &stop_rx).await?;
+    let (health_stop, health_stop_rx) = watch::channel(false);
+    let health_addr = start_health(&config, health.clone(), health_stop_rx).await?;
     // The store first: a server that cannot read its users must not start.
     let store = Store::open(&config.db).await?;
     let snapshot = store.snapshot(&config.realm).await?;
@@ -229,6 +229,7 @@ pub async fn serve(
     };
     let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot, fleet)?;
 
+    let (stop, stop_rx) = watch::channel(false);
     let (registry, commands) = Registry::new(workers);
     let registry = Arc::new(registry);
     let mut threads = Vec::new();
@@ -273,6 +274,7 @@ pub async fn serve(
         stop.clone(),
         stop_rx.clone(),
     ));
+    tokio::spawn(status::stop_with(stop_rx.clone(), health_stop));
     let control = Arc::new(ServerControl {
         registry: registry.clone(),
         shared: shared.clone(),
@@ -321,12 +323,11 @@ pub async fn serve(
 async fn start_health(
     config: &Config,
     health: Arc<status::Health>,
-    stop: &watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, ServeError> {
     let Some(addr) = config.health_listen else {
         return Ok(None);
     };
-    let mut stop = stop.clone();
     let shutdown = async move { stopped(&mut stop).await };
     let (bound, task) = crate::admin::serve_health(addr, health, shutdown)
         .await

@@ -76,6 +76,16 @@ impl Health {
     }
 }
 
+/// Sets `then` once the server's stop flag is set (or gone): the health
+/// listener, up before the flag existed, stops with the server.
+pub(super) async fn stop_with(
+    mut server: tokio::sync::watch::Receiver<bool>,
+    then: tokio::sync::watch::Sender<bool>,
+) {
+    super::stopped(&mut server).await;
+    let _ = then.send(true);
+}
+
 impl Probe for Health {
     fn readiness(&self) -> Readiness {
         self.readiness_at(Instant::now())

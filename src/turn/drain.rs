@@ -1,7 +1,7 @@
 //! Drain (issue 15): a draining node takes no new allocations. The shell
 //! sets the state ([`Drain`], on [`super::Shared`]) from the admin API or a
 //! signal and keeps the alternates fresh from the node registry; the core
-//! reads it at Allocate (`server/drain.rs`). Existing allocations are not
+//! reads it at Allocate (`server/redirect.rs`). Existing allocations are not
 //! touched: they refresh, permit and relay until they end.
 
 use std::net::SocketAddr;

@@ -25,7 +25,7 @@
 //! * [`allocation`]: one allocation's permissions, channels and counters.
 //! * `config.rs`: [`TurnConfig`] and the lifetimes.
 //! * `drain.rs`: a draining node's state and alternates ([`Drain`]);
-//!   `server/drain.rs` turns new Allocates away with it.
+//!   `server/redirect.rs` turns new Allocates away with it.
 //! * `shared.rs`: what all workers share ([`Shared`], reservations).
 //! * [`policy`]: which peers may be reached.
 //! * [`ports`]: the relay port range.

@@ -3,20 +3,20 @@
 //!
 //! * `respond.rs`: building, caching and queueing answers (`Ctx`, `Answer`).
 //! * `allocate.rs`: the Allocate checks and the start of an allocation.
-//! * `drain.rs`: a draining node's answer to a new Allocate (300 or 403).
 //! * `lifecycle.rs`: relay sockets opened, the success answer, deletion.
 //! * `refresh.rs`: whose allocation a request acts on; Refresh.
 //! * `permissions.rs`: CreatePermission and ChannelBind.
+//! * `redirect.rs`: a draining node's answer to a new Allocate (300 or 403).
 //! * `relay.rs`: the data path, client to peer and peer to client.
 //! * `timers.rs`: allocation expiry and the timer heap.
 //! * `ids.rs`: relay ids, RESERVATION-TOKENs, indication transaction ids.
 //! * `stats.rs`: counters and the session list for the admin API.
 
 mod allocate;
-mod drain;
 mod ids;
 mod lifecycle;
 mod permissions;
+mod redirect;
 mod refresh;
 mod relay;
 mod respond;
