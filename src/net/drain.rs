@@ -20,6 +20,11 @@ use crate::turn::{Alternate, Shared, Transport};
 
 /// How often a draining node looks at its allocation count.
 const EXIT_CHECK_EVERY: Duration = Duration::from_millis(200);
+/// A draining node stays at least this long, even with no allocations: two
+/// heartbeats, so the registry shows it draining (and the credential API
+/// stops naming it) before it goes, and clients given its address just
+/// before get a 300 rather than silence.
+const MIN_DRAIN: Duration = Duration::from_secs(4);
 /// The longest reading the registry (and resolving names) may hold up a
 /// drain's start.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +32,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A drain under way.
 #[derive(Debug, Clone, Copy)]
 struct Draining {
+    started: Instant,
     since_unix: u64,
     /// The monotonic deadline and its Unix second.
     deadline: Option<(Instant, u64)>,
@@ -83,8 +89,10 @@ impl DrainControl {
         let now = unix_now();
         {
             let mut state = self.lock();
-            let since_unix = state.map_or(now, |d| d.since_unix);
+            let (started, since_unix) =
+                state.map_or((Instant::now(), now), |d| (d.started, d.since_unix));
             *state = Some(Draining {
+                started,
                 since_unix,
                 deadline: timeout.map(|t| (Instant::now() + t, now + t.as_secs())),
             });
@@ -141,11 +149,14 @@ impl DrainControl {
         }
     }
 
-    /// Why the process should end now, if it should.
+    /// Why the process should end now, if it should: its allocations are
+    /// down to `drain_min_allocations` (after [`MIN_DRAIN`]), or the
+    /// deadline passed.
     fn exit_reason(&self, now: Instant) -> Option<String> {
         let state = (*self.lock())?;
         let allocations = self.shared.quotas.total();
-        if allocations <= self.min_allocations {
+        let lingered = now.saturating_duration_since(state.started) >= MIN_DRAIN;
+        if allocations <= self.min_allocations && lingered {
             return Some(format!(
                 "drained: {allocations} allocations left (drain_min_allocations {})",
                 self.min_allocations
@@ -361,6 +372,60 @@ mod tests {
         ];
         let hosts: Vec<String> = listeners(&rows, "me").into_iter().map(|l| l.host).collect();
         assert_eq!(hosts, ["192.0.2.3", "192.0.2.2"]);
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_once_allocations_are_down_to_the_minimum_after_two_heartbeats_or_at_the_deadline(
+    ) {
+        let dir = std::env::temp_dir().join(format!("turnpike-drain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&format!("sqlite:{}/t.db", dir.display()))
+            .await
+            .unwrap();
+        let shared = crate::net::status::tests::shared();
+        let config = Config {
+            drain_min_allocations: 1,
+            ..Config::default()
+        };
+        let control = DrainControl::new(shared.clone(), store, &config);
+        let limits = crate::turn::quota::Limits {
+            user: None,
+            realm: None,
+        };
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..2 {
+            shared.quotas.acquire("u", ip, limits).unwrap();
+        }
+        let t0 = Instant::now();
+        assert_eq!(control.exit_reason(t0), None, "not draining");
+        let view = control.start(Some(0)).await;
+        assert_eq!((view.state, view.deadline), ("draining", None));
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(
+            control.exit_reason(later),
+            None,
+            "two allocations, no deadline"
+        );
+        shared.quotas.release("u", ip);
+        assert_eq!(
+            control.exit_reason(Instant::now()),
+            None,
+            "down to the minimum, but not two heartbeats yet"
+        );
+        assert!(control.exit_reason(later).unwrap().starts_with("drained"));
+        // Again with a deadline: it moves, the start stays.
+        shared.quotas.acquire("u", ip, limits).unwrap();
+        let view = control.start(Some(60)).await;
+        assert!(view.deadline.is_some());
+        let at = Instant::now() + Duration::from_secs(61);
+        assert!(control
+            .exit_reason(at)
+            .unwrap()
+            .starts_with("drain deadline"));
+        // Undrained: nothing ends.
+        control.stop();
+        assert_eq!(control.exit_reason(at), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -93,7 +93,7 @@ impl Probe for Health {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::auth::nonce::NonceIssuer;
     use crate::auth::{Authenticator, Credentials, Directory};
@@ -101,7 +101,8 @@ mod tests {
     use crate::turn::quota::Quotas;
     use crate::turn::{SharedKeys, TurnConfig};
 
-    fn shared() -> Arc<Shared> {
+    /// Shared state with no relay addresses and no users.
+    pub(in crate::net) fn shared() -> Arc<Shared> {
         let t0 = Instant::now();
         let nonces = NonceIssuer::new([1; 32], t0, Duration::from_secs(600), 0);
         let auth = Authenticator::new(Directory::new(Credentials::new("r")), nonces);
