@@ -484,15 +484,16 @@ async fn the_process_exits_0_when_its_last_allocation_goes() {
     .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(json(&body)["allocations"], 1);
+    // Past the 4 s a drain lingers, the allocation still holds the process.
     assert_eq!(
-        p.exits_within(Duration::from_millis(700)),
+        p.exits_within(Duration::from_secs(5)),
         None,
         "one allocation left: still serving"
     );
     c.refresh(600).await.expect("refreshes while draining");
     c.refresh(0).await.expect("deleted");
     let status = p
-        .exits_within(Duration::from_secs(5))
+        .exits_within(Duration::from_secs(2))
         .expect("exits once drained");
     assert!(status.success(), "{status:?}");
 }
