@@ -25,6 +25,39 @@ pub(crate) enum CertReload {
     Kept(String),
 }
 
+/// A node's drain state, as `/api/v1/drain` shows it (issue 15).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct DrainView {
+    /// `ready` or `draining`.
+    pub(crate) state: &'static str,
+    /// Unix seconds the drain began.
+    pub(crate) since: Option<u64>,
+    /// Unix seconds the process exits at the latest (`None`: no deadline).
+    pub(crate) deadline: Option<u64>,
+    /// Allocations alive now.
+    pub(crate) allocations: u32,
+    /// The process exits once its allocations are at most this many.
+    pub(crate) min_allocations: u32,
+    /// Where new allocations are sent: `transport address` of each
+    /// `ready` node's listener.
+    pub(crate) alternates: Vec<String>,
+}
+
+/// Whether a node takes new allocations: `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Ready,
+    /// Not ready: a short reason (`starting`, `draining`,
+    /// `store_unreachable`) and a sentence.
+    NotReady(&'static str, String),
+}
+
+/// What the health endpoints ask: served before the rest of the server
+/// exists (the `health_listen` listener comes up first).
+pub(crate) trait Probe: Send + Sync {
+    fn readiness(&self) -> Readiness;
+}
+
 /// The live server, as the admin API sees it.
 pub(crate) trait Control: Send + Sync {
     /// Every worker's sessions (as of their last report) with their ids.
@@ -37,6 +70,16 @@ pub(crate) trait Control: Send + Sync {
     fn end_session<'a>(&'a self, id: &'a str) -> Answer<'a, bool>;
     /// Reads the TLS (and DTLS) certificate and key again.
     fn reload_certs(&self) -> CertReload;
+    /// Starts draining (or moves the deadline of a drain under way):
+    /// `deadline_s` seconds from now, `Some(0)` none, `None` the
+    /// configured `drain_timeout`. Answers once the alternates are read.
+    fn drain(&self, deadline_s: Option<u64>) -> Answer<'_, DrainView>;
+    /// Ends a drain: the node is ready again.
+    fn undrain(&self) -> DrainView;
+    /// The drain state now.
+    fn drain_state(&self) -> DrainView;
+    /// Whether the node takes new allocations.
+    fn readiness(&self) -> Readiness;
     /// `stun:`, `turn:` and `turns:` URLs of every listener, as clients
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;

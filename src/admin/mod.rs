@@ -1,6 +1,7 @@
 //! The admin REST API and `/metrics` (axum), on loopback by default.
 //!
-//! Every route but `/healthz` and the OpenAPI document needs a bearer token
+//! Every route but the health endpoints (`/livez`, `/readyz`, `/healthz`,
+//! also served alone on `health_listen`) and the OpenAPI document needs a bearer token
 //! ([`token`]); answers and errors are JSON. Five different bad tokens
 //! from one address within 30 s lock its bad tokens out for 30 s (429); a
 //! valid token is always served ([`Lockout`]). No route returns or logs a
@@ -30,8 +31,9 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 use lockout::Lockout;
 
-pub(crate) use control::{Answer, CertReload, Control};
+pub(crate) use control::{Answer, CertReload, Control, DrainView, Probe, Readiness};
 pub(crate) use error::ApiError;
+pub(crate) use routes::serve_health;
 
 /// Everything the handlers reach.
 #[derive(Clone)]

@@ -167,8 +167,11 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     rt.block_on(async {
         // SIGHUP's default action ends the process: take it over first.
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        // SIGUSR1's too: it drains (issue 15).
+        let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let running = crate::serve(config, shutdown_signal()).await?;
         tokio::spawn(reload_on_hangup(hangup, running.tls()));
+        tokio::spawn(drain_on_usr1(usr1, running.drainer()));
         running.wait().await;
         tracing::info!("stopped");
         Ok(())
@@ -191,6 +194,16 @@ async fn reload_on_hangup(
                 }
             },
         }
+    }
+}
+
+/// SIGUSR1 drains the node with the configured `drain_timeout`: new
+/// Allocates go to other nodes, and the process exits 0 once its
+/// allocations are down to `drain_min_allocations` or at the deadline.
+async fn drain_on_usr1(mut usr1: tokio::signal::unix::Signal, drainer: crate::net::Drainer) {
+    while usr1.recv().await.is_some() {
+        tracing::info!("SIGUSR1: draining");
+        drainer.drain().await;
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `store.rs` | the credential store |
 //! | `admin.rs` | admin API, metrics labels, log level |
 //! | `fleet.rs` | node name and region |
+//! | `drain.rs` | drain exit conditions, health listener, readiness |
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -28,6 +29,7 @@ use crate::turn::policy::IpRange;
 
 mod admin;
 mod auth;
+mod drain;
 mod fleet;
 mod limits;
 mod listeners;
@@ -38,6 +40,7 @@ mod relay;
 mod store;
 mod tls;
 
+pub(crate) use drain::MAX_DRAIN_TIMEOUT;
 pub use options::Options;
 
 /// The documented example configuration, every key at its default.
@@ -141,6 +144,20 @@ pub struct Config {
     pub node_name: String,
     /// This node's region, free text ("" = none).
     pub region: String,
+    /// A draining node exits once its allocations are at most this many.
+    pub drain_min_allocations: u32,
+    /// A draining node exits at the latest this long after the drain began
+    /// (`None`: only when its allocations go).
+    pub drain_timeout: Option<Duration>,
+    /// A listener serving only /livez, /readyz and /healthz, for balancers.
+    pub health_listen: Option<SocketAddr>,
+    /// /readyz says 503 once the store has been unreachable this long
+    /// (`None`: the store does not count).
+    pub readyz_store_timeout: Option<Duration>,
+    /// The DNS name clients reach this node by (its certificate's name):
+    /// `turns:` URLs name it, and draining peers send TLS clients here with
+    /// it as ALTERNATE-DOMAIN.
+    pub external_name: Option<String>,
     /// Lines to log as warnings once logging is up (secret files others
     /// can read); the config is read before the log exists.
     pub warnings: Vec<String>,
@@ -203,6 +220,11 @@ impl Default for Config {
             stun_backward_compatibility: true,
             node_name: fleet::host_name(),
             region: String::new(),
+            drain_min_allocations: 0,
+            drain_timeout: Some(Duration::from_secs(3600)),
+            health_listen: None,
+            readyz_store_timeout: None,
+            external_name: None,
             warnings: vec![],
         }
     }
@@ -222,6 +244,7 @@ impl Options {
         store::resolve(&self, &mut c)?;
         admin::resolve(&self, &mut c)?;
         fleet::resolve(&self, &mut c)?;
+        drain::resolve(&self, &mut c)?;
         Ok(c)
     }
 }

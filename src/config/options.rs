@@ -222,6 +222,26 @@ pub struct Options {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub stun_backward_compatibility: Option<bool>,
 
+    /// A draining node exits once it holds at most this many allocations [default: 0]
+    #[arg(long, value_name = "N")]
+    pub drain_min_allocations: Option<i64>,
+
+    /// Seconds a draining node waits for its allocations before it exits; 0 = no deadline [default: 3600]
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout: Option<i64>,
+
+    /// Address serving only /livez, /readyz and /healthz, without a token [default: none]
+    #[arg(long, value_name = "IP:PORT")]
+    pub health_listen: Option<String>,
+
+    /// /readyz answers 503 once the store has been unreachable this many seconds; 0 = never [default: 0]
+    #[arg(long, value_name = "SECONDS")]
+    pub readyz_store_timeout: Option<i64>,
+
+    /// The DNS name clients reach this node by; turns: URLs and ALTERNATE-DOMAIN use it [default: none]
+    #[arg(long, value_name = "NAME")]
+    pub external_name: Option<String>,
+
     /// coturn's switch: true = stun_backward_compatibility false [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub no_stun_backward_compatibility: Option<bool>,

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::drain::DrainControl;
+use super::status::Health;
 use super::tls::Tls;
-use crate::admin::{self, CertReload};
+use crate::admin::{self, CertReload, DrainView, Probe, Readiness};
 use crate::turn::{SessionId, SessionView, Shared, Stats, Transport};
 
 /// A worker's latest report.
@@ -135,6 +137,10 @@ pub(crate) struct ServerControl {
     pub shared: Arc<Shared>,
     pub tls: Option<Arc<Tls>>,
     pub listeners: Vec<(Transport, SocketAddr)>,
+    pub drain: Arc<DrainControl>,
+    pub health: Arc<Health>,
+    /// `external_name`: what `turns:` URLs name.
+    pub external_name: Option<String>,
 }
 
 impl admin::Control for ServerControl {
@@ -166,7 +172,26 @@ impl admin::Control for ServerControl {
 
     fn ice_urls(&self) -> Vec<String> {
         let cfg = &self.shared.config;
-        ice_urls(&self.listeners, &cfg.external_ips, |v4| cfg.relay_ip(v4))
+        let name = self.external_name.as_deref();
+        ice_urls(&self.listeners, &cfg.external_ips, name, |v4| {
+            cfg.relay_ip(v4)
+        })
+    }
+
+    fn drain(&self, deadline_s: Option<u64>) -> admin::Answer<'_, DrainView> {
+        Box::pin(self.drain.start(deadline_s))
+    }
+
+    fn undrain(&self) -> DrainView {
+        self.drain.stop()
+    }
+
+    fn drain_state(&self) -> DrainView {
+        self.drain.view()
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.health.readiness()
     }
 
     fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret> {
@@ -181,10 +206,12 @@ impl admin::Control for ServerControl {
 /// `turn:` (and `stun:`) URLs for every listener, with the address clients
 /// should use: the external one of its family if configured (`external`
 /// holds (private, public) pairs), else the listener's, else the relay
-/// address of its family.
+/// address of its family. `turns:` URLs name the node's DNS name when it
+/// has one: TLS clients check the certificate against it.
 fn ice_urls(
     listeners: &[(Transport, SocketAddr)],
     external: &[(IpAddr, IpAddr)],
+    name: Option<&str>,
     relay_ip: impl Fn(bool) -> Option<IpAddr>,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -207,7 +234,15 @@ fn ice_urls(
                 }
                 out.push(format!("turn:{hp}?transport={transport}"));
             }
-            Transport::Tls => out.push(format!("turns:{hp}?transport=tcp")),
+            Transport::Tls => match name {
+                Some(name) => {
+                    let url = format!("turns:{name}:{}?transport=tcp", addr.port());
+                    if seen.insert(url.clone()) {
+                        out.push(url);
+                    }
+                }
+                None => out.push(format!("turns:{hp}?transport=tcp")),
+            },
             // RFC 7065 spells DTLS `turns:...?transport=udp`, but browsers
             // do not speak it, and one URL they reject spoils the list.
             Transport::Dtls => {}
@@ -255,7 +290,7 @@ mod tests {
         ];
         let relay = |v4: bool| Some(if v4 { "10.0.0.2" } else { "fd00::2" }.parse().unwrap());
         let external = ["10.0.0.2".parse().unwrap(), "203.0.113.7".parse().unwrap()];
-        let urls = ice_urls(&listeners, &[(external[0], external[1])], relay);
+        let urls = ice_urls(&listeners, &[(external[0], external[1])], None, relay);
         assert_eq!(
             urls,
             [
@@ -267,5 +302,12 @@ mod tests {
                 "turns:[fd00::2]:5349?transport=tcp",
             ]
         );
+        // With a DNS name, one turns: URL names it for both families.
+        let tls = [
+            (Transport::Tls, a("0.0.0.0:5349")),
+            (Transport::Tls, a("[::]:5349")),
+        ];
+        let urls = ice_urls(&tls, &[], Some("turn-1.example.com"), relay);
+        assert_eq!(urls, ["turns:turn-1.example.com:5349?transport=tcp"]);
     }
 }

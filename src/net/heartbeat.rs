@@ -46,13 +46,17 @@ pub(super) async fn heartbeat_loop(
         let row = NodeRow {
             name: config.node_name.clone(),
             region: config.region.clone(),
-            state: "ready".into(),
+            state: control.drain.node_state().into(),
             urls: control.ice_urls(),
             allocations: i64::from(control.allocations()),
             relayed_bps: bps,
             last_seen: crate::store::unix_now_ms(),
         };
-        match store.heartbeat(&row).await {
+        let written = store.heartbeat(&row).await;
+        control
+            .health
+            .store_reached(written.is_ok(), Instant::now());
+        match written {
             Ok(()) => {
                 if failing {
                     tracing::info!("node registry reachable again");

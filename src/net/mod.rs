@@ -19,6 +19,7 @@ pub(crate) mod batch;
 mod bind;
 pub mod certs;
 pub mod control;
+mod drain;
 pub mod dtls;
 mod fleet_quota;
 mod fleet_sessions;
@@ -26,6 +27,7 @@ pub(crate) mod heartbeat;
 pub mod limits;
 mod listen;
 mod socket;
+mod status;
 mod sync;
 pub mod tls;
 mod worker;
@@ -44,6 +46,7 @@ use control::{Registry, ServerControl};
 
 pub use crate::turn::Transport;
 pub use assemble::directory;
+pub use drain::Drainer;
 pub use sync::SYNC_EVERY;
 
 /// Could not start the server.
@@ -65,6 +68,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("cannot bind admin API {addr}: {source}")]
     Admin { addr: SocketAddr, source: io::Error },
+    #[error("cannot bind health listener {addr}: {source}")]
+    Health { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Tls(#[from] certs::CertError),
     #[error("rfc5780: {0}")]
@@ -84,6 +89,8 @@ pub struct Running {
     admin: Option<SocketAddr>,
     tls: Option<Arc<tls::Tls>>,
     limits: Arc<limits::ConnLimits>,
+    drain: Arc<drain::DrainControl>,
+    health: Option<SocketAddr>,
 }
 
 impl Running {
@@ -117,6 +124,16 @@ impl Running {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Where the health endpoints alone are served (`health_listen`).
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health
+    }
+
+    /// Starts drains from outside the admin API (SIGUSR1).
+    pub fn drainer(&self) -> Drainer {
+        Drainer(self.drain.clone())
     }
 
     /// The TLS state, when a certificate is configured.
@@ -186,6 +203,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
     let workers = bind::worker_count(&config);
+    // The health listener before anything else, so that it says "starting"
+    // until all is up. It stops with the server, or when serve fails and
+    // drops `health_stop`.
+    let health = Arc::new(status::Health::new(config.readyz_store_timeout));
+    let (health_stop, health_stop_rx) = watch::channel(false);
+    let health_addr = start_health(&config, health.clone(), health_stop_rx).await?;
     // The store first: a server that cannot read its users must not start.
     let store = Store::open(&config.db).await?;
     let snapshot = store.snapshot(&config.realm).await?;
@@ -259,11 +282,25 @@ pub async fn serve(
         wake.clone(),
         stop_rx.clone(),
     ));
+    let drain = Arc::new(drain::DrainControl::new(
+        shared.clone(),
+        store.clone(),
+        &config,
+    ));
+    tokio::spawn(drain::drain_loop(
+        drain.clone(),
+        stop.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(status::stop_with(stop_rx.clone(), health_stop));
     let control = Arc::new(ServerControl {
         registry: registry.clone(),
         shared: shared.clone(),
         tls: tls.clone(),
         listeners: listeners.clone(),
+        drain: drain.clone(),
+        health: health.clone(),
+        external_name: config.external_name.clone(),
     });
     tokio::spawn(heartbeat::heartbeat_loop(
         store.clone(),
@@ -279,6 +316,7 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     let admin = start_admin(&store, control, config, &stop_rx).await?;
+    health.serving(shared.clone());
     let stop_on_shutdown = stop.clone();
     let mut stop_seen = stop_rx;
     let watcher = tokio::spawn(async move {
@@ -300,7 +338,28 @@ pub async fn serve(
         admin,
         tls,
         limits: streams.limits.clone(),
+        drain,
+        health: health_addr,
     })
+}
+
+/// Starts the health listener when `health_listen` is set; returns where
+/// it listens.
+async fn start_health(
+    config: &Config,
+    health: Arc<status::Health>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<SocketAddr>, ServeError> {
+    let Some(addr) = config.health_listen else {
+        return Ok(None);
+    };
+    let shutdown = async move { stopped(&mut stop).await };
+    let (bound, task) = crate::admin::serve_health(addr, health, shutdown)
+        .await
+        .map_err(|source| ServeError::Health { addr, source })?;
+    tracing::info!("health endpoints http://{bound}");
+    tokio::spawn(task);
+    Ok(Some(bound))
 }
 
 /// The certificate, when one is configured, with DTLS from the same pair.

@@ -3,6 +3,10 @@
 //! This is the one table of numeric codes in `turn/`; reason phrases come
 //! from [`crate::stun::attributes::reason_phrase`].
 
+/// RFC 8489 §14.8: "The client should contact an alternate server for this
+/// request." (A draining node, issue 15.)
+pub const TRY_ALTERNATE: u16 = 300;
+
 /// RFC 8489 §14.8: "The request was malformed. The client SHOULD NOT retry
 /// the request without modification from the previous attempt."
 pub const BAD_REQUEST: u16 = 400;
@@ -74,6 +78,7 @@ mod tests {
     #[test]
     fn codes_are_the_wire_values_with_their_reason_phrases() {
         let table = [
+            (TRY_ALTERNATE, 300, "Try Alternate"),
             (BAD_REQUEST, 400, "Bad Request"),
             (UNAUTHORIZED, 401, "Unauthorized"),
             (FORBIDDEN, 403, "Forbidden"),

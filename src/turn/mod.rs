@@ -24,6 +24,8 @@
 //! * `attributes.rs`: TURN attributes decoded as typed values.
 //! * [`allocation`]: one allocation's permissions, channels and counters.
 //! * `config.rs`: [`TurnConfig`] and the lifetimes.
+//! * `drain.rs`: a draining node's state and alternates ([`Drain`]);
+//!   `server/redirect.rs` turns new Allocates away with it.
 //! * `shared.rs`: what all workers share ([`Shared`], reservations).
 //! * [`policy`]: which peers may be reached.
 //! * [`ports`]: the relay port range.
@@ -37,6 +39,7 @@
 pub mod allocation;
 mod attributes;
 mod config;
+mod drain;
 mod edges;
 pub mod error;
 pub mod policy;
@@ -54,6 +57,7 @@ use std::net::SocketAddr;
 
 pub use allocation::PendingAllocate;
 pub use config::{TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME};
+pub use drain::{Alternate, Drain};
 pub use edges::{
     AllocationEnd, ConnId, ConnectError, EndReason, Event, RelayError, Request, SessionGone,
     SessionId,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::drain::Drain;
 use super::ports::PortPool;
 use super::quota::Quotas;
 use super::TurnConfig;
@@ -34,6 +35,8 @@ pub struct Shared {
     /// The per-source budget of unauthenticated answers, one for all
     /// workers (RFC 5780 answers in the shell spend it too).
     pub reply_budget: ReplyBudget,
+    /// Whether this node drains, and where new allocations go (issue 15).
+    pub drain: Drain,
 }
 
 /// A port held for a RESERVATION-TOKEN until `expires`.
@@ -80,6 +83,7 @@ impl Shared {
             tcp_conns: Default::default(),
             token_key: keys.reservation_token,
             reply_budget,
+            drain: Drain::default(),
         }
     }
 

@@ -7,6 +7,7 @@ mod cli;
 mod coturn;
 mod differential;
 mod docs;
+mod drain;
 mod dtls;
 mod fleet;
 mod fleet_hosts;

@@ -3,6 +3,8 @@
 //! body also gets a JSON error.
 
 mod credentials;
+mod drain;
+mod health;
 mod nodes;
 mod oauth_keys;
 mod quotas;
@@ -22,6 +24,7 @@ use serde_json::Value;
 
 use super::{metrics, ApiError, State};
 use credentials::credentials;
+pub(crate) use health::serve_health;
 use oauth_keys::{add_key, list_keys, remove_key};
 use quotas::{get_realm_quota, get_user_quota, put_realm_quota, put_user_quota};
 use reload::reload;
@@ -69,9 +72,15 @@ const OPENAPI: &str = include_str!("../openapi.json");
 
 pub(super) fn router(state: State) -> Router {
     Router::new()
-        .route("/healthz", get(nodes::livez))
-        .route("/livez", get(nodes::livez))
-        .route("/readyz", get(nodes::readyz))
+        .route("/healthz", get(health::livez))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route(
+            "/api/v1/drain",
+            get(drain::get_drain)
+                .post(drain::start_drain)
+                .delete(drain::end_drain),
+        )
         .route("/api/v1/nodes", get(nodes::list_nodes))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))

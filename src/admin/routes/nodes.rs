@@ -1,5 +1,5 @@
-//! `/api/v1/nodes`: the fleet's node registry (issue 15), and the health
-//! endpoints balancers and orchestrators poll.
+//! `/api/v1/nodes`: the fleet's node registry (issue 15). The health
+//! endpoints are in `health.rs`.
 
 use axum::extract::State as Extract;
 use axum::Json;
@@ -31,17 +31,4 @@ pub(super) async fn list_nodes(Extract(s): Extract<State>, caller: Caller) -> Re
             })
             .collect();
     Ok(Json(json!({"nodes": nodes})))
-}
-
-/// 200 while the process serves (the admin listener answering is the
-/// proof).
-pub(super) async fn livez() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
-}
-
-/// 200 when this node takes new allocations. Every listener is bound
-/// before the admin API starts, so today a reachable node is ready;
-/// draining (issue 15) will answer 503 here.
-pub(super) async fn readyz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ready"}))
 }

@@ -44,6 +44,9 @@ impl Server {
             }
             return self.error(now, ctx, ALLOCATION_MISMATCH, &signer);
         }
+        if self.drain_redirect(now, ctx, &signer) {
+            return;
+        }
         match self.allocate_checks(now, ctx, msg) {
             Ok(plan) => self.start_allocation(now, ctx, msg, auth, plan),
             Err(code) => self.error(now, ctx, code, &signer),

@@ -6,6 +6,7 @@
 //! * `lifecycle.rs`: relay sockets opened, the success answer, deletion.
 //! * `refresh.rs`: whose allocation a request acts on; Refresh.
 //! * `permissions.rs`: CreatePermission and ChannelBind.
+//! * `redirect.rs`: a draining node's answer to a new Allocate (300 or 403).
 //! * `relay.rs`: the data path, client to peer and peer to client.
 //! * `timers.rs`: allocation expiry and the timer heap.
 //! * `ids.rs`: relay ids, RESERVATION-TOKENs, indication transaction ids.
@@ -17,6 +18,7 @@ mod fleet_quota;
 mod ids;
 mod lifecycle;
 mod permissions;
+mod redirect;
 mod refresh;
 mod relay;
 mod respond;

@@ -28,6 +28,8 @@ pub(crate) struct Ctx {
 pub(crate) enum Answer {
     Success,
     Error(u16),
+    /// An error code with a reason phrase of its own.
+    ErrorWithReason(u16, &'static str),
 }
 
 impl Server {
@@ -97,11 +99,13 @@ impl Server {
         let mut buf = [0u8; CONTROL_MAX];
         let message_type = match answer {
             Answer::Success => ctx.message_type.success(),
-            Answer::Error(_) => ctx.message_type.error(),
+            Answer::Error(_) | Answer::ErrorWithReason(..) => ctx.message_type.error(),
         };
         let mut b = MessageBuilder::new(&mut buf, message_type, ctx.txid);
-        if let Answer::Error(code) = answer {
-            b.add_error_code(code, attributes::reason_phrase(code));
+        match answer {
+            Answer::Success => {}
+            Answer::Error(code) => b.add_error_code(code, attributes::reason_phrase(code)),
+            Answer::ErrorWithReason(code, reason) => b.add_error_code(code, reason),
         }
         content(&mut b);
         if let Some(software) = &self.shared.config.software {

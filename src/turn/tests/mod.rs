@@ -447,6 +447,7 @@ mod auth;
 mod binding;
 mod channels;
 mod credentials;
+mod drain;
 mod events;
 mod families;
 mod fleet_quota;
