@@ -52,7 +52,13 @@ pub(super) async fn heartbeat_loop(
             relayed_bps: bps,
             last_seen: crate::store::unix_now_ms(),
         };
-        let written = store.heartbeat(&row).await;
+        // Bounded: a query on a connection the network dropped would
+        // otherwise hang until TCP gives up, and the node would stay "down"
+        // in the others' view long after the network healed.
+        let written = match tokio::time::timeout(HEARTBEAT_EVERY, store.heartbeat(&row)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {HEARTBEAT_EVERY:?}")),
+        };
         control
             .health
             .store_reached(written.is_ok(), Instant::now());

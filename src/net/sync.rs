@@ -52,6 +52,9 @@ struct Follow {
     revision: i64,
 }
 
+/// The longest one revision check and reload may take.
+const STORE_CALL_WITHIN: Duration = Duration::from_secs(5);
+
 impl Follow {
     /// Checks the revision on each wake-up or poll and hands `reload` a
     /// fresh snapshot when it moved, until `stop`.
@@ -68,15 +71,20 @@ impl Follow {
                 _ = wake.notified() => {}
                 _ = stopped(&mut stop) => return,
             }
-            let result = async {
+            let check = async {
                 let now = self.store.revision().await?;
                 if now != self.revision {
                     reload(self.store.snapshot(&self.realm).await?);
                     tracing::debug!("store revision {now}: credentials reloaded");
                 }
                 Ok::<_, StoreError>(now)
-            }
-            .await;
+            };
+            // Bounded, as the heartbeat is: a connection the network
+            // dropped must not stall every later reload.
+            let result = match tokio::time::timeout(STORE_CALL_WITHIN, check).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {STORE_CALL_WITHIN:?}")),
+            };
             match result {
                 Ok(now) => {
                     if failing {
