@@ -123,10 +123,19 @@ async fn three_hosts_share_users_and_nonces_and_a_node_cut_from_the_database_kee
     // A's writes answer 503 and change nothing.
     let asked = Instant::now();
     let (status, v) = lab
-        .api('a', "POST", "/api/v1/users", Some(r#"{"username":"late","password":"pw"}"#))
+        .api(
+            'a',
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"username":"late","password":"pw"}"#),
+        )
         .await;
     assert_eq!(status, 503, "{v}");
-    assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
     within(Duration::from_secs(12), || async {
         state_of(&lab, 'b', 'a').await == "down"
     })
@@ -140,13 +149,22 @@ async fn three_hosts_share_users_and_nonces_and_a_node_cut_from_the_database_kee
         let lab = &lab;
         async move {
             let (status, v) = lab
-                .api(from, "GET", &format!("/api/v1/sessions?node={}", name_of('a')), None)
+                .api(
+                    from,
+                    "GET",
+                    &format!("/api/v1/sessions?node={}", name_of('a')),
+                    None,
+                )
                 .await;
             assert_eq!(status, 200, "{v}");
             v["sessions"].as_array().unwrap().len()
         }
     };
-    assert_eq!(a_sessions('b').await, 0, "a down node's sessions are not listed");
+    assert_eq!(
+        a_sessions('b').await,
+        0,
+        "a down node's sessions are not listed"
+    );
     lab.heal('a');
     let back = within(Duration::from_secs(10), || async {
         state_of(&lab, 'c', 'a').await == "ready"
@@ -160,10 +178,18 @@ async fn three_hosts_share_users_and_nonces_and_a_node_cut_from_the_database_kee
     );
     assert!(relays(&mut on_a, relayed, &peer, b"after healing").await);
     // Its sessions reappear in the others' view.
-    let listed = within(Duration::from_secs(6), || async { a_sessions('b').await == 2 }).await;
+    let listed = within(Duration::from_secs(6), || async {
+        a_sessions('b').await == 2
+    })
+    .await;
     assert!(listed.is_some(), "A's two sessions listed by B again");
     let (status, _) = lab
-        .api('a', "POST", "/api/v1/users", Some(r#"{"username":"late","password":"pw"}"#))
+        .api(
+            'a',
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"username":"late","password":"pw"}"#),
+        )
         .await;
     assert_eq!(status, 201, "writes work again");
 }
