@@ -452,7 +452,7 @@ fn first_turn_addr(v: &serde_json::Value) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_node_sends_new_clients_elsewhere_and_a_rolling_restart_fails_no_allocate() {
-    use crate::fleet_lab::{admin_addr, Outcome, RawTurn};
+    use crate::fleet_lab::{admin_addr, try_http, Outcome, RawTurn};
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::sync::Arc;
     let Some(mut lab) = Lab::up("lab_drain").await else {
@@ -544,24 +544,9 @@ async fn a_drained_node_sends_new_clients_elsewhere_and_a_rolling_restart_fails_
                 for k in 0..3 {
                     let node = (b'a' + ((i + round + k) % 3) as u8) as char;
                     let body = format!(r#"{{"user":"rolling{i}","ttl":600}}"#);
-                    let token = crate::fleet_lab::admin_token();
-                    let call = crate::admin::http(
-                        admin_addr(node),
-                        "POST",
-                        "/api/v1/credentials",
-                        Some(&token),
-                        Some(&body),
-                    );
-                    let connect = tokio::net::TcpStream::connect(admin_addr(node));
-                    if !matches!(
-                        tokio::time::timeout(Duration::from_millis(300), connect).await,
-                        Ok(Ok(_))
-                    ) {
-                        continue;
-                    }
-                    if let Ok((200, text)) =
-                        tokio::time::timeout(Duration::from_secs(5), call).await
-                    {
+                    let answer =
+                        try_http(admin_addr(node), "POST", "/api/v1/credentials", &body).await;
+                    if let Some((200, text)) = answer {
                         creds = serde_json::from_str::<serde_json::Value>(&text).ok();
                         break;
                     }
