@@ -135,7 +135,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            init_tracing(&config.log_level);
+            init_tracing(&config.log_level, &config.log_format);
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
@@ -150,14 +150,24 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: &str) {
     let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        // One flat object per line, for log shippers: the message and the
+        // event's fields sit beside timestamp, level and target.
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        fmt.with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 fn serve_until_signal(config: Config) -> anyhow::Result<()> {

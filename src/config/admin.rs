@@ -21,6 +21,15 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
             format!("`{}` is not one of {}", c.log_level, LOG_LEVELS.join(", ")),
         ));
     }
+    if let Some(format) = &o.log_format {
+        if !["text", "json"].contains(&format.as_str()) {
+            return Err(invalid(
+                "log_format",
+                format!("`{format}` is not one of text, json"),
+            ));
+        }
+        c.log_format = format.clone();
+    }
     c.admin_listen = match o.admin_listen.as_deref() {
         None => c.admin_listen,
         Some("off") => None,

@@ -89,6 +89,8 @@ pub struct Config {
     /// Each address gets a UDP and a TCP listener.
     pub listen: Vec<SocketAddr>,
     pub log_level: String,
+    /// "text" or "json".
+    pub log_format: String,
     pub min_port: u16,
     pub max_port: u16,
     pub realm: String,
@@ -174,6 +176,7 @@ impl Default for Config {
                 SocketAddr::from(([0u16; 8], 3478)),
             ],
             log_level: "info".into(),
+            log_format: "text".into(),
             min_port: 49152,
             max_port: 65535,
             realm: "turnpike".into(),

@@ -21,6 +21,10 @@ pub struct Options {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Log format: text, or json (one object per line) [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
     /// Lowest relay port [default: 49152]
     #[arg(long, value_name = "PORT")]
     pub min_port: Option<i64>,

@@ -65,6 +65,7 @@ fn bad_config_values_exit_non_zero_with_one_line_naming_the_key() {
     assert_one_line_error("min_port = 60000\nmax_port = 50000\n", "min_port");
     assert_one_line_error("relay_threads = 4\n", "relay_threads");
     assert_one_line_error("log_level = \"chatty\"\n", "log_level");
+    assert_one_line_error("log_format = \"xml\"\n", "log_format");
     assert_one_line_error("listen = 3478\n", "listen");
     assert_one_line_error("this is not toml", "");
 }
@@ -190,6 +191,47 @@ fn serve_logs_one_line_per_listener_answers_and_stops_on_sigterm() {
         );
     }
     assert!(tail.contains("SIGTERM"), "{tail}");
+}
+
+/// Issue 16: `--log-format json` makes every line one JSON object with
+/// timestamp, level, target and message (and the event's fields).
+#[test]
+fn json_logs_are_one_object_per_line_with_the_documented_fields() {
+    let (mut child, lines, mut rest) =
+        spawn_serve(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
+    let udp_line = lines
+        .iter()
+        .find(|l| l.contains("listening udp 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("udp line in {lines:?}"));
+    let v: serde_json::Value = serde_json::from_str(udp_line).unwrap();
+    let addr: std::net::SocketAddr = v["message"]
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    binding(&sock, addr);
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    let mut tail = String::new();
+    std::io::Read::read_to_string(&mut rest, &mut tail).unwrap();
+    let all: Vec<&str> = lines
+        .iter()
+        .map(|l| l.as_str())
+        .chain(tail.lines())
+        .collect();
+    assert!(all.len() >= 4, "{all:?}");
+    for line in &all {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(v[key].is_string(), "{key} missing: {line}");
+        }
+    }
+    assert!(all.iter().any(|l| l.contains("SIGTERM")), "{all:?}");
 }
 
 #[test]
