@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod health;
 mod nat_json;
 mod probe;
 mod probe_turn;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Diagnose from this host: the NAT type (RFC 5780), or a TURN server's health
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
+    /// Exit 0 if the server of this config answers /livez (or /readyz with
+    /// --ready; a STUN Binding when its HTTP listeners are off), else 1
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +123,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Credentials(args) => store::credentials(args),
         Command::AdminToken { db, args } => store::admin_token(&db, args),
         Command::Probe(cmd) => probe::run(cmd),
+        Command::Health(args) => health::run(args),
         Command::Bench(cmd) => match crate::bench::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

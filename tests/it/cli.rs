@@ -234,6 +234,74 @@ fn json_logs_are_one_object_per_line_with_the_documented_fields() {
     assert!(all.iter().any(|l| l.contains("SIGTERM")), "{all:?}");
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `turnpike health --config FILE [extra]`: exit code and stderr.
+fn health(file: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    let out = turnpike()
+        .args(["health", "--config"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Issue 16: `turnpike health` (the image's HEALTHCHECK) says 0 while the
+/// server of a config answers /livez, /readyz with --ready, or a Binding
+/// when its HTTP listeners are off, and 1 with one line once it is gone.
+#[test]
+fn health_exits_0_while_the_server_answers_and_1_with_a_reason_after() {
+    for admin in [true, false] {
+        let port = free_port();
+        let admin_line = if admin {
+            format!("admin_listen = \"127.0.0.1:{}\"", free_port())
+        } else {
+            "admin_listen = \"off\"".to_string()
+        };
+        let file = temp_file(&format!(
+            "listen = [\"127.0.0.1:{port}\"]\n{admin_line}\ndb = \"{}\"\n",
+            crate::temp_db()
+        ));
+        let mut child = turnpike()
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("admin api") && !(line.contains("listening tcp") && !admin) {
+            line.clear();
+            assert_ne!(err.read_line(&mut line).unwrap(), 0, "serve ended");
+        }
+        // Keep reading so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        assert_eq!(health(&file, &[]), (0, String::new()), "admin {admin}");
+        let ready = (0..30).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            health(&file, &["--ready"]).0 == 0
+        });
+        assert!(ready, "admin {admin}: {:?}", health(&file, &["--ready"]));
+        sigterm(&child);
+        assert!(child.wait().unwrap().success());
+        let (code, why) = health(&file, &[]);
+        assert_eq!(code, 1, "admin {admin}: {why}");
+        assert_eq!(why.lines().count(), 1, "{why}");
+        assert!(why.starts_with("unhealthy: "), "{why}");
+        std::fs::remove_file(&file).ok();
+    }
+}
+
 #[test]
 fn serve_with_no_config_listens_on_3478_for_ipv4_and_ipv6() {
     let (mut child, lines, _rest) = spawn_serve(&[]);
