@@ -511,15 +511,7 @@ async fn cli_user_reaches_running_server_with_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_user_reaches_running_server_with_postgres() {
-    let Some(url) = std::env::var("TURNPIKE_TEST_PG")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must set TURNPIKE_TEST_PG (scripts/test.sh)"
-        );
-        eprintln!("TURNPIKE_TEST_PG unset: skipped (scripts/test.sh sets it)");
+    let Some(url) = crate::test_pg() else {
         return;
     };
     cli_user_reaches_running_server(url).await;

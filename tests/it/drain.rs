@@ -12,31 +12,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use turnpike::stun::attributes::{decode_address, AttributeType, ErrorCode};
-use turnpike::stun::integrity::long_term_key_md5;
-use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
+use turnpike::stun::{Class, Message};
 
 use crate::admin::{http, server, token};
+use crate::fleet::allocate;
 use crate::turn_client::TurnClient;
 use crate::{fresh_pg, temp_db, PASSWORD, REALM, USER};
-
-/// An Allocate for a UDP relay, signed when `nonce` is given.
-fn allocate_request(txid: u8, nonce: Option<&[u8]>) -> Vec<u8> {
-    let mut buf = [0u8; 512];
-    let mut b = MessageBuilder::new(
-        &mut buf,
-        MessageType::new(Method::ALLOCATE, Class::Request),
-        TransactionId([txid; 12]),
-    );
-    b.add(AttributeType::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-    if let Some(nonce) = nonce {
-        b.add_username(USER);
-        b.add_realm(REALM);
-        b.add_nonce(nonce);
-        b.add_message_integrity(&long_term_key_md5(USER, REALM, PASSWORD));
-    }
-    let n = b.finish().unwrap();
-    buf[..n].to_vec()
-}
 
 /// What a raw, authenticated Allocate got.
 #[derive(Debug)]
@@ -54,12 +35,11 @@ async fn raw_allocate(to: SocketAddr) -> Answer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let mut buf = [0u8; 1500];
-        sock.send_to(&allocate_request(1, None), to).unwrap();
+        sock.send_to(&allocate(1, None), to).unwrap();
         let (n, _) = sock.recv_from(&mut buf).expect("a 401");
         let m = Message::parse(&buf[..n]).unwrap();
         let nonce = m.get(AttributeType::NONCE).expect("a NONCE").to_vec();
-        sock.send_to(&allocate_request(2, Some(&nonce)), to)
-            .unwrap();
+        sock.send_to(&allocate(2, Some(&nonce)), to).unwrap();
         let (n, _) = sock.recv_from(&mut buf).expect("an answer");
         let m = Message::parse(&buf[..n]).unwrap();
         let error = m
@@ -288,16 +268,14 @@ async fn a_draining_node_alone_answers_403_draining_and_the_api_checks_its_input
 async fn tls_allocate(to: SocketAddr) -> Vec<u8> {
     use tokio::io::AsyncWriteExt;
     let mut s = crate::secure::tls_connect(to, &[]).await;
-    s.write_all(&allocate_request(1, None)).await.unwrap();
+    s.write_all(&allocate(1, None)).await.unwrap();
     let first = crate::turn_client::read_stun(&mut s).await.expect("a 401");
     let nonce = Message::parse(&first)
         .unwrap()
         .get(AttributeType::NONCE)
         .expect("a NONCE")
         .to_vec();
-    s.write_all(&allocate_request(2, Some(&nonce)))
-        .await
-        .unwrap();
+    s.write_all(&allocate(2, Some(&nonce))).await.unwrap();
     crate::turn_client::read_stun(&mut s)
         .await
         .expect("an answer")

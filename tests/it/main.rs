@@ -51,23 +51,29 @@ pub fn temp_db() -> String {
     format!("sqlite:{}/store.db", dir.display())
 }
 
+/// The test cluster's database URL (`TURNPIKE_TEST_PG`, set by
+/// scripts/test.sh); None (skip) outside it, a failure in CI.
+pub fn test_pg() -> Option<String> {
+    let url = std::env::var("TURNPIKE_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set TURNPIKE_TEST_PG (scripts/test.sh)"
+        );
+        eprintln!("TURNPIKE_TEST_PG unset: skipped (scripts/test.sh sets it)");
+    }
+    url
+}
+
 /// A fresh, empty PostgreSQL database named `name` on the test cluster
 /// (`TURNPIKE_TEST_PG`, started by scripts/test.sh), dropped first if an
 /// earlier run left it; None (skip) outside the test script, a failure in
 /// CI. Fleet tests each take their own so their nodes see only each other.
 pub async fn fresh_pg(name: &str) -> Option<String> {
     use sqlx::Connection;
-    let Some(base) = std::env::var("TURNPIKE_TEST_PG")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must set TURNPIKE_TEST_PG (scripts/test.sh)"
-        );
-        eprintln!("TURNPIKE_TEST_PG unset: skipped (scripts/test.sh sets it)");
-        return None;
-    };
+    let base = test_pg()?;
     assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
     let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
     sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
