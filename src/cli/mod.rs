@@ -13,6 +13,7 @@ mod health;
 mod nat_json;
 mod probe;
 mod probe_turn;
+mod sd_notify;
 mod store;
 
 #[derive(Debug, Parser)]
@@ -179,13 +180,27 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let notify = sd_notify::Notifier::from_env().map(std::sync::Arc::new);
     rt.block_on(async {
         // SIGHUP's default action ends the process: take it over first.
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // SIGUSR1's too: it drains (issue 15).
         let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
-        let running = crate::serve(config, shutdown_signal()).await?;
-        tokio::spawn(reload_on_hangup(hangup, running.tls()));
+        let signal = shutdown_signal();
+        let stopping = notify.clone();
+        let shutdown = async move {
+            signal.await;
+            if let Some(n) = stopping {
+                n.send("STOPPING=1");
+            }
+        };
+        let running = crate::serve(config, shutdown).await?;
+        if let Some(n) = &notify {
+            // Every listener is bound and the store snapshot loaded.
+            n.send("READY=1\nSTATUS=serving");
+            tokio::spawn(feed_systemd(n.clone(), running.registry().clone()));
+        }
+        tokio::spawn(reload_on_hangup(hangup, running.tls(), notify.clone()));
         tokio::spawn(drain_on_usr1(usr1, running.drainer()));
         running.wait().await;
         tracing::info!("stopped");
@@ -198,8 +213,15 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
 async fn reload_on_hangup(
     mut hangup: tokio::signal::unix::Signal,
     tls: Option<std::sync::Arc<crate::net::tls::Tls>>,
+    notify: Option<std::sync::Arc<sd_notify::Notifier>>,
 ) {
     while hangup.recv().await.is_some() {
+        if let Some(n) = &notify {
+            n.send(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={}",
+                sd_notify::monotonic_usec()
+            ));
+        }
         match &tls {
             None => tracing::info!("SIGHUP: no TLS certificate configured, nothing to reload"),
             Some(tls) => match tls.reload() {
@@ -208,6 +230,51 @@ async fn reload_on_hangup(
                     tracing::warn!("SIGHUP: TLS reload failed, keeping the old certificate: {e}")
                 }
             },
+        }
+        if let Some(n) = &notify {
+            n.send("READY=1");
+        }
+    }
+}
+
+/// Feeds systemd's watchdog at half its period while every worker reports
+/// (they do once a second; a stuck one stops), and keeps STATUS= current
+/// with the allocations and the relayed rate.
+async fn feed_systemd(
+    notify: std::sync::Arc<sd_notify::Notifier>,
+    registry: std::sync::Arc<crate::net::control::Registry>,
+) {
+    use std::time::{Duration, Instant};
+    let watchdog = sd_notify::watchdog_every();
+    let every = watchdog.unwrap_or(Duration::from_secs(10));
+    let relayed = |r: &crate::net::control::Registry| {
+        let s = r.stats();
+        s.to_peer.bytes + s.to_client.bytes
+    };
+    let mut last = (Instant::now(), relayed(&registry));
+    let mut stuck = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let (now, bytes) = (Instant::now(), relayed(&registry));
+        let secs = now.duration_since(last.0).as_secs_f64().max(0.001);
+        let mbps = bytes.saturating_sub(last.1) as f64 * 8.0 / secs / 1e6;
+        last = (now, bytes);
+        let allocations: usize = registry.sessions().len();
+        let status = format!("STATUS={allocations} allocations, {mbps:.1} Mbit/s relayed");
+        // Two report periods of slack before a worker counts as stuck.
+        let alive = registry.workers_alive(Duration::from_secs(3));
+        if alive && watchdog.is_some() {
+            notify.send(&format!("WATCHDOG=1\n{status}"));
+        } else {
+            notify.send(&status);
+        }
+        if alive == stuck {
+            stuck = !alive;
+            if stuck {
+                tracing::warn!("a worker has not reported for 3 s: the watchdog is not fed");
+            } else {
+                tracing::info!("every worker reports again");
+            }
         }
     }
 }

@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,6 +39,10 @@ pub enum Command {
 
 pub struct Registry {
     reports: Vec<Mutex<Report>>,
+    /// When each worker last reported: milliseconds after `started`, plus
+    /// one (0 = never). A worker that stops reporting is stuck, and the
+    /// systemd watchdog stops being fed.
+    heard: Vec<AtomicU64>,
     commands: Vec<mpsc::UnboundedSender<Command>>,
     pub started: Instant,
 }
@@ -65,6 +70,7 @@ impl Registry {
         (
             Registry {
                 reports: (0..workers).map(|_| Mutex::default()).collect(),
+                heard: (0..workers).map(|_| AtomicU64::new(0)).collect(),
                 commands: tx,
                 started: Instant::now(),
             },
@@ -76,6 +82,22 @@ impl Registry {
         if let Some(r) = self.reports.get(worker) {
             *r.lock().unwrap_or_else(|e| e.into_inner()) = report;
         }
+        if let Some(h) = self.heard.get(worker) {
+            h.store(
+                self.started.elapsed().as_millis() as u64 + 1,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Whether every worker has reported within `within` of now.
+    pub fn workers_alive(&self, within: Duration) -> bool {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let within = within.as_millis() as u64;
+        self.heard.iter().all(|h| {
+            let at = h.load(Ordering::Relaxed);
+            at != 0 && now.saturating_sub(at) <= within
+        })
     }
 
     /// Every worker's sessions with their ids.

@@ -304,6 +304,81 @@ fn health_exits_0_while_the_server_answers_and_1_with_a_reason_after() {
     }
 }
 
+/// Issue 16: sd_notify with NOTIFY_SOCKET: READY=1 once a Binding can be
+/// answered, WATCHDOG=1 at half of WATCHDOG_USEC, RELOADING=1 then READY=1
+/// around SIGHUP, STOPPING=1 on SIGTERM.
+#[test]
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("turnpike-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let port = free_port();
+    let mut child = turnpike()
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--db", &crate::temp_db(), "--admin-listen", "off"])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = next();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    // Ready means ready: a Binding is answered at once.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(binding(&sock, to), sock.local_addr().unwrap());
+    // Half of one second: about four pings in two seconds.
+    let start = std::time::Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let m = next();
+        assert!(m.starts_with("WATCHDOG=1\nSTATUS="), "{m}");
+        pings += 1;
+    }
+    assert!((3..=5).contains(&pings), "{pings} pings in 2 s");
+    let kill = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill("-HUP");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m == "READY=1") {
+        let m = next();
+        if !m.starts_with("WATCHDOG=1") {
+            seen.push(m);
+        }
+    }
+    assert!(
+        seen[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{seen:?}"
+    );
+    kill("-TERM");
+    let stopping = loop {
+        let m = next();
+        if !m.starts_with("WATCHDOG=1") {
+            break m;
+        }
+    };
+    assert_eq!(stopping, "STOPPING=1");
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn serve_with_no_config_listens_on_3478_for_ipv4_and_ipv6() {
     let (mut child, lines, _rest) = spawn_serve(&[]);
