@@ -379,6 +379,69 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Issue 16: a stuck worker stops the watchdog pings within two watchdog
+/// periods (systemd would restart the service); they come back when it
+/// moves again. The stall is the test-only TURNPIKE_TEST_STALL_WORKER hook.
+#[test]
+fn a_stalled_worker_stops_the_watchdog_pings() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Instant;
+    let dir = std::env::temp_dir().join(format!("turnpike-stall-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut child = turnpike()
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--db", &crate::temp_db(), "--admin-listen", "off"])
+        .env("NOTIFY_SOCKET", &path)
+        // A 2 s watchdog: a ping every second.
+        .env("WATCHDOG_USEC", "2000000")
+        .env("TURNPIKE_TEST_STALL_WORKER", "8")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = systemd.recv(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"READY=1"));
+    // The worker stalls at most 2 s after READY, for 8 s.
+    let stall = Instant::now() + Duration::from_secs(2);
+    let mut pings = Vec::new();
+    let mut statuses = 0;
+    while Instant::now() < stall + Duration::from_secs(11) {
+        let n = systemd.recv(&mut buf).expect("the status goes on");
+        if buf[..n].starts_with(b"WATCHDOG=1") {
+            pings.push(Instant::now());
+        } else if buf[..n].starts_with(b"STATUS=") {
+            statuses += 1;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let at = |p: &Instant| p.saturating_duration_since(stall).as_secs_f64();
+    let times: Vec<f64> = pings.iter().map(at).collect();
+    assert!(pings.iter().any(|p| *p < stall), "pings before: {times:?}");
+    // Two periods (4 s) after the stall began, and until it ends: none.
+    let during = pings
+        .iter()
+        .filter(|p| **p > stall + Duration::from_secs(4) && **p < stall + Duration::from_secs(8))
+        .count();
+    assert_eq!(during, 0, "pings at {times:?} s after the stall began");
+    assert!(statuses >= 2, "STATUS= without WATCHDOG=1 meanwhile");
+    assert!(
+        pings.iter().any(|p| *p > stall + Duration::from_secs(9)),
+        "pings again after the stall: {times:?}"
+    );
+}
+
 #[test]
 fn serve_with_no_config_listens_on_3478_for_ipv4_and_ipv6() {
     let (mut child, lines, _rest) = spawn_serve(&[]);

@@ -49,6 +49,22 @@ fn publish(w: &Worker, registry: &Registry, index: usize) {
     );
 }
 
+/// A test-only hook (issue 16's watchdog test): with
+/// `TURNPIKE_TEST_STALL_WORKER=SECS` set, worker 0 blocks its thread for
+/// SECS seconds, two seconds after it starts, as a stuck worker would.
+/// Without the variable, nothing.
+pub(super) fn test_stall() -> Option<impl std::future::Future<Output = ()>> {
+    let secs: u64 = std::env::var("TURNPIKE_TEST_STALL_WORKER")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tracing::warn!("TURNPIKE_TEST_STALL_WORKER: worker 0 stalls for {secs} s");
+        std::thread::sleep(Duration::from_secs(secs));
+    })
+}
+
 /// Carries out the admin API's requests on this worker's thread.
 pub(super) async fn command_loop(
     w: Rc<Worker>,

@@ -226,6 +226,11 @@ async fn run(setup: WorkerSetup) {
         tokio::task::spawn_local(dtls::dtls_tick(w.clone()));
     }
     tokio::task::spawn_local(control::report_loop(w.clone(), registry.clone(), index));
+    if index == 0 {
+        if let Some(stall) = control::test_stall() {
+            tokio::task::spawn_local(stall);
+        }
+    }
     tokio::task::spawn_local(control::command_loop(w.clone(), registry, index, commands));
     super::stopped(&mut stop).await;
     // Close relay sockets now; the runtime drops the remaining tasks.
