@@ -10,7 +10,7 @@ ensure_cargo
 # test see which port the client bound; chromium: the browser relay test;
 # iproute2 and nftables: the NAT emulation (network namespaces) of RFC 5780;
 # stun-client: Debian's RFC 3489 (classic STUN) NAT-type tester.
-apt_install coturn stun-client strace ca-certificates iproute2 nftables chromium
+apt_install coturn stun-client strace ca-certificates iproute2 nftables chromium python3-yaml
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 stop_packaged_coturn
 # playwright-core drives Debian's Chromium; it downloads no browser.

@@ -51,7 +51,7 @@ pub(super) fn run(args: HealthArgs) -> ExitCode {
 }
 
 /// A wildcard listener is reached on loopback of its family.
-fn local(addr: SocketAddr) -> SocketAddr {
+pub(super) fn local(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
@@ -65,25 +65,48 @@ fn local(addr: SocketAddr) -> SocketAddr {
 
 /// GET `path` on `addr`: Ok on a 200.
 fn http_ok(addr: SocketAddr, path: &str) -> Result<(), String> {
+    let (status, body) = http(addr, "GET", path, None, "")?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!(
+            "http://{addr}{path} answered {status} {}",
+            body.trim()
+        ))
+    }
+}
+
+/// One small HTTP/1.1 exchange (the health and admin endpoints answer in a
+/// few hundred bytes): the status and the body.
+pub(super) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect_timeout(&addr, WITHIN).map_err(|e| format!("{addr}: {e}"))?;
     s.set_read_timeout(Some(WITHIN)).ok();
     s.set_write_timeout(Some(WITHIN)).ok();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     s.write_all(req.as_bytes())
         .map_err(|e| format!("{addr}: {e}"))?;
-    let mut head = Vec::new();
-    // The status line is all that matters; bodies are small.
-    s.take(4096)
-        .read_to_end(&mut head)
+    let mut answer = Vec::new();
+    s.take(65_536)
+        .read_to_end(&mut answer)
         .map_err(|e| format!("{addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&head);
-    let status = text.get(9..12).unwrap_or("");
-    if status == "200" {
-        Ok(())
-    } else {
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim();
-        Err(format!("http://{addr}{path} answered {status} {body}"))
-    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{addr}: not an HTTP answer"))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
 }
 
 /// A STUN Binding to `addr` over UDP: Ok on a success answer.

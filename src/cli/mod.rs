@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod drain;
 mod health;
 mod nat_json;
 mod probe;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Exit 0 if the server of this config answers /livez (or /readyz with
     /// --ready; a STUN Binding when its HTTP listeners are off), else 1
     Health(health::HealthArgs),
+    /// Drain the server of this config (new clients go to other nodes; it
+    /// exits 0 when its allocations are gone); --wait until it has exited
+    Drain(Box<drain::DrainArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::AdminToken { db, args } => store::admin_token(&db, args),
         Command::Probe(cmd) => probe::run(cmd),
         Command::Health(args) => health::run(args),
+        Command::Drain(args) => drain::run(*args),
         Command::Bench(cmd) => match crate::bench::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -145,7 +145,7 @@ pub struct Options {
     pub server_name: Option<String>,
 
     /// Credential store: sqlite:PATH (created on first run) or postgres://... [default: sqlite:turnpike.db]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "TURNPIKE_DB", hide_env_values = true)]
     pub db: Option<String>,
 
     /// Admin API and metrics address, or "off" [default: 127.0.0.1:9641]
@@ -215,7 +215,7 @@ pub struct Options {
     pub alt_listening_port: Option<i64>,
 
     /// This node's name in a fleet: letters, digits, '.', '_', '-' [default: the host name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "TURNPIKE_NODE_NAME")]
     pub node_name: Option<String>,
 
     /// This node's region in a fleet, free text [default: none]

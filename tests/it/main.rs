@@ -5,6 +5,7 @@ mod browser;
 mod classic;
 mod cli;
 mod coturn;
+mod deploy;
 mod differential;
 mod docs;
 mod drain;
