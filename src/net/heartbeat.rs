@@ -33,7 +33,15 @@ pub(super) async fn heartbeat_loop(
 ) {
     let mut failing = false;
     let mut last = (Instant::now(), relayed_bytes(&control));
+    // A beat every HEARTBEAT_EVERY from the start of the last one, however
+    // long its writes took (the session list may take a while).
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        tokio::select! {
+            _ = beat.tick() => {}
+            _ = stopped(&mut stop) => return,
+        }
         let now = Instant::now();
         let bytes = relayed_bytes(&control);
         let secs = now.duration_since(last.0).as_secs_f64();
@@ -77,9 +85,5 @@ pub(super) async fn heartbeat_loop(
             }
         }
         super::fleet_sessions::publish(&store, &control, &config).await;
-        tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-            _ = stopped(&mut stop) => return,
-        }
     }
 }

@@ -151,6 +151,13 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(if kind == Kind::Sqlite { 4 } else { 8 })
             .acquire_timeout(acquire_timeout(kind))
+            // No idle reaper: sqlx 0.8's maintenance task can spin forever
+            // (a counter underflow, sqlx issue #3645, fixed by PR #4289 but
+            // in no release yet), and a spinning task also hangs shutdown.
+            // A handful of connections kept open costs nothing.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .min_connections(0)
             .connect_lazy_with(options);
         first_connection(&pool)
             .await
