@@ -469,6 +469,14 @@ impl Harness {
                 // The core's connect deadline ended it: no answer owed.
                 Request::ClosePeer { conn, .. } => self.connecting.retain(|c| *c != conn),
                 Request::BindData { .. } | Request::CloseStream { .. } => {}
+                // One node: the fleet grants every count it is asked for
+                // (the local quotas still apply in the core).
+                Request::ReserveQuota { key, .. } => self.server.quota_answered(
+                    self.now,
+                    key,
+                    turnpike::turn::quota::QuotaAnswer::Granted,
+                ),
+                Request::ReleaseQuota { .. } => {}
             }
         }
         while let Some(event) = self.server.poll_event() {
