@@ -183,9 +183,13 @@ pub(crate) async fn uclient_relays_all(
             + &String::from_utf8_lossy(&out.stderr);
         // The TLS handshake lines (uclient tries TLS 1.0/1.1 contexts and
         // retries) drown the counts in a failure message.
-        let summary: String = text
+        // Lines read "N: : errno=0, ...". The counts are at the end.
+        let kept: Vec<&str> = text
             .lines()
-            .filter(|l| !l.contains("tls_connect") && !l.starts_with("errno="))
+            .filter(|l| !l.contains("tls_connect") && !l.contains("errno="))
+            .collect();
+        let summary: String = kept[kept.len().saturating_sub(25)..]
+            .iter()
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(

@@ -147,6 +147,54 @@ async fn uclient_over_tls_with_send_indications_zero_loss() {
     uclient_over_tls(&["-s"]).await;
 }
 
+/// Five pipelined Bindings are answered in one go; each answer still comes
+/// in a TLS record of its own. turnutils_uclient (like other clients built
+/// on SSL_read) takes one read as one message: with several in a record it
+/// kept the first and lost the rest, which CI saw as relay loss under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_each_message_goes_in_its_own_record() {
+    use turnpike::stun::{Class, MessageBuilder, MessageType, Method, TransactionId};
+    let (server, _dir) = tls_turn(|_| {}).await;
+    let addr = server.addrs(Transport::Tls)[0];
+    let frames = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+        c.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tls = c.build().connect("localhost", tcp).unwrap();
+        let mut burst = Vec::new();
+        for txid in 1..=5u8 {
+            let mut buf = [0u8; 64];
+            let b = MessageBuilder::new(
+                &mut buf,
+                MessageType::new(Method::BINDING, Class::Request),
+                TransactionId([txid; 12]),
+            );
+            let n = b.finish().unwrap();
+            burst.extend_from_slice(&buf[..n]);
+        }
+        tls.write_all(&burst).unwrap();
+        // SSL_read returns at most one record's bytes per call.
+        let mut reads = Vec::new();
+        while reads.len() < 5 {
+            let mut buf = [0u8; 4096];
+            let n = tls.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {} reads", reads.len());
+            reads.push(buf[..n].to_vec());
+        }
+        reads
+    })
+    .await
+    .unwrap();
+    for (i, r) in frames.iter().enumerate() {
+        let len = 20 + u16::from_be_bytes([r[2], r[3]]) as usize;
+        assert_eq!(r.len(), len, "read {i} holds exactly one message");
+        assert_eq!(r[8], i as u8 + 1, "answers in order");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_port_serves_tls_and_plain_tcp_and_alpn_stun_turn() {
     let (server, _dir) = tls_turn(|_| {}).await;

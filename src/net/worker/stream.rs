@@ -202,6 +202,24 @@ async fn connection(
     }
 }
 
+/// Writes `buf` one frame per write call, so that a TLS stream puts each
+/// in a record of its own; bytes that do not frame go in one last write.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    mut buf: &[u8],
+    classic: bool,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = match crate::stun::framing::frame_len_as(buf, classic) {
+            Ok(Some((_, n))) if n <= buf.len() => n,
+            _ => buf.len(),
+        };
+        wr.write_all(&buf[..n]).await?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 /// What woke a stream's reader.
 enum ReadEvent {
     Read(std::io::Result<usize>),
@@ -233,13 +251,23 @@ async fn serve_stream<S>(
     let out = Rc::new(TcpOut::default());
     w.tcp_out.borrow_mut().insert(tuple, out.clone());
     let writer_out = out.clone();
+    // Over TLS each message goes in a TLS record of its own, as coturn
+    // writes them: clients such as turnutils_uclient take one SSL_read as
+    // one message and lose the rest of a record that holds several.
+    let one_per_record = tuple.transport == Transport::Tls;
+    let classic = w.core.borrow().shared().config.stun_backward_compatibility;
     let writer = tokio::task::spawn_local(async move {
         let mut sending = Vec::new();
         loop {
             writer_out.ready.notified().await;
             std::mem::swap(&mut sending, &mut *writer_out.queue.borrow_mut());
             writer_out.in_flight.set(sending.len());
-            if !sending.is_empty() && wr.write_all(&sending).await.is_err() {
+            let written = if one_per_record {
+                write_frames(&mut wr, &sending, classic).await
+            } else {
+                wr.write_all(&sending).await
+            };
+            if !sending.is_empty() && written.is_err() {
                 writer_out.in_flight.set(0);
                 writer_out.close();
                 return None;
@@ -269,7 +297,6 @@ async fn serve_stream<S>(
     let quiet = w.streams.handshake_timeout;
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
-    let classic = w.core.borrow().shared().config.stun_backward_compatibility;
     let mut framer = Framer::new().with_classic(classic);
     let mut allocated = false;
     let mut data_conn = None;
