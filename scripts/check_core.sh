@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 
 CORE_MODULES="stun auth turn nat binding turn_client"
-ALLOWED_DEPS="aes-gcm base64 crc32fast hmac md-5 sha1 sha2 subtle thiserror"
+# arc-swap: the TURN settings a reload swaps (a primitive, not a runtime).
+ALLOWED_DEPS="aes-gcm arc-swap base64 crc32fast hmac md-5 sha1 sha2 subtle thiserror"
 
 root=$PWD
 dir=target/core-check/crate

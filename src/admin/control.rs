@@ -14,15 +14,15 @@ use crate::turn::{SessionView, Stats};
 /// worker that owns it).
 pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The outcome of a certificate reload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CertReload {
-    /// No certificate is configured.
-    NotConfigured,
-    Reloaded,
-    /// A file was bad: the old pair is still served. The reason names the
-    /// file, never its bytes.
-    Kept(String),
+/// What a reload did, as `/api/v1/reload` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReloadReport {
+    /// Keys whose new values are in effect.
+    pub(crate) applied: Vec<String>,
+    /// Keys that changed in the file and wait for a restart.
+    pub(crate) needs_restart: Vec<String>,
+    /// "reloaded", or "not configured" without TLS or DTLS.
+    pub(crate) tls: &'static str,
 }
 
 /// A node's drain state, as `/api/v1/drain` shows it (issue 15).
@@ -68,8 +68,9 @@ pub(crate) trait Control: Send + Sync {
     fn allocations(&self) -> u32;
     /// Ends a session by id; false if there is no such live session.
     fn end_session<'a>(&'a self, id: &'a str) -> Answer<'a, bool>;
-    /// Reads the TLS (and DTLS) certificate and key again.
-    fn reload_certs(&self) -> CertReload;
+    /// Reads the config file and the TLS (and DTLS) certificate and key
+    /// again; an error (one line) means nothing changed.
+    fn reload(&self) -> Result<ReloadReport, String>;
     /// Starts draining (or moves the deadline of a drain under way):
     /// `deadline_s` seconds from now, `Some(0)` none, `None` the
     /// configured `drain_timeout`. Answers once the alternates are read.

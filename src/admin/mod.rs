@@ -15,6 +15,7 @@
 mod auth;
 mod control;
 mod error;
+pub(crate) mod listener;
 mod lockout;
 mod metrics;
 mod routes;
@@ -31,7 +32,7 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 use lockout::Lockout;
 
-pub(crate) use control::{Answer, CertReload, Control, DrainView, Probe, Readiness};
+pub(crate) use control::{Answer, Control, DrainView, Probe, Readiness, ReloadReport};
 pub(crate) use error::ApiError;
 pub(crate) use routes::serve_health;
 
@@ -92,7 +93,8 @@ pub(crate) async fn serve(
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = listener::Bounded::new(listener, listener::BOUNDS);
+    let app = routes::router(state).into_make_service_with_connect_info::<listener::ClientAddr>();
     let task = async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -129,8 +131,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let from = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
+            .get::<axum::extract::ConnectInfo<listener::ClientAddr>>()
+            .map(|c| c.0 .0.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         Ok(Caller {
             from,

@@ -29,17 +29,18 @@ pub struct ReplyBudget(Arc<Table>);
 impl std::fmt::Debug for ReplyBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyBudget")
-            .field("interval_ns", &self.0.interval)
-            .field("tolerance_ns", &self.0.tolerance)
+            .field("interval_ns", &self.0.interval.load(Ordering::Relaxed))
+            .field("tolerance_ns", &self.0.tolerance.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
 struct Table {
     /// Nanoseconds between answers at the steady rate; 0: no budget.
-    interval: u64,
+    /// Atomic so a reload can change the rate under running workers.
+    interval: AtomicU64,
     /// How far ahead of now a bucket may run: the burst, less one answer.
-    tolerance: u64,
+    tolerance: AtomicU64,
     /// Per bucket: when it is empty again, in ns since `epoch`.
     buckets: Box<[AtomicU64]>,
     key: [u8; 32],
@@ -51,21 +52,29 @@ impl ReplyBudget {
     /// `rate` answers per second per source address, with a burst of twice
     /// that; `key` keys the bucket index (random in the shell).
     pub fn new(rate: u32, key: [u8; 32]) -> Self {
+        let b = ReplyBudget(Arc::new(Table {
+            interval: AtomicU64::new(0),
+            tolerance: AtomicU64::new(0),
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            key,
+            epoch: OnceLock::new(),
+        }));
+        b.set_rate(rate);
+        b
+    }
+
+    /// A new rate (0: no budget) from now on; buckets keep their times.
+    pub fn set_rate(&self, rate: u32) {
         let interval = if rate == 0 {
             0
         } else {
             1_000_000_000 / u64::from(rate)
         };
         let burst = (u64::from(rate) * 2).max(1);
-        ReplyBudget(Arc::new(Table {
-            interval,
-            tolerance: interval * (burst - 1),
-            buckets: (0..if rate == 0 { 0 } else { BUCKETS })
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            key,
-            epoch: OnceLock::new(),
-        }))
+        self.0
+            .tolerance
+            .store(interval * (burst - 1), Ordering::Relaxed);
+        self.0.interval.store(interval, Ordering::Relaxed);
     }
 
     fn index(&self, ip: IpAddr) -> usize {
@@ -83,7 +92,11 @@ impl ReplyBudget {
     /// Takes one answer from `ip`'s budget; false means stay silent.
     pub fn allow(&self, now: Instant, ip: IpAddr) -> bool {
         let t = &self.0;
-        if t.interval == 0 {
+        let (interval, tolerance) = (
+            t.interval.load(Ordering::Relaxed),
+            t.tolerance.load(Ordering::Relaxed),
+        );
+        if interval == 0 {
             return true;
         }
         let epoch = *t.epoch.get_or_init(|| now);
@@ -93,12 +106,12 @@ impl ReplyBudget {
         let mut seen = bucket.load(Ordering::Relaxed);
         loop {
             let start = seen.max(at);
-            if start - at > t.tolerance {
+            if start - at > tolerance {
                 return false;
             }
             match bucket.compare_exchange_weak(
                 seen,
-                start + t.interval,
+                start + interval,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {

@@ -139,6 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
         },
         Command::Serve(args) => {
             let args = *args;
+            let flags = args.options.clone();
             let config = match Config::load(args.config.as_deref(), args.options) {
                 Ok(c) => c,
                 Err(e) => {
@@ -146,11 +147,12 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            init_tracing(&config.log_level, &config.log_format);
+            let log = init_tracing(&config.log_level, &config.log_format);
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            match serve_until_signal(config) {
+            let source = (args.config.clone(), flags);
+            match serve_until_signal(config, source, log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -161,27 +163,56 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_tracing(level: &str, format: &str) {
-    let level: tracing::Level = level.parse().unwrap_or(tracing::Level::INFO);
-    let fmt = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr);
+/// The log subscriber: a level filter and a text or JSON formatter, each
+/// behind a reload handle so that a reload can change both.
+fn init_tracing(level: &str, format: &str) -> crate::net::reload::LogSetter {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{filter::LevelFilter, reload};
+    let parse = |level: &str| level.parse().unwrap_or(LevelFilter::INFO);
+    let (levels, level_handle) = reload::Layer::new(parse(level));
+    let (fmt, fmt_handle) = reload::Layer::new(log_format(format));
+    tracing_subscriber::registry().with(levels).with(fmt).init();
+    Box::new(move |level, format| {
+        level_handle
+            .reload(parse(level))
+            .and_then(|()| fmt_handle.reload(log_format(format)))
+            .map_err(|e| format!("log_level: {e}"))
+    })
+}
+
+type LevelLayer = tracing_subscriber::reload::Layer<
+    tracing_subscriber::filter::LevelFilter,
+    tracing_subscriber::Registry,
+>;
+type Leveled = tracing_subscriber::layer::Layered<LevelLayer, tracing_subscriber::Registry>;
+type FormatLayer = Box<dyn tracing_subscriber::Layer<Leveled> + Send + Sync>;
+
+/// The formatter for `format`: "json", or text.
+fn log_format(format: &str) -> FormatLayer {
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if format == "json" {
         // One flat object per line, for log shippers: the message and the
         // event's fields sit beside timestamp, level and target.
-        fmt.json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init();
+        Box::new(
+            fmt.json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false),
+        )
     } else {
-        fmt.with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
+        Box::new(
+            fmt.with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
     }
 }
 
-fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+fn serve_until_signal(
+    config: Config,
+    (file, flags): (Option<PathBuf>, Options),
+    log: crate::net::reload::LogSetter,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -200,12 +231,18 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
             }
         };
         let running = crate::serve(config, shutdown).await?;
+        running.reloader().set_source(file, flags);
+        running.reloader().set_log(log);
         if let Some(n) = &notify {
             // Every listener is bound and the store snapshot loaded.
             n.send("READY=1\nSTATUS=serving");
             tokio::spawn(feed_systemd(n.clone(), running.registry().clone()));
         }
-        tokio::spawn(reload_on_hangup(hangup, running.tls(), notify.clone()));
+        tokio::spawn(reload_on_hangup(
+            hangup,
+            running.reloader().clone(),
+            notify.clone(),
+        ));
         tokio::spawn(drain_on_usr1(usr1, running.drainer()));
         running.wait().await;
         tracing::info!("stopped");
@@ -213,11 +250,11 @@ fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// SIGHUP reads the TLS certificate and key again (coturn needs a restart
-/// or an undocumented SIGUSR2); a bad file keeps the old pair.
+/// SIGHUP reads the config file and the TLS certificate again (coturn
+/// needs a restart for most keys); an invalid file changes nothing.
 async fn reload_on_hangup(
     mut hangup: tokio::signal::unix::Signal,
-    tls: Option<std::sync::Arc<crate::net::tls::Tls>>,
+    reloader: std::sync::Arc<crate::net::reload::Reloader>,
     notify: Option<std::sync::Arc<sd_notify::Notifier>>,
 ) {
     while hangup.recv().await.is_some() {
@@ -227,14 +264,26 @@ async fn reload_on_hangup(
                 sd_notify::monotonic_usec()
             ));
         }
-        match &tls {
-            None => tracing::info!("SIGHUP: no TLS certificate configured, nothing to reload"),
-            Some(tls) => match tls.reload() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                Err(e) => {
-                    tracing::warn!("SIGHUP: TLS reload failed, keeping the old certificate: {e}")
+        match reloader.reload() {
+            Ok(r) => {
+                tracing::info!(
+                    event = "reload",
+                    applied = ?r.applied,
+                    tls = r.tls,
+                    "SIGHUP: configuration reloaded"
+                );
+                if !r.needs_restart.is_empty() {
+                    tracing::warn!(
+                        event = "reload",
+                        "SIGHUP: changed keys need a restart and were left as they were: {}",
+                        r.needs_restart.join(", ")
+                    );
                 }
-            },
+            }
+            Err(e) => tracing::warn!(
+                event = "reload",
+                "SIGHUP: reload refused, nothing changed: {e}"
+            ),
         }
         if let Some(n) = &notify {
             n.send("READY=1");
@@ -289,7 +338,7 @@ async fn feed_systemd(
 /// allocations are down to `drain_min_allocations` or at the deadline.
 async fn drain_on_usr1(mut usr1: tokio::signal::unix::Signal, drainer: crate::net::Drainer) {
     while usr1.recv().await.is_some() {
-        tracing::info!("SIGUSR1: draining");
+        tracing::info!(event = "drain", "SIGUSR1: draining");
         drainer.drain().await;
     }
 }

@@ -37,6 +37,7 @@ mod options;
 mod parse;
 mod policy;
 mod relay;
+pub mod reload;
 mod store;
 mod tls;
 

@@ -71,7 +71,7 @@ pub(super) fn shared(
 }
 
 /// Config -> TurnConfig, with the peer policy that knows this host.
-fn turn_config(
+pub(super) fn turn_config(
     config: &Config,
     listeners: &[(Transport, SocketAddr)],
     relay_ips: &[IpAddr],

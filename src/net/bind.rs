@@ -79,8 +79,8 @@ pub(super) fn listen(config: &Config, b: &mut Bound) -> Result<(), ServeError> {
             listeners
                 .push(socket::bind_tcp(tcp_addr, true).map_err(|e| bind_err(Transport::Tcp, e))?);
         }
-        tracing::info!("listening udp {udp_addr}");
-        tracing::info!("listening tcp {tcp_addr}");
+        tracing::info!(event = "listening", "listening udp {udp_addr}");
+        tracing::info!(event = "listening", "listening tcp {tcp_addr}");
         b.listeners.push((Transport::Udp, udp_addr));
         b.listeners.push((Transport::Tcp, tcp_addr));
     }
@@ -97,7 +97,7 @@ pub(super) fn rfc5780(
     }
     let set = bind_rfc5780(config, &b.listeners, &mut b.udp, b.reuse)?;
     for addr in set.local_addresses().into_iter().skip(1) {
-        tracing::info!("listening udp {addr} (RFC 5780)");
+        tracing::info!(event = "listening", "listening udp {addr} (RFC 5780)");
         b.listeners.push((Transport::Udp, addr));
     }
     Ok(Some(set))
@@ -119,12 +119,12 @@ pub(super) fn tls_listen(config: &Config, b: &mut Bound) -> Result<(), ServeErro
         for listeners in b.tcp.iter_mut().skip(1) {
             listeners.push(socket::bind_tcp(addr, true).map_err(bind_err)?);
         }
-        tracing::info!("listening tls {addr}");
+        tracing::info!(event = "listening", "listening tls {addr}");
         b.listeners.push((Transport::Tls, addr));
         if config.dtls {
             // DTLS on the same port number, UDP side.
             bind_udp_per_worker(&mut b.udp, addr, reuse, Transport::Dtls)?;
-            tracing::info!("listening dtls {addr}");
+            tracing::info!(event = "listening", "listening dtls {addr}");
             b.listeners.push((Transport::Dtls, addr));
         }
     }

@@ -16,8 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::drain::DrainControl;
 use super::status::Health;
-use super::tls::Tls;
-use crate::admin::{self, CertReload, DrainView, Probe, Readiness};
+use crate::admin::{self, DrainView, Probe, Readiness};
 use crate::turn::{SessionId, SessionView, Shared, Stats, Transport};
 
 /// A worker's latest report.
@@ -119,6 +118,7 @@ impl Registry {
             total.binding_requests += s.binding_requests;
             total.classic_binding_requests += s.classic_binding_requests;
             total.auth_unauthorized += s.auth_unauthorized;
+            total.auth_challenges += s.auth_challenges;
             total.auth_stale_nonce += s.auth_stale_nonce;
             total.auth_bad_request += s.auth_bad_request;
             total.auth_expired += s.auth_expired;
@@ -157,7 +157,7 @@ impl Registry {
 pub(crate) struct ServerControl {
     pub registry: Arc<Registry>,
     pub shared: Arc<Shared>,
-    pub tls: Option<Arc<Tls>>,
+    pub reloader: Arc<super::reload::Reloader>,
     pub listeners: Vec<(Transport, SocketAddr)>,
     pub drain: Arc<DrainControl>,
     pub health: Arc<Health>,
@@ -182,18 +182,12 @@ impl admin::Control for ServerControl {
         Box::pin(self.registry.end(id))
     }
 
-    fn reload_certs(&self) -> CertReload {
-        match &self.tls {
-            None => CertReload::NotConfigured,
-            Some(tls) => match tls.reload() {
-                Ok(()) => CertReload::Reloaded,
-                Err(e) => CertReload::Kept(e.to_string()),
-            },
-        }
+    fn reload(&self) -> Result<admin::ReloadReport, String> {
+        self.reloader.reload()
     }
 
     fn ice_urls(&self) -> Vec<String> {
-        let cfg = &self.shared.config;
+        let cfg = self.shared.config();
         let name = self.external_name.as_deref();
         ice_urls(&self.listeners, &cfg.external_ips, name, |v4| {
             cfg.relay_ip(v4)

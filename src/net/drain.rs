@@ -181,6 +181,7 @@ impl Drainer {
     pub async fn drain(&self) {
         let view = self.0.start(None).await;
         tracing::info!(
+            event = "drain",
             "draining: {} allocations, deadline {:?}",
             view.allocations,
             view.deadline
@@ -200,7 +201,7 @@ pub(super) async fn drain_loop(
         let draining = control.lock().is_some();
         if draining {
             if let Some(why) = control.exit_reason(Instant::now()) {
-                tracing::info!("{why}: exiting");
+                tracing::info!(event = "drain", "{why}: exiting");
                 let _ = stop_server.send(true);
                 return;
             }

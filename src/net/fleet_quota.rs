@@ -211,6 +211,7 @@ impl FleetQuota {
             Ok(Ok(_)) => {
                 if self.shared.quotas.fleet.recover() {
                     tracing::info!(
+                        event = "store_reachable",
                         "fleet quotas: the store answers again; quotas count the whole fleet"
                     );
                 }
@@ -224,6 +225,7 @@ impl FleetQuota {
     fn fall_back(&self, why: &str) {
         if self.shared.quotas.fleet.fall_back() {
             tracing::warn!(
+                event = "store_unreachable",
                 "fleet quotas: store unreachable ({why}); this node enforces every quota locally until it answers"
             );
         }

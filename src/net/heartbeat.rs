@@ -73,13 +73,16 @@ pub(super) async fn heartbeat_loop(
         match written {
             Ok(()) => {
                 if failing {
-                    tracing::info!("node registry reachable again");
+                    tracing::info!(event = "store_reachable", "node registry reachable again");
                 }
                 failing = false;
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!("node registry unreachable, heartbeat retried: {e}");
+                    tracing::warn!(
+                        event = "store_unreachable",
+                        "node registry unreachable, heartbeat retried: {e}"
+                    );
                 }
                 failing = true;
             }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The per-source key: the address, or its /64 for IPv6.
@@ -39,10 +40,11 @@ struct Counts {
 }
 
 pub struct ConnLimits {
-    per_ip: u32,
+    /// The caps are atomics: a reload changes them for new connections.
+    per_ip: AtomicU32,
     /// Connections without an allocation per source: `per_ip / 4`, at least 1.
-    unbound_per_ip: u32,
-    total: u32,
+    unbound_per_ip: AtomicU32,
+    total: AtomicU32,
     counts: Mutex<Counts>,
 }
 
@@ -65,12 +67,22 @@ pub enum Refused {
 
 impl ConnLimits {
     pub fn new(per_ip: u32, total: u32) -> Arc<Self> {
-        Arc::new(ConnLimits {
-            per_ip,
-            unbound_per_ip: (per_ip / 4).max(1),
-            total,
+        let l = Arc::new(ConnLimits {
+            per_ip: AtomicU32::new(0),
+            unbound_per_ip: AtomicU32::new(0),
+            total: AtomicU32::new(0),
             counts: Mutex::new(Counts::default()),
-        })
+        });
+        l.set(per_ip, total);
+        l
+    }
+
+    /// New caps for the next connections; open ones stay, even above them.
+    pub fn set(&self, per_ip: u32, total: u32) {
+        self.per_ip.store(per_ip, Ordering::Relaxed);
+        self.unbound_per_ip
+            .store((per_ip / 4).max(1), Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -81,14 +93,14 @@ impl ConnLimits {
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, Refused> {
         let key = source_key(ip);
         let mut c = self.counts();
-        if c.total >= self.total {
+        if c.total >= self.total.load(Ordering::Relaxed) {
             return Err(Refused::Total);
         }
         let s = c.per_source.entry(key).or_default();
-        if s.open >= self.per_ip {
+        if s.open >= self.per_ip.load(Ordering::Relaxed) {
             return Err(Refused::PerSource);
         }
-        if s.unbound >= self.unbound_per_ip {
+        if s.unbound >= self.unbound_per_ip.load(Ordering::Relaxed) {
             return Err(Refused::Unallocated);
         }
         s.open += 1;

@@ -14,6 +14,7 @@
 //! the session view ([`fleet_sessions`]) and PostgreSQL notifications
 //! that wake them and [`sync`] ([`listen`]).
 
+mod alerts;
 mod assemble;
 pub(crate) mod batch;
 mod bind;
@@ -26,6 +27,7 @@ mod fleet_sessions;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod listen;
+pub mod reload;
 mod socket;
 mod status;
 mod sync;
@@ -91,9 +93,15 @@ pub struct Running {
     limits: Arc<limits::ConnLimits>,
     drain: Arc<drain::DrainControl>,
     health: Option<SocketAddr>,
+    reloader: Arc<reload::Reloader>,
 }
 
 impl Running {
+    /// Reads the config file again (SIGHUP); see [`reload::Reloader`].
+    pub fn reloader(&self) -> &Arc<reload::Reloader> {
+        &self.reloader
+    }
+
     /// Every bound listener, in bind order.
     pub fn listeners(&self) -> &[(Transport, SocketAddr)] {
         &self.listeners
@@ -232,7 +240,7 @@ pub async fn serve(
         nonce: store.fleet_key("nonce").await?,
         reservation_token: store.fleet_key("reservation_token").await?,
     };
-    let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot, fleet)?;
+    let shared = assemble::shared(&config, &listeners, &relay_ips, snapshot.clone(), fleet)?;
 
     let (stop, stop_rx) = watch::channel(false);
     let fleet_quota = fleet_quota::start(&store, &config.node_name, &shared, stop_rx.clone());
@@ -274,13 +282,27 @@ pub async fn serve(
             stop_rx.clone(),
         ));
     }
-    tokio::spawn(sync::sync_loop(
-        store.clone(),
+    let credentials = Arc::new(sync::Credentials::new(
         shared.clone(),
         config.clone(),
+        snapshot,
+    ));
+    tokio::spawn(sync::sync_loop(
+        store.clone(),
+        credentials.clone(),
+        config.realm.clone(),
         revision,
         wake.clone(),
         stop_rx.clone(),
+    ));
+    let reloader = Arc::new(reload::Reloader::new(
+        config.clone(),
+        shared.clone(),
+        streams.clone(),
+        tls.clone(),
+        credentials,
+        listeners.clone(),
+        relay_ips.clone(),
     ));
     let drain = Arc::new(drain::DrainControl::new(
         shared.clone(),
@@ -293,10 +315,15 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     tokio::spawn(status::stop_with(stop_rx.clone(), health_stop));
+    tokio::spawn(alerts::alert_loop(
+        registry.clone(),
+        alerts::ALERT_EVERY,
+        stop_rx.clone(),
+    ));
     let control = Arc::new(ServerControl {
         registry: registry.clone(),
         shared: shared.clone(),
-        tls: tls.clone(),
+        reloader: reloader.clone(),
         listeners: listeners.clone(),
         drain: drain.clone(),
         health: health.clone(),
@@ -340,6 +367,7 @@ pub async fn serve(
         limits: streams.limits.clone(),
         drain,
         health: health_addr,
+        reloader,
     })
 }
 
@@ -357,7 +385,7 @@ async fn start_health(
     let (bound, task) = crate::admin::serve_health(addr, health, shutdown)
         .await
         .map_err(|source| ServeError::Health { addr, source })?;
-    tracing::info!("health endpoints http://{bound}");
+    tracing::info!(event = "listening", "health endpoints http://{bound}");
     tokio::spawn(task);
     Ok(Some(bound))
 }
@@ -393,7 +421,7 @@ async fn start_admin(
     let (bound, task) = crate::admin::serve(addr, state, shutdown)
         .await
         .map_err(|source| ServeError::Admin { addr, source })?;
-    tracing::info!("admin api http://{bound}");
+    tracing::info!(event = "listening", "admin api http://{bound}");
     tokio::spawn(task);
     Ok(Some(bound))
 }

@@ -5,7 +5,7 @@
 //! ([`super::listen`]) and, as the fallback and SQLite's only way, every
 //! [`SYNC_EVERY`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
@@ -19,25 +19,57 @@ use crate::turn::Shared;
 /// How often running servers look for store changes without being told.
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// The credential directory's two halves: the config's static users and
+/// secrets (a reload changes them) and the store's last snapshot (this
+/// loop changes it). A change to either rebuilds the whole.
+pub(super) struct Credentials {
+    shared: Arc<Shared>,
+    halves: Mutex<(Arc<Config>, Snapshot)>,
+}
+
+impl Credentials {
+    pub(super) fn new(shared: Arc<Shared>, config: Arc<Config>, stored: Snapshot) -> Self {
+        Credentials {
+            shared,
+            halves: Mutex::new((config, stored)),
+        }
+    }
+
+    fn rebuild(&self, change: impl FnOnce(&mut (Arc<Config>, Snapshot))) {
+        let mut h = self.halves.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut h);
+        self.shared.auth.replace(directory(&h.0, h.1.clone()));
+    }
+
+    /// New static users and secrets (a reload).
+    pub(super) fn set_config(&self, config: Arc<Config>) {
+        self.rebuild(|h| h.0 = config);
+    }
+
+    fn set_stored(&self, stored: Snapshot) {
+        self.rebuild(|h| h.1 = stored);
+    }
+}
+
 /// Reloads the credential snapshot whenever the store's revision moves.
 /// A failing store keeps the last good snapshot and says so once.
 pub(super) async fn sync_loop(
     store: Store,
-    shared: Arc<Shared>,
-    config: Arc<Config>,
+    credentials: Arc<Credentials>,
+    realm: String,
     revision: i64,
     wake: Arc<super::listen::Wakeups>,
     stop: watch::Receiver<bool>,
 ) {
     let follow = Follow {
         store,
-        realm: config.realm.clone(),
+        realm,
         every: SYNC_EVERY,
         revision,
     };
     follow
         .run(&wake.revision, stop, |snapshot| {
-            shared.auth.replace(directory(&config, snapshot))
+            credentials.set_stored(snapshot)
         })
         .await
 }
@@ -88,14 +120,17 @@ impl Follow {
             match result {
                 Ok(now) => {
                     if failing {
-                        tracing::info!("store reachable again");
+                        tracing::info!(event = "store_reachable", "store reachable again");
                     }
                     failing = false;
                     self.revision = now;
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!("store unreachable, keeping the last credentials: {e}");
+                        tracing::warn!(
+                            event = "store_unreachable",
+                            "store unreachable, keeping the last credentials: {e}"
+                        );
                     }
                     failing = true;
                 }

@@ -267,7 +267,7 @@ impl Store {
 }
 
 /// The store's content for one realm, as the server loads it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub users: Vec<(String, crate::auth::UserKeys)>,
     pub secrets: Vec<crate::auth::rest::Secret>,

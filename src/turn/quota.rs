@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Which quota refused an allocation (both are answered with 486).
@@ -120,9 +120,10 @@ impl FleetStatus {
 #[derive(Debug, Default)]
 pub struct Quotas {
     /// 0 = unlimited.
-    user_quota: u32,
-    total_quota: u32,
-    per_source_quota: u32,
+    /// Atomics: a reload changes them under running workers.
+    user_quota: AtomicU32,
+    total_quota: AtomicU32,
+    per_source_quota: AtomicU32,
     state: Mutex<State>,
     /// Fleet counting (issue 15), set by the shell.
     pub fleet: FleetStatus,
@@ -149,9 +150,9 @@ impl Quotas {
     /// per-source cap until [`Quotas::with_per_source`].
     pub fn new(user_quota: u32, total_quota: u32) -> Self {
         Quotas {
-            user_quota,
-            total_quota,
-            per_source_quota: 0,
+            user_quota: AtomicU32::new(user_quota),
+            total_quota: AtomicU32::new(total_quota),
+            per_source_quota: AtomicU32::new(0),
             state: Mutex::default(),
             fleet: FleetStatus::default(),
         }
@@ -165,16 +166,26 @@ impl Quotas {
     /// The limits `limits` resolve to, as the fleet counts them.
     pub fn fleet_limits(&self, limits: Limits) -> FleetLimits {
         FleetLimits {
-            user: limits.user.unwrap_or(self.user_quota),
+            user: limits
+                .user
+                .unwrap_or(self.user_quota.load(Ordering::Relaxed)),
             realm: limits.realm.unwrap_or(0),
-            total: self.total_quota,
+            total: self.total_quota.load(Ordering::Relaxed),
         }
     }
 
     /// Caps allocations per client address (IPv6: per /64); 0 = unlimited.
     pub fn with_per_source(mut self, max: u32) -> Self {
-        self.per_source_quota = max;
+        self.per_source_quota = AtomicU32::new(max);
         self
+    }
+
+    /// New limits for the next Allocates (a reload); allocations already
+    /// counted stay, even above a lowered limit.
+    pub fn set_limits(&self, user_quota: u32, total_quota: u32, per_source: u32) {
+        self.user_quota.store(user_quota, Ordering::Relaxed);
+        self.total_quota.store(total_quota, Ordering::Relaxed);
+        self.per_source_quota.store(per_source, Ordering::Relaxed);
     }
 
     /// Counts one allocation for `user` from `source`, or says which quota
@@ -183,17 +194,21 @@ impl Quotas {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = source_key(source);
         let from_source = s.per_source.get(&key).copied().unwrap_or(0);
-        if self.per_source_quota != 0 && from_source >= self.per_source_quota {
+        let per_source = self.per_source_quota.load(Ordering::Relaxed);
+        if per_source != 0 && from_source >= per_source {
             return Err(QuotaExceeded::Source);
         }
-        if self.total_quota != 0 && s.total >= self.total_quota {
+        let total = self.total_quota.load(Ordering::Relaxed);
+        if total != 0 && s.total >= total {
             return Err(QuotaExceeded::Total);
         }
         if limits.realm.is_some_and(|r| r != 0 && s.total >= r) {
             return Err(QuotaExceeded::Realm);
         }
         let n = s.per_user.get(user).copied().unwrap_or(0);
-        let user_quota = limits.user.unwrap_or(self.user_quota);
+        let user_quota = limits
+            .user
+            .unwrap_or(self.user_quota.load(Ordering::Relaxed));
         if user_quota != 0 && n >= user_quota {
             return Err(QuotaExceeded::User);
         }

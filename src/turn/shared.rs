@@ -18,8 +18,8 @@ pub(crate) const RESERVATION_TTL: Duration = Duration::from_secs(30);
 
 /// State shared by every worker.
 pub struct Shared {
-    /// The TURN settings.
-    pub config: TurnConfig,
+    /// The TURN settings; a reload swaps them whole ([`Shared::config`]).
+    config: arc_swap::ArcSwap<TurnConfig>,
     /// Verifies requests against the realm's credentials.
     pub auth: Authenticator,
     /// Allocation counts per user, source and in total.
@@ -75,7 +75,7 @@ impl Shared {
     ) -> Self {
         let reply_budget = ReplyBudget::new(config.auth_reply_rate, keys.reply_budget);
         Shared {
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
             auth,
             quotas,
             ports: Mutex::new(ports),
@@ -85,6 +85,19 @@ impl Shared {
             reply_budget,
             drain: Drain::default(),
         }
+    }
+
+    /// The TURN settings now. Each request reads them once; a reload
+    /// takes effect for the next.
+    pub fn config(&self) -> arc_swap::Guard<std::sync::Arc<TurnConfig>> {
+        self.config.load()
+    }
+
+    /// New settings for new work (a reload): existing allocations keep
+    /// what they were granted.
+    pub fn reconfigure(&self, config: TurnConfig) {
+        self.reply_budget.set_rate(config.auth_reply_rate);
+        self.config.store(std::sync::Arc::new(config));
     }
 
     pub(crate) fn ports(&self) -> MutexGuard<'_, PortPool> {
@@ -100,7 +113,7 @@ impl Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("config", &self.config)
+            .field("config", &self.config.load())
             .finish_non_exhaustive()
     }
 }

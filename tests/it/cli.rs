@@ -194,11 +194,11 @@ fn serve_logs_one_line_per_listener_answers_and_stops_on_sigterm() {
 }
 
 /// Issue 16: `--log-format json` makes every line one JSON object with
-/// timestamp, level, target and message (and the event's fields).
-#[test]
-fn json_logs_are_one_object_per_line_with_the_documented_fields() {
-    let (mut child, lines, mut rest) =
-        spawn_serve(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
+/// timestamp, level, target and message (and the event's fields), and the
+/// lines operators alert on carry a stable `event` name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_documented_fields() {
+    let (child, lines, rest) = spawn_serve(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
     let udp_line = lines
         .iter()
         .find(|l| l.contains("listening udp 127.0.0.1:"))
@@ -212,24 +212,39 @@ fn json_logs_are_one_object_per_line_with_the_documented_fields() {
         .unwrap()
         .parse()
         .unwrap();
+    let log = crate::reload::Log::follow(rest);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     binding(&sock, addr);
+    // A signed Allocate from an unknown user: one bad credential, which
+    // the next summary (every 10 s) reports.
+    let mut c = crate::turn_client::TurnClient::connect_as(addr, "nobody", "wrong").await;
+    assert_eq!(c.allocate(None).await, Err(401));
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut all: Vec<String> = lines.clone();
+    all.extend(log.until(|l| l.contains("\"auth_failure\"")));
     sigterm(&child);
+    all.extend(log.rest());
+    let mut child = child;
     assert!(child.wait().unwrap().success());
-    let mut tail = String::new();
-    std::io::Read::read_to_string(&mut rest, &mut tail).unwrap();
-    let all: Vec<&str> = lines
-        .iter()
-        .map(|l| l.as_str())
-        .chain(tail.lines())
-        .collect();
-    assert!(all.len() >= 4, "{all:?}");
+    let mut events = std::collections::BTreeSet::new();
     for line in &all {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for key in ["timestamp", "level", "target", "message"] {
             assert!(v[key].is_string(), "{key} missing: {line}");
         }
+        if let Some(e) = v.get("event") {
+            events.insert(e.as_str().expect("event is a string").to_string());
+        }
+        if v["event"] == "auth_failure" {
+            assert_eq!(v["bad_credentials"], 1, "{line}");
+        }
+    }
+    for e in ["listening", "reload", "auth_failure"] {
+        assert!(events.contains(e), "no {e} event in {all:?}");
     }
     assert!(all.iter().any(|l| l.contains("SIGTERM")), "{all:?}");
 }

@@ -19,6 +19,7 @@ mod policy;
 mod probe_turn;
 mod props;
 mod reflection;
+mod reload;
 mod secrets;
 mod secure;
 mod select;

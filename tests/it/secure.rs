@@ -237,7 +237,7 @@ async fn one_port_serves_tls_and_plain_tcp_and_alpn_stun_turn() {
 }
 
 /// The echo of one relayed datagram: the allocation still works.
-async fn relays(c: &mut TurnClient, peer: &tokio::net::UdpSocket) {
+pub(crate) async fn relays(c: &mut TurnClient, peer: &tokio::net::UdpSocket) {
     let to = peer.local_addr().unwrap();
     c.create_permission(to).await.unwrap();
     c.send_to_peer(to, b"still here").await;
@@ -319,7 +319,7 @@ async fn sighup_swaps_the_certificate_for_new_handshakes_and_keeps_allocations()
         line.clear();
         assert!(log.read_line(&mut line).unwrap() > 0, "server ended");
         if line.contains("SIGHUP") {
-            assert!(line.contains("keeping the old certificate"), "{line}");
+            assert!(line.contains("kept the old certificate"), "{line}");
             assert!(line.contains("cert.pem"), "names the file: {line}");
             break;
         }

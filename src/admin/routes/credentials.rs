@@ -63,9 +63,15 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
     // Said once per outage, not once per request.
     if STORE_DOWN.swap(store_down, Ordering::Relaxed) != store_down {
         if store_down {
-            tracing::warn!("credentials: store unreachable, answering with this node only");
+            tracing::warn!(
+                event = "store_unreachable",
+                "credentials: store unreachable, answering with this node only"
+            );
         } else {
-            tracing::info!("credentials: store reachable again");
+            tracing::info!(
+                event = "store_reachable",
+                "credentials: store reachable again"
+            );
         }
     }
     let (secrets, rows) = if store_down {

@@ -42,6 +42,7 @@ pub(super) async fn start_drain(Extract(s): Extract<State>, caller: Caller, byte
     }
     let view = s.0.control.drain(deadline_s).await;
     tracing::info!(
+        event = "drain",
         "{actor}: draining, {} allocations, deadline {:?}",
         view.allocations,
         view.deadline
@@ -52,6 +53,6 @@ pub(super) async fn start_drain(Extract(s): Extract<State>, caller: Caller, byte
 pub(super) async fn end_drain(Extract(s): Extract<State>, caller: Caller) -> Reply {
     let actor = guard(&s, &caller, None)?;
     let view = s.0.control.undrain();
-    tracing::info!("{actor}: drain ended, ready");
+    tracing::info!(event = "drain", "{actor}: drain ended, ready");
     Ok(Json(serde_json::to_value(view).unwrap_or_default()))
 }

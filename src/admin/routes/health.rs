@@ -60,6 +60,8 @@ pub(crate) async fn serve_health(
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    // Balancers probe it from anywhere: bounded as the admin API is.
+    let listener = crate::admin::listener::Bounded::new(listener, crate::admin::listener::BOUNDS);
     let app = router(probe);
     let task = async move {
         if let Err(e) = axum::serve(listener, app)

@@ -1,4 +1,4 @@
-//! `/api/v1/reload`: the TLS certificate and key, read again.
+//! `/api/v1/reload`: the config file and the TLS certificate, read again.
 
 use axum::extract::State as Extract;
 use axum::http::StatusCode;
@@ -7,24 +7,41 @@ use serde_json::json;
 
 use super::Reply;
 use crate::admin::auth::guard;
-use crate::admin::{ApiError, Caller, CertReload, State};
+use crate::admin::{ApiError, Caller, State};
 
-/// Reads the TLS certificate and key again. A bad file keeps the old pair
-/// and answers 422 with the reason (which names the file, never its bytes).
+/// Reads the config file and the certificate again, as SIGHUP does, and
+/// says which changed keys took effect and which wait for a restart. An
+/// invalid file or certificate changes nothing and answers 422 with the
+/// reason (which names the key or file, never a secret).
 pub(super) async fn reload(Extract(s): Extract<State>, caller: Caller) -> Reply {
     let actor = guard(&s, &caller, None)?;
-    match s.0.control.reload_certs() {
-        CertReload::NotConfigured => Ok(Json(json!({"tls": "not configured"}))),
-        CertReload::Reloaded => {
-            tracing::info!("{actor}: TLS certificate reloaded");
-            Ok(Json(json!({"tls": "reloaded"})))
+    match s.0.control.reload() {
+        Ok(r) => {
+            tracing::info!(
+                event = "reload",
+                applied = ?r.applied,
+                needs_restart = ?r.needs_restart,
+                "{actor}: configuration reloaded"
+            );
+            if !r.needs_restart.is_empty() {
+                tracing::warn!(
+                    event = "reload",
+                    "changed keys need a restart and were left as they were: {}",
+                    r.needs_restart.join(", ")
+                );
+            }
+            Ok(Json(json!({
+                "applied": r.applied,
+                "needs_restart": r.needs_restart,
+                "tls": r.tls,
+            })))
         }
-        CertReload::Kept(e) => {
-            tracing::warn!("{actor}: TLS reload failed, keeping the old certificate: {e}");
-            Err(ApiError(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("kept the old certificate: {e}"),
-            ))
+        Err(e) => {
+            tracing::warn!(
+                event = "reload",
+                "{actor}: reload refused, nothing changed: {e}"
+            );
+            Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))
         }
     }
 }

@@ -255,7 +255,12 @@ async fn serve_stream<S>(
     // writes them: clients such as turnutils_uclient take one SSL_read as
     // one message and lose the rest of a record that holds several.
     let one_per_record = tuple.transport == Transport::Tls;
-    let classic = w.core.borrow().shared().config.stun_backward_compatibility;
+    let classic = w
+        .core
+        .borrow()
+        .shared()
+        .config()
+        .stun_backward_compatibility;
     let writer = tokio::task::spawn_local(async move {
         let mut sending = Vec::new();
         loop {

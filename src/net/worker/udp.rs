@@ -37,7 +37,7 @@ impl NatSide {
         let service = Service::new(
             n.addresses,
             n.software,
-            shared.config.stun_backward_compatibility,
+            shared.config().stun_backward_compatibility,
             shared.reply_budget.clone(),
         );
         let mine = service.addresses().local_addresses();

@@ -60,7 +60,7 @@ impl Server {
         ctx: &Ctx,
         msg: &Message<'_>,
     ) -> Result<Plan, u16> {
-        let cfg = &self.shared.config;
+        let cfg = self.shared.config();
         // "If the REQUESTED-TRANSPORT attribute is not included or is
         // malformed, the server rejects the request with a 400 (Bad Request)
         // error. Otherwise, if the attribute is included but specifies a
@@ -225,7 +225,7 @@ impl Server {
         for (i, &family) in plan.families.iter().enumerate() {
             let ip = self
                 .shared
-                .config
+                .config()
                 .relay_ip(family.is_v4())
                 .expect("checked");
             let port = match plan.reserved {
@@ -255,7 +255,7 @@ impl Server {
             relays.push(Relay {
                 id: RelayId(0),
                 local,
-                advertised: self.shared.config.advertised(local),
+                advertised: self.shared.config().advertised(local),
                 open: false,
             });
         }
@@ -314,7 +314,7 @@ impl Server {
             .quota_of(user)
             .bps
             .or(dir.realm_quota.bps)
-            .unwrap_or(self.shared.config.max_bps);
+            .unwrap_or(self.shared.config().max_bps);
         bps as f64 / 8.0
     }
 }

@@ -54,7 +54,7 @@ impl Server {
                 match next {
                     Some(port) => {
                         r.local = SocketAddr::new(old.ip(), port);
-                        r.advertised = self.shared.config.advertised(r.local);
+                        r.advertised = self.shared.config().advertised(r.local);
                         let request = Self::open_relay(relay, r.local, a.dont_fragment, a.tcp);
                         self.requests.push_back(request);
                         return;

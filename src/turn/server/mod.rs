@@ -166,7 +166,7 @@ impl Server {
         }
         let msg = match Message::parse(bytes) {
             Ok(m) => m,
-            Err(ParseError::BadMagicCookie) if self.shared.config.stun_backward_compatibility => {
+            Err(ParseError::BadMagicCookie) if self.shared.config().stun_backward_compatibility => {
                 self.classic_binding(now, tuple, bytes);
                 return None;
             }
@@ -225,7 +225,14 @@ impl Server {
                     session.as_ref(),
                 ) {
                     Ok(a) => a,
-                    Err(r) => return self.reject(now, &ctx, r),
+                    Err(r) => {
+                        let unsigned = msg.integrity_offset().is_none()
+                            && msg.integrity_sha256_offset().is_none();
+                        if unsigned && matches!(r, Rejection::Unauthorized) {
+                            self.stats.auth_challenges += 1;
+                        }
+                        return self.reject(now, &ctx, r);
+                    }
                 };
                 if self.expired(now, msg.method(), &auth) {
                     self.stats.auth_expired += 1;
@@ -238,10 +245,10 @@ impl Server {
                     Method::ALLOCATE => self.allocate(now, &ctx, msg, auth),
                     Method::REFRESH => self.refresh(now, &ctx, msg, auth),
                     Method::CREATE_PERMISSION => self.create_permission(now, &ctx, msg, auth),
-                    Method::CONNECT if self.shared.config.tcp_relay => {
+                    Method::CONNECT if self.shared.config().tcp_relay => {
                         self.connect(now, &ctx, msg, auth)
                     }
-                    Method::CONNECTION_BIND if self.shared.config.tcp_relay => {
+                    Method::CONNECTION_BIND if self.shared.config().tcp_relay => {
                         self.connection_bind(now, &ctx, msg, auth)
                     }
                     // RFC 6062 off: as for any method we do not serve.
@@ -279,7 +286,7 @@ impl Server {
     /// every request (RFC 7635: the token's lifetime bounds the use of
     /// its mac key), including those signed with its key alone.
     fn expired(&self, now: Instant, method: Method, auth: &Authenticated) -> bool {
-        let policy = crate::auth::ExpiryPolicy::strict(self.shared.config.strict_expiry);
+        let policy = crate::auth::ExpiryPolicy::strict(self.shared.config().strict_expiry);
         self.shared.auth.expired(now, method, &auth.origin, policy)
     }
 
@@ -287,7 +294,8 @@ impl Server {
         // Built on the stack and copied out at its size: a 1,500-byte
         // buffer per queued answer would multiply a pipelined burst.
         let mut buf = [0u8; CONTROL_MAX];
-        let software = self.shared.config.software.as_deref();
+        let cfg = self.shared.config();
+        let software = cfg.software.as_deref();
         if let Some(n) = crate::binding::answer_with(msg, tuple.client, software, &mut buf) {
             self.transmits.push_back(Transmit {
                 to: tuple,
@@ -312,7 +320,8 @@ impl Server {
             return;
         }
         let mut buf = [0u8; CONTROL_MAX];
-        let software = self.shared.config.software.as_deref();
+        let cfg = self.shared.config();
+        let software = cfg.software.as_deref();
         if let Some(n) = crate::binding::answer_classic(&msg, tuple.client, software, &mut buf) {
             self.transmits.push_back(Transmit {
                 to: tuple,

@@ -26,7 +26,7 @@ impl Server {
         // RFC 8656: "The server MAY impose restrictions on the IP address
         // ... if a value is not allowed, the server rejects the request with
         // a 403 (Forbidden) error."
-        if !self.shared.config.policy.allows(peer) {
+        if !self.shared.config().policy.allows(peer) {
             return Err(FORBIDDEN);
         }
         // RFC 8656: an XOR-PEER-ADDRESS of another address family than the
@@ -64,7 +64,7 @@ impl Server {
         if peers.is_empty() {
             return self.error(now, ctx, BAD_REQUEST, &signer);
         }
-        let max = self.shared.config.max_permissions;
+        let max = self.shared.config().max_permissions;
         let a = self.allocations[slot as usize].as_mut().expect("live");
         a.sweep(now);
         let new = peers
@@ -113,8 +113,8 @@ impl Server {
             Err(code) => return self.error(now, ctx, code, &signer),
         };
         let (max_channels, max_permissions) = (
-            self.shared.config.max_channels,
-            self.shared.config.max_permissions,
+            self.shared.config().max_channels,
+            self.shared.config().max_permissions,
         );
         let a = self.allocations[slot as usize].as_mut().expect("live");
         a.sweep(now);

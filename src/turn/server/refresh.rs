@@ -56,7 +56,7 @@ impl Server {
     /// server's maximum allowed lifetime", but never below the default. A
     /// malformed LIFETIME is a 400.
     pub(super) fn lifetime(&self, msg: &Message<'_>) -> Result<Duration, u16> {
-        let cfg = &self.shared.config;
+        let cfg = self.shared.config();
         match attr::get::<Lifetime>(msg)? {
             None => Ok(cfg.default_lifetime),
             Some(Lifetime(asked)) if asked.is_zero() => Ok(Duration::ZERO),

@@ -71,7 +71,7 @@ impl Server {
         // permission, the indication is discarded.
         let peer = XorPeerAddress::require(msg).ok()?;
         let data = msg.get(AttributeType::DATA)?;
-        if !self.shared.config.policy.allows(peer) {
+        if !self.shared.config().policy.allows(peer) {
             return None;
         }
         let a = self.allocations[slot as usize].as_mut()?;

@@ -108,7 +108,7 @@ impl Server {
             Answer::ErrorWithReason(code, reason) => b.add_error_code(code, reason),
         }
         content(&mut b);
-        if let Some(software) = &self.shared.config.software {
+        if let Some(software) = &self.shared.config().software {
             b.add_software(software);
         }
         if let Some(s) = signer {

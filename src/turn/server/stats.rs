@@ -21,6 +21,9 @@ pub struct Stats {
     /// Authentication failures answered 401 (Unauthorized), counted even
     /// when the reply budget leaves them unanswered.
     pub auth_unauthorized: u64,
+    /// Of those 401s, the ones to requests without integrity: the
+    /// challenge every client gets first, not a failure.
+    pub auth_challenges: u64,
     /// Authentication failures answered 438 (Stale Nonce), likewise.
     pub auth_stale_nonce: u64,
     /// Authentication failures answered 400 (Bad Request), likewise.

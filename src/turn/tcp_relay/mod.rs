@@ -164,7 +164,7 @@ impl Server {
     /// Takes a place for one more peer connection of allocation `slot`:
     /// under its cap, its user's cap and (for a Connect) its rate.
     fn peer_connection_allowed(&mut self, now: Instant, slot: u32, connect: bool) -> bool {
-        let cfg = &self.shared.config;
+        let cfg = self.shared.config();
         let (max, max_user) = (cfg.max_peer_connections, cfg.max_peer_connections_per_user);
         let generation = self.allocation_at(slot).generation;
         let connecting = self
@@ -240,7 +240,7 @@ impl Server {
         if !a.tcp || !a.is_active() || !a.has_permission(now, from.ip()) {
             return None;
         }
-        if !self.shared.config.policy.allows(from) {
+        if !self.shared.config().policy.allows(from) {
             return None;
         }
         let tuple = a.tuple;
@@ -282,7 +282,7 @@ impl Server {
         );
         b.add(AttributeType::CONNECTION_ID, &conn.0.to_be_bytes());
         b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer);
-        if let Some(software) = &self.shared.config.software {
+        if let Some(software) = &self.shared.config().software {
             b.add_software(software);
         }
         b.add_fingerprint();

@@ -293,7 +293,7 @@ fn dont_fragment_is_passed_to_the_relay_socket() {
 #[test]
 fn external_ip_is_what_clients_are_told() {
     let mut h = harness(Opts::default());
-    let mut config = h.server.shared().config.clone();
+    let mut config = (**h.server.shared().config()).clone();
     config.external_ips = vec![(
         "192.0.2.10".parse().unwrap(),
         "203.0.113.77".parse().unwrap(),
