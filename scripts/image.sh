@@ -88,7 +88,14 @@ for d in lib lib64; do
   [ -d "$ctx/$d" ] || sed -i "\|^COPY $d/|d" "$ctx/Containerfile"
 done
 
+old=$(podman image inspect -f '{{.Id}}' "localhost/turnpike:$VERSION" 2>/dev/null || true)
 # --format docker: the OCI image format has no HEALTHCHECK.
 podman build --quiet --format docker -f "$ctx/Containerfile" \
   -t "localhost/turnpike:$VERSION" -t localhost/turnpike:latest "$ctx" >/dev/null
+new=$(podman image inspect -f '{{.Id}}' "localhost/turnpike:$VERSION")
+# A rebuild leaves the previous image untagged: drop it unless a container
+# still uses it, so repeated runs do not fill the disk.
+if [ -n "$old" ] && [ "$old" != "$new" ]; then
+  podman rmi "$old" >/dev/null 2>&1 || true
+fi
 echo "localhost/turnpike:$VERSION"
