@@ -111,7 +111,7 @@ grep -q '^# edited by the admin' "$root/etc/turnpike/turnserver.toml" 2>/dev/nul
 dpkg_root --purge turnpike >"$work/dpkg.log" 2>&1 || fail "dpkg --purge failed: $(tail -n 3 "$work/dpkg.log" | tr '\n' ' ')"
 [ ! -e "$root/etc/turnpike/turnserver.toml" ] || fail "purge left the conffile"
 [ ! -e "$root/etc/turnpike" ] || fail "purge left /etc/turnpike"
-[ ! -e "$root/var/lib/turnpike" ] && [ ! -L "$root/var/lib/turnpike" ] || fail "purge left /var/lib/turnpike"
+if [ -e "$root/var/lib/turnpike" ] || [ -L "$root/var/lib/turnpike" ]; then fail "purge left /var/lib/turnpike"; fi
 [ ! -e "$root/var/lib/private/turnpike" ] || fail "purge left /var/lib/private/turnpike"
 [ ! -L "$root/etc/systemd/system/multi-user.target.wants/turnpike.service" ] || fail "purge left the unit enabled"
 

@@ -104,7 +104,7 @@ done
 
 # ---- who it runs as --------------------------------------------------------------
 pid=$(podman inspect -f '{{.State.Pid}}' "$name")
-[ -n "$pid" ] && [ "$pid" != 0 ] || fail "no main process for the container"
+if [ -z "$pid" ] || [ "$pid" = 0 ]; then fail "no main process for the container"; fi
 uids=$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")
 [ "$uids" = "10001 10001 10001 10001" ] || fail "the server runs with uids '$uids', not 10001"
 cap_eff=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")
