@@ -72,3 +72,23 @@ stop_test_postgres() {
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# setup_podman: Debian's podman and runc, and a containers.conf for hosts
+# without systemd (cgroupfs, not systemd's cgroup manager) whose hard
+# open-file limit is below podman's default per-container ulimits.
+# Exports CONTAINERS_CONF (target/podman/containers.conf), so the host's
+# /etc/containers is left alone.
+setup_podman() {
+  apt_install podman runc
+  mkdir -p target/podman
+  cat >target/podman/containers.conf <<'CONF'
+[containers]
+default_ulimits = []
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+CONF
+  CONTAINERS_CONF=$(pwd)/target/podman/containers.conf
+  export CONTAINERS_CONF
+}

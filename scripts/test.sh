@@ -40,6 +40,13 @@ if ! scripts/soak.sh 1; then
   echo "error: the 60-second soak failed" >&2
   exit 1
 fi
+# The Debian package and the OCI image, from the soak's release build:
+# contents, unit, install/upgrade/remove/purge in a throwaway root; the
+# container relays, passes its HEALTHCHECK and runs unprivileged.
+echo "== tests/package/deb.sh"
+tests/package/deb.sh
+echo "== tests/package/image.sh"
+tests/package/image.sh
 # A short fuzz run of every target, two at a time, on a dev build (cheaper
 # to build; the long runs are scripts/fuzz.sh's default); a crash fails.
 echo "== fuzz (FUZZ_DEV=1 scripts/fuzz.sh 20)"

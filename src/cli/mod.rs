@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
 mod drain;
+mod generate;
 mod health;
 mod nat_json;
 mod probe;
@@ -80,6 +81,9 @@ pub enum Command {
     /// Drain the server of this config (new clients go to other nodes; it
     /// exits 0 when its allocations are gone); --wait until it has exited
     Drain(Box<drain::DrainArgs>),
+    /// Write the man pages or shell completions (for packagers)
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Probe(cmd) => probe::run(cmd),
         Command::Health(args) => health::run(args),
         Command::Drain(args) => drain::run(*args),
+        Command::Generate(cmd) => generate::run(cmd),
         Command::Bench(cmd) => match crate::bench::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
