@@ -47,6 +47,7 @@ pub(crate) mod bench;
 pub mod binding;
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod nat;
 pub mod net;
 pub mod secret_file;

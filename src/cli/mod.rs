@@ -81,6 +81,9 @@ pub enum Command {
     /// Drain the server of this config (new clients go to other nodes; it
     /// exits 0 when its allocations are gone); --wait until it has exited
     Drain(Box<drain::DrainArgs>),
+    /// Move from coturn: translate its config, copy its user database
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Write the man pages or shell completions (for packagers)
     #[command(subcommand, hide = true)]
     Generate(generate::GenerateCommand),
@@ -93,6 +96,14 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub options: Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Write turnserver.toml from coturn's turnserver.conf, reporting each key
+    CoturnConfig(crate::import::coturn_config::Args),
+    /// Copy users, secrets, OAuth keys and realm options from coturn's database
+    CoturnDb(crate::import::coturn_db::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +144,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::AdminToken { db, args } => store::admin_token(&db, args),
         Command::Probe(cmd) => probe::run(cmd),
         Command::Health(args) => health::run(args),
+        Command::Import(ImportCommand::CoturnConfig(args)) => {
+            crate::import::coturn_config::run(args)
+        }
+        Command::Import(ImportCommand::CoturnDb(args)) => crate::import::coturn_db::run(args),
         Command::Drain(args) => drain::run(*args),
         Command::Generate(cmd) => generate::run(cmd),
         Command::Bench(cmd) => match crate::bench::run(cmd) {
