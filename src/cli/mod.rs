@@ -221,8 +221,18 @@ fn log_format(format: &str) -> FormatLayer {
                 .with_span_list(false),
         )
     } else {
+        // The `event` name is for machines (JSON); text lines stay as they
+        // were, ending with what scripts read (an address, a reason).
+        let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+            match field.name() {
+                "event" => Ok(()),
+                "message" => write!(w, "{value:?}"),
+                name => write!(w, " {name}={value:?}"),
+            }
+        });
         Box::new(
             fmt.with_target(false)
+                .fmt_fields(fields)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
     }
