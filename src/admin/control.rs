@@ -25,6 +25,26 @@ pub(crate) struct ReloadReport {
     pub(crate) tls: &'static str,
 }
 
+impl ReloadReport {
+    /// The reload's lines (`event = "reload"`): what took effect, then the
+    /// changed keys that wait for a restart. `who`: SIGHUP or the caller.
+    pub(crate) fn log(&self, who: &str) {
+        tracing::info!(
+            event = "reload",
+            applied = ?self.applied,
+            tls = self.tls,
+            "{who}: configuration reloaded"
+        );
+        if !self.needs_restart.is_empty() {
+            tracing::warn!(
+                event = "reload",
+                "{who}: changed keys need a restart and were left as they were: {}",
+                self.needs_restart.join(", ")
+            );
+        }
+    }
+}
+
 /// A node's drain state, as `/api/v1/drain` shows it (issue 15).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct DrainView {

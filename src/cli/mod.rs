@@ -160,7 +160,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => {
             let args = *args;
             let flags = args.options.clone();
-            let config = match Config::load(args.config.as_deref(), args.options) {
+            let (config, layered) = match Config::load_layered(args.config.as_deref(), args.options)
+            {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -171,7 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            let source = (args.config.clone(), flags);
+            let source = (args.config.clone(), flags, layered);
             match serve_until_signal(config, source, log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -223,13 +224,12 @@ fn log_format(format: &str) -> FormatLayer {
     } else {
         // The `event` name is for machines (JSON); text lines stay as they
         // were, ending with what scripts read (an address, a reason).
-        let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-            match field.name() {
+        let fields =
+            tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
                 "event" => Ok(()),
                 "message" => write!(w, "{value:?}"),
                 name => write!(w, " {name}={value:?}"),
-            }
-        });
+            });
         Box::new(
             fmt.with_target(false)
                 .fmt_fields(fields)
@@ -240,7 +240,7 @@ fn log_format(format: &str) -> FormatLayer {
 
 fn serve_until_signal(
     config: Config,
-    (file, flags): (Option<PathBuf>, Options),
+    (file, flags, layered): (Option<PathBuf>, Options, Options),
     log: crate::net::reload::LogSetter,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -261,7 +261,7 @@ fn serve_until_signal(
             }
         };
         let running = crate::serve(config, shutdown).await?;
-        running.reloader().set_source(file, flags);
+        running.reloader().set_source(file, flags, layered);
         running.reloader().set_log(log);
         if let Some(n) = &notify {
             // Every listener is bound and the store snapshot loaded.
@@ -295,21 +295,7 @@ async fn reload_on_hangup(
             ));
         }
         match reloader.reload() {
-            Ok(r) => {
-                tracing::info!(
-                    event = "reload",
-                    applied = ?r.applied,
-                    tls = r.tls,
-                    "SIGHUP: configuration reloaded"
-                );
-                if !r.needs_restart.is_empty() {
-                    tracing::warn!(
-                        event = "reload",
-                        "SIGHUP: changed keys need a restart and were left as they were: {}",
-                        r.needs_restart.join(", ")
-                    );
-                }
-            }
+            Ok(r) => r.log("SIGHUP"),
             Err(e) => tracing::warn!(
                 event = "reload",
                 "SIGHUP: reload refused, nothing changed: {e}"

@@ -262,11 +262,21 @@ fn secret_file(c: &mut Config, key: &'static str, path: &str) -> Result<String, 
 impl Config {
     /// Loads an optional file, then applies flags.
     pub fn load(file: Option<&Path>, flags: Options) -> Result<Config, ConfigError> {
+        Ok(Self::load_layered(file, flags)?.0)
+    }
+
+    /// [`Config::load`], also returning the layered options it was made
+    /// from (what a reload compares the file with).
+    pub fn load_layered(
+        file: Option<&Path>,
+        flags: Options,
+    ) -> Result<(Config, Options), ConfigError> {
         let base = match file {
             Some(p) => Options::from_file(p)?,
             None => Options::default(),
         };
-        base.overlay(flags).resolve()
+        let options = base.overlay(flags);
+        Ok((options.clone().resolve()?, options))
     }
 }
 

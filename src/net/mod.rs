@@ -295,15 +295,16 @@ pub async fn serve(
         wake.clone(),
         stop_rx.clone(),
     ));
-    let reloader = Arc::new(reload::Reloader::new(
-        config.clone(),
-        shared.clone(),
-        streams.clone(),
-        tls.clone(),
+    let reloader = Arc::new(reload::Reloader {
+        source: reload::Source::built(config.clone()),
+        shared: shared.clone(),
+        streams: streams.clone(),
+        tls: tls.clone(),
         credentials,
-        listeners.clone(),
-        relay_ips.clone(),
-    ));
+        listeners: listeners.clone(),
+        relay_ips: relay_ips.clone(),
+        log: Default::default(),
+    });
     let drain = Arc::new(drain::DrainControl::new(
         shared.clone(),
         store.clone(),

@@ -21,21 +21,32 @@ pub type LogSetter = Box<dyn Fn(&str, &str) -> Result<(), String> + Send + Sync>
 
 /// Where the running config came from, and the parts a reload reaches.
 pub struct Reloader {
-    source: Mutex<Source>,
-    shared: Arc<Shared>,
-    streams: Arc<worker::StreamSetup>,
-    tls: Option<Arc<Tls>>,
-    credentials: Arc<Credentials>,
-    listeners: Vec<(Transport, SocketAddr)>,
-    relay_ips: Vec<IpAddr>,
-    log: Mutex<Option<LogSetter>>,
+    pub(super) source: Mutex<Source>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) streams: Arc<worker::StreamSetup>,
+    pub(super) tls: Option<Arc<Tls>>,
+    pub(super) credentials: Arc<Credentials>,
+    pub(super) listeners: Vec<(Transport, SocketAddr)>,
+    pub(super) relay_ips: Vec<IpAddr>,
+    pub(super) log: Mutex<Option<LogSetter>>,
 }
 
-struct Source {
+pub(super) struct Source {
     /// Where the config came from; `None` when it was built in code (a
     /// library caller, a test): a reload then reads the certificate only.
     origin: Option<Origin>,
     config: Arc<Config>,
+}
+
+impl Source {
+    /// A config built in code: until [`Reloader::set_source`] says where it
+    /// came from, a reload reads the certificate only.
+    pub(super) fn built(config: Arc<Config>) -> Mutex<Source> {
+        Mutex::new(Source {
+            origin: None,
+            config,
+        })
+    }
 }
 
 struct Origin {
@@ -47,39 +58,12 @@ struct Origin {
 }
 
 impl Reloader {
-    pub(super) fn new(
-        config: Arc<Config>,
-        shared: Arc<Shared>,
-        streams: Arc<worker::StreamSetup>,
-        tls: Option<Arc<Tls>>,
-        credentials: Arc<Credentials>,
-        listeners: Vec<(Transport, SocketAddr)>,
-        relay_ips: Vec<IpAddr>,
-    ) -> Self {
-        Reloader {
-            source: Mutex::new(Source {
-                origin: None,
-                config,
-            }),
-            shared,
-            streams,
-            tls,
-            credentials,
-            listeners,
-            relay_ips,
-            log: Mutex::new(None),
-        }
-    }
-
-    /// The file and flags the running config was loaded from, so that a
-    /// reload reads the same file with the same flags on top.
-    pub fn set_source(&self, file: Option<PathBuf>, flags: Options) {
-        let base = file
-            .as_deref()
-            .and_then(|f| Options::from_file(f).ok())
-            .unwrap_or_default();
+    /// The file and flags the running config was loaded from, and the
+    /// options they layered into, so that a reload reads the same file
+    /// with the same flags on top and compares with what is running.
+    pub fn set_source(&self, file: Option<PathBuf>, flags: Options, layered: Options) {
         self.lock().origin = Some(Origin {
-            options: base.overlay(flags.clone()),
+            options: layered,
             file,
             flags,
         });

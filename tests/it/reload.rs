@@ -193,9 +193,12 @@ async fn api_reload_names_applied_and_restart_keys_and_answers_422_to_a_bad_file
     let v1 =
         format!("user = [\"{USER}:{PASSWORD}\"]\nuser_quota = 2\nlisten = [\"127.0.0.1:3478\"]\n");
     let file = config_file("api", &v1);
-    server
-        .reloader()
-        .set_source(Some(file.clone()), turnpike::config::Options::default());
+    let layered = turnpike::config::Options::from_file(&file).unwrap();
+    server.reloader().set_source(
+        Some(file.clone()),
+        turnpike::config::Options::default(),
+        layered,
+    );
     rewrite(
         &file,
         &format!("user = [\"{USER}:{PASSWORD}\"]\nuser_quota = 1\nlisten = [\"127.0.0.1:4000\"]\nworkers = 3\n"),

@@ -17,19 +17,7 @@ pub(super) async fn reload(Extract(s): Extract<State>, caller: Caller) -> Reply 
     let actor = guard(&s, &caller, None)?;
     match s.0.control.reload() {
         Ok(r) => {
-            tracing::info!(
-                event = "reload",
-                applied = ?r.applied,
-                needs_restart = ?r.needs_restart,
-                "{actor}: configuration reloaded"
-            );
-            if !r.needs_restart.is_empty() {
-                tracing::warn!(
-                    event = "reload",
-                    "changed keys need a restart and were left as they were: {}",
-                    r.needs_restart.join(", ")
-                );
-            }
+            r.log(&actor.to_string());
             Ok(Json(json!({
                 "applied": r.applied,
                 "needs_restart": r.needs_restart,
