@@ -112,8 +112,9 @@ fn serve(config: &Path) -> (Child, crate::reload::Log) {
     (Child(child), crate::reload::Log::follow(err))
 }
 
-/// `turnpike probe turn` as `user`: (exit code, realm, relayed address).
-async fn probe(port: u16, user: &str, password: &str) -> (i32, String, String) {
+/// `turnpike probe turn` as `user`: (exit code, realm, relayed address,
+/// everything it printed).
+async fn probe(port: u16, user: &str, password: &str) -> (i32, String, String, String) {
     let (url, user, password) = (
         format!("turn:127.0.0.1:{port}"),
         user.to_string(),
@@ -140,10 +141,8 @@ async fn probe(port: u16, user: &str, password: &str) -> (i32, String, String) {
             .map(|v| v.trim().to_string())
             .unwrap_or_default()
     };
-    let realm = field("realm:");
-    let relayed = field("relayed:");
-    assert!(code != 0 || !relayed.is_empty(), "{out}\n{err}");
-    (code, realm, relayed)
+    let (realm, relayed) = (field("realm:"), field("relayed:"));
+    (code, realm, relayed, out + &err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,8 +242,8 @@ async fn debians_example_with_static_users_serves_uclient_like_coturn() {
     assert_eq!(code, 0, "{said}{err}");
 
     let (_server, _log) = serve(&out);
-    let (code, realm, relayed) = probe(port, "alice", "alice-pw").await;
-    assert_eq!(code, 0);
+    let (code, realm, relayed, said) = probe(port, "alice", "alice-pw").await;
+    assert_eq!(code, 0, "{said}");
     assert_eq!(realm, "import.test");
     let relayed: std::net::SocketAddr = relayed.parse().unwrap();
     assert_eq!(relayed.ip().to_string(), "127.0.0.1");
@@ -252,8 +251,9 @@ async fn debians_example_with_static_users_serves_uclient_like_coturn() {
         (min..=max).contains(&relayed.port()),
         "relayed port {relayed} outside {min}-{max}"
     );
-    let (code, _, _) = probe(port, "alice", "wrong").await;
-    assert_ne!(code, 0, "a wrong password allocated");
+    let (code, _, _, said) = probe(port, "alice", "wrong").await;
+    assert_ne!(code, 0, "a wrong password allocated: {said}");
+    assert!(said.contains("401"), "{said}");
 
     let (_peer, peer_port) = turnutils_peer();
     uclient_relays_all(
@@ -337,8 +337,12 @@ async fn a_rest_secret_moves_to_a_0600_file_and_serves_uclient() {
     assert_eq!(code, 0, "{said}{err}");
 
     let (_server, _log) = serve(&out);
-    let (code, _, _) = probe(port, "static", "static-pw").await;
-    assert_ne!(code, 0, "a static user allocated under use-auth-secret");
+    let (code, _, _, said) = probe(port, "static", "static-pw").await;
+    assert_ne!(
+        code, 0,
+        "a static user allocated under use-auth-secret: {said}"
+    );
+    assert!(said.contains("401"), "{said}");
     let (_peer, peer_port) = turnutils_peer();
     uclient_relays_all(
         port,
