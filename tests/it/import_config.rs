@@ -19,7 +19,10 @@ fn turnpike() -> Command {
 
 /// A fresh folder for one test.
 fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("turnpike-import-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "turnpike-import-config-{}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
