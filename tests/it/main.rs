@@ -13,6 +13,7 @@ mod dtls;
 mod fleet;
 mod fleet_hosts;
 mod fleet_lab;
+mod import_db;
 mod memory;
 mod nat;
 mod policy;

@@ -30,10 +30,11 @@ use source::Source;
 /// `turnpike import coturn-db URL [--db TARGET] [--dry-run]`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// coturn's database: sqlite:PATH, postgres://, mysql:// (MySQL or MariaDB) or redis://[:PASSWORD@]HOST[:PORT][/DB]
+    /// coturn's database: sqlite:PATH, postgres://, mysql:// (MySQL or MariaDB) or redis://[:PASSWORD@]HOST[:PORT][/DB]; a URL with a password is better given in TURNPIKE_COTURN_DB
+    #[arg(env = "TURNPIKE_COTURN_DB", hide_env_values = true)]
     pub url: String,
     /// turnpike's store to import into [default: sqlite:turnpike.db]
-    #[arg(long, value_name = "URL", env = "TURNPIKE_DB")]
+    #[arg(long, value_name = "URL", env = "TURNPIKE_DB", hide_env_values = true)]
     pub db: Option<String>,
     /// Print what would change and change nothing
     #[arg(long)]

@@ -34,17 +34,21 @@ pub(super) fn sqlite_url(path: &str) -> Result<String, String> {
 
 async fn read_tables(conn: &mut AnyConnection) -> Result<CoturnDb, String> {
     let mut db = CoturnDb::default();
-    let users = select(conn, "SELECT realm, name, hmackey FROM turnusers_lt")
-        .await
-        .map_err(|e| match e {
-            Missing::Table => "not coturn's database: it has no table turnusers_lt".to_string(),
-            Missing::Other(e) => format!("not coturn's database: turnusers_lt: {e}"),
-        })?;
+    // The column is char(128): TRIM drops PostgreSQL's padding and makes
+    // it text, which sqlx's Any driver reads (it has no char(n) mapping).
+    let users = select(
+        conn,
+        "SELECT realm, name, TRIM(hmackey) AS hmackey FROM turnusers_lt",
+    )
+    .await
+    .map_err(|e| match e {
+        Missing::Table => "not coturn's database: it has no table turnusers_lt".to_string(),
+        Missing::Other(e) => format!("not coturn's database: turnusers_lt: {e}"),
+    })?;
     for r in &users {
         db.users.push(User {
             realm: txt(r, "realm")?,
             name: txt(r, "name")?,
-            // coturn's column is char(128): PostgreSQL pads it with spaces.
             hmackey: txt(r, "hmackey")?.trim().to_string(),
         });
     }
