@@ -122,10 +122,11 @@ start_test_mariadb() {
     --innodb-buffer-pool-size=32M --innodb-flush-log-at-trx-commit=0 \
     --skip-log-bin >/dev/null 2>&1 &
   for i in $(seq 1 100); do
-    mariadb --no-defaults -S "$dir/sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break
+    $SUDO mariadb --no-defaults -S "$dir/sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  mariadb --no-defaults -S "$dir/sock" -u root -e \
+  # root logs in over the socket as the system's root (unix_socket auth).
+  $SUDO mariadb --no-defaults -S "$dir/sock" -u root -e \
     "CREATE USER IF NOT EXISTS 'turnpike'@'%' IDENTIFIED BY 'turnpike';
      GRANT ALL PRIVILEGES ON *.* TO 'turnpike'@'%';
      CREATE DATABASE IF NOT EXISTS turnpike;"

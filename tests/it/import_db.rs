@@ -81,12 +81,30 @@ impl Coturn {
             Coturn::Sql { flag, conn, .. } => (*flag, conn.clone()),
             Coturn::Redis { conn, .. } => ("-N", conn.clone()),
         };
-        let out = Command::new("turnadmin")
+        let child = Command::new("turnadmin")
             .args(args)
             .arg(flag)
             .arg(&target)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("turnadmin is installed (Debian's coturn, scripts/test.sh)");
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        // turnadmin always logs to /var/log/turn_PID_DATE.log (it has no
+        // flag against it): its file goes with it.
+        for e in std::fs::read_dir("/var/log")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("turn_{pid}_"))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "turnadmin {args:?}: {text}");

@@ -102,11 +102,6 @@ async fn import(source: Source, target: &str, dry_run: bool) -> ExitCode {
         Err(e) => return fail(EXIT_INPUT, format!("{shown}: {e}")),
     };
     let now = crate::store::unix_now();
-    println!(
-        "import coturn-db: {shown} into {}{}",
-        crate::store::redact(target),
-        if dry_run { " (dry run)" } else { "" }
-    );
     let planned = if dry_run && missing_sqlite(target) {
         plan::plan(&db, &Contents::default(), now)
     } else {
@@ -139,6 +134,11 @@ async fn import(source: Source, target: &str, dry_run: bool) -> ExitCode {
             Err(e) => return fail(1, e),
         }
     };
+    println!(
+        "import coturn-db: {shown} into {}{}",
+        crate::store::redact(target),
+        if dry_run { " (dry run)" } else { "" }
+    );
     for line in report::render(&planned, dry_run) {
         println!("{line}");
     }
