@@ -92,3 +92,84 @@ CONF
   CONTAINERS_CONF=$(pwd)/target/podman/containers.conf
   export CONTAINERS_CONF
 }
+
+as_user() {
+  local user=$1
+  shift
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$user" -- "$@"; else sudo -u "$user" "$@"; fi
+}
+
+# start_test_mariadb DIR PORT: a throwaway MariaDB server from Debian's
+# packages in DIR (as the mysql user), on 127.0.0.1:PORT and the socket
+# DIR/sock, with user "turnpike" (password "turnpike", may create
+# databases: each import test makes its own) and database "turnpike". The
+# `import coturn-db` tests read coturn's MySQL schema from it. Sets
+# TURNPIKE_TEST_MYSQL. Debian's own service is stopped so nothing else
+# holds the data directory's port.
+start_test_mariadb() {
+  local dir=$1 port=$2 i
+  apt_install mariadb-server
+  $SUDO service mariadb stop >/dev/null 2>&1 || true
+  stop_test_mariadb "$dir"
+  $SUDO rm -rf "$dir"
+  $SUDO install -d -o mysql -g mysql "$dir"
+  as_user mysql mariadb-install-db --no-defaults --datadir="$dir/data" \
+    --auth-root-authentication-method=socket --skip-test-db >/dev/null
+  # Durability is not wanted here: no binary log, no flush per commit.
+  as_user mysql /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" \
+    --socket="$dir/sock" --pid-file="$dir/pid" --port="$port" \
+    --bind-address=127.0.0.1 --skip-name-resolve --log-error="$dir/log" \
+    --innodb-buffer-pool-size=32M --innodb-flush-log-at-trx-commit=0 \
+    --skip-log-bin >/dev/null 2>&1 &
+  for i in $(seq 1 100); do
+    $SUDO mariadb --no-defaults -S "$dir/sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  # root logs in over the socket as the system's root (unix_socket auth).
+  $SUDO mariadb --no-defaults -S "$dir/sock" -u root -e \
+    "CREATE USER IF NOT EXISTS 'turnpike'@'%' IDENTIFIED BY 'turnpike';
+     GRANT ALL PRIVILEGES ON *.* TO 'turnpike'@'%';
+     CREATE DATABASE IF NOT EXISTS turnpike;"
+  export TURNPIKE_TEST_MYSQL="mysql://turnpike:turnpike@127.0.0.1:$port/turnpike"
+}
+
+# stop_test_mariadb DIR: stops the server start_test_mariadb made.
+stop_test_mariadb() {
+  local dir=$1 pid i
+  [ -f "$dir/pid" ] || return 0
+  pid=$(cat "$dir/pid")
+  $SUDO kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 100); do
+    $SUDO kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}
+
+# start_test_redis DIR PORT: a throwaway Redis server from Debian's
+# packages, on 127.0.0.1:PORT, keeping nothing on disk. The `import
+# coturn-db` tests read coturn's Redis schema from it, each test in its own
+# database number. Sets TURNPIKE_TEST_REDIS.
+start_test_redis() {
+  local dir=$1 port=$2 i
+  apt_install redis-server
+  $SUDO service redis-server stop >/dev/null 2>&1 || true
+  stop_test_redis "$dir"
+  $SUDO rm -rf "$dir"
+  $SUDO install -d -o redis -g redis "$dir"
+  as_user redis redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+    --save '' --appendonly no --daemonize yes --pidfile "$dir/pid" \
+    --logfile "$dir/log" --databases 16
+  for i in $(seq 1 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  export TURNPIKE_TEST_REDIS="redis://127.0.0.1:$port"
+}
+
+# stop_test_redis DIR: stops the server start_test_redis made.
+stop_test_redis() {
+  local dir=$1 pid
+  [ -f "$dir/pid" ] || return 0
+  pid=$(cat "$dir/pid")
+  $SUDO kill "$pid" 2>/dev/null || true
+}

@@ -16,10 +16,15 @@ stop_packaged_coturn
 # playwright-core drives Debian's Chromium; it downloads no browser.
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-# PostgreSQL for the store tests: a throwaway cluster, stopped on exit.
+# PostgreSQL for the store tests, MariaDB and Redis for `import coturn-db`
+# (coturn's other user databases): throwaway servers, stopped on exit.
 PG_DIR=/tmp/turnpike-test-pg
+MYSQL_DIR=/tmp/turnpike-test-mysql
+REDIS_DIR=/tmp/turnpike-test-redis
+trap 'stop_test_postgres "$PG_DIR"; stop_test_mariadb "$MYSQL_DIR"; stop_test_redis "$REDIS_DIR"' EXIT
 start_test_postgres "$PG_DIR" 55432
-trap 'stop_test_postgres "$PG_DIR"' EXIT
+start_test_mariadb "$MYSQL_DIR" 53306
+start_test_redis "$REDIS_DIR" 56379
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

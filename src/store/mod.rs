@@ -12,9 +12,12 @@
 //! * [`users`]: long-term users (HA1 keys only).
 //! * [`keys`]: REST secrets, OAuth keys, the admin token secret.
 //! * [`quotas`]: per-user and per-realm limits.
+//! * [`contents`]: everything at once, and additions in one transaction
+//!   (imports).
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub(crate) mod contents;
 pub(crate) mod fleet_quota;
 pub(crate) mod fleet_sessions;
 pub(crate) mod keys;
@@ -30,6 +33,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, ConnectOptions, Row};
 
+pub use contents::{Addition, Contents, StoredOAuthKey, StoredSecret, StoredUser};
 pub use keys::{OAuthKeyRow, SecretRow};
 pub use quotas::QuotaRow;
 pub use users::UserRow;

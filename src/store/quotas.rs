@@ -14,7 +14,7 @@ pub struct QuotaRow {
     pub bps: Option<i64>,
 }
 
-fn check(q: &QuotaRow) -> Result<(), StoreError> {
+pub(crate) fn check(q: &QuotaRow) -> Result<(), StoreError> {
     if q.allocations
         .is_some_and(|n| !(0..=u32::MAX as i64).contains(&n))
     {

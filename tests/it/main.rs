@@ -14,6 +14,7 @@ mod fleet;
 mod fleet_hosts;
 mod fleet_lab;
 mod import_config;
+mod import_db;
 mod memory;
 mod nat;
 mod policy;

@@ -97,6 +97,8 @@ const fn security(instead: &'static str) -> Rule {
 const NO_CLI: &str = "turnpike has no telnet CLI: the `turnpike` subcommands and the admin API (admin_listen, bearer tokens) do its work";
 const NO_WEB_ADMIN: &str = "turnpike has no web UI: the JSON admin API on admin_listen (127.0.0.1:9641, bearer tokens) replaces it";
 const USER_DB: &str = "coturn's users, secrets and OAuth keys live in that database: copy them with `turnpike import coturn-db`";
+/// MongoDB is the one coturn user database the importer cannot read.
+const MONGO_DB: &str = "coturn's users, secrets and OAuth keys live in MongoDB, which `turnpike import coturn-db` does not read: add them with `turnpike user add`, `secret add` and `oauth-key add`";
 const ALTERNATE: &str = "turnpike sends 300 ALTERNATE-SERVER only while draining, naming a ready node of its fleet; spread clients with DNS, a balancer or /api/v1/credentials (see Running a fleet)";
 const LOGS: &str = "turnpike logs to stderr (the journal under systemd)";
 const TLS_VERSIONS: &str = "turnpike speaks TLS 1.2 and 1.3 and DTLS 1.2 only";
@@ -151,7 +153,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("userdb", Required, security(USER_DB)).short('b').aliases(&["db"]),
     key("psql-userdb", Required, security(USER_DB)).short('e').aliases(&["sql-userdb"]),
     key("mysql-userdb", Required, security(USER_DB)).short('M'),
-    key("mongo-userdb", Required, security(USER_DB)).short('J'),
+    key("mongo-userdb", Required, security(MONGO_DB)).short('J'),
     key("redis-userdb", Required, security(USER_DB)).short('N'),
     key("secret-key-file", Required, unsupported("it decrypts coturn's MySQL password: give `turnpike import coturn-db` the plain connection string")),
     key("redis-statsdb", Required, unsupported("no Redis publishing: sessions are on /api/v1/sessions and counters on /metrics")).short('O'),
