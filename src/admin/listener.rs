@@ -46,18 +46,7 @@ pub(crate) struct Bounded {
 #[derive(Debug, Default)]
 struct Counts {
     total: u32,
-    per_source: HashMap<u128, u32>,
-}
-
-/// The address a limit counts against: the IPv4 address, or the /64.
-fn source_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(u32::from(v4)),
-            None => (u128::from(v6) >> 64) | (1 << 127),
-        },
-    }
+    per_source: HashMap<IpAddr, u32>,
 }
 
 impl Bounded {
@@ -72,7 +61,7 @@ impl Bounded {
     /// Counts a connection from `from`, or says it is over a bound.
     fn admit(&self, from: IpAddr) -> Option<Slot> {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let key = source_key(from);
+        let key = crate::turn::policy::source_key(from);
         let mine = c.per_source.get(&key).copied().unwrap_or(0);
         if c.total >= self.bounds.total || mine >= self.bounds.per_source {
             return None;
@@ -89,7 +78,7 @@ impl Bounded {
 /// One admitted connection; dropping it gives the place back.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
-    key: u128,
+    key: IpAddr,
 }
 
 impl Drop for Slot {

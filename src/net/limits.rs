@@ -11,20 +11,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The per-source key: the address, or its /64 for IPv6.
-pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                IpAddr::from(o)
-            }
-        },
-    }
-}
+pub(crate) use crate::turn::policy::source_key;
 
 /// Open connections of one source, and how many of them own no allocation.
 #[derive(Default)]

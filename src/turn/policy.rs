@@ -310,6 +310,22 @@ impl PeerPolicy {
     }
 }
 
+/// The key per-source limits count under: the address, or its /64 for
+/// IPv6 (a host owns a whole /64); an IPv4-mapped address is its IPv4.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::from(o)
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
