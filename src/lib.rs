@@ -28,6 +28,7 @@
 //!     certificates, the control handle the admin API is given;
 //!     [`serve`] starts it all.
 //!   * [`admin`]: the admin API (routes per resource) and metrics.
+//!   * [`usage`]: usage records and webhooks from the core's events.
 //!   * [`store`]: users, secrets, keys and quotas in SQLite or PostgreSQL.
 //!   * [`config`]: `turnserver.toml` and the matching flags, one section
 //!     per file.
@@ -55,6 +56,7 @@ pub mod store;
 pub mod stun;
 pub mod turn;
 pub mod turn_client;
+pub mod usage;
 
 pub use config::Config;
 pub use net::{serve, Running, ServeError, Transport};

@@ -16,6 +16,7 @@
 //! | `admin.rs` | admin API, metrics labels, log level |
 //! | `fleet.rs` | node name and region |
 //! | `drain.rs` | drain exit conditions, health listener, readiness |
+//! | `usage.rs` | usage records, webhooks |
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -40,6 +41,7 @@ mod relay;
 pub mod reload;
 mod store;
 mod tls;
+mod usage;
 
 pub(crate) use drain::MAX_DRAIN_TIMEOUT;
 pub use options::Options;
@@ -161,6 +163,19 @@ pub struct Config {
     /// `turns:` URLs name it, and draining peers send TLS clients here with
     /// it as ALTERNATE-DOMAIN.
     pub external_name: Option<String>,
+    /// Interim usage records of live allocations this often (`None`:
+    /// final records only).
+    pub usage_interim: Option<Duration>,
+    /// Usage records older than this many days are pruned (0 = kept).
+    pub usage_retention_days: u32,
+    /// Where usage records and events wait while the store is unreachable.
+    pub usage_spill_file: std::path::PathBuf,
+    /// Webhook receivers.
+    pub webhook_urls: Vec<String>,
+    /// Signs webhooks; set whenever `webhook_urls` is not empty.
+    pub webhook_secret: Option<Secret>,
+    /// An undelivered webhook is dropped this long after its event.
+    pub webhook_max_age: Duration,
     /// Lines to log as warnings once logging is up (secret files others
     /// can read); the config is read before the log exists.
     pub warnings: Vec<String>,
@@ -229,6 +244,12 @@ impl Default for Config {
             health_listen: None,
             readyz_store_timeout: None,
             external_name: None,
+            usage_interim: Some(Duration::from_secs(300)),
+            usage_retention_days: 90,
+            usage_spill_file: "turnpike-usage.spill".into(),
+            webhook_urls: vec![],
+            webhook_secret: None,
+            webhook_max_age: Duration::from_secs(86_400),
             warnings: vec![],
         }
     }
@@ -249,6 +270,7 @@ impl Options {
         admin::resolve(&self, &mut c)?;
         fleet::resolve(&self, &mut c)?;
         drain::resolve(&self, &mut c)?;
+        usage::resolve(&self, &mut c)?;
         Ok(c)
     }
 }

@@ -250,6 +250,31 @@ pub struct Options {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub no_stun_backward_compatibility: Option<bool>,
 
+    /// Seconds between interim usage records of a live allocation; 0 = final records only [default: 300]
+    #[arg(long = "usage-interim-s", value_name = "SECONDS")]
+    pub usage_interim_s: Option<i64>,
+
+    /// Days usage records are kept (pruned daily); 0 = forever [default: 90]
+    #[arg(long, value_name = "DAYS")]
+    pub usage_retention_days: Option<i64>,
+
+    /// Local file where usage records and events wait while the store is unreachable [default: turnpike-usage.spill]
+    #[arg(long, value_name = "FILE")]
+    pub usage_spill_file: Option<String>,
+
+    /// URL that receives event webhooks (HTTP POST, signed), repeatable [default: none]
+    #[arg(long = "webhook-url", value_name = "URL")]
+    #[serde(default)]
+    pub webhook_url: Vec<String>,
+
+    /// HMAC-SHA256 key that signs webhooks (Turnpike-Signature); prefer webhook_secret_file
+    #[arg(long, value_name = "SECRET")]
+    pub webhook_secret: Option<String>,
+
+    /// Seconds an undelivered webhook is retried before it is dropped [default: 86400]
+    #[arg(long, value_name = "SECONDS")]
+    pub webhook_max_age: Option<i64>,
+
     // ----- secrets from files (the env and file alternatives to argv) -----
     /// File holding one REST API shared secret (a trailing newline is ignored), repeatable
     #[arg(long = "static-auth-secret-file", value_name = "FILE")]
@@ -259,6 +284,10 @@ pub struct Options {
     /// File holding the HS256 secret for admin API tokens
     #[arg(long, value_name = "FILE")]
     pub admin_jwt_secret_file: Option<String>,
+
+    /// File holding the webhook signing key
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<String>,
 }
 
 fn one_line(s: &str) -> String {
@@ -332,6 +361,7 @@ impl Options {
 const LINKED: &[&[&str]] = &[
     &["static_auth_secret", "static_auth_secret_file"],
     &["admin_jwt_secret", "admin_jwt_secret_file"],
+    &["webhook_secret", "webhook_secret_file"],
     &[
         "stun_backward_compatibility",
         "no_stun_backward_compatibility",

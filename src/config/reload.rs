@@ -74,6 +74,13 @@ pub const NEEDS_RESTART: &[&str] = &[
     "drain_timeout",
     "readyz_store_timeout",
     "external_name",
+    "usage_interim_s",
+    "usage_retention_days",
+    "usage_spill_file",
+    "webhook_url",
+    "webhook_secret",
+    "webhook_secret_file",
+    "webhook_max_age",
 ];
 
 /// The outcome of reading the file again.

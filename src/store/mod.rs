@@ -22,7 +22,9 @@ pub(crate) mod fleet_quota;
 pub(crate) mod fleet_sessions;
 pub(crate) mod keys;
 pub(crate) mod nodes;
+pub(crate) mod outbox;
 pub(crate) mod quotas;
+pub(crate) mod usage;
 pub(crate) mod users;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,0 +1,1 @@
+//! The webhook outbox in the store (to be built).

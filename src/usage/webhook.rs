@@ -1,0 +1,1 @@
+//! Webhook delivery (to be built).
