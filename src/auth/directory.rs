@@ -31,6 +31,9 @@ pub struct Directory {
     pub user_quotas: HashMap<String, Quota>,
     /// The quota of the server's realm.
     pub realm_quota: Quota,
+    /// Names of the users that came from the configuration (the rest
+    /// are stored), for usage records.
+    pub static_users: std::collections::HashSet<String>,
 }
 
 impl Directory {
@@ -58,6 +61,7 @@ impl Directory {
     /// quota over a stored one of the same name. The realm is the static
     /// one's.
     pub fn merge(statics: Directory, stored: Directory) -> Directory {
+        let static_users = statics.users.iter().map(|(n, _)| n.to_string()).collect();
         let mut users = Credentials::new(statics.realm());
         for (name, keys) in stored.users.iter().chain(statics.users.iter()) {
             users.insert(name, keys.clone());
@@ -81,7 +85,13 @@ impl Directory {
             oauth_keys,
             user_quotas,
             realm_quota,
+            static_users,
         }
+    }
+
+    /// Whether `user` came from the configuration.
+    pub fn is_static(&self, user: &str) -> bool {
+        self.static_users.contains(user)
     }
 }
 

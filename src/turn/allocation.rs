@@ -157,6 +157,11 @@ pub struct Allocation {
     pub bps: f64,
     /// How the allocation's owner authenticated.
     pub origin: crate::auth::Origin,
+    /// The same, as usage records name it.
+    pub credential: super::CredentialKind,
+    /// Distinct peer IPs given permission so far, up to
+    /// [`super::MAX_COUNTED_PEERS`] (usage records count them).
+    pub peers: Vec<IpAddr>,
     /// Set while relay sockets are being opened.
     pub pending: Option<PendingAllocate>,
 }
@@ -203,6 +208,9 @@ impl Allocation {
         }
         if self.permissions.len() >= max {
             return false;
+        }
+        if self.peers.len() < super::MAX_COUNTED_PEERS && !self.peers.contains(&ip) {
+            self.peers.push(ip);
         }
         self.permissions.push(Permission {
             ip,

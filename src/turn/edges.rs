@@ -162,19 +162,107 @@ pub enum EndReason {
     Killed,
     /// The client's stream (TCP, TLS) or DTLS session closed.
     ClientClosed,
+    /// The node stopped at the end of a drain.
+    Drained,
+    /// The node stopped (a signal, or the admin's stop).
+    Shutdown,
 }
+
+impl EndReason {
+    /// The name usage records and webhooks give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::Deleted => "deleted",
+            EndReason::Killed => "killed",
+            EndReason::ClientClosed => "closed",
+            EndReason::Drained => "drained",
+            EndReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// How an allocation's owner authenticated, as usage records name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A long-term user from the configuration.
+    Static,
+    /// A long-term user from the store.
+    Stored,
+    /// A REST (time-limited) username.
+    Rest,
+    /// An OAuth access token.
+    OAuth,
+}
+
+impl CredentialKind {
+    /// The name usage records give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Static => "static",
+            CredentialKind::Stored => "stored",
+            CredentialKind::Rest => "rest",
+            CredentialKind::OAuth => "oauth",
+        }
+    }
+}
+
+/// Why an authenticated Allocate was refused by quota or policy (its
+/// malformed requests are not counted here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 486: the user's quota.
+    UserQuota,
+    /// 486: the realm's quota.
+    RealmQuota,
+    /// 486: `total_quota`.
+    TotalQuota,
+    /// 486: `max_allocations_per_ip` for the client's address (or /64).
+    SourceQuota,
+    /// 486: a quota counted across the fleet.
+    FleetQuota,
+    /// 508: no relay port, or the fleet's count did not answer.
+    Capacity,
+    /// 300 or 403: the node drains.
+    Draining,
+}
+
+impl Refusal {
+    /// The name webhooks give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UserQuota => "user_quota",
+            Refusal::RealmQuota => "realm_quota",
+            Refusal::TotalQuota => "total_quota",
+            Refusal::SourceQuota => "source_quota",
+            Refusal::FleetQuota => "fleet_quota",
+            Refusal::Capacity => "capacity",
+            Refusal::Draining => "draining",
+        }
+    }
+}
+
+/// Distinct peer addresses an allocation counts at most (its usage
+/// record's `peers`): enough for any call, bounded for a scanner.
+pub const MAX_COUNTED_PEERS: usize = 256;
 
 /// An allocation's whole life, as usage accounting needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocationEnd {
+    /// The allocation, as the admin API (and interim records) named it.
+    pub session: SessionId,
     /// The client's 5-tuple.
     pub tuple: FiveTuple,
     /// The owner.
     pub username: String,
     /// The server's realm.
     pub realm: String,
+    /// How the owner authenticated.
+    pub credential: CredentialKind,
     /// The relayed addresses told to the client.
     pub relayed: Vec<SocketAddr>,
+    /// Distinct peer IPs given permission, up to [`MAX_COUNTED_PEERS`].
+    pub peers: u32,
     /// When the Allocate was accepted.
     pub start: Instant,
     /// When it ended.
@@ -193,12 +281,16 @@ pub enum Event {
     /// An allocation became active: its relays are open and the success
     /// answer to its Allocate is queued.
     AllocationCreated {
+        /// The allocation, as the admin API names it.
+        session: SessionId,
         /// The client's 5-tuple.
         tuple: FiveTuple,
         /// The owner.
         username: String,
         /// The server's realm.
         realm: String,
+        /// How the owner authenticated.
+        credential: CredentialKind,
         /// The relayed addresses told to the client.
         relayed: Vec<SocketAddr>,
         /// The lifetime granted.
@@ -219,4 +311,17 @@ pub enum Event {
     },
     /// Boxed: the record is large, the other events are not.
     AllocationDeleted(Box<AllocationEnd>),
+    /// An authenticated Allocate was refused by quota or policy.
+    AllocationRefused {
+        /// The client's 5-tuple.
+        tuple: FiveTuple,
+        /// Who asked.
+        username: String,
+        /// The error code answered.
+        code: u16,
+        /// Which limit or policy.
+        reason: Refusal,
+        /// When.
+        at: Instant,
+    },
 }

@@ -59,8 +59,8 @@ pub use allocation::PendingAllocate;
 pub use config::{TurnConfig, DEFAULT_LIFETIME, MAX_LIFETIME};
 pub use drain::{Alternate, Drain};
 pub use edges::{
-    AllocationEnd, ConnId, ConnectError, EndReason, Event, RelayError, Request, SessionGone,
-    SessionId,
+    AllocationEnd, ConnId, ConnectError, CredentialKind, EndReason, Event, Refusal, RelayError,
+    Request, SessionGone, SessionId, MAX_COUNTED_PEERS,
 };
 pub use server::{Server, SessionView, Stats, PEER_HEADROOM, PEER_TAILROOM};
 pub use shared::{Shared, SharedKeys};

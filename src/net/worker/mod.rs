@@ -342,7 +342,7 @@ impl Worker {
                     );
                     self.with_dtls_session(&tuple, |s| s.set_allocated(true));
                 }
-                Event::AllocationRefreshed { .. } => {}
+                Event::AllocationRefreshed { .. } | Event::AllocationRefused { .. } => {}
                 Event::AllocationDeleted(end) => {
                     tracing::debug!(
                         "allocation {} {} ended ({:?}), user {}",

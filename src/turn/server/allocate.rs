@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{Ctx, Server};
 use crate::auth::Authenticated;
+use crate::auth::Origin;
 use crate::stun::Message;
 use crate::turn::allocation::{Allocation, Bandwidth, Counters, PendingAllocate, Relay};
 use crate::turn::attributes::{
@@ -17,9 +18,10 @@ use crate::turn::error::{
     ADDRESS_FAMILY_NOT_SUPPORTED, ALLOCATION_MISMATCH, ALLOCATION_QUOTA_REACHED, BAD_REQUEST,
     INSUFFICIENT_CAPACITY, UNSUPPORTED_TRANSPORT_PROTOCOL,
 };
-use crate::turn::quota::Limits;
+use crate::turn::quota::{Limits, QuotaExceeded};
 use crate::turn::shared::{Reservation, RESERVATION_TTL};
 use crate::turn::{tcp_relay, RelayId};
+use crate::turn::{CredentialKind, Event, Refusal};
 
 impl Server {
     pub(super) fn allocate(
@@ -44,8 +46,8 @@ impl Server {
             }
             return self.error(now, ctx, ALLOCATION_MISMATCH, &signer);
         }
-        if self.drain_redirect(now, ctx, &signer) {
-            return;
+        if let Some(code) = self.drain_redirect(now, ctx, &signer) {
+            return self.refused(now, ctx, &auth.username, code, Refusal::Draining);
         }
         match self.allocate_checks(now, ctx, msg) {
             Ok(plan) => self.start_allocation(now, ctx, msg, auth, plan),
@@ -204,18 +206,26 @@ impl Server {
         };
         // One snapshot serves both the quota and the bandwidth limit.
         let bps = self.bytes_per_sec(&dir, &auth.username);
+        let credential = match auth.origin {
+            Origin::LongTerm if dir.is_static(&auth.username) => CredentialKind::Static,
+            Origin::LongTerm => CredentialKind::Stored,
+            Origin::Rest { .. } => CredentialKind::Rest,
+            Origin::OAuth { .. } => CredentialKind::OAuth,
+        };
         drop(dir);
         let source = ctx.tuple.client.ip();
-        if self
-            .shared
-            .quotas
-            .acquire(&auth.username, source, limits)
-            .is_err()
-        {
+        if let Err(full) = self.shared.quotas.acquire(&auth.username, source, limits) {
             if let Some(r) = plan.reserved {
                 self.shared.ports().release(r.port());
             }
             self.stats.quota_refusals += 1;
+            let reason = match full {
+                QuotaExceeded::User => Refusal::UserQuota,
+                QuotaExceeded::Realm => Refusal::RealmQuota,
+                QuotaExceeded::Total => Refusal::TotalQuota,
+                QuotaExceeded::Source => Refusal::SourceQuota,
+            };
+            self.refused(now, ctx, &auth.username, ALLOCATION_QUOTA_REACHED, reason);
             return self.error(now, ctx, ALLOCATION_QUOTA_REACHED, &signer);
         }
         // Ports for each family; none left: 508, "no more relayed transport
@@ -238,6 +248,13 @@ impl Server {
                     self.shared.ports().release(r.local.port());
                 }
                 self.shared.quotas.release(&auth.username, source);
+                self.refused(
+                    now,
+                    ctx,
+                    &auth.username,
+                    INSUFFICIENT_CAPACITY,
+                    Refusal::Capacity,
+                );
                 return self.error(now, ctx, INSUFFICIENT_CAPACITY, &signer);
             };
             if plan.pair && i == 0 {
@@ -293,6 +310,8 @@ impl Server {
             bw_to_client: Bandwidth::new(now, bps),
             bps,
             origin: auth.origin,
+            credential,
+            peers: Vec::new(),
             pending: Some(PendingAllocate {
                 txid: ctx.txid,
                 fingerprint: msg.has_fingerprint(),
@@ -331,4 +350,24 @@ pub(super) struct Plan {
     dont_fragment: bool,
     lifetime: Duration,
     tcp: bool,
+}
+
+impl Server {
+    /// Tells the rest of the server an authenticated Allocate was refused.
+    pub(super) fn refused(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        username: &str,
+        code: u16,
+        reason: Refusal,
+    ) {
+        self.events.push_back(Event::AllocationRefused {
+            tuple: ctx.tuple,
+            username: username.to_string(),
+            code,
+            reason,
+            at: now,
+        });
+    }
 }

@@ -10,7 +10,7 @@ use super::{Ctx, Server};
 use crate::stun::{Class, MessageType, Method};
 use crate::turn::error::{ALLOCATION_QUOTA_REACHED, INSUFFICIENT_CAPACITY};
 use crate::turn::quota::{Limits, QuotaAnswer, QuotaKey};
-use crate::turn::{EndReason, Request};
+use crate::turn::{EndReason, Refusal, Request};
 
 /// An allocation's place in the fleet's count.
 #[derive(Debug, Clone, Copy)]
@@ -94,10 +94,14 @@ impl Server {
             txid: pending.txid,
             fingerprint: pending.fingerprint,
         };
-        let signer = a.signer.clone();
-        if code == ALLOCATION_QUOTA_REACHED {
+        let (signer, username) = (a.signer.clone(), a.username.clone());
+        let reason = if code == ALLOCATION_QUOTA_REACHED {
             self.stats.quota_refusals += 1;
-        }
+            Refusal::FleetQuota
+        } else {
+            Refusal::Capacity
+        };
+        self.refused(now, &ctx, &username, code, reason);
         // Still pending: it ends without an event, its relays closed and
         // its local count given back, as the local refusal leaves things.
         self.delete(now, slot, EndReason::Deleted);

@@ -9,7 +9,9 @@ use super::{Answer, Ctx, Server};
 use crate::stun::attributes::{self, AttributeType};
 use crate::stun::{Class, MessageType, Method};
 use crate::turn::error::{ADDRESS_FAMILY_NOT_SUPPORTED, INSUFFICIENT_CAPACITY};
-use crate::turn::{AllocationEnd, EndReason, Event, RelayError, RelayId, Request};
+use crate::turn::{
+    AllocationEnd, EndReason, Event, Refusal, RelayError, RelayId, Request, SessionId,
+};
 
 /// Relay ports tried before an Allocate gets 508.
 const RELAY_ATTEMPTS: u8 = 8;
@@ -67,11 +69,14 @@ impl Server {
                             fingerprint: pending.fingerprint,
                         };
                         let signer = a.signer.clone();
+                        let username = a.username.clone();
                         // The failed relay's port is back in the pool already.
                         r.local = SocketAddr::new(old.ip(), 0);
                         // Still pending: it ends without an event.
                         self.delete(now, slot, EndReason::Deleted);
-                        return self.error(now, &ctx, INSUFFICIENT_CAPACITY, &signer);
+                        let code = INSUFFICIENT_CAPACITY;
+                        self.refused(now, &ctx, &username, code, Refusal::Capacity);
+                        return self.error(now, &ctx, code, &signer);
                     }
                 }
             }
@@ -113,9 +118,14 @@ impl Server {
         let relayed: Vec<SocketAddr> = a.relays.iter().map(|r| r.advertised).collect();
         let (lifetime, signer, client) = (a.lifetime, a.signer.clone(), a.tuple.client);
         let created = Event::AllocationCreated {
+            session: SessionId {
+                slot,
+                generation: a.generation,
+            },
             tuple: a.tuple,
             username: a.username.clone(),
             realm: self.shared.auth.realm().to_string(),
+            credential: a.credential,
             relayed: relayed.clone(),
             lifetime,
             at: now,
@@ -192,10 +202,16 @@ impl Server {
             }
             self.events
                 .push_back(Event::AllocationDeleted(Box::new(AllocationEnd {
+                    session: SessionId {
+                        slot,
+                        generation: a.generation,
+                    },
                     tuple: a.tuple,
                     relayed: a.relays.iter().map(|r| r.advertised).collect(),
+                    peers: a.peers.len() as u32,
                     username: a.username,
                     realm: self.shared.auth.realm().to_string(),
+                    credential: a.credential,
                     start: a.created,
                     end: now,
                     to_peer: a.to_peer,

@@ -22,11 +22,17 @@ use crate::turn::Transport;
 pub(crate) const DRAINING: &str = "draining";
 
 impl Server {
-    /// Answers a new Allocate if this node drains; true if it did.
-    pub(super) fn drain_redirect(&mut self, now: Instant, ctx: &Ctx, signer: &Signer) -> bool {
+    /// Answers a new Allocate if this node drains; the code it answered
+    /// (300 or 403) if it did.
+    pub(super) fn drain_redirect(
+        &mut self,
+        now: Instant,
+        ctx: &Ctx,
+        signer: &Signer,
+    ) -> Option<u16> {
         let drain = &self.shared.drain;
         if !drain.is_draining() {
-            return false;
+            return None;
         }
         let tls = matches!(ctx.tuple.transport, Transport::Tls | Transport::Dtls);
         match drain.pick(ctx.tuple.transport, ctx.tuple.server.is_ipv4()) {
@@ -37,13 +43,14 @@ impl Server {
                     if let (true, Some(domain)) = (tls, &alt.domain) {
                         b.add(AttributeType::ALTERNATE_DOMAIN, domain.as_bytes());
                     }
-                })
+                });
+                Some(TRY_ALTERNATE)
             }
             None => {
                 let answer = Answer::ErrorWithReason(FORBIDDEN, DRAINING);
-                self.answer(now, ctx, answer, Some(signer), true, |_| {})
+                self.answer(now, ctx, answer, Some(signer), true, |_| {});
+                Some(FORBIDDEN)
             }
         }
-        true
     }
 }

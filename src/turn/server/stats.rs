@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Server;
 use crate::turn::allocation::Counters;
-use crate::turn::{EndReason, FiveTuple, SessionGone, SessionId};
+use crate::turn::{CredentialKind, EndReason, FiveTuple, SessionGone, SessionId};
 
 /// What this worker's core has done, for metrics. Plain counters: the
 /// shell copies them out once a second.
@@ -55,6 +55,11 @@ pub struct SessionView {
     pub to_peer: Counters,
     /// Relayed traffic so far, peer to client.
     pub to_client: Counters,
+    /// How the owner authenticated.
+    pub credential: CredentialKind,
+    /// Distinct peer IPs given permission so far (up to
+    /// [`crate::turn::MAX_COUNTED_PEERS`]).
+    pub peers: u32,
 }
 
 impl Server {
@@ -86,6 +91,8 @@ impl Server {
                     created: a.created,
                     to_peer: a.to_peer,
                     to_client: a.to_client,
+                    credential: a.credential,
+                    peers: a.peers.len() as u32,
                 })
             })
             .collect()
@@ -103,5 +110,13 @@ impl Server {
         }
         self.delete(now, id.slot, EndReason::Killed);
         Ok(())
+    }
+
+    /// Ends every allocation, active or opening, for `reason` (the node
+    /// stops): each active one ends with its event, as any other end.
+    pub fn end_all(&mut self, now: Instant, reason: EndReason) {
+        for slot in 0..self.allocations.len() as u32 {
+            self.delete(now, slot, reason);
+        }
     }
 }

@@ -35,12 +35,15 @@ fn created_and_refreshed_events_name_the_allocation() {
     let mut h = harness(Opts::default());
     let a = h.allocate(h.at(0), client(), &|b| transport_udp(b));
     assert_eq!(h.events.len(), 1);
+    let session = h.server.sessions()[0].id;
     assert_eq!(
         h.events[0],
         Event::AllocationCreated {
+            session,
             tuple: client(),
             username: "alice".into(),
             realm: REALM.into(),
+            credential: CredentialKind::Static,
             relayed: relayed(&a),
             lifetime: DEFAULT_LIFETIME,
             at: h.at(0),
@@ -168,6 +171,97 @@ fn an_allocate_that_never_opened_its_relay_ends_without_an_event() {
     h.fail_opens = 100;
     let a = h.allocate(h.at(0), client(), &|b| transport_udp(b));
     assert_eq!(code_of(&a), Some(508));
-    assert!(h.events.is_empty());
+    // Only the refusal: never created, so never deleted.
+    assert!(matches!(
+        h.events[..],
+        [Event::AllocationRefused {
+            code: 508,
+            reason: Refusal::Capacity,
+            ..
+        }]
+    ));
     assert!(h.stream_closes.is_empty());
+}
+
+#[test]
+fn records_name_the_credential_kind_and_count_distinct_peers() {
+    let mut h = harness(Opts::default());
+    let bob = udp("203.0.113.6:40000");
+    let a = h.call(h.at(0), bob, Method::ALLOCATE, "bob", 1, &|b| {
+        transport_udp(b)
+    });
+    assert_eq!(code_of(&a), None);
+    h.pump(h.at(0));
+    assert!(matches!(
+        h.events.last(),
+        Some(Event::AllocationCreated {
+            credential: CredentialKind::Stored,
+            ..
+        })
+    ));
+    // Three permissions to two IPs, one of them twice (a refresh): two peers.
+    for (i, peer) in ["8.8.8.8:1000", "8.8.4.4:1000", "8.8.8.8:2000"]
+        .iter()
+        .enumerate()
+    {
+        let peer = sa(peer);
+        let r = h.call(
+            h.at(1),
+            bob,
+            Method::CREATE_PERMISSION,
+            "bob",
+            10 + i as u8,
+            &move |b| b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer),
+        );
+        assert_eq!(code_of(&r), None);
+    }
+    assert_eq!(h.server.sessions()[0].peers, 2);
+    assert_eq!(h.server.sessions()[0].credential, CredentialKind::Stored);
+    h.server.end_all(h.at(2), EndReason::Shutdown);
+    h.pump(h.at(2));
+    let ended = h.ended();
+    assert_eq!(ended.len(), 1);
+    assert_eq!((ended[0].peers, ended[0].reason), (2, EndReason::Shutdown));
+    assert_eq!(ended[0].credential, CredentialKind::Stored);
+    assert_eq!(EndReason::Shutdown.as_str(), "shutdown");
+}
+
+#[test]
+fn end_all_ends_every_allocation_once_with_the_reason_given() {
+    let mut h = harness(Opts::default());
+    busy_allocation(&mut h, client());
+    h.allocate(h.at(0), udp("203.0.113.5:40001"), &|b| transport_udp(b));
+    h.server.end_all(h.at(3), EndReason::Drained);
+    h.pump(h.at(3));
+    let reasons: Vec<_> = h.ended().iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, [EndReason::Drained, EndReason::Drained]);
+    assert!(h.server.sessions().is_empty());
+    h.server.end_all(h.at(4), EndReason::Shutdown);
+    h.pump(h.at(4));
+    assert_eq!(h.ended().len(), 2, "nothing ends twice");
+}
+
+#[test]
+fn a_quota_refusal_is_an_event_naming_the_quota() {
+    let mut h = harness(Opts {
+        user_quota: 1,
+        ..Opts::default()
+    });
+    h.allocate(h.at(0), client(), &|b| transport_udp(b));
+    let r = h.allocate(h.at(1), udp("203.0.113.5:40001"), &|b| transport_udp(b));
+    assert_eq!(code_of(&r), Some(486));
+    let refused: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AllocationRefused {
+                username,
+                code,
+                reason,
+                ..
+            } => Some((username.as_str(), *code, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [("alice", 486, Refusal::UserQuota)]);
 }

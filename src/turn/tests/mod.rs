@@ -135,6 +135,8 @@ fn harness(o: Opts) -> Harness {
         stun_backward_compatibility: o.stun_backward_compatibility,
     };
     let mut dir = Directory::new(creds);
+    // alice is configured, bob stored: usage records tell them apart.
+    dir.static_users.insert("alice".into());
     dir.secrets = o
         .secrets
         .iter()
