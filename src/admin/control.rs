@@ -111,6 +111,9 @@ pub(crate) trait Control: Send + Sync {
     fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret>;
 
     /// Fleet quotas (issue 15): on, and counting locally for now?
+    /// Usage accounting and webhook counters.
+    fn usage_stats(&self) -> &crate::usage::UsageStats;
+
     fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus;
 
     /// Every session as `/api/v1/sessions` lists it, on node `node`: the

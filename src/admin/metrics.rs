@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use super::auth::guard;
 use super::{ApiError, Caller, State};
+use crate::usage::UsageStats;
 
 pub(super) async fn metrics(
     Extract(s): Extract<State>,
@@ -95,22 +96,85 @@ pub(super) async fn metrics(
         "Times fleet quotas fell back to counting on this node only.",
         &[("", fleet.fallbacks())],
     );
+    let u = s.0.control.usage_stats();
+    let get = UsageStats::get;
+    metric(
+        "turnpike_usage_records_written_total",
+        "counter",
+        "Usage records (final and interim) written to the store.",
+        &[("", get(&u.records_written))],
+    );
+    metric(
+        "turnpike_usage_queued",
+        "gauge",
+        "Usage records and events waiting in memory for the store.",
+        &[("", get(&u.queued))],
+    );
+    metric(
+        "turnpike_usage_spilled_total",
+        "counter",
+        "Usage records and events written to the spill file while the store was unreachable.",
+        &[("", get(&u.spilled))],
+    );
+    metric(
+        "turnpike_usage_lost_total",
+        "counter",
+        "Usage records and events lost: memory and the spill file were full.",
+        &[("", get(&u.lost))],
+    );
+    metric(
+        "turnpike_webhook_deliveries_total",
+        "counter",
+        "Webhook delivery attempts, by result.",
+        &[
+            ("{result=\"ok\"}", get(&u.webhook_delivered)),
+            ("{result=\"failed\"}", get(&u.webhook_failed)),
+        ],
+    );
+    metric(
+        "turnpike_webhook_dropped_total",
+        "counter",
+        "Webhooks dropped: older than webhook_max_age, or the outbox was full.",
+        &[("", get(&u.webhook_dropped))],
+    );
+    metric(
+        "turnpike_webhook_outbox_depth",
+        "gauge",
+        "Webhook deliveries waiting in the store's outbox (all nodes).",
+        &[("", get(&u.outbox_depth))],
+    );
+    metric(
+        "turnpike_webhook_refusals_sampled_out_total",
+        "counter",
+        "allocation.refused events not sent (at most 10 a second are).",
+        &[("", get(&u.refusals_sampled_out))],
+    );
+    // By realm: one label value per realm this node serves, so bounded.
+    let realm = format!("realm=\"{}\"", escape(&s.0.config.realm));
+    let one = |extra: &str| format!("{{{realm}{extra}}}");
+    metric(
+        "turnpike_realm_allocations_active",
+        "gauge",
+        "Allocations alive now, by realm.",
+        &[(&one(""), s.0.control.allocations() as u64)],
+    );
+    metric(
+        "turnpike_realm_allocations_total",
+        "counter",
+        "Allocations created, by realm.",
+        &[(&one(""), st.allocations_created)],
+    );
+    metric(
+        "turnpike_realm_relayed_bytes_total",
+        "counter",
+        "Application bytes relayed, by realm and direction.",
+        &[
+            (&one(",direction=\"to_peer\""), st.to_peer.bytes),
+            (&one(",direction=\"to_client\""), st.to_client.bytes),
+        ],
+    );
     if s.0.config.metrics_user_labels {
-        let mut per_user: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, v) in s.0.control.sessions() {
-            *per_user.entry(v.username).or_default() += 1;
-        }
-        let labels: Vec<(String, u64)> = per_user
-            .into_iter()
-            .map(|(u, n)| (format!("{{user=\"{}\"}}", escape(&u)), n))
-            .collect();
-        let samples: Vec<(&str, u64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-        metric(
-            "turnpike_user_allocations",
-            "gauge",
-            "Allocations alive now, by user.",
-            &samples,
-        );
+        user_metrics(&s, &mut metric);
     }
     Ok((
         [(
@@ -119,6 +183,58 @@ pub(super) async fn metrics(
         )],
         out,
     ))
+}
+
+/// Users labelled at most (those with the most allocations): even when
+/// asked for, the label set stays bounded.
+const MAX_USER_LABELS: usize = 1000;
+
+/// Per-user gauges over live allocations (`metrics_user_labels`).
+fn user_metrics(s: &State, metric: &mut impl FnMut(&str, &str, &str, &[(&str, u64)])) {
+    #[derive(Default)]
+    struct Live {
+        allocations: u64,
+        to_peer: u64,
+        to_client: u64,
+    }
+    let mut per_user: BTreeMap<String, Live> = BTreeMap::new();
+    for (_, v) in s.0.control.sessions() {
+        let e = per_user.entry(v.username).or_default();
+        e.allocations += 1;
+        e.to_peer += v.to_peer.bytes;
+        e.to_client += v.to_client.bytes;
+    }
+    let mut users: Vec<(String, Live)> = per_user.into_iter().collect();
+    users.sort_by(|a, b| b.1.allocations.cmp(&a.1.allocations).then(a.0.cmp(&b.0)));
+    users.truncate(MAX_USER_LABELS);
+    let mut allocations = Vec::new();
+    let mut bytes = Vec::new();
+    for (u, live) in &users {
+        let user = escape(u);
+        allocations.push((format!("{{user=\"{user}\"}}"), live.allocations));
+        bytes.push((
+            format!("{{user=\"{user}\",direction=\"to_peer\"}}"),
+            live.to_peer,
+        ));
+        bytes.push((
+            format!("{{user=\"{user}\",direction=\"to_client\"}}"),
+            live.to_client,
+        ));
+    }
+    let a: Vec<(&str, u64)> = allocations.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "turnpike_user_allocations",
+        "gauge",
+        "Allocations alive now, by user (metrics_user_labels; the 1000 users with the most).",
+        &a,
+    );
+    let b: Vec<(&str, u64)> = bytes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    metric(
+        "turnpike_user_relayed_bytes",
+        "gauge",
+        "Application bytes relayed by the user's live allocations, by direction.",
+        &b,
+    );
 }
 
 /// A label value escaped as the text format wants.

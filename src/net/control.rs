@@ -109,6 +109,16 @@ impl Registry {
         out
     }
 
+    /// Every worker's sessions with the worker's index.
+    pub fn worker_sessions(&self) -> Vec<(usize, SessionView)> {
+        let mut out = Vec::new();
+        for (w, r) in self.reports.iter().enumerate() {
+            let r = r.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(r.sessions.iter().map(|s| (w, s.clone())));
+        }
+        out
+    }
+
     /// Counters summed over workers.
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
@@ -163,6 +173,7 @@ pub(crate) struct ServerControl {
     pub health: Arc<Health>,
     /// `external_name`: what `turns:` URLs name.
     pub external_name: Option<String>,
+    pub usage: Arc<crate::usage::UsageStats>,
 }
 
 impl admin::Control for ServerControl {
@@ -216,6 +227,10 @@ impl admin::Control for ServerControl {
 
     fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus {
         &self.shared.quotas.fleet
+    }
+
+    fn usage_stats(&self) -> &crate::usage::UsageStats {
+        &self.usage
     }
 }
 

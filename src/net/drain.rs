@@ -50,6 +50,8 @@ pub(crate) struct DrainControl {
     state: Mutex<Option<Draining>>,
     /// Wakes the exit loop when a drain starts or ends.
     changed: Notify,
+    /// Sends `node.draining` and `node.ready`.
+    events: Arc<crate::usage::recorder::Recorder>,
 }
 
 fn unix_now() -> u64 {
@@ -59,7 +61,12 @@ fn unix_now() -> u64 {
 }
 
 impl DrainControl {
-    pub(super) fn new(shared: Arc<Shared>, store: Store, config: &Config) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        store: Store,
+        config: &Config,
+        events: Arc<crate::usage::recorder::Recorder>,
+    ) -> Self {
         DrainControl {
             shared,
             store,
@@ -68,6 +75,7 @@ impl DrainControl {
             default_timeout: config.drain_timeout,
             state: Mutex::new(None),
             changed: Notify::new(),
+            events,
         }
     }
 
@@ -87,8 +95,9 @@ impl DrainControl {
         };
         let _ = tokio::time::timeout(LOOKUP_TIMEOUT, self.refresh_alternates()).await;
         let now = unix_now();
-        {
+        let began = {
             let mut state = self.lock();
+            let began = state.is_none();
             let (started, since_unix) =
                 state.map_or((Instant::now(), now), |d| (d.started, d.since_unix));
             *state = Some(Draining {
@@ -96,18 +105,33 @@ impl DrainControl {
                 since_unix,
                 deadline: timeout.map(|t| (Instant::now() + t, now + t.as_secs())),
             });
-        }
+            began
+        };
         self.shared.drain.set_draining(true);
         self.changed.notify_one();
-        self.view()
+        let view = self.view();
+        if began {
+            self.events.node_event(
+                "node.draining",
+                serde_json::json!({"deadline": view.deadline, "allocations": view.allocations}),
+            );
+        }
+        view
     }
 
     /// Ends a drain: the node takes new allocations again.
     pub(crate) fn stop(&self) -> DrainView {
-        *self.lock() = None;
+        let was = self.lock().take().is_some();
         self.shared.drain.set_draining(false);
         self.changed.notify_one();
-        self.view()
+        let view = self.view();
+        if was {
+            self.events.node_event(
+                "node.ready",
+                serde_json::json!({"allocations": view.allocations}),
+            );
+        }
+        view
     }
 
     pub(crate) fn view(&self) -> DrainView {
@@ -388,7 +412,10 @@ mod tests {
             drain_min_allocations: 1,
             ..Config::default()
         };
-        let control = DrainControl::new(shared.clone(), store, &config);
+        let stats = Arc::new(crate::usage::UsageStats::default());
+        let queue = Arc::new(crate::usage::queue::Queue::new(stats.clone()));
+        let events = crate::usage::recorder::Recorder::new("me", ':', queue.clone(), true, stats);
+        let control = DrainControl::new(shared.clone(), store, &config, Arc::new(events));
         let limits = crate::turn::quota::Limits {
             user: None,
             realm: None,
@@ -426,6 +453,17 @@ mod tests {
         // Undrained: nothing ends.
         control.stop();
         assert_eq!(control.exit_reason(at), None);
+        // One node.draining for the drain (moving its deadline is not a
+        // second), one node.ready when it ended.
+        let kinds: Vec<String> = queue
+            .take(10)
+            .into_iter()
+            .map(|i| match i {
+                crate::usage::queue::Item::Event(e) => e.kind,
+                crate::usage::queue::Item::Record(_) => "record".into(),
+            })
+            .collect();
+        assert_eq!(kinds, ["node.draining", "node.ready"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

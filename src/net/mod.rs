@@ -94,6 +94,7 @@ pub struct Running {
     drain: Arc<drain::DrainControl>,
     health: Option<SocketAddr>,
     reloader: Arc<reload::Reloader>,
+    usage: crate::usage::Usage,
 }
 
 impl Running {
@@ -171,7 +172,10 @@ impl Running {
     /// Waits until the server has stopped.
     pub async fn wait(self) {
         let Running {
-            threads, watcher, ..
+            threads,
+            watcher,
+            usage,
+            ..
         } = self;
         let _ = watcher.await;
         let _ = tokio::task::spawn_blocking(move || {
@@ -180,6 +184,8 @@ impl Running {
             }
         })
         .await;
+        // The workers ended their allocations on the way out.
+        usage.finish().await;
     }
 
     /// Stops the server now and waits for it.
@@ -244,6 +250,7 @@ pub async fn serve(
 
     let (stop, stop_rx) = watch::channel(false);
     let fleet_quota = fleet_quota::start(&store, &config.node_name, &shared, stop_rx.clone());
+    let usage = crate::usage::Usage::start(&config, &store, None);
     let (registry, commands) = Registry::new(workers);
     let registry = Arc::new(registry);
     let mut threads = Vec::new();
@@ -262,6 +269,7 @@ pub async fn serve(
                 software: config.software.clone(),
             }),
             fleet_quota: fleet_quota.clone(),
+            usage: usage.recorder.clone(),
         };
         match worker::spawn(setup) {
             Ok(t) => threads.push(t),
@@ -272,6 +280,7 @@ pub async fn serve(
         }
     }
     let config = Arc::new(config);
+    usage.start_loops(&config, &store, registry.clone(), &stop_rx);
     // PostgreSQL announces changes; the loops below poll as well.
     let wake = Arc::new(listen::Wakeups::default());
     if store.is_postgres() {
@@ -309,6 +318,7 @@ pub async fn serve(
         shared.clone(),
         store.clone(),
         &config,
+        usage.recorder.clone(),
     ));
     tokio::spawn(drain::drain_loop(
         drain.clone(),
@@ -329,6 +339,7 @@ pub async fn serve(
         drain: drain.clone(),
         health: health.clone(),
         external_name: config.external_name.clone(),
+        usage: usage.stats.clone(),
     });
     tokio::spawn(heartbeat::heartbeat_loop(
         store.clone(),
@@ -345,6 +356,9 @@ pub async fn serve(
     ));
     let admin = start_admin(&store, control, config, &stop_rx).await?;
     health.serving(shared.clone());
+    usage
+        .recorder
+        .node_event("node.ready", serde_json::json!({"allocations": 0}));
     let stop_on_shutdown = stop.clone();
     let mut stop_seen = stop_rx;
     let watcher = tokio::spawn(async move {
@@ -369,6 +383,7 @@ pub async fn serve(
         drain,
         health: health_addr,
         reloader,
+        usage,
     })
 }
 

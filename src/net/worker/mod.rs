@@ -43,7 +43,7 @@ use super::socket;
 use super::tls::Tls;
 use crate::nat::ServerAddresses;
 use crate::turn::{
-    ConnId, Event, FiveTuple, RelayError, RelayId, Request, Server, Shared, Transport,
+    ConnId, EndReason, Event, FiveTuple, RelayError, RelayId, Request, Server, Shared, Transport,
     PEER_HEADROOM, PEER_TAILROOM,
 };
 
@@ -66,6 +66,8 @@ pub(crate) struct WorkerSetup {
     pub nat: Option<NatSetup>,
     /// Set with a shared (PostgreSQL) store: quotas count the fleet.
     pub fleet_quota: Option<Arc<super::fleet_quota::FleetQuota>>,
+    /// Usage records and events from this worker's core events.
+    pub usage: Arc<crate::usage::recorder::Recorder>,
 }
 
 /// RFC 5780 server mode: the four addresses.
@@ -116,6 +118,8 @@ struct Worker {
     recv: RefCell<RecvBatch>,
     /// Fleet quotas, when the store is shared.
     quota: Option<quota::WorkerQuota>,
+    index: usize,
+    usage: Arc<crate::usage::recorder::Recorder>,
 }
 
 /// Starts the worker thread.
@@ -150,6 +154,7 @@ async fn run(setup: WorkerSetup) {
         commands,
         nat,
         fleet_quota,
+        usage,
     } = setup;
     let (quota, quota_answers) = quota::link(fleet_quota);
     let epoll = match Epoll::new() {
@@ -203,6 +208,8 @@ async fn run(setup: WorkerSetup) {
         nat,
         recv: RefCell::new(RecvBatch::new(PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM)),
         quota,
+        index,
+        usage,
     });
     if let Some(answers) = quota_answers {
         tokio::task::spawn_local(quota::answer_loop(w.clone(), answers));
@@ -233,6 +240,15 @@ async fn run(setup: WorkerSetup) {
     }
     tokio::task::spawn_local(control::command_loop(w.clone(), registry, index, commands));
     super::stopped(&mut stop).await;
+    // Every allocation ends here, so its usage record and event are
+    // queued before the process goes (the writer flushes them).
+    let now = Instant::now();
+    let reason = if w.shared.drain.is_draining() {
+        EndReason::Drained
+    } else {
+        EndReason::Shutdown
+    };
+    w.step(now, |core| core.end_all(now, reason));
     // Close relay sockets now; the runtime drops the remaining tasks.
     w.relays.borrow_mut().clear();
 }
@@ -327,6 +343,7 @@ impl Worker {
         loop {
             let event = self.core.borrow_mut().poll_event();
             let Some(event) = event else { break };
+            self.usage.on_event(self.index, &event);
             match event {
                 Event::AllocationCreated {
                     tuple,

@@ -1,0 +1,227 @@
+//! The writer: takes the queue's items in batches and writes them to the
+//! store (records, then outbox rows); while the store fails, keeps up to
+//! [`MEMORY_LIMIT`] items in memory and moves the rest to the spill file,
+//! which it replays first once the store answers. At the end of the
+//! process ([`Writer::finish`]) it writes what is left within a deadline
+//! and spills the rest, so a restart loses nothing that was queued.
+//!
+//! Also here: the interim snapshots and the daily retention prune.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use super::queue::{Item, Queue, MEMORY_LIMIT};
+use super::recorder::Recorder;
+use super::spill::Spill;
+use super::{OutboxEvent, UsageRecord, UsageStats};
+use crate::net::control::Registry;
+use crate::store::Store;
+
+/// Items per store transaction.
+const BATCH: usize = 500;
+/// A write that takes longer counts as failed (the store is unreachable).
+const WRITE_WITHIN: Duration = Duration::from_secs(5);
+/// How often the writer looks without being woken, and after a failure.
+const IDLE: Duration = Duration::from_secs(1);
+/// Rows the outbox holds at most: a dead receiver must not fill the store.
+pub const OUTBOX_MAX_ROWS: i64 = 100_000;
+/// How often old records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug)]
+pub struct Writer {
+    pub queue: Arc<Queue>,
+    pub store: Store,
+    pub spill: Spill,
+    pub urls: Vec<String>,
+    pub stats: Arc<UsageStats>,
+    /// Poked after new outbox rows are written (webhook delivery).
+    pub delivered: Option<Arc<Notify>>,
+}
+
+impl Writer {
+    /// Writes `items` in one go: records, then events. Either may be
+    /// written twice after a failure; both writes are idempotent.
+    async fn write(&self, items: &[Item]) -> Result<(), String> {
+        let records: Vec<UsageRecord> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Record(r) => Some((**r).clone()),
+                Item::Event(_) => None,
+            })
+            .collect();
+        let events: Vec<OutboxEvent> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(e.clone()),
+                Item::Record(_) => None,
+            })
+            .collect();
+        let work = async {
+            if !records.is_empty() {
+                self.store.write_usage(&records).await?;
+            }
+            if !events.is_empty() && !self.urls.is_empty() {
+                let now = crate::store::unix_now_ms();
+                let dropped = self
+                    .store
+                    .outbox_add(&events, &self.urls, OUTBOX_MAX_ROWS, now)
+                    .await?;
+                UsageStats::add(&self.stats.webhook_dropped, dropped);
+            }
+            Ok::<_, crate::store::StoreError>(())
+        };
+        match tokio::time::timeout(WRITE_WITHIN, work).await {
+            Ok(Ok(())) => {
+                UsageStats::add(&self.stats.records_written, records.len() as u64);
+                if !events.is_empty() {
+                    if let Some(n) = &self.delivered {
+                        n.notify_one();
+                    }
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the store did not answer within 5 s".into()),
+        }
+    }
+
+    /// Replays the spill file into the store; false if the store failed.
+    async fn replay(&mut self) -> bool {
+        while self.spill.pending() {
+            let (items, at) = match self.spill.read(BATCH) {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!("usage spill file unreadable: {e}");
+                    return true;
+                }
+            };
+            if !items.is_empty() && self.write(&items).await.is_err() {
+                return false;
+            }
+            self.spill.replayed_to(at);
+        }
+        true
+    }
+
+    /// One round: the spill file, then the queue, until both are empty or
+    /// the store fails. Returns whether the store answered.
+    async fn round(&mut self, failing: &mut bool) -> bool {
+        if !self.replay().await {
+            return self.failed(failing, "spill replay");
+        }
+        loop {
+            let batch = self.queue.take(BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            if let Err(e) = self.write(&batch).await {
+                self.queue.put_back(batch);
+                return self.failed(failing, &e);
+            }
+        }
+        if *failing {
+            *failing = false;
+            tracing::info!("usage records: the store answers again");
+        }
+        true
+    }
+
+    fn failed(&mut self, failing: &mut bool, why: &str) -> bool {
+        if !*failing {
+            *failing = true;
+            tracing::warn!("usage records wait: {why}");
+        }
+        // Past the memory bound the oldest go to the spill file.
+        let over = self.queue.len().saturating_sub(MEMORY_LIMIT);
+        if over > 0 {
+            let items = self.queue.take(over);
+            let n = items.len() as u64;
+            let lost = self.spill.append(items);
+            UsageStats::add(&self.stats.spilled, n - lost.len() as u64);
+            if !lost.is_empty() {
+                self.queue.lost(lost.len() as u64);
+            }
+        }
+        false
+    }
+
+    /// Writes until `finish` is set, then what is left within `deadline`,
+    /// and spills the rest.
+    pub async fn run(mut self, mut finish: watch::Receiver<bool>, deadline: Duration) {
+        let mut failing = false;
+        loop {
+            let ok = self.round(&mut failing).await;
+            if *finish.borrow() {
+                break;
+            }
+            let wait = if ok { IDLE } else { IDLE * 2 };
+            tokio::select! {
+                _ = self.queue.wake.notified(), if ok => {}
+                _ = tokio::time::sleep(wait) => {}
+                // A dropped sender (start-up failed) ends the writer too.
+                changed = finish.changed() => if changed.is_err() { break },
+            }
+        }
+        let until = Instant::now() + deadline;
+        while !self.queue.is_empty() && Instant::now() < until {
+            if !self.round(&mut failing).await {
+                break;
+            }
+        }
+        let rest = self.queue.take(usize::MAX);
+        if !rest.is_empty() {
+            let n = rest.len();
+            let lost = self.spill.append(rest);
+            UsageStats::add(&self.stats.spilled, (n - lost.len()) as u64);
+            if !lost.is_empty() {
+                self.queue.lost(lost.len() as u64);
+            }
+            tracing::warn!(
+                "{} usage records and events wait in {} for the next start",
+                n - lost.len(),
+                "the spill file"
+            );
+        }
+    }
+}
+
+/// Every `every`, an interim record of each live allocation at least
+/// `every` old, from the workers' once-a-second reports.
+pub async fn interim_loop(
+    registry: Arc<Registry>,
+    recorder: Arc<Recorder>,
+    realm: String,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = crate::net::stopped(&mut stop) => return,
+        }
+        let sessions = registry.worker_sessions();
+        recorder.interim(&sessions, &realm, Instant::now(), every);
+    }
+}
+
+/// Prunes records older than `days` once a day (the first a minute after
+/// start).
+pub async fn prune_loop(store: Store, days: u32, mut stop: watch::Receiver<bool>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::net::stopped(&mut stop) => return,
+        }
+        wait = PRUNE_EVERY;
+        let before = crate::store::unix_now_ms() - i64::from(days) * 86_400_000;
+        match store.prune_usage(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("usage: {n} records older than {days} days pruned"),
+            Err(e) => tracing::warn!("usage prune failed: {e}"),
+        }
+    }
+}
