@@ -5,6 +5,8 @@
 #
 #   scripts/bench.sh            # default 8-second loads
 #   DURATION=15 scripts/bench.sh
+#   WEBHOOKS=1 scripts/bench.sh  # turnpike also sends every event to a local
+#                                # webhook receiver (usage records are always on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -39,9 +41,29 @@ trap cleanup EXIT
 # (one per CPU for both), no TLS. turnpike's 401 budget and its per-address
 # allocation cap are off because every bench client shares 127.0.0.1 and
 # coturn has no such limits.
+# Usage records go to a store of the run's own (they are always on).
+TP_EXTRA=(--db "sqlite:$work/turnpike.db" --usage-spill-file "$work/usage.spill")
+if [ "${WEBHOOKS:-0}" = 1 ]; then
+  # A receiver that acknowledges every event, as a billing endpoint would.
+  WH_PORT=3580
+  python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+' $WH_PORT >"$work/webhooks.log" 2>&1 &
+  pids+=($!)
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/webhook.secret"
+  chmod 600 "$work/webhook.secret"
+  TP_EXTRA+=(--webhook-url "http://127.0.0.1:$WH_PORT/" --webhook-secret-file "$work/webhook.secret")
+fi
 $BIN serve --listen 127.0.0.1:$TP_PORT --relay-ip 127.0.0.1 --min-port 20000 --max-port 29999 \
   --user $USER_PASS --realm $REALM --allow-loopback-peers --auth-reply-rate 0 --max-allocations-per-ip 0 --log-level warn \
-  >"$work/turnpike.log" 2>&1 &
+  "${TP_EXTRA[@]}" >"$work/turnpike.log" 2>&1 &
 pids+=($!); TP_PID=$!
 turnserver -n --listening-ip=127.0.0.1 --listening-port=$CT_PORT --relay-ip=127.0.0.1 \
   --min-port=30000 --max-port=39999 --lt-cred-mech --user=$USER_PASS --realm=$REALM \

@@ -10,7 +10,7 @@ use std::time::Duration;
 use turnpike::stun::attributes::{decode_xor_address, AttributeType};
 use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
-fn turnpike() -> Command {
+pub(crate) fn turnpike() -> Command {
     Command::new(env!("CARGO_BIN_EXE_turnpike"))
 }
 
