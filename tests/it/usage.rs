@@ -373,7 +373,7 @@ fn serve(args: &[String]) -> (Proc, crate::reload::Log, SocketAddr, SocketAddr) 
             .unwrap()
     };
     (
-        child,
+        Proc(child),
         log,
         find("listening udp "),
         find("admin api http://"),
