@@ -65,6 +65,15 @@ start_test_postgres() {
   export TURNPIKE_TEST_PG="postgres://turnpike:turnpike@127.0.0.1:$port/turnpike"
 }
 
+# resume_test_postgres DIR PORT: starts again a cluster that
+# stop_test_postgres stopped, data kept (store outage tests).
+resume_test_postgres() {
+  local dir=$1 port=$2 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+    -o "-p $port -k $dir -c listen_addresses=* -c fsync=off -c max_connections=300" start >/dev/null
+}
+
 # stop_test_postgres DIR: stops the cluster start_test_postgres made.
 stop_test_postgres() {
   local dir=$1 bin

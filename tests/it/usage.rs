@@ -572,3 +572,55 @@ async fn webhooks_survive_a_receiver_outage_and_a_restart_without_duplicates() {
     kill(&mut child, "-TERM");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs a scripts/lib.sh function (the test PostgreSQL clusters).
+fn lib_sh(call: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(". {root}/scripts/lib.sh; {call}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{call}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_during_fifty_allocations_loses_no_record() {
+    // A cluster of its own, so stopping it leaves the other tests' alone.
+    if crate::test_pg().is_none() {
+        return;
+    }
+    let dir = format!("/tmp/turnpike-usage-pg-{}", std::process::id());
+    let port = 55_000 + (std::process::id() % 400) as u16;
+    lib_sh(&format!("start_test_postgres {dir} {port}"));
+    let url = format!("postgres://turnpike:turnpike@127.0.0.1:{port}/turnpike");
+    let spill = temp_dir("pg-outage");
+    let (server, udp, admin) = crate::admin::server(|c| {
+        c.db = url.clone();
+        c.usage_spill_file = spill.join("usage.spill");
+    })
+    .await;
+    let churn = |n: usize| async move {
+        for _ in 0..n {
+            let mut c = TurnClient::connect(udp).await;
+            c.allocate(None).await.expect("allocates without the store");
+            c.refresh(0).await.unwrap();
+        }
+    };
+    churn(5).await;
+    final_records(admin, USER, 5).await;
+    lib_sh(&format!("stop_test_postgres {dir}"));
+    let began = Instant::now();
+    churn(50).await;
+    let left = Duration::from_secs(10).saturating_sub(began.elapsed());
+    tokio::time::sleep(left).await;
+    lib_sh(&format!("resume_test_postgres {dir} {port}"));
+    let all = final_records(admin, USER, 55).await;
+    assert_eq!(all.len(), 55, "every record, none twice");
+    server.stop().await;
+    lib_sh(&format!("stop_test_postgres {dir}; rm -rf {dir}"));
+}
