@@ -9,6 +9,10 @@
 //! head with a lease, a conditional UPDATE that only one claimer's
 //! `rows_affected` can win, and a crashed node's lease simply runs out.
 
+// Until the usage pipeline calls this (issue 18, wired by the server
+// side), only tests do: remove this allow with the wiring.
+#![cfg_attr(not(test), allow(dead_code))]
+
 use sqlx::Row;
 
 use super::{Store, StoreError};
