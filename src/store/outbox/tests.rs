@@ -56,7 +56,7 @@ const LEASE: i64 = 30_000;
 /// backs the URL off; an ack moves the line on; expiry drops old events.
 async fn head_of_line(s: &Store) {
     let u = urls(&["a", "b"]);
-    let batch = [event("e300", 300), event("e100", 100), event("e200", 200)];
+    let batch = [event("a300", 300), event("z100", 100), event("m200", 200)];
     assert_eq!(s.outbox_add(&batch, &u, 1000, NOW).await.unwrap(), 0);
     assert_eq!(s.outbox_depth().await.unwrap(), 6);
     // The same batch again (a retried write): nothing new.
@@ -64,7 +64,7 @@ async fn head_of_line(s: &Store) {
     assert_eq!(s.outbox_depth().await.unwrap(), 6);
 
     let head = claimed(s.outbox_claim(&u[0], "n1", NOW, LEASE).await.unwrap());
-    assert_eq!((head.event_id.as_str(), head.time_ms), ("e100", 100));
+    assert_eq!((head.event_id.as_str(), head.time_ms), ("z100", 100));
     assert_eq!((head.kind.as_str(), head.attempts), ("node.ready", 0));
     assert_eq!(head.body, batch[1].body);
     // Leased: nobody (not even n1) gets it, nor the rows behind it.
@@ -76,17 +76,17 @@ async fn head_of_line(s: &Store) {
     );
     // Another URL has its own line.
     let other = claimed(s.outbox_claim(&u[1], "n2", NOW, LEASE).await.unwrap());
-    assert_eq!(other.event_id, "e100");
+    assert_eq!(other.event_id, "z100");
 
     // n1 crashes; its lease runs out and n2 takes the row over.
     let later = NOW + LEASE;
     let taken = claimed(s.outbox_claim(&u[0], "n2", later, LEASE).await.unwrap());
-    assert_eq!(taken.event_id, "e100");
+    assert_eq!(taken.event_id, "z100");
     // n1's late failure report does not count: n2 holds it.
-    assert!(!s.outbox_fail("e100", &u[0], "n1", later + 5).await.unwrap());
+    assert!(!s.outbox_fail("z100", &u[0], "n1", later + 5).await.unwrap());
     // n2's failure backs the URL off: its later rows wait too.
     assert!(s
-        .outbox_fail("e100", &u[0], "n2", later + 5_000)
+        .outbox_fail("z100", &u[0], "n2", later + 5_000)
         .await
         .unwrap());
     assert_eq!(
@@ -102,26 +102,26 @@ async fn head_of_line(s: &Store) {
             .await
             .unwrap(),
     );
-    assert_eq!((retry.event_id.as_str(), retry.attempts), ("e100", 1));
+    assert_eq!((retry.event_id.as_str(), retry.attempts), ("z100", 1));
     // Acknowledged: gone, and the next in time order is the head.
-    assert!(s.outbox_ack("e100", &u[0]).await.unwrap());
-    assert!(!s.outbox_ack("e100", &u[0]).await.unwrap());
+    assert!(s.outbox_ack("z100", &u[0]).await.unwrap());
+    assert!(!s.outbox_ack("z100", &u[0]).await.unwrap());
     let next = claimed(
         s.outbox_claim(&u[0], "n1", later + 5_000, LEASE)
             .await
             .unwrap(),
     );
-    assert_eq!(next.event_id, "e200");
+    assert_eq!(next.event_id, "m200");
     assert_eq!(
         s.outbox_rows(&u[0]).await.unwrap(),
-        [("e200".to_string(), 0), ("e300".to_string(), 0)]
+        [("m200".to_string(), 0), ("a300".to_string(), 0)]
     );
 
     // Expiry: events before 250 go, for every URL, leased or not.
     assert_eq!(
         s.outbox_expire(250).await.unwrap(),
         3,
-        "e200@a, e100@b, e200@b"
+        "m200@a, z100@b, m200@b"
     );
     assert_eq!(s.outbox_rows(&u[1]).await.unwrap().len(), 1);
     assert_eq!(s.outbox_depth().await.unwrap(), 2);

@@ -240,10 +240,11 @@ async fn events_reach_each_receiver_in_time_order_signed_within_ms_of_a_poke() {
     let running = start(w);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let now = unix_now_ms();
-    // Written out of time order; delivered in it.
+    // Written out of time order, ids in reverse time order; delivered
+    // in time order.
     let batch: Vec<_> = [3, 0, 4, 1, 2]
         .iter()
-        .map(|&i| event(&format!("e{i}"), now - 1000 + i))
+        .map(|&i| event(&format!("e{}", 4 - i), now - 1000 + i))
         .collect();
     assert_eq!(store.outbox_add(&batch, &urls, 1000, now).await.unwrap(), 0);
     poke.poke();
@@ -253,7 +254,7 @@ async fn events_reach_each_receiver_in_time_order_signed_within_ms_of_a_poke() {
     .await;
     running.stop().await;
     for r in [&a, &b] {
-        assert_eq!(r.delivered(), ids("e", 5));
+        assert_eq!(r.delivered(), ["e4", "e3", "e2", "e1", "e0"]);
         for g in r.got() {
             let sent = batch.iter().find(|e| e.id == g.id()).unwrap();
             assert_eq!(g.body, sent.body);
