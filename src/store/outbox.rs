@@ -18,6 +18,11 @@ use sqlx::Row;
 use super::{Store, StoreError};
 use crate::usage::OutboxEvent;
 
+/// The outbox's bound in rows (events × URLs), for [`Store::outbox_add`]:
+/// at a few hundred bytes a row, tens of megabytes, and a day of events
+/// for a busy node with one receiver down.
+pub(crate) const OUTBOX_MAX_ROWS: i64 = 100_000;
+
 /// One event on its way to one receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OutboxRow {

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::auth::rest::Secret;
+use crate::store::outbox::OUTBOX_MAX_ROWS;
 use crate::store::{unix_now_ms, Store};
 use crate::usage::{OutboxEvent, UsageStats};
 
@@ -226,7 +227,7 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn events_reach_each_receiver_in_time_order_signed_within_ms_of_a_poke() {
+async fn events_reach_each_receiver_in_time_order_signed_at_once_on_a_poke() {
     let (store, dir) = crate::store::outbox::tests::sqlite().await;
     let (a, b) = (
         Receiver::start(Duration::ZERO).await,
@@ -246,7 +247,13 @@ async fn events_reach_each_receiver_in_time_order_signed_within_ms_of_a_poke() {
         .iter()
         .map(|&i| event(&format!("e{}", 4 - i), now - 1000 + i))
         .collect();
-    assert_eq!(store.outbox_add(&batch, &urls, 1000, now).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .outbox_add(&batch, &urls, OUTBOX_MAX_ROWS, now)
+            .await
+            .unwrap(),
+        0
+    );
     poke.poke();
     until("both receivers got 5", || {
         a.delivered().len() == 5 && b.delivered().len() == 5
@@ -290,7 +297,7 @@ async fn a_failed_delivery_is_retried_with_backoff_and_delivered_once_before_lat
     let now = unix_now_ms();
     let batch = [event("x0", now - 2), event("x1", now - 1)];
     store
-        .outbox_add(&batch, &[r.url()], 1000, now)
+        .outbox_add(&batch, &[r.url()], OUTBOX_MAX_ROWS, now)
         .await
         .unwrap();
     let running = start(webhooks(&store, vec![r.url()], &stats));
@@ -326,7 +333,7 @@ async fn a_receiver_that_was_down_gets_every_event_once_when_it_returns() {
     let now = unix_now_ms();
     let batch: Vec<_> = (0..5).map(|i| event(&format!("d{i}"), now + i)).collect();
     store
-        .outbox_add(&batch, &[r.url()], 1000, now)
+        .outbox_add(&batch, &[r.url()], OUTBOX_MAX_ROWS, now)
         .await
         .unwrap();
     let running = start(webhooks(&store, vec![r.url()], &stats));
@@ -351,13 +358,19 @@ async fn a_restart_during_an_outage_loses_nothing_and_resends_nothing_acknowledg
     let urls = vec![r.url()];
     let now = unix_now_ms();
     let first: Vec<_> = (0..3).map(|i| event(&format!("s{i}"), now + i)).collect();
-    store.outbox_add(&first, &urls, 1000, now).await.unwrap();
+    store
+        .outbox_add(&first, &urls, OUTBOX_MAX_ROWS, now)
+        .await
+        .unwrap();
     let running = start(webhooks(&store, urls.clone(), &stats));
     until("first three", || r.delivered().len() == 3).await;
     // The receiver goes away; more events come; the server stops.
     r.stop();
     let second: Vec<_> = (3..6).map(|i| event(&format!("s{i}"), now + i)).collect();
-    store.outbox_add(&second, &urls, 1000, now).await.unwrap();
+    store
+        .outbox_add(&second, &urls, OUTBOX_MAX_ROWS, now)
+        .await
+        .unwrap();
     until("failures", || UsageStats::get(&stats.webhook_failed) >= 2).await;
     running.stop().await;
     assert_eq!(store.outbox_depth().await.unwrap(), 3);
@@ -379,7 +392,7 @@ async fn stop_lets_the_request_in_flight_finish_and_records_it() {
     let stats = Arc::new(UsageStats::default());
     let now = unix_now_ms();
     store
-        .outbox_add(&[event("f0", now)], &[r.url()], 1000, now)
+        .outbox_add(&[event("f0", now)], &[r.url()], OUTBOX_MAX_ROWS, now)
         .await
         .unwrap();
     let running = start(webhooks(&store, vec![r.url()], &stats));
@@ -410,7 +423,7 @@ async fn events_past_max_age_are_dropped_unsent_and_counted() {
         event("new", now),
     ];
     store
-        .outbox_add(&batch, &[r.url()], 1000, now)
+        .outbox_add(&batch, &[r.url()], OUTBOX_MAX_ROWS, now)
         .await
         .unwrap();
     stats
