@@ -204,6 +204,20 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Ends every lease `node` holds: called when it starts, since a lease
+    /// under its name is from a previous life that crashed (node names are
+    /// unique in a fleet), and its rows need not wait for the lease to run
+    /// out. Returns how many.
+    pub(crate) async fn outbox_release(&self, node: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE webhook_outbox SET leased_until_ms = 0, leased_by = '' WHERE leased_by = $1",
+        )
+        .bind(node)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Deletes every row whose event happened before `before_ms` (any URL,
     /// configured or not); returns how many.
     pub(crate) async fn outbox_expire(&self, before_ms: i64) -> Result<u64, StoreError> {

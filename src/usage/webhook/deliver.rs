@@ -186,6 +186,12 @@ impl Webhooks {
     /// outcome is written before this returns, so an acknowledged event is
     /// not sent again after a restart.
     pub(crate) async fn run(self, stop: watch::Receiver<bool>) {
+        // Leases of this node's previous life (it crashed mid-attempt):
+        // its rows go now rather than when the leases run out. A store
+        // that is down here only means waiting for them.
+        if let Err(e) = self.store.outbox_release(&self.node).await {
+            store_error("release old leases", &e);
+        }
         let this = Arc::new(self);
         let mut tasks = JoinSet::new();
         for i in 0..this.urls.len() {

@@ -437,3 +437,29 @@ async fn events_past_max_age_are_dropped_unsent_and_counted() {
     assert_eq!(UsageStats::get(&stats.webhook_dropped), 2);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn after_a_crash_mid_attempt_the_restarted_node_sends_at_once() {
+    let (store, dir) = crate::store::outbox::tests::sqlite().await;
+    let r = Receiver::start(Duration::ZERO).await;
+    let stats = Arc::new(UsageStats::default());
+    let now = unix_now_ms();
+    store
+        .outbox_add(&[event("k0", now)], &[r.url()], OUTBOX_MAX_ROWS, now)
+        .await
+        .unwrap();
+    // n1 took the row and died: its lease would hold it for a minute.
+    let lease = deliver::LEASE.as_millis() as i64;
+    let head = store
+        .outbox_claim(&r.url(), "n1", now, lease)
+        .await
+        .unwrap();
+    assert!(matches!(head, crate::store::outbox::Head::Claimed(_)));
+    let running = start(webhooks(&store, vec![r.url()], &stats));
+    until("delivered well inside the lease", || {
+        r.delivered() == ["k0"]
+    })
+    .await;
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
