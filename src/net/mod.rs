@@ -76,6 +76,8 @@ pub enum ServeError {
     Tls(#[from] certs::CertError),
     #[error("rfc5780: {0}")]
     Rfc5780(String),
+    #[error("{0}")]
+    Webhooks(String),
 }
 
 /// A started server.
@@ -250,7 +252,8 @@ pub async fn serve(
 
     let (stop, stop_rx) = watch::channel(false);
     let fleet_quota = fleet_quota::start(&store, &config.node_name, &shared, stop_rx.clone());
-    let usage = crate::usage::Usage::start(&config, &store, None);
+    let usage = crate::usage::Usage::start(&config, &store, &stop_rx)
+        .map_err(|e| ServeError::Webhooks(e.to_string()))?;
     let (registry, commands) = Registry::new(workers);
     let registry = Arc::new(registry);
     let mut threads = Vec::new();

@@ -25,7 +25,7 @@ pub use stats::UsageStats;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::net::control::Registry;
@@ -43,12 +43,32 @@ pub struct Usage {
     pub stats: Arc<UsageStats>,
     finish: watch::Sender<bool>,
     writer: tokio::task::JoinHandle<()>,
+    webhooks: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Usage {
-    /// Starts the writer (it replays an earlier run's spill file first).
-    pub fn start(config: &Config, store: &Store, delivered: Option<Arc<Notify>>) -> Usage {
+    /// Starts the writer (it replays an earlier run's spill file first)
+    /// and, with webhook URLs, delivery, which runs until `stop`.
+    pub(crate) fn start(
+        config: &Config,
+        store: &Store,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Usage, webhook::WebhookError> {
         let stats = Arc::new(UsageStats::default());
+        let mut delivered = None;
+        let mut webhooks = None;
+        if let (false, Some(secret)) = (config.webhook_urls.is_empty(), &config.webhook_secret) {
+            let w = webhook::Webhooks::new(
+                store.clone(),
+                config.webhook_urls.clone(),
+                secret.clone(),
+                config.webhook_max_age,
+                config.node_name.clone(),
+                stats.clone(),
+            )?;
+            delivered = Some(w.poker());
+            webhooks = Some(tokio::spawn(w.run(stop.clone())));
+        }
         let queue = Arc::new(queue::Queue::new(stats.clone()));
         let recorder = Arc::new(recorder::Recorder::new(
             &config.node_name,
@@ -67,12 +87,13 @@ impl Usage {
         };
         let (finish, finish_rx) = watch::channel(false);
         let writer = tokio::spawn(writer.run(finish_rx, FINISH_WITHIN));
-        Usage {
+        Ok(Usage {
             recorder,
             stats,
             finish,
             writer,
-        }
+            webhooks,
+        })
     }
 
     /// The interim snapshots and the retention prune, until `stop`.
@@ -106,5 +127,10 @@ impl Usage {
     pub async fn finish(self) {
         let _ = self.finish.send(true);
         let _ = self.writer.await;
+        // Delivery stopped with the server; an answer in flight is
+        // recorded before it returns.
+        if let Some(w) = self.webhooks {
+            let _ = w.await;
+        }
     }
 }

@@ -10,13 +10,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::queue::{Item, Queue, MEMORY_LIMIT};
 use super::recorder::Recorder;
 use super::spill::Spill;
+use super::webhook::Poke;
 use super::{OutboxEvent, UsageRecord, UsageStats};
 use crate::net::control::Registry;
+use crate::store::outbox::OUTBOX_MAX_ROWS;
 use crate::store::Store;
 
 /// Items per store transaction.
@@ -25,20 +27,18 @@ const BATCH: usize = 500;
 const WRITE_WITHIN: Duration = Duration::from_secs(5);
 /// How often the writer looks without being woken, and after a failure.
 const IDLE: Duration = Duration::from_secs(1);
-/// Rows the outbox holds at most: a dead receiver must not fill the store.
-pub const OUTBOX_MAX_ROWS: i64 = 100_000;
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
-pub struct Writer {
-    pub queue: Arc<Queue>,
-    pub store: Store,
-    pub spill: Spill,
-    pub urls: Vec<String>,
-    pub stats: Arc<UsageStats>,
+pub(crate) struct Writer {
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) store: Store,
+    pub(crate) spill: Spill,
+    pub(crate) urls: Vec<String>,
+    pub(crate) stats: Arc<UsageStats>,
     /// Poked after new outbox rows are written (webhook delivery).
-    pub delivered: Option<Arc<Notify>>,
+    pub(crate) delivered: Option<Poke>,
 }
 
 impl Writer {
@@ -69,7 +69,12 @@ impl Writer {
                     .store
                     .outbox_add(&events, &self.urls, OUTBOX_MAX_ROWS, now)
                     .await?;
-                UsageStats::add(&self.stats.webhook_dropped, dropped);
+                if dropped > 0 {
+                    UsageStats::add(&self.stats.webhook_dropped, dropped);
+                    tracing::warn!(
+                        "webhook outbox full ({OUTBOX_MAX_ROWS} rows): {dropped} deliveries dropped"
+                    );
+                }
             }
             Ok::<_, crate::store::StoreError>(())
         };
@@ -77,8 +82,8 @@ impl Writer {
             Ok(Ok(())) => {
                 UsageStats::add(&self.stats.records_written, records.len() as u64);
                 if !events.is_empty() {
-                    if let Some(n) = &self.delivered {
-                        n.notify_one();
+                    if let Some(p) = &self.delivered {
+                        p.poke();
                     }
                 }
                 Ok(())
@@ -150,7 +155,7 @@ impl Writer {
 
     /// Writes until `finish` is set, then what is left within `deadline`,
     /// and spills the rest.
-    pub async fn run(mut self, mut finish: watch::Receiver<bool>, deadline: Duration) {
+    pub(crate) async fn run(mut self, mut finish: watch::Receiver<bool>, deadline: Duration) {
         let mut failing = false;
         loop {
             let ok = self.round(&mut failing).await;
