@@ -4,11 +4,14 @@
 //! delivered from the store's outbox.
 //!
 //! * [`record`]: what is written and sent.
+//! * [`query`]: asking for usage (the API's and the CLI's parameters and
+//!   answer).
 //! * [`stats`]: counters for `/metrics`.
 //! * [`webhook`]: signing and delivery from the outbox.
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod query;
 pub mod record;
 pub mod stats;
 pub mod webhook;
