@@ -74,9 +74,7 @@ pub(super) fn run(a: UsageArgs) -> ExitCode {
     };
     let q = match params.resolve(crate::store::unix_now_ms()) {
         Ok(q) => q,
-        Err(e) => {
-            return usage_error(format!("{} `{}`: {}", flag(e.field), e.value, e.expected))
-        }
+        Err(e) => return usage_error(format!("{} `{}`: {}", flag(e.field), e.value, e.expected)),
     };
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -248,7 +246,10 @@ fn table(header: &[String], rows: &[Vec<String>]) -> String {
             c.to_string()
         }
     };
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| show(c)).collect()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| show(c)).collect())
+        .collect();
     let numeric: Vec<bool> = header
         .iter()
         .map(|h| COUNTERS.contains(&h.as_str()) || h == "peers")
@@ -340,7 +341,10 @@ mod tests {
             ",peers,allocations,seconds,bytes_to_peer,packets_to_peer,bytes_to_client,packets_to_client"
         ));
         // The record columns are empty; the counters line up under theirs.
-        assert_eq!(lines[1], format!("total{}3,4.500,30,3,60,6", ",".repeat(13)));
+        assert_eq!(
+            lines[1],
+            format!("total{}3,4.500,30,3,60,6", ",".repeat(13))
+        );
     }
 
     #[test]
@@ -348,8 +352,14 @@ mod tests {
         let out = render(&query(GroupBy::User), &page(), "table");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].starts_with("user    allocations  seconds"), "{out}");
-        assert!(lines[3].starts_with("total             3    4.500"), "{out}");
+        assert!(
+            lines[0].starts_with("user    allocations  seconds"),
+            "{out}"
+        );
+        assert!(
+            lines[3].starts_with("total             3    4.500"),
+            "{out}"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&render(&query(GroupBy::User), &page(), "json")).unwrap();
         assert_eq!(json, answer_json(&query(GroupBy::User), &page()));

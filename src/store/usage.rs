@@ -135,7 +135,11 @@ struct Filter {
 impl Filter {
     fn of(q: &UsageQuery) -> Filter {
         let mut f = Filter::default();
-        for (col, v) in [("username", &q.user), ("realm", &q.realm), ("node", &q.node)] {
+        for (col, v) in [
+            ("username", &q.user),
+            ("realm", &q.realm),
+            ("node", &q.node),
+        ] {
             if let Some(v) = v {
                 f.and(&format!("{col} = $"), Arg::Bytes(v.as_bytes().to_vec()));
             }
@@ -153,7 +157,11 @@ impl Filter {
     fn and(&mut self, cond: &str, arg: Arg) {
         self.args.push(arg);
         let n = self.next() - 1;
-        self.sql += if self.sql.is_empty() { " WHERE " } else { " AND " };
+        self.sql += if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        };
         self.sql += &format!("{cond}{n}");
     }
 
@@ -162,7 +170,10 @@ impl Filter {
         self.args.len() + 1
     }
 
-    fn bind<'q>(&self, mut q: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
+    fn bind<'q>(
+        &self,
+        mut q: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
         for a in &self.args {
             q = match a {
                 Arg::Bytes(b) => q.bind(b.clone()),
@@ -276,7 +287,11 @@ impl Store {
                 let (a, b) = (filter.next(), filter.next() + 1);
                 filter.args.push(Arg::Int(*start_ms));
                 filter.args.push(Arg::Text(id.clone()));
-                filter.sql += if filter.sql.is_empty() { " WHERE " } else { " AND " };
+                filter.sql += if filter.sql.is_empty() {
+                    " WHERE "
+                } else {
+                    " AND "
+                };
                 filter.sql += &format!("(start_ms > ${a} OR (start_ms = ${a} AND id > ${b}))");
             }
             let sql = format!(
@@ -472,7 +487,15 @@ mod tests {
     /// 500 records in one call (five statements in one transaction).
     async fn a_batch_of_500(s: &Store) {
         let batch: Vec<UsageRecord> = (0..500)
-            .map(|i| rec(&format!("{i:032x}"), "u", T0 + i, T0 + i + 1000, Some("deleted")))
+            .map(|i| {
+                rec(
+                    &format!("{i:032x}"),
+                    "u",
+                    T0 + i,
+                    T0 + i + 1000,
+                    Some("deleted"),
+                )
+            })
             .collect();
         s.write_usage(&batch).await.unwrap();
         s.write_usage(&batch).await.unwrap();
@@ -550,11 +573,21 @@ mod tests {
         let mut q = query(GroupBy::None);
         q.user = Some("alice".into());
         q.node = Some("turn-a".into());
-        let ids: Vec<String> = s.usage(&q).await.unwrap().records.into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = s
+            .usage(&q)
+            .await
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, ["1", "2"]);
         q.user = Some("nobody".into());
         let page = s.usage(&q).await.unwrap();
-        assert_eq!((page.totals, page.records.len()), (UsageTotals::default(), 0));
+        assert_eq!(
+            (page.totals, page.records.len()),
+            (UsageTotals::default(), 0)
+        );
         clear(s).await;
     }
 
@@ -603,8 +636,16 @@ mod tests {
         let first = s.usage(&q).await.unwrap();
         q.cursor = first.next.clone();
         let second = s.usage(&q).await.unwrap();
-        let days: Vec<String> = first.groups.iter().chain(&second.groups).map(|g| g.key.clone()).collect();
-        assert_eq!(days, ["2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04"]);
+        let days: Vec<String> = first
+            .groups
+            .iter()
+            .chain(&second.groups)
+            .map(|g| g.key.clone())
+            .collect();
+        assert_eq!(
+            days,
+            ["2026-12-01", "2026-12-02", "2026-12-03", "2026-12-04"]
+        );
         assert_eq!(second.next, None);
         clear(s).await;
     }

@@ -105,7 +105,8 @@ impl Cursor {
         if tag != group_by.tag() {
             return None;
         }
-        let int = |r: &[u8]| -> Option<i64> { Some(i64::from_be_bytes(r.get(..8)?.try_into().ok()?)) };
+        let int =
+            |r: &[u8]| -> Option<i64> { Some(i64::from_be_bytes(r.get(..8)?.try_into().ok()?)) };
         Some(match group_by {
             GroupBy::None => Cursor::Record {
                 start_ms: int(rest)?,
@@ -244,9 +245,8 @@ impl UsageParams {
             .cursor
             .as_deref()
             .map(|c| {
-                Cursor::decode(c, group_by).ok_or_else(|| {
-                    bad("cursor", c, "not a next_cursor of this group_by")
-                })
+                Cursor::decode(c, group_by)
+                    .ok_or_else(|| bad("cursor", c, "not a next_cursor of this group_by"))
             })
             .transpose()?;
         Ok(UsageQuery {
@@ -287,8 +287,8 @@ pub fn parse_time(s: &str, now_ms: i64) -> Option<i64> {
             .ok()?;
         date.midnight().assume_utc().unix_timestamp() * 1000
     } else {
-        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .ok()?;
+        let t =
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
         (t.unix_timestamp_nanos() / 1_000_000) as i64
     };
     Some(ms.clamp(0, MAX_TIME_MS))
@@ -309,7 +309,10 @@ pub fn record_json(r: &UsageRecord) -> Value {
     if let Value::Object(m) = &mut v {
         m.insert("start".into(), rfc3339(r.start_ms).into());
         m.insert("end".into(), rfc3339(r.end_ms).into());
-        m.insert("seconds".into(), ((r.end_ms - r.start_ms) as f64 / 1000.0).into());
+        m.insert(
+            "seconds".into(),
+            ((r.end_ms - r.start_ms) as f64 / 1000.0).into(),
+        );
     }
     v
 }
@@ -350,8 +353,14 @@ mod tests {
 
     #[test]
     fn times_read_in_every_documented_form() {
-        assert_eq!(parse_time("2026-12-01T00:00:00Z", NOW), Some(1_796_083_200_000));
-        assert_eq!(parse_time("2026-12-01T01:00:00.5+01:00", NOW), Some(1_796_083_200_500));
+        assert_eq!(
+            parse_time("2026-12-01T00:00:00Z", NOW),
+            Some(1_796_083_200_000)
+        );
+        assert_eq!(
+            parse_time("2026-12-01T01:00:00.5+01:00", NOW),
+            Some(1_796_083_200_500)
+        );
         assert_eq!(parse_time("2026-12-01", NOW), Some(1_796_083_200_000));
         assert_eq!(parse_time("1796083200", NOW), Some(1_796_083_200_000));
         assert_eq!(parse_time("7d", NOW), Some(NOW - 7 * DAY_MS));
@@ -360,11 +369,25 @@ mod tests {
         // Clamped to the representable range, never an error or a panic.
         assert_eq!(parse_time("0001-01-01T00:00:00+23:59", NOW), Some(0));
         assert_eq!(parse_time("99999999999", NOW), Some(99_999_999_999_000));
-        assert_eq!(parse_time("9999-12-31T23:59:59-23:59", NOW), Some(MAX_TIME_MS));
+        assert_eq!(
+            parse_time("9999-12-31T23:59:59-23:59", NOW),
+            Some(MAX_TIME_MS)
+        );
         assert_eq!(parse_time("999999d", NOW), Some(0));
         for bad in [
-            "", "yesterday", "2026-13-01", "2026-02-30", "2026-1-01", "-5", "+5", "7w", "d",
-            "1234567890123", "2026-12-01T25:00:00Z", "2026-12-01 00:00:00", "٣",
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-1-01",
+            "-5",
+            "+5",
+            "7w",
+            "d",
+            "1234567890123",
+            "2026-12-01T25:00:00Z",
+            "2026-12-01 00:00:00",
+            "٣",
         ] {
             assert_eq!(parse_time(bad, NOW), None, "{bad:?}");
         }
@@ -373,7 +396,10 @@ mod tests {
     #[test]
     fn parameters_resolve_with_defaults_and_name_the_bad_one() {
         let q = UsageParams::default().resolve(NOW).unwrap();
-        assert_eq!((q.from_ms, q.to_ms), (Some(NOW - DEFAULT_WINDOW_MS), Some(NOW)));
+        assert_eq!(
+            (q.from_ms, q.to_ms),
+            (Some(NOW - DEFAULT_WINDOW_MS), Some(NOW))
+        );
         assert_eq!((q.group_by, q.limit, q.cursor), (GroupBy::None, 100, None));
         fn p(f: impl FnOnce(&mut UsageParams)) -> Result<UsageQuery, ParamError> {
             let mut p = UsageParams::default();
@@ -398,7 +424,13 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_are_refused_under_another_grouping() {
         let cases = [
-            (GroupBy::None, Cursor::Record { start_ms: NOW, id: "ab12".into() }),
+            (
+                GroupBy::None,
+                Cursor::Record {
+                    start_ms: NOW,
+                    id: "ab12".into(),
+                },
+            ),
             (GroupBy::User, Cursor::Key(b"nul\0inside".to_vec())),
             (GroupBy::Realm, Cursor::Key(vec![])),
             (GroupBy::Node, Cursor::Key(b"turn-a".to_vec())),

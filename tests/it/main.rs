@@ -28,6 +28,7 @@ mod select;
 mod streams;
 mod tcp_relay;
 mod turn_client;
+mod usage_api;
 mod webrtc;
 mod wire;
 
