@@ -241,9 +241,11 @@ impl UsageParams {
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| bad("limit", l, "expected an integer from 1 to 1000"))?,
         };
+        // An empty cursor is the first page (a form's empty field).
         let cursor = self
             .cursor
             .as_deref()
+            .filter(|c| !c.is_empty())
             .map(|c| {
                 Cursor::decode(c, group_by)
                     .ok_or_else(|| bad("cursor", c, "not a next_cursor of this group_by"))
@@ -417,6 +419,7 @@ mod tests {
         }
         assert_eq!(p(|p| p.limit = Some("1000".into())).unwrap().limit, 1000);
         assert_eq!(field(p(|p| p.cursor = Some("!!".into()))), "cursor");
+        assert_eq!(p(|p| p.cursor = Some(String::new())).unwrap().cursor, None);
         let e = p(|p| p.from = Some("soon".into())).unwrap_err().to_string();
         assert!(e.starts_with("from `soon`: expected RFC 3339"), "{e}");
     }
