@@ -17,6 +17,7 @@ mod probe;
 mod probe_turn;
 mod sd_notify;
 mod store;
+mod usage;
 
 #[derive(Debug, Parser)]
 #[command(name = "turnpike", version, about = "STUN/TURN server")]
@@ -60,6 +61,8 @@ pub enum Command {
         #[command(subcommand)]
         command: store::QuotaCommand,
     },
+    /// Usage records in the store, summed up (as GET /api/v1/usage)
+    Usage(Box<usage::UsageArgs>),
     /// Print REST credentials as RTCIceServer JSON
     Credentials(store::CredentialsArgs),
     /// Print a bearer token (JWT) for the admin API
@@ -140,6 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Secret { db, command } => store::secret(&db, command),
         Command::OauthKey { db, command } => store::oauth_key(&db, command),
         Command::Quota { db, command } => store::quota(&db, command),
+        Command::Usage(args) => usage::run(*args),
         Command::Credentials(args) => store::credentials(args),
         Command::AdminToken { db, args } => store::admin_token(&db, args),
         Command::Probe(cmd) => probe::run(cmd),

@@ -4,6 +4,8 @@
 //! delivered from the store's outbox.
 //!
 //! * [`record`]: what is written and sent.
+//! * [`query`]: asking for usage (the API's and the CLI's parameters and
+//!   answer).
 //! * [`recorder`]: core events into records and events.
 //! * [`queue`], [`spill`], [`writer`]: the way to the store, bounded.
 //! * [`stats`]: counters for `/metrics`.
@@ -11,6 +13,7 @@
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+pub mod query;
 pub mod queue;
 pub mod record;
 pub mod recorder;

@@ -29,6 +29,7 @@ mod streams;
 mod tcp_relay;
 mod turn_client;
 mod usage;
+mod usage_api;
 mod webrtc;
 mod wire;
 

@@ -12,6 +12,7 @@ mod reload;
 mod secrets;
 mod select;
 mod sessions;
+mod usage;
 mod users;
 
 use axum::body::Bytes;
@@ -103,6 +104,7 @@ pub(super) fn router(state: State) -> Router {
         )
         .route("/api/v1/sessions", get(list_sessions))
         .route("/api/v1/sessions/{id}", delete(end_session))
+        .route("/api/v1/usage", get(usage::usage))
         .route("/api/v1/credentials", post(credentials))
         .route("/api/v1/reload", post(reload))
         .fallback(|| async { ApiError::not_found("no such route") })
