@@ -224,13 +224,13 @@ async fn uclient_bytes_refresh_zero_and_api_kill_are_recorded_and_sent_as_signed
     })
     .await;
 
-    // uclient: one client, 20 messages of 100 bytes over a channel to
-    // coturn's echo peer. Each way the record counts the application
-    // bytes: 2,000, in 20 packets.
+    // uclient: one client without its RTCP allocation (-c), 20 messages
+    // of 100 bytes over a channel to coturn's echo peer. Each way the
+    // record counts the application bytes: 2,000, in 20 packets.
     let (_peer, peer_port) = crate::coturn::turnutils_peer();
     let out = {
         let _one = crate::coturn::uclient_turn().await;
-        let args: Vec<String> = ["-u", USER, "-w", PASSWORD, "-e", "127.0.0.1", "-r"]
+        let args: Vec<String> = ["-c", "-u", USER, "-w", PASSWORD, "-e", "127.0.0.1", "-r"]
             .iter()
             .map(|s| s.to_string())
             .chain([peer_port.to_string()])
@@ -268,6 +268,9 @@ async fn uclient_bytes_refresh_zero_and_api_kill_are_recorded_and_sent_as_signed
         "uclient relayed all: {text}"
     );
     let uclient = final_records(admin, USER, 1).await;
+    // Exactly one allocation: the writer flushes within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(records(admin, USER).await.len(), 1, "{uclient:?}");
     let r = uclient[0].clone();
     assert_eq!(r["bytes_to_peer"], 2000, "{r}");
     assert_eq!(r["packets_to_peer"], 20, "{r}");
@@ -289,52 +292,103 @@ async fn uclient_bytes_refresh_zero_and_api_kill_are_recorded_and_sent_as_signed
     a.refresh(0).await.unwrap();
     let mut b = TurnClient::connect(udp).await;
     b.allocate(None).await.unwrap();
-    let (status, body) = http(
-        admin,
-        "GET",
-        "/api/v1/sessions",
-        Some(&token("admin")),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let sessions: Value = serde_json::from_str(&body).unwrap();
-    let id = sessions["sessions"][0]["id"].as_str().unwrap().to_string();
-    let (status, _) = http(
-        admin,
-        "DELETE",
-        &format!("/api/v1/sessions/{id}"),
-        Some(&token("admin")),
-        None,
-    )
-    .await;
+    let (a_addr, b_addr) = (a.local_addr().to_string(), b.local_addr().to_string());
+    // b's session, once the workers have reported it (once a second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let id = loop {
+        let (status, body) = http(
+            admin,
+            "GET",
+            "/api/v1/sessions",
+            Some(&token("admin")),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let found = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["client"] == b_addr.as_str())
+            .map(|s| s["id"].as_str().unwrap().to_string());
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "b's session is not listed: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let path = format!("/api/v1/sessions/{id}");
+    let (status, _) = http(admin, "DELETE", &path, Some(&token("admin")), None).await;
     assert_eq!(status, 204);
     let mine = final_records(admin, USER, 3).await;
-    let mut reasons: Vec<&str> = mine
+    let reason_of = |addr: &str| {
+        let rec = mine.iter().find(|m| m["client"] == addr);
+        rec.map(|m| m["end_reason"].clone())
+    };
+    assert_eq!(
+        reason_of(&a_addr),
+        Some(Value::from("deleted")),
+        "{mine:#?}"
+    );
+    assert_eq!(reason_of(&b_addr), Some(Value::from("killed")), "{mine:#?}");
+    let ids: Vec<Value> = mine
         .iter()
-        .filter(|m| m["id"] != r["id"])
-        .map(|r| r["end_reason"].as_str().unwrap())
+        .filter(|m| {
+            m["id"] == r["id"] || m["client"] == a_addr.as_str() || m["client"] == b_addr.as_str()
+        })
+        .map(|m| m["id"].clone())
         .collect();
-    reasons.sort();
-    assert_eq!(reasons, ["deleted", "killed"]);
+    assert_eq!(ids.len(), 3);
 
-    // Every allocation was announced and its end sent with the record,
-    // signed; the deleted event carries the stored record.
+    // Each of the three was announced, and its end sent with its record,
+    // signed, from this node.
     let got = receiver
         .wait_for(Duration::from_secs(15), |got| {
-            of_type(got, "allocation.deleted").len() >= 3
+            ids.iter().all(|id| {
+                of_type(got, "allocation.deleted")
+                    .iter()
+                    .any(|d| d["data"]["id"] == *id)
+            })
         })
         .await;
-    let created = of_type(&got, "allocation.created");
-    let deleted = of_type(&got, "allocation.deleted");
-    assert_eq!((created.len(), deleted.len()), (3, 3));
-    for d in &deleted {
-        assert!(created.iter().any(|c| c["data"]["id"] == d["data"]["id"]));
-        assert_eq!(d["node"].as_str(), Some(server_node(&server).as_str()));
+    for id in &ids {
+        let one = |kind: &str| -> Vec<&Value> {
+            of_type(&got, kind)
+                .into_iter()
+                .filter(|e| e["data"]["id"] == *id)
+                .collect()
+        };
+        assert_eq!(
+            (
+                one("allocation.created").len(),
+                one("allocation.deleted").len()
+            ),
+            (1, 1),
+            "{id}"
+        );
+        assert_eq!(
+            one("allocation.deleted")[0]["node"].as_str(),
+            Some(server_node(&server).as_str())
+        );
     }
-    let sent = deleted.iter().find(|d| d["data"]["id"] == r["id"]).unwrap();
-    assert_eq!(sent["data"]["id"], r["id"]);
-    assert_eq!(sent["data"]["bytes_to_peer"], 2000);
+    let sent = of_type(&got, "allocation.deleted")
+        .into_iter()
+        .find(|d| d["data"]["id"] == r["id"])
+        .unwrap();
+    assert_eq!(
+        sent["data"],
+        r.as_object()
+            .map(|o| {
+                // The API adds start, end and seconds to the stored record.
+                let mut o = o.clone();
+                for k in ["start", "end", "seconds"] {
+                    o.remove(k);
+                }
+                Value::Object(o)
+            })
+            .unwrap()
+    );
     server.stop().await;
 }
 
