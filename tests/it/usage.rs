@@ -651,6 +651,7 @@ async fn a_postgres_outage_during_fifty_allocations_loses_no_record() {
     let dir = format!("/tmp/turnpike-usage-pg-{}", std::process::id());
     let port = 55_000 + (std::process::id() % 400) as u16;
     lib_sh(&format!("start_test_postgres {dir} {port}"));
+    let _cluster = Cluster(dir.clone());
     let url = format!("postgres://turnpike:turnpike@127.0.0.1:{port}/turnpike");
     let spill = temp_dir("pg-outage");
     let (server, udp, admin) = crate::admin::server(|c| {
@@ -676,5 +677,14 @@ async fn a_postgres_outage_during_fifty_allocations_loses_no_record() {
     let all = final_records(admin, USER, 55).await;
     assert_eq!(all.len(), 55, "every record, none twice");
     server.stop().await;
-    lib_sh(&format!("stop_test_postgres {dir}; rm -rf {dir}"));
+}
+
+/// Stops and removes a test cluster when the test ends, passed or not.
+struct Cluster(String);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let dir = &self.0;
+        lib_sh(&format!("stop_test_postgres {dir}; rm -rf {dir}"));
+    }
 }
