@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -242,21 +242,12 @@ impl Recorder {
         }
     }
 
-    /// Interim records of live allocations as of `now`: those older than
-    /// `min_age` (a younger one's first record comes next time, or at its
-    /// end).
-    pub fn interim(
-        &self,
-        sessions: &[(usize, SessionView)],
-        realm: &str,
-        now: Instant,
-        min_age: Duration,
-    ) {
+    /// Interim records of every live allocation as of `now` (each one's
+    /// first comes at the first round after it began, so a crash loses at
+    /// most one interval of it).
+    pub fn interim(&self, sessions: &[(usize, SessionView)], realm: &str, now: Instant) {
         let now_ms = self.clock.unix_ms(now);
         for (worker, s) in sessions {
-            if now.saturating_duration_since(s.created) < min_age {
-                continue;
-            }
             self.queue.push(Item::Record(Box::new(UsageRecord {
                 id: self.record_id(*worker, s.id),
                 node: self.node.clone(),
@@ -292,6 +283,7 @@ mod tests {
     use super::*;
     use crate::turn::allocation::Counters;
     use crate::turn::{EndReason, Refusal, Transport};
+    use std::time::Duration;
 
     fn recorder(events: bool) -> (Recorder, Arc<Queue>) {
         let stats = Arc::new(UsageStats::default());

@@ -126,6 +126,9 @@ impl Writer {
                 self.queue.put_back(batch);
                 return self.failed(failing, &e);
             }
+            // A store slower than the load: memory stays bounded, the
+            // excess waits on disk and is replayed next round.
+            self.spill_excess();
         }
         if *failing {
             *failing = false;
@@ -139,7 +142,12 @@ impl Writer {
             *failing = true;
             tracing::warn!("usage records wait: {why}");
         }
-        // Past the memory bound the oldest go to the spill file.
+        self.spill_excess();
+        false
+    }
+
+    /// Past the memory bound the oldest go to the spill file.
+    fn spill_excess(&mut self) {
         let over = self.queue.len().saturating_sub(MEMORY_LIMIT);
         if over > 0 {
             let items = self.queue.take(over);
@@ -150,7 +158,6 @@ impl Writer {
                 self.queue.lost(lost.len() as u64);
             }
         }
-        false
     }
 
     /// Writes until `finish` is set, then what is left within `deadline`,
@@ -193,8 +200,8 @@ impl Writer {
     }
 }
 
-/// Every `every`, an interim record of each live allocation at least
-/// `every` old, from the workers' once-a-second reports.
+/// Every `every`, an interim record of each live allocation, from the
+/// workers' once-a-second reports.
 pub async fn interim_loop(
     registry: Arc<Registry>,
     recorder: Arc<Recorder>,
@@ -208,7 +215,7 @@ pub async fn interim_loop(
             _ = crate::net::stopped(&mut stop) => return,
         }
         let sessions = registry.worker_sessions();
-        recorder.interim(&sessions, &realm, Instant::now(), every);
+        recorder.interim(&sessions, &realm, Instant::now());
     }
 }
 
@@ -228,5 +235,83 @@ pub async fn prune_loop(store: Store, days: u32, mut stop: watch::Receiver<bool>
             Ok(n) => tracing::info!("usage: {n} records older than {days} days pruned"),
             Err(e) => tracing::warn!("usage prune failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::query::{GroupBy, UsageQuery};
+
+    fn record(i: usize) -> Item {
+        Item::Record(Box::new(UsageRecord {
+            id: format!("{i:032x}"),
+            node: "n".into(),
+            user: "u".into(),
+            realm: "r".into(),
+            credential: "static".into(),
+            label: None,
+            client: "192.0.2.1:1".into(),
+            transport: "udp".into(),
+            relayed: vec![],
+            start_ms: 1_000,
+            end_ms: 2_000,
+            end_reason: Some("deleted".into()),
+            bytes_to_peer: 1,
+            packets_to_peer: 1,
+            bytes_to_client: 0,
+            packets_to_client: 0,
+            peers: 0,
+        }))
+    }
+
+    async fn stored(store: &Store) -> u64 {
+        let q = UsageQuery {
+            user: None,
+            realm: None,
+            node: None,
+            from_ms: None,
+            to_ms: None,
+            group_by: GroupBy::None,
+            limit: 1,
+            cursor: None,
+        };
+        store.usage(&q).await.unwrap().totals.allocations
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_keeps_the_memory_bound_spills_the_rest_and_loses_nothing() {
+        let dir = std::env::temp_dir().join(format!("tp-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}/s.db", dir.display());
+        let down = Store::open(&url).await.unwrap();
+        down.close().await;
+        let stats = Arc::new(UsageStats::default());
+        let queue = Arc::new(Queue::new(stats.clone()));
+        let n = MEMORY_LIMIT + 50;
+        for i in 0..n {
+            queue.push(record(i));
+        }
+        let mut w = Writer {
+            queue: queue.clone(),
+            store: down,
+            spill: Spill::open(&dir.join("usage.spill")),
+            urls: vec![],
+            stats: stats.clone(),
+            delivered: None,
+        };
+        let mut failing = false;
+        assert!(!w.round(&mut failing).await, "a closed store fails");
+        assert_eq!(queue.len(), MEMORY_LIMIT, "memory holds its bound");
+        assert_eq!(UsageStats::get(&stats.spilled), 50);
+        assert!(w.spill.pending());
+        // The store answers again: the spill file first, then memory.
+        w.store = Store::open(&url).await.unwrap();
+        assert!(w.round(&mut failing).await);
+        assert!(queue.is_empty() && !w.spill.pending());
+        assert_eq!(stored(&w.store).await, n as u64, "every record, once");
+        assert_eq!(UsageStats::get(&stats.lost), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
