@@ -32,7 +32,9 @@
 //!   * [`store`]: users, secrets, keys and quotas in SQLite or PostgreSQL.
 //!   * [`config`]: `turnserver.toml` and the matching flags, one section
 //!     per file.
-//!   * [`cli`]: the `turnpike` command line; [`bench`]: its load generator.
+//!   * [`cli`]: the `turnpike` command line; [`bench`]: its load generator;
+//!     [`import`]: `turnpike import` (coturn's config and user database);
+//!     [`secret_file`]: secrets read from files.
 //!
 //! # RFCs
 //!
