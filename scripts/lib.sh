@@ -36,6 +36,13 @@ stop_packaged_coturn() {
   $SUDO pkill -x turnserver >/dev/null 2>&1 || true
 }
 
+# stop_packaged_nginx: Debian's nginx package starts a server on port 80;
+# the passthrough tests run their own nginx processes and need only the
+# binary.
+stop_packaged_nginx() {
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+}
+
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
 }

@@ -27,6 +27,7 @@ mod fleet_sessions;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod listen;
+mod passthrough;
 pub mod reload;
 mod socket;
 mod status;

@@ -17,6 +17,7 @@ mod import_config;
 mod import_db;
 mod memory;
 mod nat;
+mod passthrough;
 mod policy;
 mod probe_turn;
 mod props;

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::{tcp_relay, StreamSetup, Worker};
 use crate::net::limits::ConnSlot;
+use crate::net::passthrough;
 use crate::stun::framing::{FrameKind, Framer};
 use crate::turn::{FiveTuple, Transport};
 
@@ -191,6 +192,24 @@ async fn connection(
     }
     if first[0] != TLS_HANDSHAKE_RECORD {
         return serve_stream(w, stream, tuple, deadline, &mut slot).await;
+    }
+    if let Some(pass) = &streams.passthrough {
+        let hello = passthrough::peek_hello(&stream, deadline).await;
+        if hello.is_some_and(|h| pass.wants(&h)) {
+            let header = pass
+                .proxy_protocol
+                .then(|| passthrough::proxy_v1_header(peer, local).into_bytes());
+            // The slot is held until the splice ends: web connections
+            // count in the same caps as TURN ones.
+            match passthrough::splice(stream, &pass.to, header, streams.handshake_timeout).await {
+                Ok((up, down)) => tracing::debug!(
+                    "tls {peer}: passed through to {} ({up} bytes up, {down} down)",
+                    pass.to
+                ),
+                Err(e) => tracing::debug!("tls {peer}: passthrough to {}: {e}", pass.to),
+            }
+            return;
+        }
     }
     match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
