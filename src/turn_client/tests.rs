@@ -224,7 +224,9 @@ fn a_second_allocate_on_the_five_tuple_is_437() {
         family: None,
     });
     match r {
-        Err(ClientError::Refused { code: 437, reason }) => assert!(!reason.is_empty()),
+        Err(ClientError::Refused {
+            code: 437, reason, ..
+        }) => assert!(!reason.is_empty()),
         other => panic!("{other:?}"),
     }
 }
@@ -361,20 +363,30 @@ fn over_tcp_a_request_goes_once_and_a_tcp_relay_is_allocated() {
     assert_eq!((r, requests), (Err(ClientError::NoAnswer), 1));
 }
 
-#[test]
-fn wrong_method_and_foreign_answers_are_told_apart() {
-    let mut client = TurnClient::new(
+/// A UDP client with no server: answers are written by hand.
+fn lone_client() -> TurnClient {
+    TurnClient::new(
         Credentials::new("alice", "wonderland"),
         TxIds::new([5; 32]),
         Schedule::RFC8489,
         false,
-    );
-    let t0 = Instant::now();
-    let mut call = client.call(t0, Request::Refresh { lifetime: 0 }).unwrap();
-    let Step::Transmit(req) = call.poll(t0) else {
+    )
+}
+
+/// The id of the request `call` sends first.
+fn first_id(call: &mut Call<'_>, now: Instant) -> TransactionId {
+    let Step::Transmit(req) = call.poll(now) else {
         panic!("the request goes out at once");
     };
-    let id = Message::parse(req).unwrap().transaction_id();
+    Message::parse(req).unwrap().transaction_id()
+}
+
+#[test]
+fn wrong_method_and_foreign_answers_are_told_apart() {
+    let mut client = lone_client();
+    let t0 = Instant::now();
+    let mut call = client.call(t0, Request::Refresh { lifetime: 0 }).unwrap();
+    let id = first_id(&mut call, t0);
     let mut buf = [0u8; 64];
     let mut answer = |method, id| {
         let t = MessageType::new(method, Class::SuccessResponse);
@@ -390,4 +402,127 @@ fn wrong_method_and_foreign_answers_are_told_apart() {
         call.poll(t0),
         Step::Done(Err(ClientError::WrongMethod(0x003)))
     ));
+}
+
+/// The server drains with one alternate per transport, each named.
+fn draining(p: &Pair) {
+    use crate::turn::Alternate as Fleet;
+    let drain = &p.server.shared().drain;
+    drain.set_alternates(
+        [
+            (Transport::Udp, "192.0.2.50:3478"),
+            (Transport::Tls, "192.0.2.50:5349"),
+        ]
+        .map(|(transport, addr)| Fleet {
+            transport,
+            addr: addr.parse().unwrap(),
+            domain: Some("turn-a.example.com".into()),
+        })
+        .to_vec(),
+    );
+    drain.set_draining(true);
+}
+
+fn allocate_udp(p: &mut Pair) -> Result<Answer, ClientError> {
+    p.run(Request::Allocate {
+        transport: RelayTransport::Udp,
+        family: None,
+    })
+    .0
+}
+
+#[test]
+fn a_300_carries_its_alternate_server_and_over_udp_no_domain() {
+    let mut p = Pair::new("wonderland");
+    draining(&p);
+    let e = allocate_udp(&mut p).unwrap_err();
+    assert_eq!(
+        e,
+        ClientError::Refused {
+            code: 300,
+            reason: "Try Alternate".into(),
+            alternate: Some(AlternateServer {
+                addr: "192.0.2.50:3478".parse().unwrap(),
+                domain: None,
+            }),
+        }
+    );
+    assert_eq!(e.alternate(), Some("192.0.2.50:3478".parse().unwrap()));
+}
+
+#[test]
+fn a_300_over_tls_carries_the_alternate_domain() {
+    let mut p = Pair::with(Credentials::new("alice", "wonderland"), Transport::Tls);
+    draining(&p);
+    match allocate_udp(&mut p) {
+        Err(ClientError::Refused {
+            code: 300,
+            alternate: Some(alt),
+            ..
+        }) => assert_eq!(
+            alt,
+            AlternateServer {
+                addr: "192.0.2.50:5349".parse().unwrap(),
+                domain: Some("turn-a.example.com".into()),
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_draining_node_without_alternates_is_403_draining_with_no_alternate() {
+    let mut p = Pair::new("wonderland");
+    p.server.shared().drain.set_draining(true);
+    let e = allocate_udp(&mut p).unwrap_err();
+    assert_eq!(
+        e,
+        ClientError::Refused {
+            code: 403,
+            reason: "draining".into(),
+            alternate: None,
+        }
+    );
+    assert_eq!(e.alternate(), None);
+}
+
+/// A 300 to the first transmission of a Refresh, with `attrs` added.
+fn answer_300(attrs: &dyn Fn(&mut MessageBuilder<'_>)) -> Result<Answer, ClientError> {
+    let mut client = lone_client();
+    let t0 = Instant::now();
+    let mut call = client.call(t0, Request::Refresh { lifetime: 0 }).unwrap();
+    let id = first_id(&mut call, t0);
+    let mut buf = [0u8; 256];
+    let t = MessageType::new(Method::REFRESH, Class::ErrorResponse);
+    let mut b = MessageBuilder::new(&mut buf, t, id);
+    b.add_error_code(300, "Try Alternate");
+    attrs(&mut b);
+    let n = b.finish().unwrap();
+    let answer = buf[..n].to_vec();
+    assert!(call.handle_input(t0, &answer));
+    match call.poll(t0) {
+        Step::Done(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_bare_300_has_no_alternate_and_a_malformed_one_is_malformed() {
+    let bare = answer_300(&|_| {});
+    assert_eq!(bare.as_ref().unwrap_err().code(), Some(300));
+    assert_eq!(bare.unwrap_err().alternate(), None);
+    // Family 0x01 with an IPv6 length: not an address.
+    let bad = answer_300(&|b| b.add(AttributeType::ALTERNATE_SERVER, &[0, 1, 0, 1, 1, 2, 3]));
+    assert!(
+        matches!(bad, Err(ClientError::Malformed(m)) if m.contains("ALTERNATE-SERVER")),
+        "{bad:?}"
+    );
+    let bad = answer_300(&|b| {
+        b.add(AttributeType::ALTERNATE_SERVER, &[0, 1, 0, 1, 192, 0, 2, 1]);
+        b.add(AttributeType::ALTERNATE_DOMAIN, &[0xff, 0xfe]);
+    });
+    assert!(
+        matches!(bad, Err(ClientError::Malformed(m)) if m.contains("ALTERNATE-DOMAIN")),
+        "{bad:?}"
+    );
 }

@@ -241,7 +241,7 @@ impl Client {
             match call.poll(Instant::now()) {
                 Step::Done(r) => {
                     return r.map_err(|e| match e {
-                        ClientError::Refused { code, reason } => CallError::Refused {
+                        ClientError::Refused { code, reason, .. } => CallError::Refused {
                             code,
                             reason: one_line(&reason),
                         },
