@@ -78,7 +78,7 @@ pub(super) fn start_loops(i: LoopInputs<'_>) -> Steering {
             stop_rx.clone(),
         ));
     }
-    let credentials = Arc::new(sync::Credentials::new(
+    let credentials = Arc::new(sync::CredentialHalves::new(
         shared.clone(),
         config.clone(),
         snapshot,

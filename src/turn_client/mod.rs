@@ -26,7 +26,7 @@ pub use error::{AlternateServer, ClientError};
 use crate::stun::attributes::{
     decode_address, decode_text, decode_xor_address, reason_phrase, AttributeType, ErrorCode,
 };
-use crate::stun::client::{Credentials, Schedule, Transaction, TransactionState, TxIds};
+use crate::stun::client::{ClientCredentials, Schedule, Transaction, TransactionState, TxIds};
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method};
 
 /// Largest request the client builds.
@@ -202,7 +202,7 @@ impl Answer {
 /// learned so far, transaction ids, and the retransmission schedule.
 #[derive(Debug)]
 pub struct TurnClient {
-    creds: Credentials,
+    creds: ClientCredentials,
     ids: TxIds,
     schedule: Schedule,
     reliable: bool,
@@ -211,7 +211,7 @@ pub struct TurnClient {
 
 impl TurnClient {
     /// `reliable`: the transport is TCP or TLS (one send, one deadline).
-    pub fn new(creds: Credentials, ids: TxIds, schedule: Schedule, reliable: bool) -> Self {
+    pub fn new(creds: ClientCredentials, ids: TxIds, schedule: Schedule, reliable: bool) -> Self {
         TurnClient {
             creds,
             ids,
@@ -228,7 +228,7 @@ impl TurnClient {
     }
 
     /// The credentials, with the last realm and nonce.
-    pub fn credentials(&self) -> &Credentials {
+    pub fn credentials(&self) -> &ClientCredentials {
         &self.creds
     }
 

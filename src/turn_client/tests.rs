@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::data::{channel_data, send_indication, PeerData};
 use super::*;
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS};
-use crate::auth::{Authenticator, Credentials as Users, Directory};
-use crate::stun::client::{Credentials, Integrity};
+use crate::auth::{Authenticator, Credentials, Directory};
+use crate::stun::client::{ClientCredentials, Integrity};
 use crate::stun::TransactionId;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
@@ -29,7 +29,7 @@ fn peer() -> SocketAddr {
 }
 
 fn server(t0: Instant, tcp_relay: bool) -> Server {
-    let mut users = Users::new(REALM);
+    let mut users = Credentials::new(REALM);
     users.add_spec("alice:wonderland").unwrap();
     let nonces = NonceIssuer::new([9; 32], t0, NONCE_LIFE, FEATURE_PASSWORD_ALGORITHMS);
     let config = TurnConfig {
@@ -79,10 +79,10 @@ struct Pair {
 
 impl Pair {
     fn new(password: &str) -> Self {
-        Self::with(Credentials::new("alice", password), Transport::Udp)
+        Self::with(ClientCredentials::new("alice", password), Transport::Udp)
     }
 
-    fn with(creds: Credentials, transport: Transport) -> Self {
+    fn with(creds: ClientCredentials, transport: Transport) -> Self {
         let t0 = Instant::now();
         Pair {
             server: server(t0, transport == Transport::Tcp),
@@ -209,7 +209,7 @@ fn a_wrong_password_is_refused_with_401_after_one_signed_try() {
 
 #[test]
 fn sha256_integrity_is_accepted() {
-    let creds = Credentials::new("alice", "wonderland").with_integrity(Integrity::Sha256);
+    let creds = ClientCredentials::new("alice", "wonderland").with_integrity(Integrity::Sha256);
     let mut p = Pair::with(creds, Transport::Udp);
     p.allocate();
     assert_eq!(p.server.allocation_count(), 1);
@@ -352,7 +352,10 @@ fn a_silent_server_is_no_answer_after_rc_requests_and_rm_rto() {
 
 #[test]
 fn over_tcp_a_request_goes_once_and_a_tcp_relay_is_allocated() {
-    let mut p = Pair::with(Credentials::new("alice", "wonderland"), Transport::Tcp);
+    let mut p = Pair::with(
+        ClientCredentials::new("alice", "wonderland"),
+        Transport::Tcp,
+    );
     let (r, _) = p.run(Request::Allocate {
         transport: RelayTransport::Tcp,
         family: Some(Family::V4),
@@ -366,7 +369,7 @@ fn over_tcp_a_request_goes_once_and_a_tcp_relay_is_allocated() {
 /// A UDP client with no server: answers are written by hand.
 fn lone_client() -> TurnClient {
     TurnClient::new(
-        Credentials::new("alice", "wonderland"),
+        ClientCredentials::new("alice", "wonderland"),
         TxIds::new([5; 32]),
         Schedule::RFC8489,
         false,
@@ -452,7 +455,10 @@ fn a_300_carries_its_alternate_server_and_over_udp_no_domain() {
 
 #[test]
 fn a_300_over_tls_carries_the_alternate_domain() {
-    let mut p = Pair::with(Credentials::new("alice", "wonderland"), Transport::Tls);
+    let mut p = Pair::with(
+        ClientCredentials::new("alice", "wonderland"),
+        Transport::Tls,
+    );
     draining(&p);
     match allocate_udp(&mut p) {
         Err(ClientError::Refused {

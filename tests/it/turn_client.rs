@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use turnpike::stun::attributes::AttributeType;
-use turnpike::stun::client::{Credentials, Schedule, TxIds};
+use turnpike::stun::client::{ClientCredentials, Schedule, TxIds};
 use turnpike::stun::{Message, MessageBuilder, Method, TransactionId};
 use turnpike::turn_client::data::send_indication;
 use turnpike::turn_client::{
@@ -123,7 +123,7 @@ impl TurnClient {
         let seed = 0x5a5a_0000_0000 + CLIENTS.fetch_add(1, Ordering::Relaxed);
         let reliable = matches!(link, Link::Stream { .. });
         let core = Core::new(
-            Credentials::new(user, password),
+            ClientCredentials::new(user, password),
             TxIds::from_u64(seed),
             SCHEDULE,
             reliable,
