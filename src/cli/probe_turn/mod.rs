@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::stun::client::Credentials;
+use crate::stun::client::ClientCredentials;
 use crate::turn_client::{Family, RelayTransport, Request};
 
 use client::*;
@@ -259,7 +259,7 @@ fn probe(args: TurnProbeArgs) -> Result<Report, Failure> {
         server,
         target.transport,
         label.clone(),
-        Credentials::new(&user, &password),
+        ClientCredentials::new(&user, &password),
         timeout,
     )?;
 
