@@ -23,6 +23,7 @@ mod probe_turn;
 mod props;
 mod reflection;
 mod reload;
+mod revoke;
 mod secrets;
 mod secure;
 mod select;
