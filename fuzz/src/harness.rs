@@ -493,6 +493,10 @@ impl Harness {
                     assert!(self.announced.remove(&t), "deleted unknown {t:?}");
                     assert!(end.start <= end.end, "ends before it starts");
                 }
+                // 300 (draining), 403, 486 or 508: never a success.
+                Event::AllocationRefused { code, .. } => {
+                    assert!((300..600).contains(&code), "refused with {code}");
+                }
             }
         }
         while let Some(t) = self.server.poll_transmit() {
