@@ -13,6 +13,7 @@ use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERN
 use crate::auth::{Authenticator, Credentials, Directory};
 use crate::config::Config;
 use crate::store::Snapshot;
+use crate::turn::clients::ClientList;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
@@ -28,6 +29,7 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
         // lifetime (its Refresh); one without is dropped after
         // handshake_timeout of silence (dtls.rs).
         dtls_idle: config.max_allocate_lifetime + std::time::Duration::from_secs(60),
+        proxies: arc_swap::ArcSwap::from_pointee(config.proxy_protocol_from.clone()),
     })
 }
 
@@ -113,6 +115,10 @@ pub(super) fn turn_config(
         max_bps: config.max_bps,
         software: config.software.clone(),
         policy,
+        clients: ClientList::new(
+            config.allowed_client_ips.clone(),
+            config.denied_client_ips.clone(),
+        ),
         auth_reply_rate: config.auth_reply_rate,
         strict_expiry: config.strict_expiry,
         tcp_relay: config.tcp_relay,

@@ -9,7 +9,8 @@
 //!
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
-//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); what
+//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); PROXY
+//! protocol headers from trusted proxies (`proxy_protocol.rs`); what
 //! the admin API is given ([`control`]); the fleet's loops: [`heartbeat`],
 //! the session view ([`fleet_sessions`]) and PostgreSQL notifications
 //! that wake them and [`sync`] ([`listen`]).
@@ -27,6 +28,7 @@ mod fleet_sessions;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod listen;
+mod proxy_protocol;
 pub mod reload;
 mod socket;
 mod status;
