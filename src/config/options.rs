@@ -180,7 +180,7 @@ pub struct Options {
     #[serde(default)]
     pub tls_listen: Vec<String>,
 
-    /// Proxy range trusted to send a PROXY protocol header (v1 or v2) on TCP and TLS, repeatable; its connections must [default: none]
+    /// Proxy range whose TCP and TLS connections must start with a PROXY protocol header (v1 or v2), repeatable [default: none]
     #[arg(long = "proxy-protocol-from", value_name = "RANGE")]
     #[serde(default)]
     pub proxy_protocol_from: Vec<String>,

@@ -154,3 +154,20 @@ async fn a_reload_applies_new_client_lists() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The RFC 5780 sockets (the alternate address and port too) answer no
+/// denied client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc5780_sockets_answer_no_denied_client() {
+    let (server, primary) =
+        crate::nat::rfc5780_turn(|c| c.denied_client_ips = ranges(&["127.0.0.5"])).await;
+    let alternate = crate::nat::alternate(&server, primary);
+    for to in [primary, alternate] {
+        assert_eq!(udp_binding(to, "127.0.0.5").await, None, "denied at {to}");
+        assert!(
+            udp_binding(to, "127.0.0.6").await.is_some(),
+            "answered at {to}"
+        );
+    }
+    server.stop().await;
+}
