@@ -36,6 +36,13 @@ stop_packaged_coturn() {
   $SUDO pkill -x turnserver >/dev/null 2>&1 || true
 }
 
+# stop_packaged_nginx: Debian's nginx package starts a server on port 80;
+# the passthrough tests run their own nginx processes and need only the
+# binary.
+stop_packaged_nginx() {
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+}
+
 # stop_packaged_haproxy: the tests run their own haproxy processes on
 # loopback; Debian's service (port 80/443 configs of its own) is not wanted.
 stop_packaged_haproxy() {

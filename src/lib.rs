@@ -23,16 +23,19 @@
 //!   * [`turn_client`]: the one sans-IO TURN client, driven by the bench,
 //!     the probes and the tests.
 //! * shell:
-//!   * [`net`]: start-up phases (`bind.rs`, `assemble.rs`), worker threads
-//!     (`worker/`: UDP engine, streams, DTLS, RFC 6062 splice), TLS and
-//!     certificates, the control handle the admin API is given;
+//!   * [`net`]: start-up phases (`bind.rs`, `assemble.rs`, `loops.rs`),
+//!     worker threads (`worker/`: UDP engine, streams, DTLS, RFC 6062
+//!     splice), TLS and certificates, the control handle the admin API
+//!     is given;
 //!     [`serve`] starts it all.
 //!   * [`admin`]: the admin API (routes per resource) and metrics.
 //!   * [`usage`]: usage records and webhooks from the core's events.
 //!   * [`store`]: users, secrets, keys and quotas in SQLite or PostgreSQL.
 //!   * [`config`]: `turnserver.toml` and the matching flags, one section
 //!     per file.
-//!   * [`cli`]: the `turnpike` command line; [`bench`]: its load generator.
+//!   * [`cli`]: the `turnpike` command line; [`bench`]: its load generator;
+//!     [`import`]: `turnpike import` (coturn's config and user database);
+//!     [`secret_file`]: secrets read from files.
 //!
 //! # RFCs
 //!

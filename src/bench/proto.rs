@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::stun::client::{Credentials, Schedule, TxIds};
+use crate::stun::client::{ClientCredentials, Schedule, TxIds};
 use crate::turn_client::{Answer, Call, ClientError, RelayTransport, Request, Step, TurnClient};
 
 /// Every 300 ms, six times: loopback loses little, and set-up must not
@@ -53,7 +53,7 @@ pub(crate) fn txid(seed: u64, n: u64) -> [u8; 12] {
 /// A client for the load generator: `seed` keys its transaction ids.
 pub(crate) fn client(user: &str, password: &str, schedule: Schedule, seed: u64) -> TurnClient {
     TurnClient::new(
-        Credentials::new(user, password),
+        ClientCredentials::new(user, password),
         TxIds::from_u64(seed),
         schedule,
         false,

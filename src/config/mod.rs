@@ -140,6 +140,11 @@ pub struct Config {
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
     pub dtls: bool,
+    /// `tls_passthrough_to`: where web TLS connections go (issue 19).
+    pub tls_passthrough_to: Option<String>,
+    /// `tls_passthrough_sni`, lower-case.
+    pub tls_passthrough_sni: Vec<String>,
+    pub tls_passthrough_proxy_protocol: bool,
     pub tcp_relay: bool,
     pub handshake_timeout: Duration,
     pub max_tcp_per_ip: u32,
@@ -237,6 +242,9 @@ impl Default for Config {
             cert: None,
             key: None,
             dtls: false,
+            tls_passthrough_to: None,
+            tls_passthrough_sni: Vec::new(),
+            tls_passthrough_proxy_protocol: false,
             tcp_relay: false,
             handshake_timeout: Duration::from_secs(10),
             max_tcp_per_ip: 256,

@@ -193,6 +193,19 @@ pub struct Options {
     #[arg(long, alias = "pkey", value_name = "FILE")]
     pub key: Option<String>,
 
+    /// Send TLS connections that ask for the web (ALPN h2 or http/1.1 without stun.turn, or an SNI in tls_passthrough_sni), still encrypted, to this HTTPS server
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tls_passthrough_to: Option<String>,
+
+    /// Server names (SNI) whose TLS connections go to tls_passthrough_to whatever their ALPN, repeatable
+    #[arg(long = "tls-passthrough-sni", value_name = "NAME")]
+    #[serde(default)]
+    pub tls_passthrough_sni: Vec<String>,
+
+    /// Send the passthrough backend a PROXY protocol header naming the real client first [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_passthrough_proxy_protocol: Option<bool>,
+
     /// Also serve DTLS: on the UDP side of each TLS address and on every UDP listener [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub dtls: Option<bool>,

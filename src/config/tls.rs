@@ -29,6 +29,50 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
         return Err(invalid("cert", "cert and key go together".into()));
     }
     c.dtls = o.dtls.unwrap_or(c.dtls);
+    c.tls_passthrough_to = o.tls_passthrough_to.clone();
+    if let Some(to) = &c.tls_passthrough_to {
+        if !valid_host_port(to) {
+            return Err(invalid(
+                "tls_passthrough_to",
+                format!("`{to}` is not HOST:PORT"),
+            ));
+        }
+    }
+    c.tls_passthrough_sni = o
+        .tls_passthrough_sni
+        .iter()
+        .map(|n| {
+            let n = n.trim_end_matches('.').to_ascii_lowercase();
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            {
+                return Err(invalid(
+                    "tls_passthrough_sni",
+                    format!("`{n}` is not a DNS name"),
+                ));
+            }
+            Ok(n)
+        })
+        .collect::<Result<_, _>>()?;
+    c.tls_passthrough_proxy_protocol = o
+        .tls_passthrough_proxy_protocol
+        .unwrap_or(c.tls_passthrough_proxy_protocol);
+    if c.tls_passthrough_to.is_none()
+        && (!c.tls_passthrough_sni.is_empty() || c.tls_passthrough_proxy_protocol)
+    {
+        return Err(invalid(
+            "tls_passthrough_sni",
+            "tls_passthrough_sni and tls_passthrough_proxy_protocol need tls_passthrough_to".into(),
+        ));
+    }
+    if c.tls_passthrough_to.is_some() && c.cert.is_none() {
+        return Err(invalid(
+            "tls_passthrough_to",
+            "passthrough reads TLS ClientHellos: it needs cert and key".into(),
+        ));
+    }
     if c.cert.is_none() && (!c.tls_listen.is_empty() || c.dtls) {
         return Err(invalid(
             "tls_listen",
@@ -36,4 +80,20 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `HOST:PORT` with a port and a host of DNS characters or an IP literal
+/// (`[v6]:port` included).
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
 }

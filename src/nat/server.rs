@@ -238,25 +238,27 @@ pub(crate) enum BadRequest {
 /// An error answer. It always leaves from the socket the request arrived on
 /// and goes back to the request's source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum BindingRefusal {
     /// 420 with UNKNOWN-ATTRIBUTES listing them.
     UnknownAttributes(UnknownAttributes),
     /// 400.
     BadRequest(BadRequest),
 }
 
-impl Refusal {
+impl BindingRefusal {
     pub(crate) fn code(&self) -> u16 {
         match self {
-            Refusal::UnknownAttributes { .. } => 420,
-            Refusal::BadRequest(_) => 400,
+            BindingRefusal::UnknownAttributes { .. } => 420,
+            BindingRefusal::BadRequest(_) => 400,
         }
     }
 
     /// The reason phrase: RFC 3489's refusal names what was refused.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            Refusal::BadRequest(BadRequest::ResponseAddress) => classic::RESPONSE_ADDRESS_REFUSED,
+            BindingRefusal::BadRequest(BadRequest::ResponseAddress) => {
+                classic::RESPONSE_ADDRESS_REFUSED
+            }
             _ => crate::stun::attributes::reason_phrase(self.code()),
         }
     }
@@ -292,7 +294,7 @@ pub(crate) enum Decision {
     /// Not a Binding request: not for this module.
     Ignore,
     Answer(Route),
-    Reject(Refusal),
+    Reject(BindingRefusal),
 }
 
 /// Decides how to answer `msg`, received from `source` on the local socket
@@ -331,10 +333,10 @@ pub(crate) fn decide(
         known(t) && (can_change || t != AttributeType::CHANGE_REQUEST)
     });
     if let Some(unknown) = unknown {
-        return Decision::Reject(Refusal::UnknownAttributes(unknown));
+        return Decision::Reject(BindingRefusal::UnknownAttributes(unknown));
     }
     if msg.is_classic() && msg.get(AttributeType::RESPONSE_ADDRESS).is_some() {
-        return Decision::Reject(Refusal::BadRequest(BadRequest::ResponseAddress));
+        return Decision::Reject(BindingRefusal::BadRequest(BadRequest::ResponseAddress));
     }
 
     let change = match msg.get(AttributeType::CHANGE_REQUEST) {
@@ -342,7 +344,9 @@ pub(crate) fn decide(
         Some(v) => match ChangeRequest::decode(v) {
             Ok(c) => c,
             Err(_) => {
-                return Decision::Reject(Refusal::BadRequest(BadRequest::MalformedChangeRequest))
+                return Decision::Reject(BindingRefusal::BadRequest(
+                    BadRequest::MalformedChangeRequest,
+                ))
             }
         },
     };
@@ -351,18 +355,22 @@ pub(crate) fn decide(
         None => None,
         Some(v) => match ResponsePort::decode(v) {
             Ok(ResponsePort(0)) => {
-                return Decision::Reject(Refusal::BadRequest(BadRequest::ResponsePortZero))
+                return Decision::Reject(BindingRefusal::BadRequest(BadRequest::ResponsePortZero))
             }
             Ok(ResponsePort(p)) => Some(p),
             Err(_) => {
-                return Decision::Reject(Refusal::BadRequest(BadRequest::MalformedResponsePort))
+                return Decision::Reject(BindingRefusal::BadRequest(
+                    BadRequest::MalformedResponsePort,
+                ))
             }
         },
     };
     // RFC 5780 §7.5: "The server MUST NOT process a request containing a
     // RESPONSE-PORT and a PADDING attribute."
     if response_port.is_some() && padding_len.is_some() {
-        return Decision::Reject(Refusal::BadRequest(BadRequest::ResponsePortWithPadding));
+        return Decision::Reject(BindingRefusal::BadRequest(
+            BadRequest::ResponsePortWithPadding,
+        ));
     }
 
     // A change without an alternate was rejected above, so this always
@@ -438,11 +446,11 @@ pub(crate) fn answer(
         Decision::Reject(r) => {
             let mut b = start(out, false);
             match r {
-                Refusal::UnknownAttributes(u) => u.add_420(&mut b, classic),
-                Refusal::BadRequest(_) if classic => {
+                BindingRefusal::UnknownAttributes(u) => u.add_420(&mut b, classic),
+                BindingRefusal::BadRequest(_) if classic => {
                     classic::add_error_code(&mut b, r.code(), r.reason())
                 }
-                Refusal::BadRequest(_) => {
+                BindingRefusal::BadRequest(_) => {
                     b.add_error_code(r.code(), crate::stun::attributes::reason_phrase(r.code()))
                 }
             }

@@ -29,6 +29,14 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
         // lifetime (its Refresh); one without is dropped after
         // handshake_timeout of silence (dtls.rs).
         dtls_idle: config.max_allocate_lifetime + std::time::Duration::from_secs(60),
+        passthrough: config
+            .tls_passthrough_to
+            .clone()
+            .map(|to| super::passthrough::Passthrough {
+                to,
+                sni: config.tls_passthrough_sni.clone(),
+                proxy_protocol: config.tls_passthrough_proxy_protocol,
+            }),
         proxies: arc_swap::ArcSwap::from_pointee(config.proxy_protocol_from.clone()),
     })
 }

@@ -7,7 +7,8 @@
 //! The server stops when the `shutdown` future completes or
 //! [`Running::stop`] is called.
 //!
-//! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`]); the
+//! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`],
+//! [`loops`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
 //! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); PROXY
 //! protocol headers from trusted proxies (`proxy_protocol.rs`); what
@@ -28,6 +29,8 @@ mod fleet_sessions;
 pub(crate) mod heartbeat;
 pub mod limits;
 mod listen;
+mod loops;
+mod passthrough;
 mod proxy_protocol;
 pub mod reload;
 mod socket;
@@ -214,8 +217,9 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// Binds the configured listeners and serves until `shutdown` completes.
 ///
 /// Start-up runs in phases: the store, the sockets ([`bind`]), the shared
-/// state ([`assemble`]), the workers, the store sync ([`sync`]) and the
-/// admin API, given a [`ServerControl`] handle.
+/// state ([`assemble`]), the workers, the background loops with the store
+/// sync ([`loops`], [`sync`]) and the admin API, given a [`ServerControl`]
+/// handle.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -285,80 +289,27 @@ pub async fn serve(
         }
     }
     let config = Arc::new(config);
-    usage.start_loops(&config, &store, registry.clone(), &stop_rx);
-    // PostgreSQL announces changes; the loops below poll as well.
-    let wake = Arc::new(listen::Wakeups::default());
-    if store.is_postgres() {
-        tokio::spawn(listen::listen_loop(
-            config.db.clone(),
-            config.node_name.clone(),
-            wake.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    let credentials = Arc::new(sync::Credentials::new(
-        shared.clone(),
-        config.clone(),
+    let loops::Steering {
+        control,
+        reloader,
+        drain,
+    } = loops::start_loops(loops::LoopInputs {
+        config: &config,
+        store: &store,
+        shared: &shared,
+        registry: &registry,
+        streams: &streams,
+        tls: &tls,
+        listeners: &listeners,
+        relay_ips: &relay_ips,
+        health: &health,
+        usage: &usage,
         snapshot,
-    ));
-    tokio::spawn(sync::sync_loop(
-        store.clone(),
-        credentials.clone(),
-        config.realm.clone(),
         revision,
-        wake.clone(),
-        stop_rx.clone(),
-    ));
-    let reloader = Arc::new(reload::Reloader {
-        source: reload::Source::built(config.clone()),
-        shared: shared.clone(),
-        streams: streams.clone(),
-        tls: tls.clone(),
-        credentials,
-        listeners: listeners.clone(),
-        relay_ips: relay_ips.clone(),
-        log: Default::default(),
+        stop: &stop,
+        stop_rx: &stop_rx,
+        health_stop,
     });
-    let drain = Arc::new(drain::DrainControl::new(
-        shared.clone(),
-        store.clone(),
-        &config,
-        usage.recorder.clone(),
-    ));
-    tokio::spawn(drain::drain_loop(
-        drain.clone(),
-        stop.clone(),
-        stop_rx.clone(),
-    ));
-    tokio::spawn(status::stop_with(stop_rx.clone(), health_stop));
-    tokio::spawn(alerts::alert_loop(
-        registry.clone(),
-        alerts::ALERT_EVERY,
-        stop_rx.clone(),
-    ));
-    let control = Arc::new(ServerControl {
-        registry: registry.clone(),
-        shared: shared.clone(),
-        reloader: reloader.clone(),
-        listeners: listeners.clone(),
-        drain: drain.clone(),
-        health: health.clone(),
-        external_name: config.external_name.clone(),
-        usage: usage.stats.clone(),
-    });
-    tokio::spawn(heartbeat::heartbeat_loop(
-        store.clone(),
-        control.clone(),
-        config.clone(),
-        stop_rx.clone(),
-    ));
-    tokio::spawn(fleet_sessions::command_loop(
-        store.clone(),
-        control.clone(),
-        config.clone(),
-        wake,
-        stop_rx.clone(),
-    ));
     let admin = start_admin(&store, control, config, &stop_rx).await?;
     health.serving(shared.clone());
     usage

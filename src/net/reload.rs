@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::sync::Credentials;
+use super::sync::CredentialHalves;
 use super::tls::Tls;
 use super::{assemble, worker, Transport};
 use crate::admin::ReloadReport;
@@ -25,7 +25,7 @@ pub struct Reloader {
     pub(super) shared: Arc<Shared>,
     pub(super) streams: Arc<worker::StreamSetup>,
     pub(super) tls: Option<Arc<Tls>>,
-    pub(super) credentials: Arc<Credentials>,
+    pub(super) credentials: Arc<CredentialHalves>,
     pub(super) listeners: Vec<(Transport, SocketAddr)>,
     pub(super) relay_ips: Vec<IpAddr>,
     pub(super) log: Mutex<Option<LogSetter>>,

@@ -22,14 +22,14 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The credential directory's two halves: the config's static users and
 /// secrets (a reload changes them) and the store's last snapshot (this
 /// loop changes it). A change to either rebuilds the whole.
-pub(super) struct Credentials {
+pub(super) struct CredentialHalves {
     shared: Arc<Shared>,
     halves: Mutex<(Arc<Config>, Snapshot)>,
 }
 
-impl Credentials {
+impl CredentialHalves {
     pub(super) fn new(shared: Arc<Shared>, config: Arc<Config>, stored: Snapshot) -> Self {
-        Credentials {
+        CredentialHalves {
             shared,
             halves: Mutex::new((config, stored)),
         }
@@ -55,7 +55,7 @@ impl Credentials {
 /// A failing store keeps the last good snapshot and says so once.
 pub(super) async fn sync_loop(
     store: Store,
-    credentials: Arc<Credentials>,
+    credentials: Arc<CredentialHalves>,
     realm: String,
     revision: i64,
     wake: Arc<super::listen::Wakeups>,

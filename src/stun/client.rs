@@ -1,8 +1,8 @@
 //! The client side of a STUN transaction, sans-IO: the RFC 8489 §6.2.1
 //! retransmission schedule ([`Transaction`]), transaction ids
 //! ([`TxIds`]) and long-term credentials learned from a 401 or 438
-//! ([`Credentials`]). Time comes in as `now`; nothing here reads a clock or
-//! touches a socket. The TURN client (`crate::turn_client`) and the RFC 5780
+//! ([`ClientCredentials`]). Time comes in as `now`; nothing here reads a
+//! clock or touches a socket. The TURN client (`crate::turn_client`) and the RFC 5780
 //! probe (`crate::nat`) are built on it.
 
 use std::time::{Duration, Instant};
@@ -235,7 +235,7 @@ const ALGORITHM_SHA256: u16 = 0x0002;
 /// Long-term credentials (RFC 8489 §9.2) and the realm and nonce the server
 /// gave in its last 401 or 438.
 #[derive(Clone)]
-pub struct Credentials {
+pub struct ClientCredentials {
     /// USERNAME.
     pub user: String,
     password: String,
@@ -249,10 +249,10 @@ pub struct Credentials {
     key: Vec<u8>,
 }
 
-impl std::fmt::Debug for Credentials {
+impl std::fmt::Debug for ClientCredentials {
     // The password and key stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
+        f.debug_struct("ClientCredentials")
             .field("user", &self.user)
             .field("realm", &self.realm)
             .field("integrity", &self.integrity)
@@ -260,10 +260,10 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-impl Credentials {
+impl ClientCredentials {
     /// Credentials before the first challenge (no realm or nonce yet).
     pub fn new(user: &str, password: &str) -> Self {
-        Credentials {
+        ClientCredentials {
             user: user.into(),
             password: password.into(),
             realm: String::new(),

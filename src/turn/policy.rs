@@ -236,11 +236,6 @@ impl PeerPolicy {
         }
     }
 
-    /// Adds listener endpoints once they are bound (port 0 resolves late).
-    pub fn add_own_endpoint(&mut self, addr: SocketAddr) {
-        self.own.push(addr);
-    }
-
     /// Adds addresses of this host: a peer at one of them on any listener
     /// port would be the server itself (F4: TURN loop through a wildcard
     /// listener, or through a relay or external IP).

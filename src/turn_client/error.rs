@@ -1,6 +1,8 @@
 //! Why a TURN request did not succeed, typed so callers match on codes,
 //! never on strings.
 
+use std::net::SocketAddr;
+
 use crate::stun::ParseError;
 
 /// A failed request. `Display` gives one line for a report.
@@ -14,6 +16,10 @@ pub enum ClientError {
         code: u16,
         /// ERROR-CODE's reason phrase.
         reason: String,
+        /// On a 300 (Try Alternate), where to try: ALTERNATE-SERVER and
+        /// ALTERNATE-DOMAIN. `None` on other codes, and on a 300 without
+        /// ALTERNATE-SERVER.
+        alternate: Option<AlternateServer>,
     },
     /// A 401 or 438 without REALM and NONCE: the server does not use
     /// long-term credentials.
@@ -39,11 +45,31 @@ pub enum ClientError {
     NoAnswer,
 }
 
+/// The server a 300 (Try Alternate) points to (RFC 8489 §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlternateServer {
+    /// ALTERNATE-SERVER (§14.15).
+    pub addr: SocketAddr,
+    /// ALTERNATE-DOMAIN (§14.16): the name to check the server's
+    /// certificate against over (D)TLS, when the server sent one.
+    pub domain: Option<String>,
+}
+
 impl ClientError {
     /// The error code of a refusal.
     pub fn code(&self) -> Option<u16> {
         match self {
             ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The ALTERNATE-SERVER of a 300.
+    pub fn alternate(&self) -> Option<SocketAddr> {
+        match self {
+            ClientError::Refused {
+                alternate: Some(a), ..
+            } => Some(a.addr),
             _ => None,
         }
     }

@@ -21,16 +21,22 @@ mod tests;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub use error::ClientError;
+pub use error::{AlternateServer, ClientError};
 
-use crate::stun::attributes::{decode_xor_address, reason_phrase, AttributeType, ErrorCode};
-use crate::stun::client::{Credentials, Schedule, Transaction, TransactionState, TxIds};
+use crate::stun::attributes::{
+    decode_address, decode_text, decode_xor_address, reason_phrase, AttributeType, ErrorCode,
+};
+use crate::stun::client::{ClientCredentials, Schedule, Transaction, TransactionState, TxIds};
 use crate::stun::{Class, Message, MessageBuilder, MessageType, Method};
 
 /// Largest request the client builds.
 const MAX_REQUEST: usize = 2048;
 /// RFC 8489 §9.2.5: a 438 gets a new nonce and a new try, but not forever.
 const MAX_STALE: u8 = 2;
+/// RFC 8489 §10: "300 Try Alternate", with ALTERNATE-SERVER.
+const TRY_ALTERNATE: u16 = 300;
+/// ALTERNATE-DOMAIN is a DNS name: at most 255 characters.
+const MAX_DOMAIN_CHARS: usize = 255;
 
 /// REQUESTED-TRANSPORT of an Allocate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +137,9 @@ impl Request {
 }
 
 /// Attributes written by the caller, for requests [`Request`] does not
-/// name (tests that need exact control of every attribute).
-pub type Attrs<'a> = &'a dyn Fn(&mut MessageBuilder<'_>);
+/// name (tests that need exact control of every attribute). `Sync`, so a
+/// [`Call`] can be awaited in a task that moves between threads.
+pub type Attrs<'a> = &'a (dyn Fn(&mut MessageBuilder<'_>) + Sync);
 
 enum Body<'a> {
     Typed(Request),
@@ -195,7 +202,7 @@ impl Answer {
 /// learned so far, transaction ids, and the retransmission schedule.
 #[derive(Debug)]
 pub struct TurnClient {
-    creds: Credentials,
+    creds: ClientCredentials,
     ids: TxIds,
     schedule: Schedule,
     reliable: bool,
@@ -204,7 +211,7 @@ pub struct TurnClient {
 
 impl TurnClient {
     /// `reliable`: the transport is TCP or TLS (one send, one deadline).
-    pub fn new(creds: Credentials, ids: TxIds, schedule: Schedule, reliable: bool) -> Self {
+    pub fn new(creds: ClientCredentials, ids: TxIds, schedule: Schedule, reliable: bool) -> Self {
         TurnClient {
             creds,
             ids,
@@ -221,7 +228,7 @@ impl TurnClient {
     }
 
     /// The credentials, with the last realm and nonce.
-    pub fn credentials(&self) -> &Credentials {
+    pub fn credentials(&self) -> &ClientCredentials {
         &self.creds
     }
 
@@ -416,6 +423,11 @@ impl<'a> Call<'a> {
                     } else {
                         reason.to_string()
                     },
+                    alternate: if code == TRY_ALTERNATE {
+                        alternate(msg)?
+                    } else {
+                        None
+                    },
                 });
             }
         }
@@ -432,4 +444,22 @@ impl<'a> Call<'a> {
         self.tx = Transaction::new(id, bytes, self.client.schedule, self.client.reliable, now);
         Ok(())
     }
+}
+
+/// ALTERNATE-SERVER and ALTERNATE-DOMAIN of a 300, each read through the
+/// checked decoders: absent is `None` (the caller sees a bare 300),
+/// malformed is an error, never a guessed address.
+fn alternate(msg: &Message<'_>) -> Result<Option<AlternateServer>, ClientError> {
+    let Some(value) = msg.get(AttributeType::ALTERNATE_SERVER) else {
+        return Ok(None);
+    };
+    let addr = decode_address(value)
+        .map_err(|_| ClientError::Malformed("300 with a malformed ALTERNATE-SERVER"))?;
+    let domain = msg
+        .get(AttributeType::ALTERNATE_DOMAIN)
+        .map(|v| decode_text(v, MAX_DOMAIN_CHARS))
+        .transpose()
+        .map_err(|_| ClientError::Malformed("300 with a malformed ALTERNATE-DOMAIN"))?
+        .map(String::from);
+    Ok(Some(AlternateServer { addr, domain }))
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::data::{channel_data, send_indication, PeerData};
 use super::*;
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS};
-use crate::auth::{Authenticator, Credentials as Users, Directory};
-use crate::stun::client::{Credentials, Integrity};
+use crate::auth::{Authenticator, Credentials, Directory};
+use crate::stun::client::{ClientCredentials, Integrity};
 use crate::stun::TransactionId;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
@@ -29,7 +29,7 @@ fn peer() -> SocketAddr {
 }
 
 fn server(t0: Instant, tcp_relay: bool) -> Server {
-    let mut users = Users::new(REALM);
+    let mut users = Credentials::new(REALM);
     users.add_spec("alice:wonderland").unwrap();
     let nonces = NonceIssuer::new([9; 32], t0, NONCE_LIFE, FEATURE_PASSWORD_ALGORITHMS);
     let config = TurnConfig {
@@ -80,10 +80,10 @@ struct Pair {
 
 impl Pair {
     fn new(password: &str) -> Self {
-        Self::with(Credentials::new("alice", password), Transport::Udp)
+        Self::with(ClientCredentials::new("alice", password), Transport::Udp)
     }
 
-    fn with(creds: Credentials, transport: Transport) -> Self {
+    fn with(creds: ClientCredentials, transport: Transport) -> Self {
         let t0 = Instant::now();
         Pair {
             server: server(t0, transport == Transport::Tcp),
@@ -210,7 +210,7 @@ fn a_wrong_password_is_refused_with_401_after_one_signed_try() {
 
 #[test]
 fn sha256_integrity_is_accepted() {
-    let creds = Credentials::new("alice", "wonderland").with_integrity(Integrity::Sha256);
+    let creds = ClientCredentials::new("alice", "wonderland").with_integrity(Integrity::Sha256);
     let mut p = Pair::with(creds, Transport::Udp);
     p.allocate();
     assert_eq!(p.server.allocation_count(), 1);
@@ -225,7 +225,9 @@ fn a_second_allocate_on_the_five_tuple_is_437() {
         family: None,
     });
     match r {
-        Err(ClientError::Refused { code: 437, reason }) => assert!(!reason.is_empty()),
+        Err(ClientError::Refused {
+            code: 437, reason, ..
+        }) => assert!(!reason.is_empty()),
         other => panic!("{other:?}"),
     }
 }
@@ -351,7 +353,10 @@ fn a_silent_server_is_no_answer_after_rc_requests_and_rm_rto() {
 
 #[test]
 fn over_tcp_a_request_goes_once_and_a_tcp_relay_is_allocated() {
-    let mut p = Pair::with(Credentials::new("alice", "wonderland"), Transport::Tcp);
+    let mut p = Pair::with(
+        ClientCredentials::new("alice", "wonderland"),
+        Transport::Tcp,
+    );
     let (r, _) = p.run(Request::Allocate {
         transport: RelayTransport::Tcp,
         family: Some(Family::V4),
@@ -362,20 +367,30 @@ fn over_tcp_a_request_goes_once_and_a_tcp_relay_is_allocated() {
     assert_eq!((r, requests), (Err(ClientError::NoAnswer), 1));
 }
 
-#[test]
-fn wrong_method_and_foreign_answers_are_told_apart() {
-    let mut client = TurnClient::new(
-        Credentials::new("alice", "wonderland"),
+/// A UDP client with no server: answers are written by hand.
+fn lone_client() -> TurnClient {
+    TurnClient::new(
+        ClientCredentials::new("alice", "wonderland"),
         TxIds::new([5; 32]),
         Schedule::RFC8489,
         false,
-    );
-    let t0 = Instant::now();
-    let mut call = client.call(t0, Request::Refresh { lifetime: 0 }).unwrap();
-    let Step::Transmit(req) = call.poll(t0) else {
+    )
+}
+
+/// The id of the request `call` sends first.
+fn first_id(call: &mut Call<'_>, now: Instant) -> TransactionId {
+    let Step::Transmit(req) = call.poll(now) else {
         panic!("the request goes out at once");
     };
-    let id = Message::parse(req).unwrap().transaction_id();
+    Message::parse(req).unwrap().transaction_id()
+}
+
+#[test]
+fn wrong_method_and_foreign_answers_are_told_apart() {
+    let mut client = lone_client();
+    let t0 = Instant::now();
+    let mut call = client.call(t0, Request::Refresh { lifetime: 0 }).unwrap();
+    let id = first_id(&mut call, t0);
     let mut buf = [0u8; 64];
     let mut answer = |method, id| {
         let t = MessageType::new(method, Class::SuccessResponse);
@@ -391,4 +406,130 @@ fn wrong_method_and_foreign_answers_are_told_apart() {
         call.poll(t0),
         Step::Done(Err(ClientError::WrongMethod(0x003)))
     ));
+}
+
+/// The server drains with one alternate per transport, each named.
+fn draining(p: &Pair) {
+    use crate::turn::Alternate as Fleet;
+    let drain = &p.server.shared().drain;
+    drain.set_alternates(
+        [
+            (Transport::Udp, "192.0.2.50:3478"),
+            (Transport::Tls, "192.0.2.50:5349"),
+        ]
+        .map(|(transport, addr)| Fleet {
+            transport,
+            addr: addr.parse().unwrap(),
+            domain: Some("turn-a.example.com".into()),
+        })
+        .to_vec(),
+    );
+    drain.set_draining(true);
+}
+
+fn allocate_udp(p: &mut Pair) -> Result<Answer, ClientError> {
+    p.run(Request::Allocate {
+        transport: RelayTransport::Udp,
+        family: None,
+    })
+    .0
+}
+
+#[test]
+fn a_300_carries_its_alternate_server_and_over_udp_no_domain() {
+    let mut p = Pair::new("wonderland");
+    draining(&p);
+    let e = allocate_udp(&mut p).unwrap_err();
+    assert_eq!(
+        e,
+        ClientError::Refused {
+            code: 300,
+            reason: "Try Alternate".into(),
+            alternate: Some(AlternateServer {
+                addr: "192.0.2.50:3478".parse().unwrap(),
+                domain: None,
+            }),
+        }
+    );
+    assert_eq!(e.alternate(), Some("192.0.2.50:3478".parse().unwrap()));
+}
+
+#[test]
+fn a_300_over_tls_carries_the_alternate_domain() {
+    let mut p = Pair::with(
+        ClientCredentials::new("alice", "wonderland"),
+        Transport::Tls,
+    );
+    draining(&p);
+    match allocate_udp(&mut p) {
+        Err(ClientError::Refused {
+            code: 300,
+            alternate: Some(alt),
+            ..
+        }) => assert_eq!(
+            alt,
+            AlternateServer {
+                addr: "192.0.2.50:5349".parse().unwrap(),
+                domain: Some("turn-a.example.com".into()),
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_draining_node_without_alternates_is_403_draining_with_no_alternate() {
+    let mut p = Pair::new("wonderland");
+    p.server.shared().drain.set_draining(true);
+    let e = allocate_udp(&mut p).unwrap_err();
+    assert_eq!(
+        e,
+        ClientError::Refused {
+            code: 403,
+            reason: "draining".into(),
+            alternate: None,
+        }
+    );
+    assert_eq!(e.alternate(), None);
+}
+
+/// A 300 to the first transmission of a Refresh, with `attrs` added.
+fn answer_300(attrs: &dyn Fn(&mut MessageBuilder<'_>)) -> Result<Answer, ClientError> {
+    let mut client = lone_client();
+    let t0 = Instant::now();
+    let mut call = client.call(t0, Request::Refresh { lifetime: 0 }).unwrap();
+    let id = first_id(&mut call, t0);
+    let mut buf = [0u8; 256];
+    let t = MessageType::new(Method::REFRESH, Class::ErrorResponse);
+    let mut b = MessageBuilder::new(&mut buf, t, id);
+    b.add_error_code(300, "Try Alternate");
+    attrs(&mut b);
+    let n = b.finish().unwrap();
+    let answer = buf[..n].to_vec();
+    assert!(call.handle_input(t0, &answer));
+    match call.poll(t0) {
+        Step::Done(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_bare_300_has_no_alternate_and_a_malformed_one_is_malformed() {
+    let bare = answer_300(&|_| {});
+    assert_eq!(bare.as_ref().unwrap_err().code(), Some(300));
+    assert_eq!(bare.unwrap_err().alternate(), None);
+    // Family 0x01 with an IPv6 length: not an address.
+    let bad = answer_300(&|b| b.add(AttributeType::ALTERNATE_SERVER, &[0, 1, 0, 1, 1, 2, 3]));
+    assert!(
+        matches!(bad, Err(ClientError::Malformed(m)) if m.contains("ALTERNATE-SERVER")),
+        "{bad:?}"
+    );
+    let bad = answer_300(&|b| {
+        b.add(AttributeType::ALTERNATE_SERVER, &[0, 1, 0, 1, 192, 0, 2, 1]);
+        b.add(AttributeType::ALTERNATE_DOMAIN, &[0xff, 0xfe]);
+    });
+    assert!(
+        matches!(bad, Err(ClientError::Malformed(m)) if m.contains("ALTERNATE-DOMAIN")),
+        "{bad:?}"
+    );
 }

@@ -47,7 +47,7 @@ async fn chromium_relays_over(transport: &str) {
 
 /// Two peer connections limited to relay candidates through `url` carry
 /// 100 messages each way, and the relay candidates use `protocol`.
-async fn chromium_relays_through(url: &str, protocol: &str) {
+pub(crate) async fn chromium_relays_through(url: &str, protocol: &str) {
     let line = relay_test(url.to_string()).await;
     let transport = protocol;
     assert!(line.contains(r#""ok":true"#), "{line}");

@@ -278,7 +278,7 @@ fn lab_peer() -> (crate::coturn::Child, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
-    use crate::fleet_lab::{Outcome, RawTurn};
+    use crate::fleet_lab::{LabClient, Outcome};
     let Some(mut lab) = Lab::up("lab_view").await else {
         return;
     };
@@ -318,7 +318,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
         .is_empty());
 
     // DELETE through B ends a session on A; the client's next Refresh: 437.
-    let mut raw = RawTurn::new(turn_addr('a'), USER, PASSWORD).await;
+    let mut raw = LabClient::new(turn_addr('a'), USER, PASSWORD).await;
     let got = raw.allocate().await;
     assert!(
         matches!(got, Outcome::Allocated(_)),
@@ -373,7 +373,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     // Node choice: A loaded, B idle: B first; region us: C first.
     let mut load = Vec::new();
     for _ in 0..2 {
-        let mut c = RawTurn::new(turn_addr('a'), "load-user", "load-pass").await;
+        let mut c = LabClient::new(turn_addr('a'), "load-user", "load-pass").await;
         assert!(matches!(c.allocate().await, Outcome::Allocated(_)));
         load.push(c);
     }
@@ -396,9 +396,9 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     assert_eq!(me.first(), Some(&name_of('a')));
 
     // user_quota = 2 holds fleet-wide.
-    let mut q: Vec<RawTurn> = Vec::new();
+    let mut q: Vec<LabClient> = Vec::new();
     for node in ['a', 'b'] {
-        let mut c = RawTurn::new(turn_addr(node), "quota-user", "quota-pass").await;
+        let mut c = LabClient::new(turn_addr(node), "quota-user", "quota-pass").await;
         assert!(
             matches!(c.allocate().await, Outcome::Allocated(_)),
             "on {node}"
@@ -406,7 +406,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
         q.push(c);
     }
     for node in ['a', 'b', 'c'] {
-        let mut c = RawTurn::new(turn_addr(node), "quota-user", "quota-pass").await;
+        let mut c = LabClient::new(turn_addr(node), "quota-user", "quota-pass").await;
         match c.allocate().await {
             Outcome::Refused(486, _) => {}
             other => panic!("the third allocation on {node}: {other:?}"),
@@ -415,7 +415,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     q[0].refresh(0).await.unwrap();
     // The release is written just after the Refresh is answered.
     let deleted = Instant::now();
-    let mut on_c = RawTurn::new(turn_addr('c'), "quota-user", "quota-pass").await;
+    let mut on_c = LabClient::new(turn_addr('c'), "quota-user", "quota-pass").await;
     let mut got = on_c.allocate().await;
     while matches!(got, Outcome::Refused(486, _)) && deleted.elapsed() < Duration::from_secs(1) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -431,7 +431,7 @@ async fn sessions_quotas_and_node_choice_hold_across_three_hosts() {
     lab.signal('c', "KILL");
     let killed = Instant::now();
     let freed = within(Duration::from_secs(16), || async {
-        let mut c = RawTurn::new(turn_addr('a'), "quota-user", "quota-pass").await;
+        let mut c = LabClient::new(turn_addr('a'), "quota-user", "quota-pass").await;
         matches!(c.allocate().await, Outcome::Allocated(_))
     })
     .await;
@@ -457,7 +457,7 @@ fn first_turn_addr(v: &serde_json::Value) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_node_sends_new_clients_elsewhere_and_a_rolling_restart_fails_no_allocate() {
-    use crate::fleet_lab::{admin_addr, try_http, Outcome, RawTurn};
+    use crate::fleet_lab::{admin_addr, try_http, LabClient, Outcome};
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::sync::Arc;
     let Some(mut lab) = Lab::up("lab_drain").await else {
@@ -485,7 +485,7 @@ async fn a_drained_node_sends_new_clients_elsewhere_and_a_rolling_restart_fails_
         .unwrap();
     let (status, v) = lab.api('b', "POST", "/api/v1/drain", Some("{}")).await;
     assert!(status < 300, "{status} {v}");
-    let mut fresh = RawTurn::new(turn_addr('b'), USER, PASSWORD).await;
+    let mut fresh = LabClient::new(turn_addr('b'), USER, PASSWORD).await;
     match fresh.allocate().await {
         Outcome::Alternate(to) => assert!(to == turn_addr('a') || to == turn_addr('c'), "{to}"),
         other => panic!("a new Allocate on a draining node: {other:?}"),
@@ -564,10 +564,10 @@ async fn a_drained_node_sends_new_clients_elsewhere_and_a_rolling_restart_fails_
                     v["username"].as_str().unwrap(),
                     v["password"].as_str().unwrap(),
                 );
-                let mut c = RawTurn::new(first_turn_addr(&v), user, pass).await;
+                let mut c = LabClient::new(first_turn_addr(&v), user, pass).await;
                 let mut outcome = c.allocate().await;
                 if let Outcome::Alternate(to) = outcome {
-                    c = RawTurn::new(to, user, pass).await;
+                    c = LabClient::new(to, user, pass).await;
                     outcome = c.allocate().await;
                 }
                 match outcome {

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use turnpike::turn_client::ClientError;
+
 use crate::admin::http;
+use crate::turn_client::TurnClient;
 
 /// The secret every node's admin API token is checked with (a file, 0600).
 const JWT_SECRET: &str = "fleet-lab-admin-secret-0123456789abcdef";
@@ -320,153 +323,47 @@ pub(crate) enum Outcome {
     Silent,
 }
 
-/// A minimal UDP TURN client that shows what a browser sees of an
-/// Allocate (the 300 and its ALTERNATE-SERVER), for the drain tests.
-pub(crate) struct RawTurn {
-    sock: tokio::net::UdpSocket,
+/// A client in the root namespace that reports an Allocate as a browser
+/// sees it (a 300 and its ALTERNATE-SERVER), for the drain tests: the
+/// shared client (`crate::turn_client`), its verdicts as [`Outcome`]s.
+pub(crate) struct LabClient {
     server: SocketAddr,
-    user: String,
-    key: [u8; 16],
-    nonce: Option<Vec<u8>>,
-    txid: u64,
+    turn: TurnClient,
 }
 
-impl RawTurn {
-    pub(crate) async fn new(server: SocketAddr, user: &str, password: &str) -> RawTurn {
-        let sock = tokio::net::UdpSocket::bind(format!("{ROOT_IP}:0"))
-            .await
-            .unwrap();
-        RawTurn {
-            sock,
+impl LabClient {
+    pub(crate) async fn new(server: SocketAddr, user: &str, password: &str) -> LabClient {
+        let local = format!("{ROOT_IP}:0");
+        LabClient {
             server,
-            user: user.into(),
-            key: turnpike::stun::integrity::long_term_key_md5(user, crate::REALM, password),
-            nonce: None,
-            txid: fastrand::u64(..),
+            turn: TurnClient::connect_with(server, &local, user, password).await,
         }
-    }
-
-    /// One request (signed once a nonce is known); the answer, or None
-    /// after three tries.
-    async fn call(
-        &mut self,
-        method: turnpike::stun::Method,
-        attrs: &[(u16, Vec<u8>)],
-    ) -> Option<Vec<u8>> {
-        use turnpike::stun::attributes::AttributeType;
-        use turnpike::stun::{Class, MessageBuilder, MessageType, TransactionId};
-        self.txid += 1;
-        let mut id = [0u8; 12];
-        id[4..].copy_from_slice(&self.txid.to_be_bytes());
-        let mut buf = [0u8; 512];
-        let mut b = MessageBuilder::new(
-            &mut buf,
-            MessageType::new(method, Class::Request),
-            TransactionId(id),
-        );
-        for (t, v) in attrs {
-            b.add(AttributeType(*t), v);
-        }
-        if let Some(nonce) = &self.nonce {
-            b.add_username(&self.user);
-            b.add_realm(crate::REALM);
-            b.add_nonce(nonce);
-            b.add_message_integrity(&self.key);
-        }
-        let n = b.finish().unwrap();
-        let mut answer = [0u8; 1500];
-        for _ in 0..3 {
-            self.sock.send_to(&buf[..n], self.server).await.unwrap();
-            let deadline = Instant::now() + Duration::from_millis(800);
-            while let Ok(Ok((len, _))) =
-                tokio::time::timeout_at(deadline.into(), self.sock.recv_from(&mut answer)).await
-            {
-                let Ok(m) = turnpike::stun::Message::parse(&answer[..len]) else {
-                    continue;
-                };
-                if m.transaction_id().0 == id {
-                    return Some(answer[..len].to_vec());
-                }
-            }
-        }
-        None
-    }
-
-    /// `method`, fetching a nonce on 401/438 first.
-    async fn signed(
-        &mut self,
-        method: turnpike::stun::Method,
-        attrs: &[(u16, Vec<u8>)],
-    ) -> Option<Vec<u8>> {
-        use turnpike::stun::attributes::{AttributeType, ErrorCode};
-        for _ in 0..2 {
-            let answer = self.call(method, attrs).await?;
-            let m = turnpike::stun::Message::parse(&answer).unwrap();
-            let code = m
-                .get(AttributeType::ERROR_CODE)
-                .map(|v| ErrorCode::decode(v).unwrap().code);
-            if matches!(code, Some(401) | Some(438)) {
-                if let Some(n) = m.get(AttributeType::NONCE) {
-                    let fresh = Some(n.to_vec());
-                    if self.nonce != fresh || code == Some(438) {
-                        self.nonce = fresh;
-                        continue;
-                    }
-                }
-            }
-            return Some(answer);
-        }
-        None
     }
 
     /// Allocates a UDP relay.
     pub(crate) async fn allocate(&mut self) -> Outcome {
-        use turnpike::stun::attributes::{
-            decode_address, decode_xor_address, AttributeType, ErrorCode,
-        };
-        let Some(answer) = self
-            .signed(
-                turnpike::stun::Method::ALLOCATE,
-                &[(0x0019, vec![17, 0, 0, 0])],
-            )
-            .await
-        else {
-            return Outcome::Silent;
-        };
-        let m = turnpike::stun::Message::parse(&answer).unwrap();
-        match m
-            .get(AttributeType::ERROR_CODE)
-            .map(|v| ErrorCode::decode(v).unwrap())
-        {
-            None => Outcome::Allocated(
-                decode_xor_address(
-                    m.get(AttributeType::XOR_RELAYED_ADDRESS).unwrap(),
-                    &m.transaction_id(),
-                )
-                .unwrap(),
-            ),
-            Some(e) if e.code == 300 => match m.get(AttributeType::ALTERNATE_SERVER) {
-                Some(v) => Outcome::Alternate(decode_address(v).unwrap()),
+        match self.turn.try_allocate().await {
+            Ok(relayed) => Outcome::Allocated(relayed),
+            Err(ClientError::Refused {
+                code: 300,
+                alternate,
+                ..
+            }) => match alternate {
+                Some(a) => Outcome::Alternate(a.addr),
                 None => Outcome::Refused(300, "300 without ALTERNATE-SERVER".into()),
             },
-            Some(e) => Outcome::Refused(e.code, e.reason.to_string()),
+            Err(ClientError::Refused { code, reason, .. }) => Outcome::Refused(code, reason),
+            Err(ClientError::NoAnswer) => Outcome::Silent,
+            Err(e) => panic!("no usable answer from {}: {e}", self.server),
         }
     }
 
-    /// Refresh with `lifetime` (0 deletes); the error code if refused.
+    /// Refresh with `lifetime` (0 deletes); the error code if refused, 0
+    /// if nothing usable came back.
     pub(crate) async fn refresh(&mut self, lifetime: u32) -> Result<(), u16> {
-        use turnpike::stun::attributes::{AttributeType, ErrorCode};
-        let answer = self
-            .signed(
-                turnpike::stun::Method::REFRESH,
-                &[(0x000D, lifetime.to_be_bytes().to_vec())],
-            )
+        self.turn
+            .try_refresh(lifetime)
             .await
-            .ok_or(0u16)?;
-        let m = turnpike::stun::Message::parse(&answer).unwrap();
-        match m.get(AttributeType::ERROR_CODE) {
-            None => Ok(()),
-            Some(v) => Err(ErrorCode::decode(v).unwrap().code),
-        }
+            .map_err(|e| e.code().unwrap_or(0))
     }
 }

@@ -18,6 +18,7 @@ mod import_config;
 mod import_db;
 mod memory;
 mod nat;
+mod passthrough;
 mod policy;
 mod probe_turn;
 mod props;

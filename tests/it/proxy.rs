@@ -335,3 +335,32 @@ async fn client_lists_judge_the_client_a_header_names() {
     drop(proxy);
     server.stop().await;
 }
+
+/// One port for TURN and HTTPS behind HAProxy: the ClientHello is peeked
+/// after the PROXY header, and the header re-sent to the web backend names
+/// the real client, not HAProxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_a_passed_through_web_client_is_named_to_the_backend() {
+    use crate::passthrough::{curl, start_nginx, turnpike_before_with};
+    let dir = crate::secure::cert_dir();
+    let nginx = start_nginx(&dir.join("nginx"));
+    let server = turnpike_before_with(nginx.proxied, &dir, true, |c| {
+        c.proxy_protocol_from = vec![IpRange::parse("127.0.0.1/32").unwrap()];
+    })
+    .await;
+    let proxy = Haproxy::start("send-proxy-v2", &server);
+    let port = proxy.tls.port();
+    let (_, body, _) = tokio::task::spawn_blocking(move || {
+        curl(
+            port,
+            "www.backend.test",
+            &["--no-alpn", "--http1.1", "--interface", "127.0.0.5"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(body, "127.0.0.5");
+    drop(proxy);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

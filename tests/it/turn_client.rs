@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use turnpike::stun::attributes::AttributeType;
-use turnpike::stun::client::{Credentials, Schedule, TxIds};
+use turnpike::stun::client::{ClientCredentials, Schedule, TxIds};
 use turnpike::stun::{Message, MessageBuilder, Method, TransactionId};
 use turnpike::turn_client::data::send_indication;
 use turnpike::turn_client::{
@@ -123,7 +123,7 @@ impl TurnClient {
         let seed = 0x5a5a_0000_0000 + CLIENTS.fetch_add(1, Ordering::Relaxed);
         let reliable = matches!(link, Link::Stream { .. });
         let core = Core::new(
-            Credentials::new(user, password),
+            ClientCredentials::new(user, password),
             TxIds::from_u64(seed),
             SCHEDULE,
             reliable,
@@ -133,12 +133,23 @@ impl TurnClient {
 
     /// Runs `call` to its end; a refusal is its code, anything else a
     /// failed test.
-    async fn drive(link: &mut Link, mut call: Call<'_>) -> Answer {
+    async fn drive(link: &mut Link, call: Call<'_>) -> Answer {
+        match Self::drive_to_end(link, call).await {
+            Ok(answer) => Ok(answer.into_bytes()),
+            Err(ClientError::Refused { code, .. }) => Err(code),
+            Err(e) => panic!("no usable answer from the server: {e}"),
+        }
+    }
+
+    /// Runs `call` to its end, whatever the end: the client's own verdict
+    /// (a 300 with its alternate, no answer).
+    async fn drive_to_end(
+        link: &mut Link,
+        mut call: Call<'_>,
+    ) -> Result<turnpike::turn_client::Answer, ClientError> {
         loop {
             match call.poll(Instant::now()) {
-                Step::Done(Ok(answer)) => return Ok(answer.into_bytes()),
-                Step::Done(Err(ClientError::Refused { code, .. })) => return Err(code),
-                Step::Done(Err(e)) => panic!("no usable answer from the server: {e}"),
+                Step::Done(r) => return r,
                 Step::Transmit(bytes) => link.send(bytes).await,
                 Step::Wait(at) => {
                     if let Ok(bytes) = tokio::time::timeout_at(at.into(), link.recv()).await {
@@ -153,7 +164,7 @@ impl TurnClient {
     pub async fn request(
         &mut self,
         method: Method,
-        attrs: &dyn Fn(&mut MessageBuilder<'_>),
+        attrs: &(dyn Fn(&mut MessageBuilder<'_>) + Sync),
     ) -> Answer {
         let call = self.core.call_with(Instant::now(), method, attrs).unwrap();
         Self::drive(&mut self.link, call).await
@@ -183,6 +194,26 @@ impl TurnClient {
             &m.transaction_id(),
         )
         .unwrap())
+    }
+
+    /// Allocates a UDP relay; the client's verdict as it is (tests of
+    /// 300 Try Alternate, of a node that may not answer).
+    pub async fn try_allocate(&mut self) -> Result<SocketAddr, ClientError> {
+        let req = Request::Allocate {
+            transport: RelayTransport::Udp,
+            family: None,
+        };
+        let call = self.core.call(Instant::now(), req).unwrap();
+        Self::drive_to_end(&mut self.link, call).await?.relayed()
+    }
+
+    /// Refresh; the client's verdict as it is.
+    pub async fn try_refresh(&mut self, lifetime: u32) -> Result<(), ClientError> {
+        let call = self
+            .core
+            .call(Instant::now(), Request::Refresh { lifetime })
+            .unwrap();
+        Self::drive_to_end(&mut self.link, call).await.map(|_| ())
     }
 
     pub async fn create_permission(&mut self, peer: SocketAddr) -> Result<(), u16> {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::schedule::{source_ip, uses_channel, Life, Schedule};
+use super::schedule::{source_ip, uses_channel, Life, SoakSchedule};
 use super::stats::{Phase, Stats};
 use crate::bench::async_client::{Client, Retry};
 use crate::bench::proto::Error;
@@ -37,7 +37,7 @@ pub(super) struct Ctx {
     pub user: String,
     pub password: String,
     pub echo: SocketAddr,
-    pub plan: Schedule,
+    pub plan: SoakSchedule,
     pub seed: u64,
     /// Start of the run: packet timestamps count from here.
     pub t0: Instant,

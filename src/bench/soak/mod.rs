@@ -19,7 +19,7 @@ use super::proc;
 use super::Common;
 use life::Ctx;
 use report::{Outcome, Probe, Row};
-use schedule::Schedule;
+use schedule::SoakSchedule;
 use stats::Window;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +66,7 @@ pub(super) fn run(c: &Common, a: &SoakArgs) -> anyhow::Result<()> {
         anyhow::ensure!(s.is_finite() && s > 0.0, "--{what} must be positive");
         Ok(Duration::from_secs_f64(s))
     };
-    let plan = Schedule {
+    let plan = SoakSchedule {
         slots: a.allocations,
         per_source: a.per_source,
         min_life: secs(a.min_life, "min-life")?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The shape of the load, from the command line.
 #[derive(Debug, Clone)]
-pub(super) struct Schedule {
+pub(super) struct SoakSchedule {
     /// Allocations held at once, one per slot.
     pub slots: usize,
     /// Allocations per client source address (127.0.0.x), so a per-source
@@ -39,7 +39,7 @@ const FIRST_SOURCE: u32 = u32::from_be_bytes([127, 0, 0, 2]);
 /// The last usable address of 127.0.0.0/8.
 const LAST_SOURCE: u32 = u32::from_be_bytes([127, 255, 255, 254]);
 
-impl Schedule {
+impl SoakSchedule {
     /// Refuses a plan that cannot run, with a readable reason.
     pub(super) fn check(&self) -> Result<(), String> {
         if self.slots == 0 {
@@ -123,8 +123,8 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn plan() -> Schedule {
-        Schedule {
+    fn plan() -> SoakSchedule {
+        SoakSchedule {
             slots: 10_000,
             per_source: 100,
             min_life: Duration::from_secs(20),
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_shortest_life_still_refreshes_well_before_its_delete() {
-        let p = Schedule {
+        let p = SoakSchedule {
             min_life: MIN_LIFE,
             max_life: MIN_LIFE,
             ..plan()
@@ -235,42 +235,42 @@ mod tests {
         assert_eq!(ok.check(), Ok(()));
         let cases = [
             (
-                Schedule {
+                SoakSchedule {
                     slots: 0,
                     ..ok.clone()
                 },
                 "--allocations",
             ),
             (
-                Schedule {
+                SoakSchedule {
                     per_source: 0,
                     ..ok.clone()
                 },
                 "--per-source",
             ),
             (
-                Schedule {
+                SoakSchedule {
                     min_life: Duration::from_secs(1),
                     ..ok.clone()
                 },
                 "--min-life",
             ),
             (
-                Schedule {
+                SoakSchedule {
                     max_life: Duration::from_secs(10),
                     ..ok.clone()
                 },
                 "--max-life",
             ),
             (
-                Schedule {
+                SoakSchedule {
                     packet_gap: Duration::ZERO,
                     ..ok.clone()
                 },
                 "--packet-interval",
             ),
             (
-                Schedule {
+                SoakSchedule {
                     slots: 20_000_000,
                     per_source: 1,
                     ..ok.clone()

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{one_line, Failure, Transport, FIRST_RTO, MAX_RTO, SOFTWARE};
-use crate::stun::client::{Credentials, Schedule, TxIds};
+use crate::stun::client::{ClientCredentials, Schedule, TxIds};
 use crate::stun::framing::{FrameKind, Framer};
 use crate::stun::{Message, TransactionId, MAX_MESSAGE_LEN};
 use crate::turn_client::{Answer, ClientError, Request, Step, TurnClient};
@@ -170,7 +170,7 @@ impl Client {
         server: SocketAddr,
         transport: Transport,
         label: String,
-        creds: Credentials,
+        creds: ClientCredentials,
         timeout: Duration,
     ) -> Result<Self, Failure> {
         let cannot = |e: io::Error| {
@@ -241,7 +241,7 @@ impl Client {
             match call.poll(Instant::now()) {
                 Step::Done(r) => {
                     return r.map_err(|e| match e {
-                        ClientError::Refused { code, reason } => CallError::Refused {
+                        ClientError::Refused { code, reason, .. } => CallError::Refused {
                             code,
                             reason: one_line(&reason),
                         },

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::stun::client::Credentials;
+use crate::stun::client::ClientCredentials;
 use crate::turn_client::{Family, RelayTransport, Request};
 
 use client::*;
@@ -219,9 +219,13 @@ fn credentials(args: &TurnProbeArgs, now_unix: u64) -> Result<(String, String), 
                     "--secret must not be empty and --ttl must be at least 1",
                 ));
             }
-            let username = format!("{}:{user}", now_unix.saturating_add(args.ttl));
-            let password = crate::auth::rest::password(secret.as_bytes(), &username);
-            Ok((username, password))
+            Ok(crate::auth::rest::mint(
+                secret.as_bytes(),
+                user,
+                args.ttl,
+                ':',
+                now_unix,
+            ))
         }
         (Some(_), Some(_)) => Err(Failure::usage("give --password or --secret, not both")),
         (None, None) => Err(Failure::usage(
@@ -255,7 +259,7 @@ fn probe(args: TurnProbeArgs) -> Result<Report, Failure> {
         server,
         target.transport,
         label.clone(),
-        Credentials::new(&user, &password),
+        ClientCredentials::new(&user, &password),
         timeout,
     )?;
 

@@ -14,7 +14,7 @@ use super::settings::Settings;
 
 /// What the import would write and say.
 #[derive(Debug)]
-pub(crate) struct Plan {
+pub(crate) struct ConfigImportPlan {
     pub settings: Settings,
     /// (file, secret): each written mode 0600 and named by a `*_file` key.
     pub secrets: Vec<(PathBuf, String)>,
@@ -57,7 +57,11 @@ const BOOL_VALUED: &[&str] = &[
 
 /// Maps `entries`; `source_dir` resolves relative paths, `secret_prefix`
 /// names secret files.
-pub(crate) fn map(entries: Vec<Entry>, source_dir: &Path, secret_prefix: &Path) -> Plan {
+pub(crate) fn map(
+    entries: Vec<Entry>,
+    source_dir: &Path,
+    secret_prefix: &Path,
+) -> ConfigImportPlan {
     let mut m = Mapper {
         groups: group(entries),
         out: Settings::default(),
@@ -89,7 +93,7 @@ pub(crate) fn map(entries: Vec<Entry>, source_dir: &Path, secret_prefix: &Path) 
             }
         })
         .collect();
-    Plan {
+    ConfigImportPlan {
         settings: m.out,
         secrets: m.secrets,
         report: Report {

@@ -181,7 +181,7 @@ fn check(toml: &str, secrets: &[(PathBuf, String)]) -> Result<(), ConfigError> {
 /// Secret files, then the TOML through a temporary name that
 /// `Config::load` must accept (it reads the secret files) before the
 /// rename. On failure what this run wrote is removed.
-fn write_all(out: &Path, toml: &str, plan: &mapping::Plan) -> Result<String, String> {
+fn write_all(out: &Path, toml: &str, plan: &mapping::ConfigImportPlan) -> Result<String, String> {
     let mut written: Vec<&Path> = Vec::new();
     let undo = |written: &[&Path]| {
         for p in written {

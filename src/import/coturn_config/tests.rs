@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use super::keys::{Arg, Rule, KEYS};
-use super::mapping::{map, Plan};
+use super::mapping::{map, ConfigImportPlan};
 use super::parse::parse;
 use super::report::{Line, Status};
 use crate::config::Options;
 
-fn plan(text: &str) -> Plan {
+fn plan(text: &str) -> ConfigImportPlan {
     map(
         parse(text),
         Path::new("/etc/coturn"),
@@ -16,7 +16,7 @@ fn plan(text: &str) -> Plan {
     )
 }
 
-fn line<'a>(p: &'a Plan, name: &str) -> &'a Line {
+fn line<'a>(p: &'a ConfigImportPlan, name: &str) -> &'a Line {
     p.report
         .lines
         .iter()
@@ -24,14 +24,14 @@ fn line<'a>(p: &'a Plan, name: &str) -> &'a Line {
         .unwrap_or_else(|| panic!("no line for {name}: {:#?}", p.report.lines))
 }
 
-fn toml(p: &Plan) -> (String, toml::Table) {
+fn toml(p: &ConfigImportPlan) -> (String, toml::Table) {
     let text = p.settings.render(&["test".into()]);
     let table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
     (text, table)
 }
 
 /// turnpike's own check of the translated file (secrets inline).
-fn passes_check(p: &Plan) {
+fn passes_check(p: &ConfigImportPlan) {
     let (text, _) = toml(p);
     let mut o = Options::from_toml(&text, "t").unwrap_or_else(|e| panic!("{e}\n{text}"));
     o.static_auth_secret_file.clear();

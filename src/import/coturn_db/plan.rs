@@ -46,12 +46,12 @@ pub(super) struct Line {
 
 /// The additions and the report.
 #[derive(Debug, Default)]
-pub(super) struct Plan {
+pub(super) struct DbImportPlan {
     pub additions: Vec<Addition>,
     pub lines: Vec<Line>,
 }
 
-impl Plan {
+impl DbImportPlan {
     fn line(&mut self, outcome: Outcome, text: String) {
         self.lines.push(Line { outcome, text });
     }
@@ -79,8 +79,8 @@ fn toml_list(items: &[&str]) -> String {
 
 /// What to do with coturn's database, given the store's `have` at Unix
 /// time `now`.
-pub(super) fn plan(db: &CoturnDb, have: &Contents, now: i64) -> Plan {
-    let mut p = Plan::default();
+pub(super) fn plan(db: &CoturnDb, have: &Contents, now: i64) -> DbImportPlan {
+    let mut p = DbImportPlan::default();
     for table in &db.absent {
         p.line(
             Outcome::Note,
@@ -145,7 +145,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Users; returns the (realm, name) of those the store will have with
 /// coturn's key (added or unchanged), which the realm's user-quota covers.
-fn users(db: &CoturnDb, have: &Contents, p: &mut Plan) -> Vec<(String, String)> {
+fn users(db: &CoturnDb, have: &Contents, p: &mut DbImportPlan) -> Vec<(String, String)> {
     let mut imported = Vec::new();
     for User {
         realm,
@@ -201,7 +201,7 @@ fn users(db: &CoturnDb, have: &Contents, p: &mut Plan) -> Vec<(String, String)> 
     imported
 }
 
-fn secrets(db: &CoturnDb, have: &Contents, p: &mut Plan) {
+fn secrets(db: &CoturnDb, have: &Contents, p: &mut DbImportPlan) {
     let mut n_in_realm: BTreeMap<String, usize> = BTreeMap::new();
     for s in sorted(&db.secrets, |s| (s.realm.clone(), s.value.clone())) {
         let n = n_in_realm.entry(s.realm.clone()).or_default();
@@ -232,7 +232,7 @@ fn secrets(db: &CoturnDb, have: &Contents, p: &mut Plan) {
     }
 }
 
-fn oauth_keys(db: &CoturnDb, have: &Contents, now: i64, p: &mut Plan) {
+fn oauth_keys(db: &CoturnDb, have: &Contents, now: i64, p: &mut DbImportPlan) {
     for k in sorted(&db.oauth_keys, |k| k.kid.clone()) {
         let OAuthKey {
             kid,
@@ -360,7 +360,7 @@ fn realm_quota(
     allocations: Option<i64>,
     bytes_per_sec: Option<i64>,
     have: &Contents,
-    p: &mut Plan,
+    p: &mut DbImportPlan,
 ) {
     let rl = format!("realm {}", q(realm));
     let current = have.realm_quota(realm).cloned().unwrap_or(NO_QUOTA);
@@ -403,7 +403,13 @@ fn realm_quota(
 }
 
 /// coturn's user-quota of a realm, on each user imported into it.
-fn user_quotas(realm: &str, n: i64, imported: &[(String, String)], have: &Contents, p: &mut Plan) {
+fn user_quotas(
+    realm: &str,
+    n: i64,
+    imported: &[(String, String)],
+    have: &Contents,
+    p: &mut DbImportPlan,
+) {
     for (_, name) in imported.iter().filter(|(r, _)| r == realm) {
         let label = format!("quota of {}", user_label(realm, name));
         let current = have.user_quota(realm, name).cloned().unwrap_or(NO_QUOTA);
@@ -434,7 +440,12 @@ fn user_quotas(realm: &str, n: i64, imported: &[(String, String)], have: &Conten
     );
 }
 
-fn realm_options(db: &CoturnDb, have: &Contents, imported: &[(String, String)], p: &mut Plan) {
+fn realm_options(
+    db: &CoturnDb,
+    have: &Contents,
+    imported: &[(String, String)],
+    p: &mut DbImportPlan,
+) {
     let mut by_realm: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     for o in &db.realm_options {
         by_realm
@@ -480,7 +491,7 @@ fn realm_options(db: &CoturnDb, have: &Contents, imported: &[(String, String)], 
     }
 }
 
-fn peers(db: &CoturnDb, p: &mut Plan) {
+fn peers(db: &CoturnDb, p: &mut DbImportPlan) {
     for (key, rows) in [
         ("allowed_peer_ip", &db.allowed_peers),
         ("denied_peer_ip", &db.denied_peers),

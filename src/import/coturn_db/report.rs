@@ -1,7 +1,7 @@
 //! The report an import prints: one line per row (what happened and why),
 //! then a summary line. Secrets and keys never appear in it.
 
-use super::plan::{Outcome, Plan};
+use super::plan::{DbImportPlan, Outcome};
 
 fn tag(outcome: Outcome, dry_run: bool) -> &'static str {
     match (outcome, dry_run) {
@@ -15,7 +15,7 @@ fn tag(outcome: Outcome, dry_run: bool) -> &'static str {
 }
 
 /// The report's lines, the summary last.
-pub(super) fn render(plan: &Plan, dry_run: bool) -> Vec<String> {
+pub(super) fn render(plan: &DbImportPlan, dry_run: bool) -> Vec<String> {
     let mut out: Vec<String> = plan
         .lines
         .iter()

@@ -87,6 +87,8 @@ pub(crate) struct StreamSetup {
     pub handshake_timeout: Duration,
     /// A DTLS session that receives nothing for this long is dropped.
     pub dtls_idle: Duration,
+    /// Web TLS connections go here, still encrypted (issue 19).
+    pub passthrough: Option<crate::net::passthrough::Passthrough>,
     /// Sources whose connections start with a PROXY protocol header
     /// (`proxy_protocol_from`); a reload swaps them for new connections.
     pub proxies: arc_swap::ArcSwap<Vec<IpRange>>,
@@ -201,7 +203,10 @@ async fn run(setup: WorkerSetup) {
     }
     let nat = nat.map(|n| NatSide::new(n, &sockets, shared.clone()));
     let w = Rc::new(Worker {
-        core: RefCell::new(Server::new(shared.clone(), 0x5eed_0000 + index as u64)),
+        core: RefCell::new(
+            Server::new(shared.clone(), 0x5eed_0000 + index as u64)
+                .with_first_generation(first_generation()),
+        ),
         shared,
         relays: RefCell::new(Vec::new()),
         sends: RefCell::new((0..sockets.len()).map(|_| SendBatch::default()).collect()),
@@ -438,4 +443,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// A per-start random first allocation generation (see
+/// [`Server::with_first_generation`]); the clock if randomness fails.
+fn first_generation() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return crate::store::unix_now_ms() as u32;
+    }
+    u32::from_le_bytes(b)
 }

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::{tcp_relay, StreamSetup, Worker};
 use crate::net::limits::{ConnSlot, PendingSlot};
+use crate::net::passthrough;
 use crate::net::proxy_protocol::{self, Header};
 use crate::stun::framing::{FrameKind, Framer};
 use crate::turn::{FiveTuple, Transport};
@@ -275,6 +276,24 @@ async fn connection(
     else {
         return serve_stream(w, stream, tuple, deadline, &mut slot).await;
     };
+    if let Some(pass) = &streams.passthrough {
+        let hello = passthrough::peek_hello(&stream, deadline).await;
+        if hello.is_some_and(|h| pass.wants(&h)) {
+            let header = pass
+                .proxy_protocol
+                .then(|| passthrough::proxy_v1_header(peer, local).into_bytes());
+            // The slot is held until the splice ends: web connections
+            // count in the same caps as TURN ones.
+            match passthrough::splice(stream, &pass.to, header, streams.handshake_timeout).await {
+                Ok((up, down)) => tracing::debug!(
+                    "tls {peer}: passed through to {} ({up} bytes up, {down} down)",
+                    pass.to
+                ),
+                Err(e) => tracing::debug!("tls {peer}: passthrough to {}: {e}", pass.to),
+            }
+            return;
+        }
+    }
     match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
             tuple.transport = Transport::Tls;

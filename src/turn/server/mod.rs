@@ -109,6 +109,15 @@ impl Server {
         }
     }
 
+    /// Starts the allocation generations at `first` rather than 0. The
+    /// shell passes a value that differs per start, so a session id from a
+    /// previous run (an admin's stale list, a queued fleet command) never
+    /// names a new client's allocation.
+    pub fn with_first_generation(mut self, first: u32) -> Self {
+        self.generation = first;
+        self
+    }
+
     /// The state shared with the other workers.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared

@@ -84,3 +84,38 @@ fn without_backward_compatibility_classic_bindings_get_nothing() {
     let modern = request(Method::BINDING, [1; 12], None, &|_| {});
     assert_eq!(h.send(h.at(0), client(), &modern).len(), 1);
 }
+
+#[test]
+fn classic_answers_and_401s_spend_one_bucket() {
+    // Rate 1 gives a burst of two; whichever answer spends it, the other
+    // kind finds it empty at the same instant.
+    let binding = without_cookie(request(Method::BINDING, [1; 12], None, &|_| {}));
+    // Distinct ids: a retransmission could be answered from a cache.
+    let unsigned = |id: u8| request(Method::ALLOCATE, [id; 12], None, &|b| transport_udp(b));
+
+    let mut h = harness(Opts {
+        auth_reply_rate: 1,
+        ..Default::default()
+    });
+    let now = h.at(0);
+    for id in 3..5 {
+        assert_eq!(code_of(&h.send(now, client(), &unsigned(id))[0]), Some(401));
+    }
+    assert!(
+        h.send(now, client(), &binding).is_empty(),
+        "two 401s left no classic answer"
+    );
+
+    let mut h = harness(Opts {
+        auth_reply_rate: 1,
+        ..Default::default()
+    });
+    let now = h.at(0);
+    for _ in 0..2 {
+        assert_eq!(h.send(now, client(), &binding).len(), 1);
+    }
+    assert!(
+        h.send(now, client(), &unsigned(5)).is_empty(),
+        "two classic answers left no 401"
+    );
+}

@@ -265,3 +265,24 @@ fn a_quota_refusal_is_an_event_naming_the_quota() {
         .collect();
     assert_eq!(refused, [("alice", 486, Refusal::UserQuota)]);
 }
+
+#[test]
+fn session_ids_of_two_starts_differ_when_their_first_generations_do() {
+    // A restarted node must not give a new client the id an admin (or a
+    // queued fleet command) still holds from the run before.
+    let first_id = |first_generation| {
+        let mut h = harness(Opts {
+            first_generation,
+            ..Default::default()
+        });
+        h.allocate(h.at(0), client(), &|b| transport_udp(b));
+        h.server.sessions()[0].id
+    };
+    let before = first_id(0);
+    let after = first_id(0x9e37_79b9);
+    assert_eq!(before.slot, after.slot, "the same slot is reused");
+    assert_ne!(before, after);
+    assert_eq!(after.generation, 0x9e37_79b9u32.wrapping_add(1));
+    // The last generation wraps instead of overflowing.
+    assert_eq!(first_id(u32::MAX).generation, 0);
+}

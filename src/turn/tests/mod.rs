@@ -41,6 +41,8 @@ struct Opts {
     stun_backward_compatibility: bool,
     /// Fleet quotas on: Allocates also ask the (scripted) shell.
     fleet: bool,
+    /// Where allocation generations start (the shell draws it per start).
+    first_generation: u32,
 }
 
 /// The Unix second the harness's `t0` is.
@@ -69,6 +71,7 @@ impl Default for Opts {
             max_peer_connections_per_user: 256,
             stun_backward_compatibility: true,
             fleet: false,
+            first_generation: 0,
         }
     }
 }
@@ -164,7 +167,7 @@ fn harness(o: Opts) -> Harness {
         shared.quotas.enable_fleet();
     }
     Harness {
-        server: Server::new(Arc::new(shared), 42),
+        server: Server::new(Arc::new(shared), 42).with_first_generation(o.first_generation),
         t0,
         fail_opens: 0,
         opened: vec![],

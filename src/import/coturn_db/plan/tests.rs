@@ -96,7 +96,7 @@ fn applied(mut have: Contents, additions: &[Addition]) -> Contents {
     have
 }
 
-fn lines(p: &Plan, outcome: Outcome) -> Vec<&str> {
+fn lines(p: &DbImportPlan, outcome: Outcome) -> Vec<&str> {
     p.lines
         .iter()
         .filter(|l| l.outcome == outcome)
