@@ -49,6 +49,7 @@ impl From<StoreError> for ApiError {
             StoreError::Exists { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
             StoreError::NotFound { .. } => ApiError(StatusCode::NOT_FOUND, e.to_string()),
             StoreError::Invalid { .. } => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            StoreError::Full { .. } => ApiError(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
             _ if unavailable(&e) => {
                 tracing::warn!("admin api: {e}");
                 ApiError::store_unavailable()

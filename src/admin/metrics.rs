@@ -63,6 +63,7 @@ pub(super) async fn metrics(
             ("{reason=\"stale_nonce\"}", st.auth_stale_nonce),
             ("{reason=\"bad_request\"}", st.auth_bad_request),
             ("{reason=\"expired\"}", st.auth_expired),
+            ("{reason=\"revoked\"}", st.auth_revoked),
         ],
     );
     metric(

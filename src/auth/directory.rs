@@ -34,6 +34,10 @@ pub struct Directory {
     /// Names of the users that came from the configuration (the rest
     /// are stored), for usage records.
     pub static_users: std::collections::HashSet<String>,
+    /// Revoked names (a REST username, a user, an OAuth kid) and the Unix
+    /// second each revocation ends (`None`: until removed). Only the
+    /// store holds revocations.
+    pub revoked: HashMap<String, Option<u64>>,
 }
 
 impl Directory {
@@ -86,12 +90,24 @@ impl Directory {
             user_quotas,
             realm_quota,
             static_users,
+            revoked: stored.revoked,
         }
     }
 
     /// Whether `user` came from the configuration.
     pub fn is_static(&self, user: &str) -> bool {
         self.static_users.contains(user)
+    }
+
+    /// Whether `name` (as an allocation or a request names its owner:
+    /// the REST username, the user, the OAuth kid) is revoked at Unix
+    /// second `unix`.
+    pub fn is_revoked(&self, name: &str, unix: u64) -> bool {
+        match self.revoked.get(name) {
+            Some(Some(until)) => unix < *until,
+            Some(None) => true,
+            None => false,
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) mod rate;
 pub mod rest;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -178,6 +179,9 @@ pub enum Rejection {
 pub struct Authenticator {
     realm: String,
     directory: RwLock<Arc<Directory>>,
+    /// Bumped by every [`Self::replace`]: workers look for revoked
+    /// owners of their allocations when it moves.
+    generation: AtomicU64,
     nonces: NonceIssuer,
     rest_separator: char,
     /// The server name of RFC 7635 (THIRD-PARTY-AUTHORIZATION and the
@@ -221,6 +225,7 @@ impl Authenticator {
         Authenticator {
             realm: directory.realm().to_string(),
             directory: RwLock::new(Arc::new(directory)),
+            generation: AtomicU64::new(0),
             clock: UnixClock::new(nonces.epoch(), 0),
             nonces,
             rest_separator: ':',
@@ -283,6 +288,20 @@ impl Authenticator {
     pub fn replace(&self, directory: Directory) {
         debug_assert_eq!(directory.realm(), self.realm);
         *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many snapshots have been swapped in: a worker that saw another
+    /// number looks again at whose allocations it holds.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the owner of an authenticated request (its USERNAME: a
+    /// REST username, a user, an OAuth kid) is revoked at `now`.
+    pub fn revoked(&self, now: Instant, auth: &Authenticated) -> bool {
+        self.directory()
+            .is_revoked(&auth.username, self.unix_time(now))
     }
 
     /// Writes REALM, NONCE and (when advertised) PASSWORD-ALGORITHMS into a

@@ -15,6 +15,7 @@ mod health;
 mod nat_json;
 mod probe;
 mod probe_turn;
+mod revoke;
 mod sd_notify;
 mod store;
 mod usage;
@@ -63,7 +64,8 @@ pub enum Command {
     },
     /// Usage records in the store, summed up (as GET /api/v1/usage)
     Usage(Box<usage::UsageArgs>),
-    /// Print REST credentials as RTCIceServer JSON
+    /// Print REST credentials as RTCIceServer JSON; revoke a name (REST
+    /// username, user, OAuth kid) on every node
     Credentials(store::CredentialsArgs),
     /// Print a bearer token (JWT) for the admin API
     AdminToken {

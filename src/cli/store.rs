@@ -161,8 +161,13 @@ pub enum QuotaCommand {
     },
 }
 
+/// `turnpike credentials`: mint REST credentials (no subcommand), or
+/// manage revocations (`revoke`, `revocations`, `unrevoke`).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct CredentialsArgs {
+    #[command(subcommand)]
+    pub revocation: Option<super::revoke::RevokeCommand>,
     /// REST shared secret (visible in the process list: prefer --secret-file or TURNPIKE_STATIC_AUTH_SECRET)
     #[arg(long)]
     pub secret: Option<String>,
@@ -216,7 +221,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// Opens the store and runs `f` on it.
-fn with_store<F>(db: &str, f: F) -> ExitCode
+pub(super) fn with_store<F>(db: &str, f: F) -> ExitCode
 where
     F: for<'a> FnOnce(
         &'a Store,
@@ -246,7 +251,7 @@ where
     })
 }
 
-const ACTOR: &str = "cli";
+pub(super) const ACTOR: &str = "cli";
 
 pub(super) fn user(db: &StoreArgs, cmd: UserCommand) -> ExitCode {
     // Read the password before opening the store: a bad file changes nothing.
@@ -398,7 +403,10 @@ pub(super) fn quota(db: &StoreArgs, cmd: QuotaCommand) -> ExitCode {
 }
 
 /// REST credentials as an RTCIceServer, as a WebRTC backend hands out.
-pub(super) fn credentials(a: CredentialsArgs) -> ExitCode {
+pub(super) fn credentials(mut a: CredentialsArgs) -> ExitCode {
+    if let Some(cmd) = a.revocation.take() {
+        return super::revoke::run(cmd);
+    }
     let secret = match rest_secret(a.secret.clone(), a.secret_file.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e),

@@ -173,6 +173,7 @@ pub fn directory(config: &Config, stored: Snapshot) -> Directory {
     d.oauth_keys = stored.oauth_keys.into_iter().collect();
     d.user_quotas = stored.user_quotas.into_iter().collect();
     d.realm_quota = stored.realm_quota;
+    d.revoked = stored.revoked.into_iter().collect();
     Directory::merge(statics, d)
 }
 

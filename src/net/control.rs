@@ -132,6 +132,7 @@ impl Registry {
             total.auth_stale_nonce += s.auth_stale_nonce;
             total.auth_bad_request += s.auth_bad_request;
             total.auth_expired += s.auth_expired;
+            total.auth_revoked += s.auth_revoked;
             total.quota_refusals += s.quota_refusals;
             total.to_peer.packets += s.to_peer.packets;
             total.to_peer.bytes += s.to_peer.bytes;

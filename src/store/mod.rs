@@ -12,6 +12,7 @@
 //! * [`users`]: long-term users (HA1 keys only).
 //! * [`keys`]: REST secrets, OAuth keys, the admin token secret.
 //! * [`quotas`]: per-user and per-realm limits.
+//! * [`revocations`]: revoked names (REST usernames, users, OAuth kids).
 //! * [`contents`]: everything at once, and additions in one transaction
 //!   (imports).
 
@@ -24,6 +25,7 @@ pub(crate) mod keys;
 pub(crate) mod nodes;
 pub(crate) mod outbox;
 pub(crate) mod quotas;
+pub(crate) mod revocations;
 pub(crate) mod usage;
 pub(crate) mod users;
 
@@ -38,6 +40,7 @@ use sqlx::{AnyPool, ConnectOptions, Row};
 pub use contents::{Addition, Contents, StoredOAuthKey, StoredSecret, StoredUser};
 pub use keys::{OAuthKeyRow, SecretRow};
 pub use quotas::QuotaRow;
+pub use revocations::RevocationRow;
 pub use users::UserRow;
 
 /// A store operation that did not happen; nothing was changed.
@@ -47,6 +50,9 @@ pub enum StoreError {
     Exists { what: String },
     #[error("{what} does not exist")]
     NotFound { what: String },
+    /// A bounded table is full: {what} says which and its bounds.
+    #[error("table full: {what}")]
+    Full { what: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("cannot open store {url}: {reason}")]
@@ -214,6 +220,7 @@ impl Store {
             oauth_keys: self.oauth_keys().await?,
             user_quotas: self.user_quotas(realm).await?,
             realm_quota: self.realm_quota(realm).await?,
+            revoked: self.revoked_names(realm, unix_now()).await?,
         })
     }
 
@@ -280,6 +287,8 @@ pub struct Snapshot {
     pub oauth_keys: Vec<(String, crate::auth::oauth::OAuthKey)>,
     pub user_quotas: Vec<(String, crate::auth::Quota)>,
     pub realm_quota: crate::auth::Quota,
+    /// Live revoked names and when each revocation ends (Unix seconds).
+    pub revoked: Vec<(String, Option<u64>)>,
 }
 
 /// Creates a missing SQLite file with mode 0600, whatever the umask: it

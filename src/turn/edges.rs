@@ -166,6 +166,9 @@ pub enum EndReason {
     Drained,
     /// The node stopped (a signal, or the admin's stop).
     Shutdown,
+    /// Its owner's name was revoked (a REST username, a user, an OAuth
+    /// kid).
+    Revoked,
 }
 
 impl EndReason {
@@ -178,6 +181,7 @@ impl EndReason {
             EndReason::ClientClosed => "closed",
             EndReason::Drained => "drained",
             EndReason::Shutdown => "shutdown",
+            EndReason::Revoked => "revoked",
         }
     }
 }

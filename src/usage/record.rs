@@ -27,8 +27,9 @@ pub struct UsageRecord {
     pub start_ms: i64,
     /// When it ended, or when an interim record was taken.
     pub end_ms: i64,
-    /// `expired`, `deleted`, `killed`, `drained`, `shutdown` or `closed`
-    /// (the client's TCP, TLS or DTLS connection went); `None` = interim.
+    /// `expired`, `deleted`, `killed`, `drained`, `shutdown`, `closed`
+    /// (the client's TCP, TLS or DTLS connection went) or `revoked`;
+    /// `None` = interim.
     pub end_reason: Option<String>,
     /// Application bytes (the data of Send indications and ChannelData,
     /// not their headers) and packets, client to peer.

@@ -25,6 +25,7 @@ mod props;
 mod proxy;
 mod reflection;
 mod reload;
+mod revoke;
 mod secrets;
 mod secure;
 mod select;

@@ -9,6 +9,7 @@ mod nodes;
 mod oauth_keys;
 mod quotas;
 mod reload;
+mod revocations;
 mod secrets;
 mod select;
 mod sessions;
@@ -106,6 +107,15 @@ pub(super) fn router(state: State) -> Router {
         .route("/api/v1/sessions/{id}", delete(end_session))
         .route("/api/v1/usage", get(usage::usage))
         .route("/api/v1/credentials", post(credentials))
+        .route("/api/v1/credentials/revoke", post(revocations::revoke))
+        .route(
+            "/api/v1/credentials/revocations",
+            get(revocations::list_revocations),
+        )
+        .route(
+            "/api/v1/credentials/revocations/{name}",
+            delete(revocations::remove_revocation),
+        )
         .route("/api/v1/reload", post(reload))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)

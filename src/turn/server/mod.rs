@@ -9,6 +9,7 @@
 //! * `redirect.rs`: a draining node's answer to a new Allocate (300 or 403).
 //! * `relay.rs`: the data path, client to peer and peer to client.
 //! * `timers.rs`: allocation expiry and the timer heap.
+//! * `revoke.rs`: allocations of revoked names end on the next tick.
 //! * `ids.rs`: relay ids, RESERVATION-TOKENs, indication transaction ids.
 //! * `stats.rs`: counters and the session list for the admin API.
 //! * `fleet_quota.rs`: Allocates waiting for the fleet's quota answer.
@@ -22,6 +23,7 @@ mod redirect;
 mod refresh;
 mod relay;
 mod respond;
+mod revoke;
 mod stats;
 mod timers;
 
@@ -77,6 +79,9 @@ pub struct Server {
     /// Allocations counted against the fleet's quotas, by slot: asked
     /// (pending) or granted. Each gets a `ReleaseQuota` when it ends.
     pub(super) fleet_holds: HashMap<u32, fleet_quota::FleetHold>,
+    /// The credential snapshot generation last looked at for revoked
+    /// owners (`revoke.rs`).
+    directory_seen: u64,
 }
 
 impl Server {
@@ -106,6 +111,7 @@ impl Server {
             connecting: HashMap::new(),
             conn_timers: BinaryHeap::new(),
             fleet_holds: HashMap::new(),
+            directory_seen: 0,
         }
     }
 
@@ -245,6 +251,12 @@ impl Server {
                 };
                 if self.expired(now, msg.method(), &auth) {
                     self.stats.auth_expired += 1;
+                    return self.reject(now, &ctx, Rejection::Unauthorized);
+                }
+                // A revoked name gets what an unknown one gets; so does a
+                // request on its allocation before the tick ends it.
+                if self.shared.auth.revoked(now, &auth) {
+                    self.stats.auth_revoked += 1;
                     return self.reject(now, &ctx, Rejection::Unauthorized);
                 }
                 if self.unknown_attributes(now, &ctx, msg, &auth.signer) {

@@ -30,6 +30,8 @@ pub struct Stats {
     pub auth_bad_request: u64,
     /// REST usernames refused for having expired (also counted as 401).
     pub auth_expired: u64,
+    /// Requests of revoked names (also counted as 401).
+    pub auth_revoked: u64,
     /// Allocates refused with 486 (Allocation Quota Reached).
     pub quota_refusals: u64,
     /// Relayed traffic client to peer, live allocations included.

@@ -70,6 +70,7 @@ impl Server {
                 self.timers.push(Reverse((a.expires, slot, generation)));
             }
         }
+        self.end_revoked(now);
         self.cache.expire(now);
         self.expire_reservations(now);
         self.expire_connections(now);

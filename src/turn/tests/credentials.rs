@@ -30,7 +30,7 @@ fn signed(
     buf
 }
 
-fn rest_key(secret: &str, username: &str) -> [u8; 16] {
+pub(super) fn rest_key(secret: &str, username: &str) -> [u8; 16] {
     long_term_key_md5(
         username,
         REALM,
@@ -38,7 +38,7 @@ fn rest_key(secret: &str, username: &str) -> [u8; 16] {
     )
 }
 
-fn rest_harness(strict: bool) -> Harness {
+pub(super) fn rest_harness(strict: bool) -> Harness {
     harness(Opts {
         secrets: vec!["old-secret", "new-secret"],
         strict_expiry: strict,
@@ -48,7 +48,7 @@ fn rest_harness(strict: bool) -> Harness {
 
 impl Harness {
     /// One request signed with `key`; its single answer.
-    fn signed_call(
+    pub(super) fn signed_call(
         &mut self,
         now: Instant,
         method: Method,
@@ -167,7 +167,7 @@ fn static_users_and_rest_secrets_work_in_one_server() {
     assert_eq!(code_of(&a), None);
 }
 
-const NORTH: &[u8] = b"01234567890123456789012345678901\n";
+pub(super) const NORTH: &[u8] = b"01234567890123456789012345678901\n";
 const UNION: &[u8] = b"1234567890123456\n";
 
 fn oauth_opts() -> Opts {
@@ -180,12 +180,12 @@ fn oauth_opts() -> Opts {
     }
 }
 
-fn oauth_harness() -> Harness {
+pub(super) fn oauth_harness() -> Harness {
     harness(oauth_opts())
 }
 
 /// A token as an authorization server would issue it at Unix second `at`.
-fn token(alg: Alg, raw: &[u8], mac: u8, at: u64, lifetime: u32) -> Vec<u8> {
+pub(super) fn token(alg: Alg, raw: &[u8], mac: u8, at: u64, lifetime: u32) -> Vec<u8> {
     let key = OAuthKey::new(alg, raw, 0).unwrap();
     let t = Token {
         mac_key: [mac; 20],
@@ -195,7 +195,7 @@ fn token(alg: Alg, raw: &[u8], mac: u8, at: u64, lifetime: u32) -> Vec<u8> {
     oauth::encode(&key, SERVER_NAME, &[mac; 12], &t)
 }
 
-fn with_token(t: Vec<u8>, rest: Attrs<'_>) -> impl Fn(&mut MessageBuilder<'_>) + '_ {
+pub(super) fn with_token(t: Vec<u8>, rest: Attrs<'_>) -> impl Fn(&mut MessageBuilder<'_>) + '_ {
     move |b| {
         rest(b);
         b.add(AttributeType::ACCESS_TOKEN, &t);
@@ -275,7 +275,7 @@ fn oauth_token_allocates_and_its_mac_key_then_signs_without_a_token() {
 }
 
 /// F9: a request signed with a token's mac key but carrying no token.
-fn key_only_refresh(h: &mut Harness, at: u64, txid: u8) -> Option<u16> {
+pub(super) fn key_only_refresh(h: &mut Harness, at: u64, txid: u8) -> Option<u16> {
     code_of(
         &h.signed_call(h.at(at), Method::REFRESH, txid, "north", &[7; 16], &|b| {
             b.add_u32(AttributeType::LIFETIME, 3600)
@@ -285,7 +285,7 @@ fn key_only_refresh(h: &mut Harness, at: u64, txid: u8) -> Option<u16> {
 
 /// Allocates at t0 with a "north" token of `lifetime` seconds, signed
 /// with the first 16 bytes of its mac key ([7; 20]).
-fn allocate_with_north_token(h: &mut Harness, lifetime: u32) {
+pub(super) fn allocate_with_north_token(h: &mut Harness, lifetime: u32) {
     let t = token(Alg::A256Gcm, NORTH, 7, UNIX0, lifetime);
     let a = h.signed_call(
         h.at(0),

@@ -461,4 +461,5 @@ mod hostile;
 mod limits;
 mod permissions;
 mod reservations;
+mod revoke;
 mod tcp_relay;
