@@ -272,6 +272,7 @@ impl Harness {
             max_bps: k.max_bps,
             software: k.software.then(|| "turnpike-fuzz".to_string()),
             policy: policy.clone(),
+            clients: Default::default(),
             auth_reply_rate: k.auth_reply_rate,
             strict_expiry: k.strict_expiry,
             tcp_relay: k.tcp_relay,

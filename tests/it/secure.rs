@@ -101,6 +101,11 @@ pub(crate) type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// A TLS connection offering `alpn`.
 pub(crate) async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
+    tls_over(TcpStream::connect(addr).await.unwrap(), alpn).await
+}
+
+/// A TLS handshake offering `alpn` over a connected stream.
+pub(crate) async fn tls_over(tcp: TcpStream, alpn: &[&[u8]]) -> Tls {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -109,7 +114,6 @@ pub(crate) async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
