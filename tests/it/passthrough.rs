@@ -11,19 +11,12 @@ use std::time::{Duration, Instant};
 use turnpike::{Running, Transport};
 
 use crate::coturn::{turnutils_peer, uclient_relays_all, Child};
+use crate::free_port;
 use crate::secure::{cert_dir, tls_connect};
 use crate::{start_turn, PASSWORD, USER};
 
 /// The page nginx serves on its plain TLS server.
 const PAGE: &str = "the backend's page";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// nginx with its own self-signed certificate: TLS (HTTP/1.1 and HTTP/2)
 /// on one port, and on another the same behind `proxy_protocol`, where

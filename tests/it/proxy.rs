@@ -18,6 +18,7 @@ use turnpike::{Running, Transport};
 
 use crate::client_lists::{binding, mapped};
 use crate::coturn::{turnutils_peer, uclient_relays_all, Child};
+use crate::free_port;
 use crate::secure::{tls_over, tls_turn};
 use crate::turn_client::{read_stun, TurnClient};
 use crate::{PASSWORD, USER};
@@ -36,14 +37,6 @@ impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Haproxy {
