@@ -21,6 +21,7 @@ mod passthrough;
 mod policy;
 mod probe_turn;
 mod props;
+mod realms;
 mod reflection;
 mod reload;
 mod revoke;

@@ -99,8 +99,13 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 pub(crate) type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// A TLS connection offering `alpn`.
+/// A TLS connection offering `alpn`, naming `localhost`.
 pub(crate) async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
+    tls_connect_sni(addr, alpn, "localhost").await
+}
+
+/// A TLS connection offering `alpn`, naming `sni` (SNI).
+pub(crate) async fn tls_connect_sni(addr: SocketAddr, alpn: &[&[u8]], sni: &str) -> Tls {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -111,7 +116,7 @@ pub(crate) async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
+        .connect(sni.to_string().try_into().unwrap(), tcp)
         .await
         .expect("TLS handshake")
 }
