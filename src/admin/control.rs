@@ -127,6 +127,7 @@ pub(crate) trait Control: Send + Sync {
                     "id": fleet_session_id(node, &id),
                     "node": node,
                     "user": v.username,
+                    "realm": v.realm,
                     "transport": v.tuple.transport.to_string(),
                     "client": v.tuple.client.to_string(),
                     "server": v.tuple.server.to_string(),

@@ -205,5 +205,39 @@ async fn tenants_are_picked_by_origin_and_sni_and_keep_their_users_quotas_and_to
     // The default realm's user is untouched by either.
     let mut tester = TurnClient::connect(udp).await;
     assert!(tester.allocate(None).await.is_ok());
+    // Sessions carry their realm (workers report them once a second).
+    let want = [("ann", A), ("ben", B), ("ben", B), ("tester", crate::REALM)];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(u, r)| (u.to_string(), r.to_string()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, body) = http(
+            admin,
+            "GET",
+            "/api/v1/sessions",
+            Some(&token("admin")),
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut seen: Vec<(String, String)> = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+                (field("user"), field("realm"))
+            })
+            .collect();
+        seen.sort();
+        if seen == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(server);
 }
