@@ -138,6 +138,86 @@ mod tests {
         m.select(sni.as_ref(), &msg).to_string()
     }
 
+    /// An Authenticator of realm `d` (alice, gone) and tenant `a` (ann,
+    /// gone, the REST secret `sa`; gone revoked in `a` only).
+    fn authenticator(now: std::time::Instant) -> crate::auth::Authenticator {
+        use crate::auth::{Credentials, Directory, NonceIssuer};
+        let mut d = Credentials::new("d");
+        d.add_spec("alice:pw").unwrap();
+        d.add_spec("gone:pw").unwrap();
+        let nonces = NonceIssuer::new([3; 32], now, std::time::Duration::from_secs(60), 0);
+        let auth = crate::auth::Authenticator::new(Directory::new(d), nonces)
+            .with_clock(now, 1_700_000_000)
+            .with_realms(map().tenants);
+        let mut a = Credentials::new("a");
+        a.add_spec("ann:apw").unwrap();
+        a.add_spec("gone:pw").unwrap();
+        let mut dir = Directory::new(a);
+        dir.secrets = vec![crate::auth::rest::Secret(b"sa".to_vec())];
+        dir.revoked.insert("gone".into(), None);
+        auth.replace(dir);
+        auth
+    }
+
+    fn signed(user: &str, password: &str, realm: &str, nonce: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; 512];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::ALLOCATE, Class::Request),
+            TransactionId([2; 12]),
+        );
+        b.add_username(user);
+        b.add_realm(realm);
+        b.add_nonce(nonce);
+        let key = crate::stun::integrity::long_term_key_md5(user, realm, password);
+        b.add_message_integrity(&key);
+        let n = b.finish().unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn a_request_is_checked_against_its_realms_credentials_only() {
+        use crate::auth::Rejection::Unauthorized;
+        let now = std::time::Instant::now();
+        let auth = authenticator(now);
+        let ip = "192.0.2.1".parse().unwrap();
+        let nonce = auth.nonces().issue(now, ip);
+        let (d, a): (Arc<str>, Arc<str>) = ("d".into(), "a".into());
+        let check = |served: &Arc<str>, user: &str, pw: &str, realm: &str| {
+            let bytes = signed(user, pw, realm, &nonce);
+            let msg = Message::parse(&bytes).unwrap();
+            auth.authenticate_in(served, now, &msg, ip, None)
+        };
+        let ann = check(&a, "ann", "apw", "a").unwrap();
+        assert_eq!((&*ann.realm, ann.username.as_str()), ("a", "ann"));
+        assert_eq!(&*check(&d, "alice", "pw", "d").unwrap().realm, "d");
+        // A user of one realm is nobody in the other, whatever REALM says.
+        assert_eq!(check(&d, "ann", "apw", "a"), Err(Unauthorized));
+        assert_eq!(check(&d, "ann", "apw", "d"), Err(Unauthorized));
+        assert_eq!(check(&a, "alice", "pw", "a"), Err(Unauthorized));
+        assert_eq!(check(&a, "alice", "pw", "d"), Err(Unauthorized));
+        // REST secrets are the realm's: a's secret mints for a only.
+        let (user, pw) = crate::auth::rest::mint(b"sa", "web", 600, ':', 1_700_000_000);
+        assert!(check(&a, &user, &pw, "a").is_ok());
+        assert_eq!(check(&d, &user, &pw, "d"), Err(Unauthorized));
+        // Revocations are the realm's too.
+        let gone_a = check(&a, "gone", "pw", "a").unwrap();
+        let gone_d = check(&d, "gone", "pw", "d").unwrap();
+        assert!(auth.revoked(now, &gone_a) && !auth.revoked(now, &gone_d));
+        // The challenge names the realm it is given.
+        let mut buf = vec![0u8; 256];
+        let mut b = MessageBuilder::new(
+            &mut buf,
+            MessageType::new(Method::ALLOCATE, Class::ErrorResponse),
+            TransactionId([2; 12]),
+        );
+        auth.add_challenge_in("a", now, ip, &mut b);
+        let n = b.finish().unwrap();
+        let m = Message::parse(&buf[..n]).unwrap();
+        assert_eq!(m.get(AttributeType::REALM), Some(&b"a"[..]));
+    }
+
     #[test]
     fn sni_then_exact_origin_then_the_default() {
         assert_eq!(select(None, None), "default");
