@@ -205,6 +205,63 @@ async fn tenants_are_picked_by_origin_and_sni_and_keep_their_users_quotas_and_to
     // The default realm's user is untouched by either.
     let mut tester = TurnClient::connect(udp).await;
     assert!(tester.allocate(None).await.is_ok());
+    // A realm:A token mints REST credentials with A's secret; they are
+    // good in A (486: authenticated, A's one place is taken) and unknown
+    // in the default realm.
+    let secret = format!(r#"{{"secret":"tenant-a-secret","realm":"{A}"}}"#);
+    assert_eq!(
+        api(admin, &scope_a, "POST", "/api/v1/secrets", Some(&secret)).await,
+        201
+    );
+    let ask = |r: &str| format!(r#"{{"user":"web","realm":"{r}"}}"#);
+    let t = token(&scope_a);
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/credentials",
+        Some(&t),
+        Some(&ask(A)),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (user, password) = (
+        v["username"].as_str().unwrap(),
+        v["password"].as_str().unwrap(),
+    );
+    // Once the new secret is loaded (SQLite: the next poll).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let r = loop {
+        let r = allocate_with_origin(udp, user, password, ORIGIN_A).await;
+        if r != Err(401) || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(r.err(), Some(486));
+    let mut plain = TurnClient::connect_as(udp, user, password).await;
+    assert_eq!(plain.allocate(None).await.err(), Some(401));
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/credentials",
+        Some(&t),
+        Some(&ask(B)),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let admin_t = token("admin");
+    let unknown = ask("nowhere.test");
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/credentials",
+        Some(&admin_t),
+        Some(&unknown),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+
     // Sessions carry their realm (workers report them once a second).
     let want = [("ann", A), ("ben", B), ("ben", B), ("tester", crate::REALM)];
     let want: Vec<(String, String)> = want
