@@ -10,7 +10,7 @@
 //! | `relay.rs` | port range, relay and external IPs, TCP relays, lifetimes, table sizes |
 //! | `auth.rs` | realm, users, REST secrets, OAuth, nonces, reply budget |
 //! | `realms.rs` | tenant realms and the SNI names and origins that pick them |
-//! | `policy.rs` | peer allow and deny ranges, loopback |
+//! | `policy.rs` | peer and client allow and deny ranges, loopback, trusted proxies |
 //! | `limits.rs` | quotas, bandwidth, connection caps, handshake deadline |
 //! | `tls.rs` | TLS and DTLS listeners, certificate |
 //! | `store.rs` | the credential store |
@@ -109,6 +109,12 @@ pub struct Config {
     pub allow_loopback_peers: bool,
     pub allowed_peer_ips: Vec<IpRange>,
     pub denied_peer_ips: Vec<IpRange>,
+    /// Clients served at all; empty = everyone.
+    pub allowed_client_ips: Vec<IpRange>,
+    /// Clients never answered; wins over `allowed_client_ips`.
+    pub denied_client_ips: Vec<IpRange>,
+    /// Proxies whose TCP and TLS connections start with a PROXY header.
+    pub proxy_protocol_from: Vec<IpRange>,
     pub user_quota: u32,
     pub total_quota: u32,
     /// 0 = unlimited.
@@ -212,6 +218,9 @@ impl Default for Config {
             allow_loopback_peers: false,
             allowed_peer_ips: vec![],
             denied_peer_ips: vec![],
+            allowed_client_ips: vec![],
+            denied_client_ips: vec![],
+            proxy_protocol_from: vec![],
             user_quota: 0,
             total_quota: 0,
             max_allocations_per_ip: 256,

@@ -13,6 +13,7 @@ use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERN
 use crate::auth::{Authenticator, Credentials, Directory};
 use crate::config::Config;
 use crate::store::{Snapshot, Snapshots};
+use crate::turn::clients::ClientList;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
@@ -36,6 +37,7 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
                 sni: config.tls_passthrough_sni.clone(),
                 proxy_protocol: config.tls_passthrough_proxy_protocol,
             }),
+        proxies: arc_swap::ArcSwap::from_pointee(config.proxy_protocol_from.clone()),
     })
 }
 
@@ -121,6 +123,10 @@ pub(super) fn turn_config(
         max_bps: config.max_bps,
         software: config.software.clone(),
         policy,
+        clients: ClientList::new(
+            config.allowed_client_ips.clone(),
+            config.denied_client_ips.clone(),
+        ),
         auth_reply_rate: config.auth_reply_rate,
         strict_expiry: config.strict_expiry,
         tcp_relay: config.tcp_relay,

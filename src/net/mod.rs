@@ -10,7 +10,8 @@
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`],
 //! [`loops`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
-//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); what
+//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); PROXY
+//! protocol headers from trusted proxies (`proxy_protocol.rs`); what
 //! the admin API is given ([`control`]); the fleet's loops: [`heartbeat`],
 //! the session view ([`fleet_sessions`]) and PostgreSQL notifications
 //! that wake them and [`sync`] ([`listen`]).
@@ -30,6 +31,7 @@ pub mod limits;
 mod listen;
 mod loops;
 mod passthrough;
+mod proxy_protocol;
 pub mod reload;
 mod socket;
 mod status;

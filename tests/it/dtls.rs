@@ -1,6 +1,7 @@
 //! Issue 6, DTLS side: coturn's client over DTLS with zero loss, the
 //! stateless cookie exchange on the wire, the half-open cap and the
-//! handshake deadline, and STUN over a DTLS session of our own.
+//! handshake deadline, client lists before the gate, and STUN over a DTLS
+//! session of our own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -180,6 +181,25 @@ async fn a_cookie_less_client_hello_gets_one_hello_verify_request_and_no_retrans
         assert_eq!((d[0], d[13]), (22, 3), "HelloVerifyRequest");
     }
     assert_eq!(server.dtls_handshakes(), 0);
+    server.stop().await;
+}
+
+/// Client lists (issue 19) come before the cookie gate: a denied client's
+/// ClientHello gets no HelloVerifyRequest; another address gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_clients_client_hello_gets_nothing() {
+    let (server, addr) = dtls_turn(|c| {
+        c.denied_client_ips = vec![turnpike::turn::policy::IpRange::parse("127.0.0.5").unwrap()];
+    })
+    .await;
+    let mut denied = Client::from_ip(addr, "127.0.0.5").await;
+    denied.step().await;
+    assert!(denied.recv_all(Duration::from_millis(500)).await.is_empty());
+    let mut other = Client::from_ip(addr, "127.0.0.6").await;
+    other.step().await;
+    let hvr = other.recv_all(Duration::from_millis(500)).await;
+    assert_eq!(hvr.len(), 1);
+    assert_eq!(hvr[0][13], 3, "HelloVerifyRequest");
     server.stop().await;
 }
 

@@ -133,6 +133,7 @@ fn harness(o: Opts) -> Harness {
             false,
             vec!["198.51.100.1:3478".parse().unwrap()],
         ),
+        clients: Default::default(),
         auth_reply_rate: o.auth_reply_rate,
         strict_expiry: o.strict_expiry,
         tcp_relay: o.tcp_relay,
