@@ -9,6 +9,7 @@
 //! | `listeners.rs` | listen, workers, software, classic STUN, RFC 5780 |
 //! | `relay.rs` | port range, relay and external IPs, TCP relays, lifetimes, table sizes |
 //! | `auth.rs` | realm, users, REST secrets, OAuth, nonces, reply budget |
+//! | `realms.rs` | tenant realms and the SNI names and origins that pick them |
 //! | `policy.rs` | peer and client allow and deny ranges, loopback, trusted proxies |
 //! | `limits.rs` | quotas, bandwidth, connection caps, handshake deadline |
 //! | `tls.rs` | TLS and DTLS listeners, certificate |
@@ -37,6 +38,7 @@ mod listeners;
 mod options;
 mod parse;
 mod policy;
+pub(crate) mod realms;
 mod relay;
 pub mod reload;
 mod store;
@@ -97,6 +99,8 @@ pub struct Config {
     pub min_port: u16,
     pub max_port: u16,
     pub realm: String,
+    /// Tenant realms (`[[realms]]`), besides the default `realm`.
+    pub realms: Vec<crate::auth::realms::Tenant>,
     /// Static users as (name, keys): passwords are hashed at load.
     pub users: Vec<(String, UserKeys)>,
     pub relay_ips: Vec<IpAddr>,
@@ -207,6 +211,7 @@ impl Default for Config {
             min_port: 49152,
             max_port: 65535,
             realm: "turnpike".into(),
+            realms: vec![],
             users: vec![],
             relay_ips: vec![],
             external_ips: vec![],
@@ -280,6 +285,7 @@ impl Options {
         listeners::resolve(&self, &mut c)?;
         relay::resolve(&self, &mut c)?;
         auth::resolve(&self, &mut c)?;
+        realms::resolve(&self, &mut c)?;
         policy::resolve(&self, &mut c)?;
         limits::resolve(&self, &mut c)?;
         tls::resolve(&self, &mut c)?;
@@ -299,6 +305,13 @@ fn secret_file(c: &mut Config, key: &'static str, path: &str) -> Result<String, 
 }
 
 impl Config {
+    /// Every realm served: the default, then the tenant realms.
+    pub fn realm_names(&self) -> Vec<String> {
+        std::iter::once(self.realm.clone())
+            .chain(self.realms.iter().map(|t| t.name.to_string()))
+            .collect()
+    }
+
     /// Loads an optional file, then applies flags.
     pub fn load(file: Option<&Path>, flags: Options) -> Result<Config, ConfigError> {
         Ok(Self::load_layered(file, flags)?.0)

@@ -42,6 +42,11 @@ pub struct Options {
     #[serde(default)]
     pub user: Vec<String>,
 
+    /// Tenant realm NAME[;sni=A,B][;origins=O1,O2], repeatable (in the file: `[[realms]]` tables)
+    #[arg(long = "realms", value_name = "NAME[;sni=..][;origins=..]")]
+    #[serde(default)]
+    pub realms: Vec<super::realms::RealmTable>,
+
     /// Address relay sockets bind to, repeatable (one IPv4, one IPv6) [default: the listening addresses]
     #[arg(long = "relay-ip", value_name = "IP")]
     #[serde(default)]

@@ -53,6 +53,7 @@ pub const NEEDS_RESTART: &[&str] = &[
     "min_port",
     "max_port",
     "realm",
+    "realms",
     "stale_nonce",
     "oauth",
     "server_name",

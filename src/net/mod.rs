@@ -233,7 +233,7 @@ pub async fn serve(
     let health_addr = start_health(&config, health.clone(), health_stop_rx).await?;
     // The store first: a server that cannot read its users must not start.
     let store = Store::open(&config.db).await?;
-    let snapshot = store.snapshot(&config.realm).await?;
+    let snapshot = store.snapshots(&config.realm_names()).await?;
     let revision = store.revision().await?;
 
     let mut bound = bind::Bound::new(workers);

@@ -23,6 +23,7 @@ mod policy;
 mod probe_turn;
 mod props;
 mod proxy;
+mod realms;
 mod reflection;
 mod reload;
 mod revoke;

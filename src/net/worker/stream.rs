@@ -297,6 +297,10 @@ async fn connection(
     match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
             tuple.transport = Transport::Tls;
+            // The server name may pick a tenant realm (issue 19).
+            if let Some(sni) = tls_stream.get_ref().1.server_name() {
+                w.core.borrow_mut().handle_server_name(tuple, sni);
+            }
             serve_stream(w, tls_stream, tuple, deadline, &mut slot).await
         }
         Ok(Err(e)) => tracing::debug!("tls {peer}: handshake failed: {e}"),
@@ -505,6 +509,7 @@ async fn serve_stream<S>(
         }
     }
     if let Some(conn) = data_conn {
+        w.core.borrow_mut().forget_stream(&tuple);
         w.tcp_out.borrow_mut().remove(&tuple);
         out.handing_over.set(true);
         out.ready.notify_one();
