@@ -124,11 +124,24 @@ pub(crate) fn spawn_serve(
     Vec<String>,
     BufReader<std::process::ChildStderr>,
 ) {
+    spawn_serve_env(args, &[])
+}
+
+/// [`spawn_serve`] with extra environment variables.
+pub(crate) fn spawn_serve_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    Vec<String>,
+    BufReader<std::process::ChildStderr>,
+) {
     let db = crate::temp_db();
     let mut child = turnpike()
         .arg("serve")
         .args(["--db", &db, "--admin-listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
