@@ -285,3 +285,61 @@ async fn http_01_on_acme_http_listen_issues_the_certificate() {
     drop(p);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_acme_a_forced_renewal_is_404_and_nothing_is_counted() {
+    let (server, _, admin) = crate::admin::server(|_| {}).await;
+    let token = crate::admin::token("admin");
+    let (code, body) =
+        crate::admin::http(admin, "POST", "/api/v1/acme/renew", Some(&token), None).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("acme_directory"), "{body}");
+    let (_, metrics) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
+    assert!(metrics.contains("turnpike_acme_renewals_total{outcome=\"failure\"} 0"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_ca_keeps_the_placeholder_answers_502_and_counts_failures() {
+    let dir = cert_dir();
+    let state = dir.join("state");
+    let acme = AcmeConfig {
+        directory: format!("https://127.0.0.1:{}/dir", free_tcp()),
+        domains: vec![DOMAIN.into()],
+        email: None,
+        account_key: state.join("account.key"),
+        http_listen: None,
+        ca_file: None,
+        dir: state.clone(),
+    };
+    let (server, _, admin) = crate::admin::server(|c| {
+        c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.acme = Some(acme);
+    })
+    .await;
+    let tls_addr = server.addrs(Transport::Tls)[0];
+    let (_c, leaf) = tls_client(tls_addr).await;
+    assert_eq!(issuer_cn(&leaf), "turnpike ACME placeholder");
+    let token = crate::admin::token("admin");
+    let failures = |n: u32| format!("turnpike_acme_renewals_total{{outcome=\"failure\"}} {n}");
+    // The order at start fails first.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, m) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
+        if m.contains(&failures(1)) {
+            break;
+        }
+        assert!(Instant::now() < until, "{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) =
+        crate::admin::http(admin, "POST", "/api/v1/acme/renew", Some(&token), None).await;
+    assert_eq!(code, 502, "{body}");
+    assert_eq!(server.tls().unwrap().leaf(), leaf, "the placeholder stays");
+    let (_, metrics) = crate::admin::http(admin, "GET", "/metrics", Some(&token), None).await;
+    // The order at start and the forced one both failed.
+    assert!(metrics.contains(&failures(2)), "{metrics}");
+    assert!(metrics.contains("turnpike_acme_renewals_total{outcome=\"success\"} 0"));
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
