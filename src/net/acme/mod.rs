@@ -38,6 +38,8 @@ use files::Stored;
 /// The first retry after a failure; it doubles up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(60);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// The longest the task sleeps before looking at the due time again.
+const RECHECK: Duration = Duration::from_secs(86_400);
 /// How long one order may take, challenges and issuance together.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -162,9 +164,12 @@ impl Task {
                 (None, Some(r)) => r,
                 (None, None) => SystemTime::now(),
             };
+            // Woken at least daily to look again: the due time is wall
+            // clock time, and tokio caps how far a timer can reach.
             let wait = due
                 .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
+                .unwrap_or(Duration::ZERO)
+                .min(RECHECK);
             let reply = tokio::select! {
                 _ = tokio::time::sleep(wait) => None,
                 r = requests.recv() => match r {
@@ -173,6 +178,9 @@ impl Task {
                 },
                 _ = super::stopped(&mut stop) => return,
             };
+            if reply.is_none() && SystemTime::now() < due {
+                continue;
+            }
             let outcome = tokio::select! {
                 r = tokio::time::timeout(ORDER_TIMEOUT, self.order()) => {
                     r.unwrap_or_else(|_| Err("the order timed out".into()))
