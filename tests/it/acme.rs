@@ -203,10 +203,13 @@ async fn tls_alpn_01_issues_serves_and_a_forced_renewal_swaps_while_allocations_
     let (server, _, admin) = crate::admin::server(|c| {
         c.tls_listen = vec![SocketAddr::from(([127, 0, 0, 1], tls_port))];
         c.acme = Some(acme.clone());
+        c.dtls = true;
     })
     .await;
     let tls_addr = server.addrs(Transport::Tls)[0];
+    let dtls_addr = server.addrs(Transport::Dtls)[0];
     let first = issued(&server, &p).await;
+    assert_eq!(crate::dtls::dtls_leaf(dtls_addr).await, first, "DTLS too");
     let seen = s_client(tls_port);
     assert!(seen.contains("Pebble Intermediate CA"), "{seen}");
     assert!(seen.contains(&serial(&first)), "{seen}");
@@ -232,6 +235,7 @@ async fn tls_alpn_01_issues_serves_and_a_forced_renewal_swaps_while_allocations_
     assert_eq!(v["serial"], serial(&second));
     assert!(issuer_cn(&second).starts_with("Pebble Intermediate CA"));
     assert!(s_client(tls_port).contains(&serial(&second)));
+    assert_eq!(crate::dtls::dtls_leaf(dtls_addr).await, second, "DTLS too");
     // The old connection keeps its session and its allocation relays.
     old.refresh(600).await.expect("the old session lives on");
     relays(&mut old, &peer).await;

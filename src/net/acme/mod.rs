@@ -211,7 +211,7 @@ impl Task {
                         backoff.as_secs()
                     );
                     retry_at = Some(SystemTime::now() + backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = next_backoff(backoff);
                 }
             }
             if let Some(reply) = reply {
@@ -324,6 +324,11 @@ impl Task {
     }
 }
 
+/// The wait after the next failure: double, at most [`MAX_BACKOFF`].
+fn next_backoff(d: Duration) -> Duration {
+    (d * 2).min(MAX_BACKOFF)
+}
+
 /// The account key from `acme_contact_key_file`, created 0600 if absent.
 fn account_key(config: &AcmeConfig) -> Result<(Key, PrivateKeyDer<'static>), String> {
     let path = &config.account_key;
@@ -361,4 +366,20 @@ fn humantime(t: SystemTime) -> String {
                 .ok()
         })
         .unwrap_or_else(|| secs.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_one_minute_doubling_to_an_hour() {
+        let mut d = MIN_BACKOFF;
+        let mut waits = vec![d.as_secs()];
+        for _ in 0..7 {
+            d = next_backoff(d);
+            waits.push(d.as_secs());
+        }
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
 }
