@@ -43,6 +43,15 @@ stop_packaged_nginx() {
   $SUDO service nginx stop >/dev/null 2>&1 || true
 }
 
+# stop_packaged_haproxy: the tests run their own haproxy processes on
+# loopback; Debian's service (port 80/443 configs of its own) is not wanted.
+stop_packaged_haproxy() {
+  $SUDO service haproxy stop >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable haproxy >/dev/null 2>&1 || true
+  fi
+}
+
 as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
 }

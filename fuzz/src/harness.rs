@@ -272,6 +272,7 @@ impl Harness {
             max_bps: k.max_bps,
             software: k.software.then(|| "turnpike-fuzz".to_string()),
             policy: policy.clone(),
+            clients: Default::default(),
             auth_reply_rate: k.auth_reply_rate,
             strict_expiry: k.strict_expiry,
             tcp_relay: k.tcp_relay,
@@ -492,6 +493,10 @@ impl Harness {
                     let t = end.tuple;
                     assert!(self.announced.remove(&t), "deleted unknown {t:?}");
                     assert!(end.start <= end.end, "ends before it starts");
+                }
+                // 300 (draining), 403, 486 or 508: never a success.
+                Event::AllocationRefused { code, .. } => {
+                    assert!((300..600).contains(&code), "refused with {code}");
                 }
             }
         }

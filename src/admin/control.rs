@@ -115,10 +115,10 @@ pub(crate) trait Control: Send + Sync {
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;
 
-    /// The REST secrets of the credential snapshot in use (static ones
-    /// first, stored ones oldest first): `/api/v1/credentials` mints with
-    /// them when the store cannot be reached.
-    fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret>;
+    /// The REST secrets of `realm`'s credential snapshot in use (static
+    /// ones first, stored ones oldest first): `/api/v1/credentials` mints
+    /// with them when the store cannot be reached.
+    fn rest_secrets(&self, realm: &str) -> Vec<crate::auth::rest::Secret>;
 
     /// Fleet quotas (issue 15): on, and counting locally for now?
     /// Usage accounting and webhook counters.
@@ -137,6 +137,7 @@ pub(crate) trait Control: Send + Sync {
                     "id": fleet_session_id(node, &id),
                     "node": node,
                     "user": v.username,
+                    "realm": v.realm,
                     "transport": v.tuple.transport.to_string(),
                     "client": v.tuple.client.to_string(),
                     "server": v.tuple.server.to_string(),

@@ -40,5 +40,7 @@ pub(super) fn verify(
         username: name.to_string(),
         signer: signer_of(msg, sha256, [key])?,
         origin: Origin::LongTerm,
+        // Set by the authenticator.
+        realm: Default::default(),
     })
 }

@@ -10,6 +10,7 @@
 //! * [`clock`]: the Unix clock the shell hands in, for REST and OAuth expiry.
 //! * [`nonce`]: stateless nonces bound to the client IP and a time.
 //! * [`rate`]: the per-source budget for 401 and 438 answers.
+//! * [`realms`]: which realm (tenant) a request is served in.
 //!
 //! [`Authenticator::authenticate`] runs the server side of the long-term
 //! credential mechanism (RFC 8489 §9.2.4), including the password algorithm
@@ -24,8 +25,10 @@ pub(crate) mod long_term;
 pub mod nonce;
 pub mod oauth;
 pub(crate) mod rate;
+pub mod realms;
 pub mod rest;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -39,6 +42,7 @@ pub use clock::UnixClock;
 pub use credentials::{Credentials, UserKeys};
 pub use directory::{Directory, Quota};
 pub use nonce::{NonceCheck, NonceIssuer};
+pub use realms::{RealmMap, Tenant};
 pub use rest::ExpiryPolicy;
 
 /// PASSWORD-ALGORITHM values (RFC 8489 §18.5).
@@ -121,6 +125,8 @@ pub struct Authenticated {
     pub signer: Signer,
     /// The kind of credential, with its expiry.
     pub origin: Origin,
+    /// The realm it was verified in.
+    pub realm: Arc<str>,
 }
 
 /// An OAuth allocation's key, for requests its client signs without a
@@ -177,8 +183,10 @@ pub enum Rejection {
 
 /// Verifies requests against a credential snapshot.
 pub struct Authenticator {
-    realm: String,
-    directory: RwLock<Arc<Directory>>,
+    /// The default realm, and the tenant realms with what selects them.
+    realms: RealmMap,
+    /// Each realm's snapshot, by name.
+    directories: RwLock<Arc<HashMap<Arc<str>, Arc<Directory>>>>,
     /// Bumped by every [`Self::replace`]: workers look for revoked
     /// owners of their allocations when it moves.
     generation: AtomicU64,
@@ -196,7 +204,7 @@ pub struct Authenticator {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("realm", &self.realm)
+            .field("realms", &self.realms)
             .field("nonces", &self.nonces)
             .field("rest_separator", &self.rest_separator)
             .field("oauth", &self.oauth)
@@ -222,15 +230,32 @@ impl Authenticator {
     /// shell hands in the real one ([`Self::with_unix_clock`]): the core
     /// never reads the OS clock.
     pub fn new(directory: Directory, nonces: NonceIssuer) -> Self {
+        let realms = RealmMap::new(directory.realm());
+        let directories = HashMap::from([(realms.default_realm().clone(), Arc::new(directory))]);
         Authenticator {
-            realm: directory.realm().to_string(),
-            directory: RwLock::new(Arc::new(directory)),
+            realms,
+            directories: RwLock::new(Arc::new(directories)),
             generation: AtomicU64::new(0),
             clock: UnixClock::new(nonces.epoch(), 0),
             nonces,
             rest_separator: ':',
             oauth: None,
         }
+    }
+
+    /// Also serves these tenant realms; until [`Self::replace`] gives
+    /// them a snapshot they have no credentials.
+    pub fn with_realms(mut self, tenants: Vec<Tenant>) -> Self {
+        self.realms = self.realms.with_tenants(tenants);
+        let mut dirs = HashMap::new();
+        for name in self.realms.names() {
+            let dir = self
+                .directory_in(name)
+                .unwrap_or_else(|| Arc::new(Directory::new(Credentials::new(name))));
+            dirs.insert(name.clone(), dir);
+        }
+        self.directories = RwLock::new(Arc::new(dirs));
+        self
     }
 
     /// The character between expiry and user name in REST usernames (`:` by default).
@@ -261,9 +286,15 @@ impl Authenticator {
         self.clock.unix_at(now)
     }
 
-    /// The realm in every challenge.
+    /// The default realm: challenges name it unless a request selects
+    /// a tenant realm.
     pub fn realm(&self) -> &str {
-        &self.realm
+        self.realms.default_realm()
+    }
+
+    /// The realms served and what selects them.
+    pub fn realms(&self) -> &RealmMap {
+        &self.realms
     }
 
     /// Issues and checks this server's nonces.
@@ -276,19 +307,41 @@ impl Authenticator {
         self.oauth.as_deref()
     }
 
-    /// The current snapshot.
+    /// The default realm's current snapshot.
     pub fn directory(&self) -> Arc<Directory> {
-        self.directory
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.directory_in(self.realm())
+            .expect("the default realm always has a snapshot")
     }
 
-    /// Swaps in a new snapshot (its realm must be this server's).
-    pub fn replace(&self, directory: Directory) {
-        debug_assert_eq!(directory.realm(), self.realm);
-        *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
+    /// The current snapshot of `realm`, if it is served.
+    pub fn directory_in(&self, realm: &str) -> Option<Arc<Directory>> {
+        let dirs = self
+            .directories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        dirs.get(realm).cloned()
+    }
+
+    /// Swaps in new snapshots, each for the realm it names; a realm not
+    /// served is ignored.
+    pub fn replace_all(&self, directories: impl IntoIterator<Item = Directory>) {
+        let mut guard = self.directories.write().unwrap_or_else(|e| e.into_inner());
+        let mut dirs = (**guard).clone();
+        for d in directories {
+            let Some(name) = self.realms.names().find(|n| ***n == *d.realm()) else {
+                debug_assert!(false, "snapshot of a realm not served: {}", d.realm());
+                continue;
+            };
+            dirs.insert(name.clone(), Arc::new(d));
+        }
+        *guard = Arc::new(dirs);
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Swaps in a new snapshot for the realm it names.
+    pub fn replace(&self, directory: Directory) {
+        self.replace_all([directory]);
     }
 
     /// How many snapshots have been swapped in: a worker that saw another
@@ -300,14 +353,26 @@ impl Authenticator {
     /// Whether the owner of an authenticated request (its USERNAME: a
     /// REST username, a user, an OAuth kid) is revoked at `now`.
     pub fn revoked(&self, now: Instant, auth: &Authenticated) -> bool {
-        self.directory()
-            .is_revoked(&auth.username, self.unix_time(now))
+        self.directory_in(&auth.realm)
+            .is_some_and(|d| d.is_revoked(&auth.username, self.unix_time(now)))
     }
 
     /// Writes REALM, NONCE and (when advertised) PASSWORD-ALGORITHMS into a
-    /// 401 or 438 answer.
+    /// 401 or 438 answer, in the default realm.
     pub fn add_challenge(&self, now: Instant, ip: IpAddr, b: &mut MessageBuilder<'_>) {
-        b.add_realm(self.realm());
+        self.add_challenge_in(self.realm(), now, ip, b)
+    }
+
+    /// [`Self::add_challenge`] naming `realm`, the one the request was
+    /// served in.
+    pub fn add_challenge_in(
+        &self,
+        realm: &str,
+        now: Instant,
+        ip: IpAddr,
+        b: &mut MessageBuilder<'_>,
+    ) {
+        b.add_realm(realm);
         b.add_nonce(&self.nonces.issue(now, ip));
         if self.nonces.features() & nonce::FEATURE_PASSWORD_ALGORITHMS != 0 {
             b.add(AttributeType::PASSWORD_ALGORITHMS, &OFFERED_ALGORITHMS);
@@ -323,6 +388,34 @@ impl Authenticator {
     /// without a token with the last token's mac key.
     pub fn authenticate(
         &self,
+        now: Instant,
+        msg: &Message<'_>,
+        ip: IpAddr,
+        session: Option<&OAuthSession>,
+    ) -> Result<Authenticated, Rejection> {
+        let realm = self.realms.default_realm().clone();
+        self.authenticate_in(&realm, now, msg, ip, session)
+    }
+
+    /// [`Self::authenticate`] in `realm`, the one the request was served
+    /// in ([`RealmMap::select`]): its REALM must name it and its users,
+    /// secrets and keys are the only ones tried.
+    pub fn authenticate_in(
+        &self,
+        served: &Arc<str>,
+        now: Instant,
+        msg: &Message<'_>,
+        ip: IpAddr,
+        session: Option<&OAuthSession>,
+    ) -> Result<Authenticated, Rejection> {
+        let mut a = self.verify_in(served, now, msg, ip, session)?;
+        a.realm = served.clone();
+        Ok(a)
+    }
+
+    fn verify_in(
+        &self,
+        served: &str,
         now: Instant,
         msg: &Message<'_>,
         ip: IpAddr,
@@ -381,10 +474,14 @@ impl Authenticator {
             }
         }
 
-        if realm != self.realm() {
+        // A user of one realm never authenticates in another: the REALM
+        // must be the one the request was served in.
+        if realm != served {
             return Err(Rejection::Unauthorized);
         }
-        let dir = self.directory();
+        let Some(dir) = self.directory_in(served) else {
+            return Err(Rejection::Unauthorized);
+        };
         if let Some(server_name) = &self.oauth {
             if let Some(token) = msg.get(AttributeType::ACCESS_TOKEN) {
                 let unix = self.unix_time(now);
@@ -404,7 +501,7 @@ impl Authenticator {
                 sha256,
                 &dir.secrets,
                 name,
-                &self.realm,
+                served,
                 self.rest_separator,
                 algorithm,
             ),

@@ -311,6 +311,8 @@ pub(super) fn verify_token(
         origin: Origin::OAuth {
             expires: t.expires(shared),
         },
+        // Set by the authenticator.
+        realm: Default::default(),
     })
 }
 
@@ -343,6 +345,7 @@ pub(super) fn verify_session(
         origin: Origin::OAuth {
             expires: session.expires,
         },
+        realm: Default::default(),
     }))
 }
 

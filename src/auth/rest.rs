@@ -100,6 +100,8 @@ pub(super) fn verify(
         username: name.to_string(),
         signer: signer_of(msg, sha256, candidates)?,
         origin: Origin::Rest { expires },
+        // Set by the authenticator.
+        realm: Default::default(),
     })
 }
 

@@ -19,7 +19,7 @@ pub struct StoreArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RealmArg {
-    /// Realm (must match the server's `realm`)
+    /// Realm (the server's `realm` or one of its `realms`)
     #[arg(long, value_name = "REALM", default_value = "turnpike")]
     pub realm: String,
 }

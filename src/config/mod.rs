@@ -9,7 +9,8 @@
 //! | `listeners.rs` | listen, workers, software, classic STUN, RFC 5780 |
 //! | `relay.rs` | port range, relay and external IPs, TCP relays, lifetimes, table sizes |
 //! | `auth.rs` | realm, users, REST secrets, OAuth, nonces, reply budget |
-//! | `policy.rs` | peer allow and deny ranges, loopback |
+//! | `realms.rs` | tenant realms and the SNI names and origins that pick them |
+//! | `policy.rs` | peer and client allow and deny ranges, loopback, trusted proxies |
 //! | `limits.rs` | quotas, bandwidth, connection caps, handshake deadline |
 //! | `tls.rs` | TLS and DTLS listeners, certificate |
 //! | `store.rs` | the credential store |
@@ -38,6 +39,7 @@ mod listeners;
 mod options;
 mod parse;
 mod policy;
+pub(crate) mod realms;
 mod relay;
 pub mod reload;
 mod store;
@@ -99,6 +101,8 @@ pub struct Config {
     pub min_port: u16,
     pub max_port: u16,
     pub realm: String,
+    /// Tenant realms (`[[realms]]`), besides the default `realm`.
+    pub realms: Vec<crate::auth::realms::Tenant>,
     /// Static users as (name, keys): passwords are hashed at load.
     pub users: Vec<(String, UserKeys)>,
     pub relay_ips: Vec<IpAddr>,
@@ -107,6 +111,12 @@ pub struct Config {
     pub allow_loopback_peers: bool,
     pub allowed_peer_ips: Vec<IpRange>,
     pub denied_peer_ips: Vec<IpRange>,
+    /// Clients served at all; empty = everyone.
+    pub allowed_client_ips: Vec<IpRange>,
+    /// Clients never answered; wins over `allowed_client_ips`.
+    pub denied_client_ips: Vec<IpRange>,
+    /// Proxies whose TCP and TLS connections start with a PROXY header.
+    pub proxy_protocol_from: Vec<IpRange>,
     pub user_quota: u32,
     pub total_quota: u32,
     /// 0 = unlimited.
@@ -206,12 +216,16 @@ impl Default for Config {
             min_port: 49152,
             max_port: 65535,
             realm: "turnpike".into(),
+            realms: vec![],
             users: vec![],
             relay_ips: vec![],
             external_ips: vec![],
             allow_loopback_peers: false,
             allowed_peer_ips: vec![],
             denied_peer_ips: vec![],
+            allowed_client_ips: vec![],
+            denied_client_ips: vec![],
+            proxy_protocol_from: vec![],
             user_quota: 0,
             total_quota: 0,
             max_allocations_per_ip: 256,
@@ -277,6 +291,7 @@ impl Options {
         listeners::resolve(&self, &mut c)?;
         relay::resolve(&self, &mut c)?;
         auth::resolve(&self, &mut c)?;
+        realms::resolve(&self, &mut c)?;
         policy::resolve(&self, &mut c)?;
         limits::resolve(&self, &mut c)?;
         acme::resolve(&self, &mut c)?;
@@ -297,6 +312,13 @@ fn secret_file(c: &mut Config, key: &'static str, path: &str) -> Result<String, 
 }
 
 impl Config {
+    /// Every realm served: the default, then the tenant realms.
+    pub fn realm_names(&self) -> Vec<String> {
+        std::iter::once(self.realm.clone())
+            .chain(self.realms.iter().map(|t| t.name.to_string()))
+            .collect()
+    }
+
     /// Loads an optional file, then applies flags.
     pub fn load(file: Option<&Path>, flags: Options) -> Result<Config, ConfigError> {
         Ok(Self::load_layered(file, flags)?.0)

@@ -42,6 +42,11 @@ pub struct Options {
     #[serde(default)]
     pub user: Vec<String>,
 
+    /// Tenant realm NAME[;sni=A,B][;origins=O1,O2], repeatable (in the file: `[[realms]]` tables)
+    #[arg(long = "realms", value_name = "NAME[;sni=..][;origins=..]")]
+    #[serde(default)]
+    pub realms: Vec<super::realms::RealmTable>,
+
     /// Address relay sockets bind to, repeatable (one IPv4, one IPv6) [default: the listening addresses]
     #[arg(long = "relay-ip", value_name = "IP")]
     #[serde(default)]
@@ -65,6 +70,16 @@ pub struct Options {
     #[arg(long = "denied-peer-ip", value_name = "RANGE")]
     #[serde(default)]
     pub denied_peer_ip: Vec<String>,
+
+    /// Client range served (IP, IP/PREFIX or IP-IP), repeatable; when any is set, only these [default: all]
+    #[arg(long = "allowed-client-ip", value_name = "RANGE")]
+    #[serde(default)]
+    pub allowed_client_ip: Vec<String>,
+
+    /// Client range never answered on any transport (wins over allowed_client_ip), repeatable
+    #[arg(long = "denied-client-ip", value_name = "RANGE")]
+    #[serde(default)]
+    pub denied_client_ip: Vec<String>,
 
     /// Allocations per user, 0 = unlimited [default: 0]
     #[arg(long, value_name = "N")]
@@ -169,6 +184,11 @@ pub struct Options {
     #[arg(long = "tls-listen", value_name = "IP[:PORT]")]
     #[serde(default)]
     pub tls_listen: Vec<String>,
+
+    /// Proxy range whose TCP and TLS connections must start with a PROXY protocol header (v1 or v2), repeatable [default: none]
+    #[arg(long = "proxy-protocol-from", value_name = "RANGE")]
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
 
     /// Certificate chain, PEM (reloaded on SIGHUP and POST /api/v1/reload)
     #[arg(long, value_name = "FILE")]

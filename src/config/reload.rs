@@ -21,6 +21,9 @@ pub const APPLIED: &[&str] = &[
     "allow_loopback_peers",
     "allowed_peer_ip",
     "denied_peer_ip",
+    "allowed_client_ip",
+    "denied_client_ip",
+    "proxy_protocol_from",
     "user_quota",
     "total_quota",
     "max_allocations_per_ip",
@@ -50,6 +53,7 @@ pub const NEEDS_RESTART: &[&str] = &[
     "min_port",
     "max_port",
     "realm",
+    "realms",
     "stale_nonce",
     "oauth",
     "server_name",
@@ -171,6 +175,9 @@ fn merge(running: &Config, fresh: Config) -> Config {
     c.allow_loopback_peers = fresh.allow_loopback_peers;
     c.allowed_peer_ips = fresh.allowed_peer_ips;
     c.denied_peer_ips = fresh.denied_peer_ips;
+    c.allowed_client_ips = fresh.allowed_client_ips;
+    c.denied_client_ips = fresh.denied_client_ips;
+    c.proxy_protocol_from = fresh.proxy_protocol_from;
     c.user_quota = fresh.user_quota;
     c.total_quota = fresh.total_quota;
     c.max_allocations_per_ip = fresh.max_allocations_per_ip;

@@ -12,7 +12,8 @@ use super::{limits, worker, ServeError, Transport};
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERNAME_ANONYMITY};
 use crate::auth::{Authenticator, Credentials, Directory};
 use crate::config::Config;
-use crate::store::Snapshot;
+use crate::store::{Snapshot, Snapshots};
+use crate::turn::clients::ClientList;
 use crate::turn::policy::PeerPolicy;
 use crate::turn::ports::PortPool;
 use crate::turn::quota::Quotas;
@@ -36,6 +37,7 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
                 sni: config.tls_passthrough_sni.clone(),
                 proxy_protocol: config.tls_passthrough_proxy_protocol,
             }),
+        proxies: arc_swap::ArcSwap::from_pointee(config.proxy_protocol_from.clone()),
     })
 }
 
@@ -51,7 +53,7 @@ pub(super) fn shared(
     config: &Config,
     listeners: &[(Transport, SocketAddr)],
     relay_ips: &[IpAddr],
-    snapshot: Snapshot,
+    snapshot: Snapshots,
     fleet: FleetKeys,
 ) -> Result<Arc<Shared>, ServeError> {
     let turn = turn_config(config, listeners, relay_ips);
@@ -121,6 +123,10 @@ pub(super) fn turn_config(
         max_bps: config.max_bps,
         software: config.software.clone(),
         policy,
+        clients: ClientList::new(
+            config.allowed_client_ips.clone(),
+            config.denied_client_ips.clone(),
+        ),
         auth_reply_rate: config.auth_reply_rate,
         strict_expiry: config.strict_expiry,
         tcp_relay: config.tcp_relay,
@@ -160,9 +166,25 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ServeError> {
 /// The credentials the server checks against: the configuration's static
 /// users and secrets, then the store's (a static user wins a name clash).
 pub fn directory(config: &Config, stored: Snapshot) -> Directory {
-    let mut statics = Directory::new(Credentials::from_users(&config.realm, config.users.clone()));
-    statics.secrets = config.static_auth_secrets.clone();
-    let mut d = Directory::new(Credentials::from_users(&config.realm, stored.users));
+    directory_in(config, &config.realm, stored)
+}
+
+/// Every served realm's credentials, from the store's snapshots; static
+/// users and secrets are the default realm's only.
+pub(super) fn directories(config: &Config, stored: &Snapshots) -> Vec<Directory> {
+    stored
+        .iter()
+        .map(|(realm, snapshot)| directory_in(config, realm, snapshot.clone()))
+        .collect()
+}
+
+fn directory_in(config: &Config, realm: &str, stored: Snapshot) -> Directory {
+    let mut statics = Directory::new(Credentials::new(realm));
+    if realm == config.realm {
+        statics = Directory::new(Credentials::from_users(realm, config.users.clone()));
+        statics.secrets = config.static_auth_secrets.clone();
+    }
+    let mut d = Directory::new(Credentials::from_users(realm, stored.users));
     d.secrets = stored.secrets;
     d.oauth_keys = stored.oauth_keys.into_iter().collect();
     d.user_quotas = stored.user_quotas.into_iter().collect();
@@ -171,11 +193,14 @@ pub fn directory(config: &Config, stored: Snapshot) -> Directory {
     Directory::merge(statics, d)
 }
 
-fn authenticator(config: &Config, nonces: NonceIssuer, stored: Snapshot) -> Authenticator {
+fn authenticator(config: &Config, nonces: NonceIssuer, stored: Snapshots) -> Authenticator {
+    let default = Directory::new(Credentials::new(&config.realm));
     // The core reads no clock: the Unix time comes in anchored to now.
-    let a = Authenticator::new(directory(config, stored), nonces)
+    let a = Authenticator::new(default, nonces)
+        .with_realms(config.realms.clone())
         .with_clock(Instant::now(), crate::store::unix_now() as u64)
         .with_rest_separator(config.rest_api_separator);
+    a.replace_all(directories(config, &stored));
     if config.oauth {
         a.with_oauth(&config.server_name)
     } else {

@@ -245,8 +245,9 @@ impl admin::Control for ServerControl {
         self.health.readiness()
     }
 
-    fn rest_secrets(&self) -> Vec<crate::auth::rest::Secret> {
-        self.shared.auth.directory().secrets.clone()
+    fn rest_secrets(&self, realm: &str) -> Vec<crate::auth::rest::Secret> {
+        let dir = self.shared.auth.directory_in(realm);
+        dir.map(|d| d.secrets.clone()).unwrap_or_default()
     }
 
     fn fleet_quota(&self) -> &crate::turn::quota::FleetStatus {

@@ -476,6 +476,13 @@ impl Session {
         self.half_open.is_none()
     }
 
+    /// The server name (SNI) the client's ClientHello named, if any.
+    pub fn server_name(&self) -> Option<&str> {
+        self.stream
+            .ssl()
+            .servername(openssl::ssl::NameType::HOST_NAME)
+    }
+
     /// The client gained (true) or lost its allocation: it moves out of
     /// (or back into) the smaller share of sessions without one, and its
     /// idle limit is the long one (or `handshake_timeout`).

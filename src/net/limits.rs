@@ -100,9 +100,80 @@ impl ConnLimits {
         })
     }
 
+    /// A slot for a connection from a trusted proxy whose PROXY header is
+    /// not read yet: counted in the total only (which bounds such
+    /// connections), until [`PendingSlot::admit`] names the client.
+    pub fn acquire_pending(self: &Arc<Self>) -> Result<PendingSlot, Refused> {
+        let mut c = self.counts();
+        if c.total >= self.total.load(Ordering::Relaxed) {
+            return Err(Refused::Total);
+        }
+        c.total += 1;
+        Ok(PendingSlot {
+            limits: Some(self.clone()),
+        })
+    }
+
     /// Connections open now.
     pub fn open(&self) -> u32 {
         self.counts().total
+    }
+}
+
+/// A connection from a trusted proxy before its PROXY header is read: in
+/// the total, in no source's count. Dropping it gives the slot back.
+pub struct PendingSlot {
+    /// `None` once admitted (the count moved into a [`ConnSlot`]).
+    limits: Option<Arc<ConnLimits>>,
+}
+
+impl PendingSlot {
+    /// The header named the client at `ip`: the connection now counts for
+    /// it, under the per-source caps (the total is already counted).
+    pub fn admit(mut self, ip: IpAddr) -> Result<ConnSlot, Refused> {
+        let Some(limits) = self.limits.take() else {
+            unreachable!("a pending slot is admitted once, by value")
+        };
+        let key = source_key(ip);
+        let mut c = limits.counts();
+        let (open, unbound) = c
+            .per_source
+            .get(&key)
+            .map_or((0, 0), |s| (s.open, s.unbound));
+        let refused = if open >= limits.per_ip.load(Ordering::Relaxed) {
+            Some(Refused::PerSource)
+        } else if unbound >= limits.unbound_per_ip.load(Ordering::Relaxed) {
+            Some(Refused::Unallocated)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            c.total -= 1;
+            return Err(why);
+        }
+        let s = c.per_source.entry(key).or_default();
+        s.open += 1;
+        s.unbound += 1;
+        drop(c);
+        Ok(ConnSlot {
+            limits,
+            key,
+            bound: false,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        if let Some(l) = &self.limits {
+            l.counts().total -= 1;
+        }
+    }
+}
+
+impl std::fmt::Debug for PendingSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSlot").finish_non_exhaustive()
     }
 }
 
@@ -218,6 +289,35 @@ mod tests {
         let one = ConnLimits::new(1, 10);
         let _s = one.acquire(a).unwrap();
         assert_eq!(one.acquire(a).err(), Some(Refused::PerSource));
+    }
+
+    #[test]
+    fn a_proxied_connection_counts_in_the_total_then_for_its_real_client() {
+        let l = ConnLimits::new(8, 3);
+        let client: IpAddr = "192.0.2.5".parse().unwrap();
+        // Before its header: the total only, so the pending ones are
+        // bounded by it.
+        let p1 = l.acquire_pending().unwrap();
+        let p2 = l.acquire_pending().unwrap();
+        let p3 = l.acquire_pending().unwrap();
+        assert_eq!(l.acquire_pending().err(), Some(Refused::Total));
+        assert_eq!(l.open(), 3);
+        drop(p3);
+        assert_eq!(l.open(), 2);
+        // Admitted: the real client's share (a quarter of 8 = 2).
+        let _a = p1.admit(client).unwrap();
+        let _b = p2.admit(client).unwrap();
+        assert_eq!(l.open(), 2);
+        let p4 = l.acquire_pending().unwrap();
+        assert_eq!(p4.admit(client).err(), Some(Refused::Unallocated));
+        assert_eq!(l.open(), 2, "a refused admission gives the slot back");
+        // Another client behind the same proxy has its own share.
+        let p5 = l.acquire_pending().unwrap();
+        let c = p5.admit("192.0.2.6".parse().unwrap()).unwrap();
+        assert_eq!(l.open(), 3);
+        drop(c);
+        assert_eq!(l.open(), 2);
+        assert!(l.counts().per_source.len() == 1, "no empty entry is left");
     }
 
     #[test]

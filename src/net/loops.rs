@@ -14,7 +14,7 @@ use super::{
     alerts, drain, fleet_sessions, heartbeat, listen, reload, status, sync, tls, worker, Transport,
 };
 use crate::config::Config;
-use crate::store::{Snapshot, Store};
+use crate::store::{Snapshots, Store};
 use crate::turn::Shared;
 use crate::usage::Usage;
 
@@ -35,7 +35,7 @@ pub(super) struct LoopInputs<'a> {
     pub(super) usage: &'a Usage,
     /// The store's credentials and revision read at start-up: where sync
     /// takes over.
-    pub(super) snapshot: Snapshot,
+    pub(super) snapshot: Snapshots,
     pub(super) revision: i64,
     pub(super) stop: &'a watch::Sender<bool>,
     pub(super) stop_rx: &'a watch::Receiver<bool>,
@@ -89,7 +89,7 @@ pub(super) fn start_loops(i: LoopInputs<'_>) -> Steering {
     tokio::spawn(sync::sync_loop(
         store.clone(),
         credentials.clone(),
-        config.realm.clone(),
+        config.realm_names(),
         revision,
         wake.clone(),
         stop_rx.clone(),

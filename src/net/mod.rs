@@ -10,7 +10,8 @@
 //! Rooms: start-up in phases ([`bind`], [`assemble`], [`sync`],
 //! [`loops`]); the
 //! workers ([`worker`]); TLS and DTLS over one certificate room
-//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); what
+//! ([`certs`], [`tls`], [`dtls`]); connection caps ([`limits`]); PROXY
+//! protocol headers from trusted proxies (`proxy_protocol.rs`); what
 //! the admin API is given ([`control`]); the fleet's loops: [`heartbeat`],
 //! the session view ([`fleet_sessions`]) and PostgreSQL notifications
 //! that wake them and [`sync`] ([`listen`]).
@@ -31,6 +32,7 @@ pub mod limits;
 mod listen;
 mod loops;
 mod passthrough;
+mod proxy_protocol;
 pub mod reload;
 mod socket;
 mod status;
@@ -234,7 +236,7 @@ pub async fn serve(
     let health_addr = start_health(&config, health.clone(), health_stop_rx).await?;
     // The store first: a server that cannot read its users must not start.
     let store = Store::open(&config.db).await?;
-    let snapshot = store.snapshot(&config.realm).await?;
+    let snapshot = store.snapshots(&config.realm_names()).await?;
     let revision = store.revision().await?;
 
     let mut bound = bind::Bound::new(workers);

@@ -139,6 +139,9 @@ impl Reloader {
         self.streams
             .limits
             .set(config.max_tcp_per_ip, config.max_tcp_connections);
+        self.streams
+            .proxies
+            .store(Arc::new(config.proxy_protocol_from.clone()));
         self.credentials.set_config(config.clone());
     }
 }

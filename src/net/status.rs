@@ -116,6 +116,7 @@ pub(super) mod tests {
             max_bps: 0,
             software: None,
             policy: crate::turn::policy::PeerPolicy::new(vec![], vec![], false, vec![]),
+            clients: Default::default(),
             auth_reply_rate: 0,
             strict_expiry: false,
             tcp_relay: false,

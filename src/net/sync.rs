@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use super::assemble::directory;
+use super::assemble::directories;
 use super::stopped;
 use crate::config::Config;
-use crate::store::{Snapshot, Store, StoreError};
+use crate::store::{Snapshots, Store, StoreError};
 use crate::turn::Shared;
 
 /// How often running servers look for store changes without being told.
@@ -24,21 +24,21 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// loop changes it). A change to either rebuilds the whole.
 pub(super) struct CredentialHalves {
     shared: Arc<Shared>,
-    halves: Mutex<(Arc<Config>, Snapshot)>,
+    halves: Mutex<(Arc<Config>, Snapshots)>,
 }
 
 impl CredentialHalves {
-    pub(super) fn new(shared: Arc<Shared>, config: Arc<Config>, stored: Snapshot) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, config: Arc<Config>, stored: Snapshots) -> Self {
         CredentialHalves {
             shared,
             halves: Mutex::new((config, stored)),
         }
     }
 
-    fn rebuild(&self, change: impl FnOnce(&mut (Arc<Config>, Snapshot))) {
+    fn rebuild(&self, change: impl FnOnce(&mut (Arc<Config>, Snapshots))) {
         let mut h = self.halves.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut h);
-        self.shared.auth.replace(directory(&h.0, h.1.clone()));
+        self.shared.auth.replace_all(directories(&h.0, &h.1));
     }
 
     /// New static users and secrets (a reload).
@@ -46,24 +46,25 @@ impl CredentialHalves {
         self.rebuild(|h| h.0 = config);
     }
 
-    fn set_stored(&self, stored: Snapshot) {
+    fn set_stored(&self, stored: Snapshots) {
         self.rebuild(|h| h.1 = stored);
     }
 }
 
-/// Reloads the credential snapshot whenever the store's revision moves.
+/// Reloads every served realm's credential snapshot whenever the store's
+/// revision moves.
 /// A failing store keeps the last good snapshot and says so once.
 pub(super) async fn sync_loop(
     store: Store,
     credentials: Arc<CredentialHalves>,
-    realm: String,
+    realms: Vec<String>,
     revision: i64,
     wake: Arc<super::listen::Wakeups>,
     stop: watch::Receiver<bool>,
 ) {
     let follow = Follow {
         store,
-        realm,
+        realms,
         every: SYNC_EVERY,
         revision,
     };
@@ -74,10 +75,10 @@ pub(super) async fn sync_loop(
         .await
 }
 
-/// What the loop follows: the store's revision for one realm.
+/// What the loop follows: the store's revision, for these realms.
 struct Follow {
     store: Store,
-    realm: String,
+    realms: Vec<String>,
     /// The poll period.
     every: Duration,
     /// The revision last loaded.
@@ -94,7 +95,7 @@ impl Follow {
         mut self,
         wake: &Notify,
         mut stop: watch::Receiver<bool>,
-        mut reload: impl FnMut(Snapshot),
+        mut reload: impl FnMut(Snapshots),
     ) {
         let mut failing = false;
         loop {
@@ -106,7 +107,7 @@ impl Follow {
             let check = async {
                 let now = self.store.revision().await?;
                 if now != self.revision {
-                    reload(self.store.snapshot(&self.realm).await?);
+                    reload(self.store.snapshots(&self.realms).await?);
                     tracing::debug!("store revision {now}: credentials reloaded");
                 }
                 Ok::<_, StoreError>(now)
@@ -192,7 +193,7 @@ mod tests {
         ));
         let follow = Follow {
             store: store.clone(),
-            realm: realm.clone(),
+            realms: vec![realm.clone()],
             every: Duration::from_secs(60),
             revision: store.revision().await.unwrap(),
         };
@@ -201,7 +202,8 @@ mod tests {
         tokio::spawn(async move {
             follow
                 .run(&w.revision, stop_rx, |s| {
-                    let _ = tx.send(s.users.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+                    let users = s.into_iter().flat_map(|(_, s)| s.users);
+                    let _ = tx.send(users.map(|(n, _)| n).collect::<Vec<_>>());
                 })
                 .await
         });

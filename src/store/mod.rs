@@ -212,6 +212,15 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")?)
     }
 
+    /// [`Self::snapshot`] of each realm (issue 19: tenant realms).
+    pub(crate) async fn snapshots(&self, realms: &[String]) -> Result<Snapshots, StoreError> {
+        let mut out = Vec::with_capacity(realms.len());
+        for realm in realms {
+            out.push((realm.clone(), self.snapshot(realm).await?));
+        }
+        Ok(out)
+    }
+
     /// Everything the server needs for one realm.
     pub(crate) async fn snapshot(&self, realm: &str) -> Result<Snapshot, StoreError> {
         Ok(Snapshot {
@@ -278,6 +287,9 @@ impl Store {
             .collect()
     }
 }
+
+/// Each served realm's snapshot, by name, the default realm first.
+pub type Snapshots = Vec<(String, Snapshot)>;
 
 /// The store's content for one realm, as the server loads it.
 #[derive(Debug, Default, Clone)]

@@ -108,6 +108,9 @@ impl AttributeType {
     pub const OTHER_ADDRESS: Self = Self(0x802C);
     /// RFC 7635 §6.1: the OAuth server name.
     pub const THIRD_PARTY_AUTHORIZATION: Self = Self(0x802E);
+    /// RFC 7635 §6.3 (draft-ietf-tram-stun-origin): the web origin of the
+    /// page that made the request; it may pick the realm.
+    pub const ORIGIN: Self = Self(0x802F);
 
     /// RFC 8489 §14: types 0x0000-0x7FFF are comprehension-required.
     pub fn is_comprehension_required(self) -> bool {

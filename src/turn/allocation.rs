@@ -114,6 +114,8 @@ pub struct Allocation {
     /// Who owns it: later requests on the tuple must authenticate as this
     /// user (OAuth clients excepted) or get 441.
     pub username: String,
+    /// The realm it was allocated in (its owner's).
+    pub realm: std::sync::Arc<str>,
     /// How to sign its responses: from the latest authenticated request.
     pub signer: Signer,
     /// When the Allocate was accepted.

@@ -33,6 +33,9 @@ pub struct TurnConfig {
     pub software: Option<String>,
     /// Which peers may be reached; others get 403 (Forbidden).
     pub policy: policy::PeerPolicy,
+    /// Which clients are answered at all (the shell asks before any
+    /// input reaches the core).
+    pub clients: super::clients::ClientList,
     /// 401/438 answers per second per source address; 0 = no limit.
     pub auth_reply_rate: u32,
     /// Refuse Refresh with an expired REST username.

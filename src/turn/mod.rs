@@ -27,7 +27,8 @@
 //! * `drain.rs`: a draining node's state and alternates ([`Drain`]);
 //!   `server/redirect.rs` turns new Allocates away with it.
 //! * `shared.rs`: what all workers share ([`Shared`], reservations).
-//! * [`policy`]: which peers may be reached.
+//! * [`policy`]: which peers may be reached; [`clients`]: which clients
+//!   are served at all.
 //! * [`ports`]: the relay port range.
 //! * [`quota`]: allocations per user and in total.
 //! * `transactions.rs`: answers kept for retransmitted requests.
@@ -38,6 +39,7 @@
 
 pub mod allocation;
 mod attributes;
+pub mod clients;
 mod config;
 mod drain;
 mod edges;

@@ -2,8 +2,9 @@
 //! per realm (stored), per source (`max_allocations_per_ip`, an IPv6 /64
 //! counting as one source) and in total (`total_quota`), shared by all
 //! workers.
-//! Touched on Allocate and on release only, never per packet. The server
-//! serves one realm, so the realm's count is the total.
+//! Touched on Allocate and on release only, never per packet. Users and
+//! realm counts are kept per realm (issue 19: tenant realms): the same
+//! name in two realms is two users.
 //!
 //! Fleet quotas (issue 15): with a PostgreSQL store the shell turns on
 //! [`Quotas::enable_fleet`]; an Allocate that passes the local count then
@@ -132,7 +133,9 @@ pub struct Quotas {
 #[derive(Debug, Default)]
 struct State {
     total: u32,
-    per_user: HashMap<String, u32>,
+    /// By realm, then user.
+    per_user: HashMap<(String, String), u32>,
+    per_realm: HashMap<String, u32>,
     per_source: HashMap<u128, u32>,
 }
 
@@ -189,8 +192,20 @@ impl Quotas {
     }
 
     /// Counts one allocation for `user` from `source`, or says which quota
-    /// is full.
+    /// is full; a server of one realm (the realm's count is the total).
     pub fn acquire(&self, user: &str, source: IpAddr, limits: Limits) -> Result<(), QuotaExceeded> {
+        self.acquire_in("", user, source, limits)
+    }
+
+    /// [`Self::acquire`] for `user` of `realm`: `limits.realm` caps that
+    /// realm's allocations.
+    pub fn acquire_in(
+        &self,
+        realm: &str,
+        user: &str,
+        source: IpAddr,
+        limits: Limits,
+    ) -> Result<(), QuotaExceeded> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = source_key(source);
         let from_source = s.per_source.get(&key).copied().unwrap_or(0);
@@ -202,10 +217,12 @@ impl Quotas {
         if total != 0 && s.total >= total {
             return Err(QuotaExceeded::Total);
         }
-        if limits.realm.is_some_and(|r| r != 0 && s.total >= r) {
+        let in_realm = s.per_realm.get(realm).copied().unwrap_or(0);
+        if limits.realm.is_some_and(|r| r != 0 && in_realm >= r) {
             return Err(QuotaExceeded::Realm);
         }
-        let n = s.per_user.get(user).copied().unwrap_or(0);
+        let key_user = (realm.to_string(), user.to_string());
+        let n = s.per_user.get(&key_user).copied().unwrap_or(0);
         let user_quota = limits
             .user
             .unwrap_or(self.user_quota.load(Ordering::Relaxed));
@@ -213,7 +230,8 @@ impl Quotas {
             return Err(QuotaExceeded::User);
         }
         s.total += 1;
-        s.per_user.insert(user.to_string(), n + 1);
+        s.per_user.insert(key_user, n + 1);
+        s.per_realm.insert(realm.to_string(), in_realm + 1);
         s.per_source.insert(key, from_source + 1);
         Ok(())
     }
@@ -221,6 +239,11 @@ impl Quotas {
     /// Gives back one allocation counted by [`Quotas::acquire`] for `user`
     /// from `source`.
     pub fn release(&self, user: &str, source: IpAddr) {
+        self.release_in("", user, source)
+    }
+
+    /// Gives back one allocation counted by [`Self::acquire_in`].
+    pub fn release_in(&self, realm: &str, user: &str, source: IpAddr) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.total = s.total.saturating_sub(1);
         let key = source_key(source);
@@ -230,10 +253,17 @@ impl Quotas {
                 s.per_source.remove(&key);
             }
         }
-        if let Some(n) = s.per_user.get_mut(user) {
+        let key_user = (realm.to_string(), user.to_string());
+        if let Some(n) = s.per_user.get_mut(&key_user) {
             *n -= 1;
             if *n == 0 {
-                s.per_user.remove(user);
+                s.per_user.remove(&key_user);
+            }
+        }
+        if let Some(n) = s.per_realm.get_mut(realm) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_realm.remove(realm);
             }
         }
     }
@@ -243,16 +273,46 @@ impl Quotas {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
-    /// Allocations counted for `user`.
+    /// Allocations counted for `user` (of a server of one realm).
     pub fn of_user(&self, user: &str) -> u32 {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.per_user.get(user).copied().unwrap_or(0)
+        let key = (String::new(), user.to_string());
+        s.per_user.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Allocations counted in `realm`.
+    pub fn of_realm(&self, realm: &str) -> u32 {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.per_realm.get(realm).copied().unwrap_or(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realm_quotas_count_each_realm_and_users_are_per_realm() {
+        let q = Quotas::new(1, 0);
+        let one = Limits {
+            user: Some(5),
+            realm: Some(1),
+        };
+        let two = Limits {
+            user: None,
+            realm: Some(2),
+        };
+        assert_eq!(q.acquire_in("a", "u", SRC, one), Ok(()));
+        assert_eq!(q.acquire_in("a", "v", SRC, one), Err(QuotaExceeded::Realm));
+        // Realm b counts its own: a's allocation does not fill it.
+        assert_eq!(q.acquire_in("b", "w", SRC, two), Ok(()));
+        // `user_quota` 1 counts u of a and u of b apart.
+        assert_eq!(q.acquire_in("b", "u", SRC, two), Ok(()));
+        assert_eq!(q.acquire_in("b", "x", SRC, two), Err(QuotaExceeded::Realm));
+        assert_eq!((q.of_realm("a"), q.of_realm("b"), q.total()), (1, 2, 3));
+        q.release_in("a", "u", SRC);
+        assert_eq!(q.acquire_in("a", "v", SRC, one), Ok(()));
+    }
 
     const SRC: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
 

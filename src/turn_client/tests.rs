@@ -42,6 +42,7 @@ fn server(t0: Instant, tcp_relay: bool) -> Server {
         max_bps: 0,
         software: None,
         policy: PeerPolicy::new(vec![], vec![], false, vec![]),
+        clients: Default::default(),
         auth_reply_rate: 0,
         strict_expiry: false,
         tcp_relay,

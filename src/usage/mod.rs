@@ -111,7 +111,6 @@ impl Usage {
             tokio::spawn(writer::interim_loop(
                 registry,
                 self.recorder.clone(),
-                config.realm.clone(),
                 every,
                 stop.clone(),
             ));

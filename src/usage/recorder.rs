@@ -245,14 +245,14 @@ impl Recorder {
     /// Interim records of every live allocation as of `now` (each one's
     /// first comes at the first round after it began, so a crash loses at
     /// most one interval of it).
-    pub fn interim(&self, sessions: &[(usize, SessionView)], realm: &str, now: Instant) {
+    pub fn interim(&self, sessions: &[(usize, SessionView)], now: Instant) {
         let now_ms = self.clock.unix_ms(now);
         for (worker, s) in sessions {
             self.queue.push(Item::Record(Box::new(UsageRecord {
                 id: self.record_id(*worker, s.id),
                 node: self.node.clone(),
                 user: s.username.clone(),
-                realm: realm.to_string(),
+                realm: s.realm.clone(),
                 credential: s.credential.as_str().into(),
                 label: self.label(s.credential, &s.username),
                 client: s.tuple.client.to_string(),

@@ -205,7 +205,6 @@ impl Writer {
 pub async fn interim_loop(
     registry: Arc<Registry>,
     recorder: Arc<Recorder>,
-    realm: String,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -215,7 +214,7 @@ pub async fn interim_loop(
             _ = crate::net::stopped(&mut stop) => return,
         }
         let sessions = registry.worker_sessions();
-        recorder.interim(&sessions, &realm, Instant::now());
+        recorder.interim(&sessions, Instant::now());
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::free_port;
 use turnpike::stun::attributes::{decode_xor_address, AttributeType};
 use turnpike::stun::{Class, Message, MessageBuilder, MessageType, Method, TransactionId};
 
@@ -123,11 +124,24 @@ pub(crate) fn spawn_serve(
     Vec<String>,
     BufReader<std::process::ChildStderr>,
 ) {
+    spawn_serve_env(args, &[])
+}
+
+/// [`spawn_serve`] with extra environment variables.
+pub(crate) fn spawn_serve_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    Vec<String>,
+    BufReader<std::process::ChildStderr>,
+) {
     let db = crate::temp_db();
     let mut child = turnpike()
         .arg("serve")
         .args(["--db", &db, "--admin-listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -247,14 +261,6 @@ async fn json_logs_are_one_object_per_line_with_the_documented_fields() {
         assert!(events.contains(e), "no {e} event in {all:?}");
     }
     assert!(all.iter().any(|l| l.contains("SIGTERM")), "{all:?}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `turnpike health --config FILE [extra]`: exit code and stderr.

@@ -1,6 +1,7 @@
 //! Issue 6, DTLS side: coturn's client over DTLS with zero loss, the
 //! stateless cookie exchange on the wire, the half-open cap and the
-//! handshake deadline, and STUN over a DTLS session of our own.
+//! handshake deadline, client lists before the gate, and STUN over a DTLS
+//! session of our own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -59,12 +60,20 @@ impl Client {
 
     /// A client on its own port of loopback address `ip`.
     async fn from_ip(server: SocketAddr, ip: &str) -> Client {
+        Client::named(server, ip, None).await
+    }
+
+    /// [`Client::from_ip`] naming `sni` in its ClientHello.
+    async fn named(server: SocketAddr, ip: &str, sni: Option<&str>) -> Client {
         let mut b = SslContext::builder(SslMethod::dtls_client()).unwrap();
         b.set_verify(SslVerifyMode::NONE);
         b.set_min_proto_version(Some(SslVersion::DTLS1_2)).unwrap();
         b.set_options(SslOptions::NO_QUERY_MTU);
         let mut ssl = Ssl::new(&b.build()).unwrap();
         ssl.set_mtu(1200).unwrap();
+        if let Some(name) = sni {
+            ssl.set_hostname(name).unwrap();
+        }
         ssl.set_connect_state();
         Client {
             ssl: SslStream::new(ssl, DgramIo::default()).unwrap(),
@@ -172,6 +181,25 @@ async fn a_cookie_less_client_hello_gets_one_hello_verify_request_and_no_retrans
         assert_eq!((d[0], d[13]), (22, 3), "HelloVerifyRequest");
     }
     assert_eq!(server.dtls_handshakes(), 0);
+    server.stop().await;
+}
+
+/// Client lists (issue 19) come before the cookie gate: a denied client's
+/// ClientHello gets no HelloVerifyRequest; another address gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_clients_client_hello_gets_nothing() {
+    let (server, addr) = dtls_turn(|c| {
+        c.denied_client_ips = vec![turnpike::turn::policy::IpRange::parse("127.0.0.5").unwrap()];
+    })
+    .await;
+    let mut denied = Client::from_ip(addr, "127.0.0.5").await;
+    denied.step().await;
+    assert!(denied.recv_all(Duration::from_millis(500)).await.is_empty());
+    let mut other = Client::from_ip(addr, "127.0.0.6").await;
+    other.step().await;
+    let hvr = other.recv_all(Duration::from_millis(500)).await;
+    assert_eq!(hvr.len(), 1);
+    assert_eq!(hvr[0][13], 3, "HelloVerifyRequest");
     server.stop().await;
 }
 
@@ -294,5 +322,37 @@ async fn one_ip_cannot_take_every_half_open_slot() {
     let mut other = Client::from_ip(addr, "127.0.0.2").await;
     other.handshake().await;
     assert!(other.binding([5; 12]).await.is_some());
+    server.stop().await;
+}
+
+/// Issue 19: the server name of a DTLS handshake picks a tenant realm as
+/// TLS's does; the 401 to an unsigned Allocate names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dtls_server_name_picks_its_tenant_realm() {
+    let (server, addr) = dtls_turn(|c| {
+        c.realms = vec![turnpike::auth::realms::Tenant {
+            name: "tenant-b.test".into(),
+            sni: vec!["b.example".into()],
+            origins: vec![],
+        }];
+    })
+    .await;
+    for (sni, want) in [(Some("b.example"), "tenant-b.test"), (None, crate::REALM)] {
+        let mut c = Client::named(addr, "127.0.0.1", sni).await;
+        c.handshake().await;
+        // An unsigned Allocate (REQUESTED-TRANSPORT UDP).
+        let mut req = vec![0x00, 0x03, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42];
+        req.extend_from_slice(&[9; 12]);
+        req.extend_from_slice(&[0x00, 0x19, 0x00, 0x04, 17, 0, 0, 0]);
+        c.ssl.ssl_write(&req).unwrap();
+        c.flush().await;
+        let answer = c.recv_all(Duration::from_millis(1000)).await;
+        c.take(answer);
+        let mut buf = [0u8; 1500];
+        let n = c.ssl.ssl_read(&mut buf).unwrap();
+        let m = turnpike::stun::Message::parse(&buf[..n]).unwrap();
+        let realm = m.get(turnpike::stun::attributes::AttributeType::REALM);
+        assert_eq!(realm, Some(want.as_bytes()), "sni {sni:?}");
+    }
     server.stop().await;
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::coturn::{turnutils_peer, uclient_relays_all, Child};
+use crate::free_port;
 
 /// Debian's /etc/turnserver.conf (coturn 4.6.1-1, BSD-3; see LICENSE there).
 const DEBIAN_EXAMPLE: &str = include_str!("../data/coturn/turnserver.conf");
@@ -55,17 +56,6 @@ fn enable(text: &mut String, key: &str, value: &str) {
     }
     assert!(done, "the example has no commented-out {key}");
     *text = out.join("\n") + "\n";
-}
-
-/// A port free for UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// `turnpike ARGS`: (exit code, stdout, stderr).

@@ -5,6 +5,7 @@ mod admin;
 mod browser;
 mod classic;
 mod cli;
+mod client_lists;
 mod coturn;
 mod deploy;
 mod differential;
@@ -22,6 +23,8 @@ mod passthrough;
 mod policy;
 mod probe_turn;
 mod props;
+mod proxy;
+mod realms;
 mod reflection;
 mod reload;
 mod revoke;
@@ -46,6 +49,17 @@ pub async fn start_server() -> (Running, SocketAddr, SocketAddr) {
     let udp = running.addrs(Transport::Udp)[0];
     let tcp = running.addrs(Transport::Tcp)[0];
     (running, udp, tcp)
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh SQLite store URL in the temporary directory.

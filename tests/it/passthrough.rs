@@ -11,32 +11,25 @@ use std::time::{Duration, Instant};
 use turnpike::{Running, Transport};
 
 use crate::coturn::{turnutils_peer, uclient_relays_all, Child};
+use crate::free_port;
 use crate::secure::{cert_dir, tls_connect};
 use crate::{start_turn, PASSWORD, USER};
 
 /// The page nginx serves on its plain TLS server.
 const PAGE: &str = "the backend's page";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// nginx with its own self-signed certificate: TLS (HTTP/1.1 and HTTP/2)
 /// on one port, and on another the same behind `proxy_protocol`, where
 /// the page is the client address the PROXY header named.
-struct Nginx {
+pub(crate) struct Nginx {
     _child: Child,
     tls: u16,
-    proxied: u16,
+    pub(crate) proxied: u16,
     cert_pem: String,
     cert_der: Vec<u8>,
 }
 
-fn start_nginx(dir: &Path) -> Nginx {
+pub(crate) fn start_nginx(dir: &Path) -> Nginx {
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let c = rcgen::generate_simple_self_signed(vec!["backend.test".into()]).unwrap();
     std::fs::write(dir.join("backend.crt"), c.cert.pem()).unwrap();
@@ -96,6 +89,16 @@ http {{
 
 /// turnpike on a TLS port that passes web connections to `backend`.
 async fn turnpike_before(backend: u16, dir: &Path, proxy_protocol: bool) -> Running {
+    turnpike_before_with(backend, dir, proxy_protocol, |_| {}).await
+}
+
+/// [`turnpike_before`], with `adjust` changing the rest.
+pub(crate) async fn turnpike_before_with(
+    backend: u16,
+    dir: &Path,
+    proxy_protocol: bool,
+    adjust: impl FnOnce(&mut turnpike::Config) + Send + 'static,
+) -> Running {
     crate::secure::write_cert(dir);
     let dir: PathBuf = dir.to_path_buf();
     start_turn(move |c| {
@@ -106,13 +109,14 @@ async fn turnpike_before(backend: u16, dir: &Path, proxy_protocol: bool) -> Runn
         c.tls_passthrough_to = Some(format!("127.0.0.1:{backend}"));
         c.tls_passthrough_sni = vec!["www.backend.test".into()];
         c.tls_passthrough_proxy_protocol = proxy_protocol;
+        adjust(c);
     })
     .await
 }
 
 /// curl through `port` as https://`host`/; (HTTP version, body, the
 /// certificates curl saw).
-fn curl(port: u16, host: &str, args: &[&str]) -> (String, String, String) {
+pub(crate) fn curl(port: u16, host: &str, args: &[&str]) -> (String, String, String) {
     let out = Command::new("curl")
         .args(["-sS", "-k", "--max-time", "10"])
         .args(args)

@@ -2,13 +2,14 @@
 //! IPv6 and with REST credentials, against coturn's turnserver, and the one
 //! line it prints for each way of failing.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use turnpike::Transport;
 
+use crate::free_port;
 use crate::{start_turn, PASSWORD, USER};
 
 fn turnpike() -> Command {
@@ -292,17 +293,6 @@ impl Drop for Coturn {
 impl Coturn {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("turn.log")).unwrap_or_default()
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 

@@ -99,8 +99,23 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 pub(crate) type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// A TLS connection offering `alpn`.
+/// A TLS connection offering `alpn`, naming `localhost`.
 pub(crate) async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
+    tls_connect_sni(addr, alpn, "localhost").await
+}
+
+/// A TLS connection offering `alpn`, naming `sni` (SNI).
+pub(crate) async fn tls_connect_sni(addr: SocketAddr, alpn: &[&[u8]], sni: &str) -> Tls {
+    tls_over_sni(TcpStream::connect(addr).await.unwrap(), alpn, sni).await
+}
+
+/// A TLS handshake offering `alpn` over a connected stream.
+pub(crate) async fn tls_over(tcp: TcpStream, alpn: &[&[u8]]) -> Tls {
+    tls_over_sni(tcp, alpn, "localhost").await
+}
+
+/// A TLS handshake offering `alpn` and naming `sni` over a connected stream.
+pub(crate) async fn tls_over_sni(tcp: TcpStream, alpn: &[&[u8]], sni: &str) -> Tls {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -109,9 +124,8 @@ pub(crate) async fn tls_connect(addr: SocketAddr, alpn: &[&[u8]]) -> Tls {
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
+        .connect(sni.to_string().try_into().unwrap(), tcp)
         .await
         .expect("TLS handshake")
 }

@@ -105,6 +105,23 @@ impl TurnClient {
         Self::with_link(Link::Udp(sock), USER, PASSWORD)
     }
 
+    /// A client over an established TCP or TLS stream, as `user`.
+    pub fn over_stream_as(
+        io: impl Duplex + 'static,
+        local: SocketAddr,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        Self::with_link(
+            Link::Stream {
+                io: Box::new(io),
+                local,
+            },
+            user,
+            password,
+        )
+    }
+
     /// A client over an established TCP or TLS stream, as the test user.
     pub fn over_stream(io: impl Duplex + 'static, local: SocketAddr) -> Self {
         Self::with_link(

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::select::{choose, Me, NoNode, Want};
 use super::{body, Reply};
-use crate::admin::auth::guard;
+use crate::admin::auth::may;
 use crate::admin::error::unavailable;
 use crate::admin::{ApiError, Caller, State};
 use crate::auth::rest;
@@ -32,6 +32,9 @@ struct CredentialRequest {
     /// Pin one node by name, or `self` for the answering node.
     #[serde(default)]
     node: Option<String>,
+    /// Mint with this realm's secrets (issue 19: tenant realms).
+    #[serde(default)]
+    realm: Option<String>,
 }
 
 /// Whether the last answer was made without the store.
@@ -42,9 +45,16 @@ fn default_ttl() -> u64 {
 }
 
 pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, bytes: Bytes) -> Reply {
-    let realm = s.0.config.realm.clone();
-    guard(&s, &caller, Some(&realm))?;
+    // Authenticate before reading anything the caller sent.
+    let (sub, scope) = s.0.authorize(&caller)?;
     let r: CredentialRequest = body(&bytes)?;
+    let realm = r.realm.clone().unwrap_or_else(|| s.0.config.realm.clone());
+    may(&sub, &scope, Some(&realm))?;
+    if !s.0.config.realm_names().contains(&realm) {
+        return Err(ApiError::bad_request(format!(
+            "realm {realm} is not served here (realm or realms)"
+        )));
+    }
     if r.ttl == 0 || r.ttl > 30 * 86_400 {
         return Err(ApiError::bad_request("ttl must be 1 s to 30 days"));
     }
@@ -75,9 +85,13 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
         }
     }
     let (secrets, rows) = if store_down {
-        (s.0.control.rest_secrets(), Vec::new())
+        (s.0.control.rest_secrets(&realm), Vec::new())
     } else {
-        let mut secrets = s.0.config.static_auth_secrets.clone();
+        // Static secrets are the default realm's.
+        let mut secrets = Vec::new();
+        if realm == s.0.config.realm {
+            secrets = s.0.config.static_auth_secrets.clone();
+        }
         secrets.extend(stored?);
         (secrets, rows?)
     };

@@ -87,6 +87,9 @@ impl Worker {
         let mut out = Vec::new();
         let mut plain = Vec::new();
         let mut ended = false;
+        // Set once, when the handshake completes: it may pick a realm.
+        let mut server_name = None;
+        let restarted;
         {
             let mut sessions = d.sessions.borrow_mut();
             let session = sessions.get_mut(&key);
@@ -95,9 +98,14 @@ impl Worker {
             let restart = session
                 .as_ref()
                 .is_some_and(|s| s.is_established() && is_client_hello(data));
+            restarted = restart;
             match session {
                 Some(s) if !restart => {
+                    let was_established = s.is_established();
                     ended = s.input(now, data, &mut plain).is_err();
+                    if !was_established && s.is_established() {
+                        server_name = s.server_name().map(str::to_string);
+                    }
                     out.extend(s.outgoing());
                 }
                 _ => {
@@ -130,6 +138,12 @@ impl Worker {
             client: from,
             server: local,
         };
+        if restarted {
+            core.forget_stream(&tuple);
+        }
+        if let Some(name) = &server_name {
+            core.handle_server_name(tuple, name);
+        }
         for m in &plain {
             if let Some(f) = core.handle_client(now, tuple, m) {
                 self.forward(f);

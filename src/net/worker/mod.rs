@@ -42,6 +42,7 @@ use super::limits::ConnLimits;
 use super::socket;
 use super::tls::Tls;
 use crate::nat::ServerAddresses;
+use crate::turn::policy::IpRange;
 use crate::turn::{
     ConnId, EndReason, Event, FiveTuple, RelayError, RelayId, Request, Server, Shared, Transport,
     PEER_HEADROOM, PEER_TAILROOM,
@@ -88,6 +89,18 @@ pub(crate) struct StreamSetup {
     pub dtls_idle: Duration,
     /// Web TLS connections go here, still encrypted (issue 19).
     pub passthrough: Option<crate::net::passthrough::Passthrough>,
+    /// Sources whose connections start with a PROXY protocol header
+    /// (`proxy_protocol_from`); a reload swaps them for new connections.
+    pub proxies: arc_swap::ArcSwap<Vec<IpRange>>,
+}
+
+impl StreamSetup {
+    /// Whether a connection from `ip` must start with a PROXY header.
+    fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        let proxies = self.proxies.load();
+        let mapped = ip.to_canonical();
+        proxies.iter().any(|r| r.contains(ip) || r.contains(mapped))
+    }
 }
 
 struct Worker {

@@ -1,4 +1,5 @@
-//! TCP and TLS clients: the accept loop with its connection caps, the
+//! TCP and TLS clients: the accept loop with its client lists and
+//! connection caps, the PROXY header of a trusted proxy's connections, the
 //! first-byte sniff that tells TLS from plain TCP, and the per-connection
 //! reader and writer with their deadlines and backpressure.
 
@@ -14,8 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use super::{tcp_relay, StreamSetup, Worker};
-use crate::net::limits::ConnSlot;
+use crate::net::limits::{ConnSlot, PendingSlot};
 use crate::net::passthrough;
+use crate::net::proxy_protocol::{self, Header};
 use crate::stun::framing::{FrameKind, Framer};
 use crate::turn::{FiveTuple, Transport};
 
@@ -34,6 +36,12 @@ const STREAM_QUEUE_MAX: usize = 256 << 10;
 /// The first byte of a TLS record carrying a handshake (the ClientHello).
 /// STUN starts with 0x00/0x01 and ChannelData with 0x40-0x7F.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// A PROXY v1 header's first byte. It would frame as ChannelData with a
+/// 20 KB length ("PROXY" = 0x5052, 0x4F58), held until the deadline; but
+/// a stream's first message is never ChannelData (it has no channel yet),
+/// so a header from a source that is no trusted proxy closes at once. (A
+/// v2 header's first bytes are no STUN length: framing closes it.)
+const PROXY_V1_FIRST: u8 = b'P';
 
 /// Frames waiting for a TCP client.
 #[derive(Default)]
@@ -128,21 +136,49 @@ pub(super) async fn accept_loop(
     let mut suppressed = 0u64;
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => match streams.limits.acquire(peer.ip()) {
-                Ok(slot) => {
-                    tokio::task::spawn_local(connection(
-                        w.clone(),
-                        stream,
-                        peer,
-                        local,
-                        streams.clone(),
-                        slot,
-                    ));
+            // A trusted proxy's connection counts for its real client,
+            // once the header names it.
+            Ok((stream, proxy)) if streams.is_trusted_proxy(proxy.ip()) => {
+                match streams.limits.acquire_pending() {
+                    Ok(pending) => {
+                        tokio::task::spawn_local(proxied(
+                            w.clone(),
+                            stream,
+                            proxy,
+                            local,
+                            streams.clone(),
+                            pending,
+                        ));
+                    }
+                    Err(cap) => {
+                        tracing::debug!("tcp proxy {proxy} refused: {cap:?} connection cap")
+                    }
                 }
-                // Closed at once: a flood from one source must not cost
-                // more than the accept.
-                Err(cap) => tracing::debug!("tcp {peer} refused: {cap:?} connection cap"),
-            },
+            }
+            Ok((stream, peer)) => {
+                // Closed at once, unanswered.
+                if !w.shared.config().clients.admits(peer.ip()) {
+                    tracing::debug!("tcp {peer} refused: client list");
+                    continue;
+                }
+                match streams.limits.acquire(peer.ip()) {
+                    Ok(slot) => {
+                        let deadline = tokio::time::Instant::now() + streams.handshake_timeout;
+                        tokio::task::spawn_local(connection(
+                            w.clone(),
+                            stream,
+                            peer,
+                            local,
+                            streams.clone(),
+                            slot,
+                            deadline,
+                        ));
+                    }
+                    // Closed at once: a flood from one source must not cost
+                    // more than the accept.
+                    Err(cap) => tracing::debug!("tcp {peer} refused: {cap:?} connection cap"),
+                }
+            }
             Err(e) => {
                 // Out of descriptors and the like: back off instead of
                 // spinning, and say so once per window.
@@ -166,7 +202,49 @@ pub(super) async fn accept_loop(
     }
 }
 
+/// A connection from a trusted proxy: reads its PROXY header within the
+/// handshake deadline, then serves it as its real client's (the proxy's
+/// own for LOCAL and UNKNOWN). No valid header: closed.
+async fn proxied(
+    w: Rc<Worker>,
+    mut stream: TcpStream,
+    proxy: SocketAddr,
+    local: SocketAddr,
+    streams: Arc<StreamSetup>,
+    pending: PendingSlot,
+) {
+    let deadline = tokio::time::Instant::now() + streams.handshake_timeout;
+    let header = tokio::time::timeout_at(deadline, proxy_protocol::read_header(&mut stream)).await;
+    let client = match header {
+        Ok(Ok(Header::Client(client))) => client,
+        Ok(Ok(Header::Local)) => proxy,
+        Ok(Err(e)) => {
+            tracing::debug!("tcp proxy {proxy}: {e}, closing");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("tcp proxy {proxy}: no PROXY header before the deadline");
+            return;
+        }
+    };
+    if !w.shared.config().clients.admits(client.ip()) {
+        tracing::debug!("tcp {client} via proxy {proxy} refused: client list");
+        return;
+    }
+    match pending.admit(client.ip()) {
+        Ok(slot) => {
+            tracing::trace!("tcp {client} via proxy {proxy}");
+            connection(w, stream, client, local, streams, slot, deadline).await
+        }
+        Err(cap) => {
+            tracing::debug!("tcp {client} via proxy {proxy} refused: {cap:?} connection cap")
+        }
+    }
+}
+
 /// Tells TLS from plain TCP by the first byte, then serves the stream.
+/// `peer` is the client: the connection's source, or the one its PROXY
+/// header named.
 async fn connection(
     w: Rc<Worker>,
     stream: TcpStream,
@@ -174,25 +252,30 @@ async fn connection(
     local: SocketAddr,
     streams: Arc<StreamSetup>,
     mut slot: ConnSlot,
+    deadline: tokio::time::Instant,
 ) {
     let _ = stream.set_nodelay(true);
-    let deadline = tokio::time::Instant::now() + streams.handshake_timeout;
     let mut tuple = FiveTuple {
         transport: Transport::Tcp,
         client: peer,
         server: local,
-    };
-    let Some(tls) = &streams.tls else {
-        return serve_stream(w, stream, tuple, deadline, &mut slot).await;
     };
     let mut first = [0u8; 1];
     match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(1)) => {}
         _ => return,
     }
-    if first[0] != TLS_HANDSHAKE_RECORD {
-        return serve_stream(w, stream, tuple, deadline, &mut slot).await;
+    if first[0] == PROXY_V1_FIRST {
+        tracing::debug!("tcp {peer}: a PROXY header where none is expected, closing");
+        return;
     }
+    let Some(tls) = streams
+        .tls
+        .as_ref()
+        .filter(|_| first[0] == TLS_HANDSHAKE_RECORD)
+    else {
+        return serve_stream(w, stream, tuple, deadline, &mut slot).await;
+    };
     if let Some(pass) = &streams.passthrough {
         let hello = passthrough::peek_hello(&stream, deadline).await;
         if hello.is_some_and(|h| pass.wants(&h)) {
@@ -214,6 +297,10 @@ async fn connection(
     match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
         Ok(Ok(tls_stream)) => {
             tuple.transport = Transport::Tls;
+            // The server name may pick a tenant realm (issue 19).
+            if let Some(sni) = tls_stream.get_ref().1.server_name() {
+                w.core.borrow_mut().handle_server_name(tuple, sni);
+            }
             serve_stream(w, tls_stream, tuple, deadline, &mut slot).await
         }
         Ok(Err(e)) => tracing::debug!("tls {peer}: handshake failed: {e}"),
@@ -266,6 +353,13 @@ async fn serve_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    // Only a proxy's header could name a client that is already connected
+    // here; the first connection keeps the 5-tuple.
+    if w.tcp_out.borrow().contains_key(&tuple) {
+        let (transport, client) = (tuple.transport, tuple.client);
+        tracing::debug!("{transport} {client}: already connected, closing");
+        return;
+    }
     let (mut rd, mut wr) = tokio::io::split(stream);
     let out = Rc::new(TcpOut::default());
     w.tcp_out.borrow_mut().insert(tuple, out.clone());
@@ -415,6 +509,7 @@ async fn serve_stream<S>(
         }
     }
     if let Some(conn) = data_conn {
+        w.core.borrow_mut().forget_stream(&tuple);
         w.tcp_out.borrow_mut().remove(&tuple);
         out.handing_over.set(true);
         out.ready.notify_one();

@@ -104,9 +104,16 @@ impl Worker {
         let Ok(n) = rb.recv(sock.as_raw_fd()) else {
             return;
         };
+        // Client lists come before DTLS, RFC 5780 and the core: a refused
+        // client gets nothing. Read once per batch; empty lists are one
+        // branch per datagram.
+        let clients = self.shared.config().clients.clone();
         for k in 0..n {
             let (from, slot, at, len) = rb.get_mut(k);
             let Some(from) = from else { continue };
+            if !clients.admits(from.ip()) {
+                continue;
+            }
             let data = &slot[at..at + len];
             if self.dtls_datagram(core, i, *local, from, data, now)
                 || self.rfc5780_binding(i, *local, from, data, now)

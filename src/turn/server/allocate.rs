@@ -199,7 +199,9 @@ impl Server {
         // "At any point, the server MAY choose to reject the request with a
         // 486 (Allocation Quota Reached) error if it feels the client is
         // trying to exceed some locally defined allocation quota."
-        let dir = self.shared.auth.directory();
+        // The request was verified in its realm, so it has a snapshot.
+        let auth_dir = self.shared.auth.directory_in(&auth.realm);
+        let dir = auth_dir.unwrap_or_else(|| self.shared.auth.directory());
         let limits = Limits {
             user: dir.quota_of(&auth.username).allocations,
             realm: dir.realm_quota.allocations,
@@ -214,7 +216,8 @@ impl Server {
         };
         drop(dir);
         let source = ctx.tuple.client.ip();
-        if let Err(full) = self.shared.quotas.acquire(&auth.username, source, limits) {
+        let quotas = &self.shared.quotas;
+        if let Err(full) = quotas.acquire_in(&auth.realm, &auth.username, source, limits) {
             if let Some(r) = plan.reserved {
                 self.shared.ports().release(r.port());
             }
@@ -247,7 +250,9 @@ impl Server {
                     let r: &Relay = r;
                     self.shared.ports().release(r.local.port());
                 }
-                self.shared.quotas.release(&auth.username, source);
+                self.shared
+                    .quotas
+                    .release_in(&auth.realm, &auth.username, source);
                 self.refused(
                     now,
                     ctx,
@@ -291,6 +296,7 @@ impl Server {
             generation: self.generation,
             tuple: ctx.tuple,
             username: auth.username,
+            realm: auth.realm,
             signer: auth.signer,
             created: now,
             expires: now + plan.lifetime,

@@ -35,7 +35,7 @@ impl Server {
         let request = Request::ReserveQuota {
             key,
             user: a.username.clone(),
-            realm: self.shared.auth.realm().to_string(),
+            realm: a.realm.to_string(),
             limits: self.shared.quotas.fleet_limits(limits),
         };
         self.fleet_holds.insert(

@@ -124,7 +124,7 @@ impl Server {
             },
             tuple: a.tuple,
             username: a.username.clone(),
-            realm: self.shared.auth.realm().to_string(),
+            realm: a.realm.to_string(),
             credential: a.credential,
             relayed: relayed.clone(),
             lifetime,
@@ -183,7 +183,9 @@ impl Server {
             self.free_relays.push(r.id.0);
             self.requests.push_back(Request::CloseRelay { relay: r.id });
         }
-        self.shared.quotas.release(&a.username, a.tuple.client.ip());
+        self.shared
+            .quotas
+            .release_in(&a.realm, &a.username, a.tuple.client.ip());
         self.release_fleet(slot);
         // F7: the EVEN-PORT `port + 1` held for this allocation goes with
         // it, so reservations are never a way around `user_quota`.
@@ -210,7 +212,7 @@ impl Server {
                     relayed: a.relays.iter().map(|r| r.advertised).collect(),
                     peers: a.peers.len() as u32,
                     username: a.username,
-                    realm: self.shared.auth.realm().to_string(),
+                    realm: a.realm.to_string(),
                     credential: a.credential,
                     start: a.created,
                     end: now,

@@ -82,6 +82,9 @@ pub struct Server {
     /// The credential snapshot generation last looked at for revoked
     /// owners (`revoke.rs`).
     directory_seen: u64,
+    /// The tenant realm each TLS connection's server name selected (one
+    /// entry per open connection that named one).
+    sni_realms: HashMap<FiveTuple, Arc<str>>,
 }
 
 impl Server {
@@ -112,6 +115,7 @@ impl Server {
             conn_timers: BinaryHeap::new(),
             fleet_holds: HashMap::new(),
             directory_seen: 0,
+            sni_realms: HashMap::new(),
         }
     }
 
@@ -199,9 +203,35 @@ impl Server {
         }
     }
 
+    /// The TLS connection `tuple` named `sni` in its handshake: when that
+    /// selects a tenant realm, its requests are served there.
+    pub fn handle_server_name(&mut self, tuple: FiveTuple, sni: &str) {
+        if let Some(realm) = self.shared.auth.realms().by_sni(sni) {
+            self.sni_realms.insert(tuple, realm.clone());
+        }
+    }
+
+    /// The connection `tuple` is no longer a client's (closed, or handed
+    /// to an RFC 6062 data connection): forget its server name.
+    pub fn forget_stream(&mut self, tuple: &FiveTuple) {
+        self.sni_realms.remove(tuple);
+    }
+
+    /// The realm a request from `tuple` is served in: its allocation's,
+    /// else what the connection's SNI or the request's ORIGIN selects
+    /// ([`crate::auth::RealmMap::select`]).
+    fn realm_for(&self, tuple: &FiveTuple, msg: &Message<'_>) -> Arc<str> {
+        if let Some(a) = self.allocation(tuple) {
+            return a.realm.clone();
+        }
+        let sni = self.sni_realms.get(tuple);
+        self.shared.auth.realms().select(sni, msg)
+    }
+
     /// The client's TCP connection (or DTLS session) closed: RFC 8656
     /// §3.1, the allocation goes with it.
     pub fn handle_client_closed(&mut self, now: Instant, tuple: FiveTuple) {
+        self.sni_realms.remove(&tuple);
         if let Some(&slot) = self.by_tuple.get(&tuple) {
             self.delete(now, slot, EndReason::ClientClosed);
         }
@@ -233,7 +263,9 @@ impl Server {
             | Method::CONNECT
             | Method::CONNECTION_BIND => {
                 let session = self.oauth_session(&tuple);
-                let auth = match self.shared.auth.authenticate(
+                let realm = self.realm_for(&tuple, msg);
+                let auth = match self.shared.auth.authenticate_in(
+                    &realm,
                     now,
                     msg,
                     tuple.client.ip(),
@@ -246,18 +278,18 @@ impl Server {
                         if unsigned && matches!(r, Rejection::Unauthorized) {
                             self.stats.auth_challenges += 1;
                         }
-                        return self.reject(now, &ctx, r);
+                        return self.reject(now, &ctx, r, &realm);
                     }
                 };
                 if self.expired(now, msg.method(), &auth) {
                     self.stats.auth_expired += 1;
-                    return self.reject(now, &ctx, Rejection::Unauthorized);
+                    return self.reject(now, &ctx, Rejection::Unauthorized, &realm);
                 }
                 // A revoked name gets what an unknown one gets; so does a
                 // request on its allocation before the tick ends it.
                 if self.shared.auth.revoked(now, &auth) {
                     self.stats.auth_revoked += 1;
-                    return self.reject(now, &ctx, Rejection::Unauthorized);
+                    return self.reject(now, &ctx, Rejection::Unauthorized, &realm);
                 }
                 if self.unknown_attributes(now, &ctx, msg, &auth.signer) {
                     return;

@@ -58,7 +58,9 @@ impl Server {
         true
     }
 
-    pub(super) fn reject(&mut self, now: Instant, ctx: &Ctx, r: Rejection) {
+    /// A 400, 401 or 438; the challenge names `realm`, the one the
+    /// request was served in.
+    pub(super) fn reject(&mut self, now: Instant, ctx: &Ctx, r: Rejection, realm: &str) {
         let code = match r {
             Rejection::Unauthorized => {
                 self.stats.auth_unauthorized += 1;
@@ -80,7 +82,7 @@ impl Server {
         let ip = ctx.tuple.client.ip();
         self.answer(now, ctx, Answer::Error(code), None, false, |b| {
             if code != BAD_REQUEST {
-                shared.auth.add_challenge(now, ip, b);
+                shared.auth.add_challenge_in(realm, now, ip, b);
             }
         });
     }

@@ -20,17 +20,25 @@ impl Server {
             return;
         }
         self.directory_seen = generation;
-        let dir = self.shared.auth.directory();
-        if dir.revoked.is_empty() {
+        let auth = &self.shared.auth;
+        let dirs: Vec<_> = auth
+            .realms()
+            .names()
+            .filter_map(|r| auth.directory_in(r).map(|d| (r.clone(), d)))
+            .filter(|(_, d)| !d.revoked.is_empty())
+            .collect();
+        if dirs.is_empty() {
             return;
         }
-        let unix = self.shared.auth.unix_time(now);
+        let unix = auth.unix_time(now);
+        // Each allocation is looked up in its own realm's revocations.
         let doomed: Vec<u32> = self
             .allocations
             .iter()
             .enumerate()
             .filter_map(|(slot, a)| {
                 let a = a.as_ref()?;
+                let (_, dir) = dirs.iter().find(|(r, _)| *r == a.realm)?;
                 dir.is_revoked(&a.username, unix).then_some(slot as u32)
             })
             .collect();

@@ -47,6 +47,8 @@ pub struct SessionView {
     pub id: SessionId,
     /// The owner.
     pub username: String,
+    /// The realm it was allocated in.
+    pub realm: String,
     /// The client's 5-tuple.
     pub tuple: FiveTuple,
     /// The relayed addresses told to the client.
@@ -88,6 +90,7 @@ impl Server {
                         generation: a.generation,
                     },
                     username: a.username.clone(),
+                    realm: a.realm.to_string(),
                     tuple: a.tuple,
                     relayed: a.relays.iter().map(|r| r.advertised).collect(),
                     created: a.created,

@@ -43,6 +43,8 @@ struct Opts {
     fleet: bool,
     /// Where allocation generations start (the shell draws it per start).
     first_generation: u32,
+    /// Tenant realms besides `REALM` (issue 19), with no credentials yet.
+    tenants: Vec<crate::auth::Tenant>,
 }
 
 /// The Unix second the harness's `t0` is.
@@ -72,6 +74,7 @@ impl Default for Opts {
             stun_backward_compatibility: true,
             fleet: false,
             first_generation: 0,
+            tenants: vec![],
         }
     }
 }
@@ -130,6 +133,7 @@ fn harness(o: Opts) -> Harness {
             false,
             vec!["198.51.100.1:3478".parse().unwrap()],
         ),
+        clients: Default::default(),
         auth_reply_rate: o.auth_reply_rate,
         strict_expiry: o.strict_expiry,
         tcp_relay: o.tcp_relay,
@@ -151,7 +155,9 @@ fn harness(o: Opts) -> Harness {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    let mut auth = Authenticator::new(dir, nonces).with_clock(t0, UNIX0);
+    let mut auth = Authenticator::new(dir, nonces)
+        .with_clock(t0, UNIX0)
+        .with_realms(o.tenants);
     if oauth {
         auth = auth.with_oauth(SERVER_NAME);
     }
@@ -459,6 +465,7 @@ mod fleet_quota;
 mod hostile;
 mod limits;
 mod permissions;
+mod realms;
 mod reservations;
 mod revoke;
 mod tcp_relay;
