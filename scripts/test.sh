@@ -11,8 +11,9 @@ ensure_cargo
 # iproute2 and nftables: the NAT emulation (network namespaces) of RFC 5780;
 # stun-client: Debian's RFC 3489 (classic STUN) NAT-type tester; nginx and
 # curl: the HTTPS backend and client of the TLS passthrough tests; haproxy:
-# the PROXY protocol tests start their own, in front of the server.
-apt_install coturn stun-client strace ca-certificates iproute2 nftables chromium python3-yaml nginx curl haproxy
+# the PROXY protocol tests start their own, in front of the server;
+# pebble: the ACME CA and its mock DNS of the ACME tests.
+apt_install coturn stun-client strace ca-certificates iproute2 nftables chromium python3-yaml nginx curl haproxy pebble
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 stop_packaged_coturn
 stop_packaged_nginx

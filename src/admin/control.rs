@@ -91,6 +91,16 @@ pub(crate) trait Control: Send + Sync {
     /// Reads the config file and the TLS (and DTLS) certificate and key
     /// again; an error (one line) means nothing changed.
     fn reload(&self) -> Result<ReloadReport, String>;
+    /// ACME's renewal outcomes so far (successes, failures), when ACME is
+    /// configured.
+    fn acme_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// Runs an ACME order now: `None` when ACME is not configured, else
+    /// the new certificate's serial and expiry (RFC 3339) or why not.
+    fn acme_renew(&self) -> Answer<'_, Option<Result<(String, u64), String>>> {
+        Box::pin(async { None })
+    }
     /// Starts draining (or moves the deadline of a drain under way):
     /// `deadline_s` seconds from now, `Some(0)` none, `None` the
     /// configured `drain_timeout`. Answers once the alternates are read.

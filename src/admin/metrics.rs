@@ -97,6 +97,16 @@ pub(super) async fn metrics(
         "Times fleet quotas fell back to counting on this node only.",
         &[("", fleet.fallbacks())],
     );
+    let (acme_ok, acme_failed) = s.0.control.acme_counts().unwrap_or((0, 0));
+    metric(
+        "turnpike_acme_renewals_total",
+        "counter",
+        "ACME certificate orders, by outcome (0 without ACME).",
+        &[
+            ("{outcome=\"success\"}", acme_ok),
+            ("{outcome=\"failure\"}", acme_failed),
+        ],
+    );
     let u = s.0.control.usage_stats();
     let get = UsageStats::get;
     metric(

@@ -29,6 +29,7 @@ use crate::auth::rest::Secret;
 use crate::auth::UserKeys;
 use crate::turn::policy::IpRange;
 
+mod acme;
 mod admin;
 mod auth;
 mod drain;
@@ -45,6 +46,7 @@ mod store;
 mod tls;
 mod usage;
 
+pub use acme::{AcmeConfig, DEFAULT_ACME_DIR};
 pub(crate) use drain::MAX_DRAIN_TIMEOUT;
 pub use options::Options;
 
@@ -149,6 +151,9 @@ pub struct Config {
     /// `tls_passthrough_sni`, lower-case.
     pub tls_passthrough_sni: Vec<String>,
     pub tls_passthrough_proxy_protocol: bool,
+    /// ACME (issue 19): the certificate comes from this CA instead of
+    /// `cert` and `key`.
+    pub acme: Option<AcmeConfig>,
     pub tcp_relay: bool,
     pub handshake_timeout: Duration,
     pub max_tcp_per_ip: u32,
@@ -250,6 +255,7 @@ impl Default for Config {
             tls_passthrough_to: None,
             tls_passthrough_sni: Vec::new(),
             tls_passthrough_proxy_protocol: false,
+            acme: None,
             tcp_relay: false,
             handshake_timeout: Duration::from_secs(10),
             max_tcp_per_ip: 256,
@@ -288,6 +294,7 @@ impl Options {
         realms::resolve(&self, &mut c)?;
         policy::resolve(&self, &mut c)?;
         limits::resolve(&self, &mut c)?;
+        acme::resolve(&self, &mut c)?;
         tls::resolve(&self, &mut c)?;
         store::resolve(&self, &mut c)?;
         admin::resolve(&self, &mut c)?;

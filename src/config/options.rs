@@ -211,6 +211,35 @@ pub struct Options {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_passthrough_proxy_protocol: Option<bool>,
 
+    /// ACME directory URL to obtain the TLS certificate from (RFC 8555), instead of cert and key
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+
+    /// Domain names the ACME certificate covers, repeatable (the first is the default for clients without SNI)
+    #[arg(long = "acme-domains", value_name = "NAME")]
+    #[serde(default)]
+    pub acme_domains: Vec<String>,
+
+    /// Contact e-mail given to the ACME CA
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// The ACME account key (PEM, PKCS#8 P-256); created 0600 if absent [default: ACME_DIR/account.key]
+    #[arg(long, value_name = "FILE")]
+    pub acme_contact_key_file: Option<String>,
+
+    /// Also answer ACME http-01 challenges on this address (IP:PORT, usually port 80)
+    #[arg(long, value_name = "IP:PORT")]
+    pub acme_http_listen: Option<String>,
+
+    /// PEM root certificate to trust for the ACME directory's HTTPS (a test CA) instead of the system roots
+    #[arg(long, value_name = "FILE")]
+    pub acme_ca_file: Option<String>,
+
+    /// Where the ACME certificate and key are kept [default: /var/lib/turnpike/acme]
+    #[arg(long, value_name = "DIR")]
+    pub acme_dir: Option<String>,
+
     /// Also serve DTLS: on the UDP side of each TLS address and on every UDP listener [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub dtls: Option<bool>,

@@ -298,3 +298,43 @@ fn overlay_keeps_what_a_layer_leaves_unset_and_takes_what_it_sets() {
     assert_eq!(merged.min_port, Some(1000));
     assert_eq!(merged.user, vec!["a:b".to_string()]);
 }
+
+#[test]
+fn acme_stands_in_for_cert_and_key_and_its_keys_are_checked() {
+    let base = "tls_listen = [\"127.0.0.1:443\"]\nacme_directory = \"https://ca.test/dir\"\n";
+    let c = parse(&format!(
+        "{base}acme_domains = [\"Turn.Example.org.\"]\ndtls = true"
+    ))
+    .unwrap();
+    let a = c.acme.expect("acme");
+    assert_eq!(a.domains, vec!["turn.example.org".to_string()]);
+    assert_eq!(a.dir, std::path::PathBuf::from(DEFAULT_ACME_DIR));
+    assert_eq!(a.account_key, a.dir.join("account.key"));
+    assert_eq!(a.http_listen, None);
+    let e = parse(base).unwrap_err().to_string();
+    assert!(e.starts_with("acme_domains:"), "{e}");
+    let e = parse(&format!("{base}acme_domains = [\"a b\"]"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("acme_domains:"), "{e}");
+    let e = parse(&format!(
+        "{base}acme_domains = [\"a.test\"]\ncert = \"c.pem\"\nkey = \"k.pem\""
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("acme_directory:"), "{e}");
+    let e = parse(&format!(
+        "{base}acme_domains = [\"a.test\"]\nacme_http_listen = \"80\""
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("acme_http_listen:"), "{e}");
+    let e = parse("acme_domains = [\"a.test\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("acme_directory:"), "{e}");
+    let e = parse("acme_directory = \"http://ca.test/dir\"\nacme_domains = [\"a.test\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("acme_directory:"), "{e}");
+}

@@ -67,16 +67,18 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
             "tls_passthrough_sni and tls_passthrough_proxy_protocol need tls_passthrough_to".into(),
         ));
     }
-    if c.tls_passthrough_to.is_some() && c.cert.is_none() {
+    // ACME stands in for the files: the certificate it keeps is served.
+    let has_cert = c.cert.is_some() || c.acme.is_some();
+    if c.tls_passthrough_to.is_some() && !has_cert {
         return Err(invalid(
             "tls_passthrough_to",
-            "passthrough reads TLS ClientHellos: it needs cert and key".into(),
+            "passthrough reads TLS ClientHellos: it needs cert and key (or acme_directory)".into(),
         ));
     }
-    if c.cert.is_none() && (!c.tls_listen.is_empty() || c.dtls) {
+    if !has_cert && (!c.tls_listen.is_empty() || c.dtls) {
         return Err(invalid(
             "tls_listen",
-            "TLS and DTLS need cert and key (PEM files)".into(),
+            "TLS and DTLS need cert and key (PEM files) or acme_directory".into(),
         ));
     }
     Ok(())

@@ -175,6 +175,7 @@ pub(crate) struct ServerControl {
     /// `external_name`: what `turns:` URLs name.
     pub external_name: Option<String>,
     pub usage: Arc<crate::usage::UsageStats>,
+    pub acme: Option<Arc<super::acme::Handle>>,
 }
 
 impl admin::Control for ServerControl {
@@ -196,6 +197,28 @@ impl admin::Control for ServerControl {
 
     fn reload(&self) -> Result<admin::ReloadReport, String> {
         self.reloader.reload()
+    }
+
+    fn acme_counts(&self) -> Option<(u64, u64)> {
+        let a = self.acme.as_ref()?;
+        Some((
+            a.successes.load(Ordering::Relaxed),
+            a.failures.load(Ordering::Relaxed),
+        ))
+    }
+
+    fn acme_renew(&self) -> admin::Answer<'_, Option<Result<(String, u64), String>>> {
+        Box::pin(async move {
+            let a = self.acme.as_ref()?;
+            Some(a.renew().await.map(|r| {
+                let at = r
+                    .not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                (r.serial, at)
+            }))
+        })
     }
 
     fn ice_urls(&self) -> Vec<String> {

@@ -27,6 +27,8 @@ pub(super) struct LoopInputs<'a> {
     pub(super) registry: &'a Arc<Registry>,
     pub(super) streams: &'a Arc<worker::StreamSetup>,
     pub(super) tls: &'a Option<Arc<tls::Tls>>,
+    /// ACME's forced renewal and counts, when configured.
+    pub(super) acme: Option<Arc<super::acme::Handle>>,
     pub(super) listeners: &'a [(Transport, SocketAddr)],
     pub(super) relay_ips: &'a [IpAddr],
     pub(super) health: &'a Arc<status::Health>,
@@ -57,6 +59,7 @@ pub(super) fn start_loops(i: LoopInputs<'_>) -> Steering {
         registry,
         streams,
         tls,
+        acme,
         listeners,
         relay_ips,
         health,
@@ -127,6 +130,7 @@ pub(super) fn start_loops(i: LoopInputs<'_>) -> Steering {
         health: health.clone(),
         external_name: config.external_name.clone(),
         usage: usage.stats.clone(),
+        acme,
     });
     tokio::spawn(heartbeat::heartbeat_loop(
         store.clone(),

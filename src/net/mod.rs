@@ -16,6 +16,7 @@
 //! the session view ([`fleet_sessions`]) and PostgreSQL notifications
 //! that wake them and [`sync`] ([`listen`]).
 
+pub mod acme;
 mod alerts;
 mod assemble;
 pub(crate) mod batch;
@@ -79,6 +80,8 @@ pub enum ServeError {
     Health { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Tls(#[from] certs::CertError),
+    #[error("acme: {0}")]
+    Acme(String),
     #[error("rfc5780: {0}")]
     Rfc5780(String),
     #[error("{0}")]
@@ -239,6 +242,10 @@ pub async fn serve(
     let mut bound = bind::Bound::new(workers);
     bind::listen(&config, &mut bound)?;
     let nat = bind::rfc5780(&config, &mut bound)?;
+    let acme = match &config.acme {
+        Some(a) => Some(acme::prepare(a).map_err(ServeError::Acme)?),
+        None => None,
+    };
     let tls = load_tls(&config)?;
     bind::tls_listen(&config, &mut bound)?;
     socket::raise_fd_limit();
@@ -300,6 +307,7 @@ pub async fn serve(
         registry: &registry,
         streams: &streams,
         tls: &tls,
+        acme: acme.as_ref().map(|a| a.handle()),
         listeners: &listeners,
         relay_ips: &relay_ips,
         health: &health,
@@ -310,6 +318,11 @@ pub async fn serve(
         stop_rx: &stop_rx,
         health_stop,
     });
+    if let (Some(a), Some(t)) = (acme, &tls) {
+        a.start(t.clone(), stop_rx.clone())
+            .await
+            .map_err(ServeError::Acme)?;
+    }
     let admin = start_admin(&store, control, config, &stop_rx).await?;
     health.serving(shared.clone());
     usage
@@ -363,11 +376,16 @@ async fn start_health(
 }
 
 /// The certificate, when one is configured, with DTLS from the same pair.
+/// With ACME the pair is the one in the state directory ([`acme`]).
 fn load_tls(config: &Config) -> Result<Option<Arc<tls::Tls>>, ServeError> {
-    let (Some(cert), Some(key)) = (&config.cert, &config.key) else {
-        return Ok(None);
+    let t = match (&config.cert, &config.key, &config.acme) {
+        (Some(cert), Some(key), _) => tls::Tls::load(cert, key)?,
+        (_, _, Some(a)) => tls::Tls::load(
+            &acme::files::cert_path(&a.dir),
+            &acme::files::key_path(&a.dir),
+        )?,
+        _ => return Ok(None),
     };
-    let t = tls::Tls::load(cert, key)?;
     let t = if config.dtls {
         t.with_dtls(config.max_dtls_handshakes as usize)?
     } else {

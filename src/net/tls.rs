@@ -7,7 +7,10 @@
 //! ALPN: a client offering `stun.turn` gets it confirmed; one offering
 //! only other protocols is still served without ALPN (as coturn does)
 //! rather than refused, which is why the ClientHello is read first
-//! ([`LazyConfigAcceptor`]) to choose between two configs.
+//! ([`LazyConfigAcceptor`]) to choose between two configs. A ClientHello
+//! offering `acme-tls/1` for a name with a pending ACME challenge gets
+//! the challenge certificate instead (RFC 8737), and the connection ends
+//! after the handshake.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::acme::challenge::{Challenges, ALPN_ACME_TLS};
 use super::certs::{provider, setup_err, CertError, CertFiles, Certs, Current};
 use super::dtls::Dtls;
 
@@ -32,6 +36,8 @@ pub struct Tls {
     without_alpn: Arc<ServerConfig>,
     /// DTLS from the same files, when served; reloaded together.
     dtls: Option<Arc<Dtls>>,
+    /// Pending tls-alpn-01 answers (empty without ACME).
+    challenges: Arc<Challenges>,
 }
 
 impl Tls {
@@ -58,6 +64,7 @@ impl Tls {
             without_alpn: config(false)?,
             current,
             dtls: None,
+            challenges: Arc::default(),
         })
     }
 
@@ -87,12 +94,32 @@ impl Tls {
         self.current.leaf()
     }
 
+    /// The pending ACME challenge answers.
+    pub fn challenges(&self) -> Arc<Challenges> {
+        self.challenges.clone()
+    }
+
     /// Runs a server handshake on `io`.
     pub async fn accept<IO>(&self, io: IO) -> std::io::Result<TlsStream<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let hello = start.client_hello();
+        let offers_acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ALPN_ACME_TLS));
+        let challenge = hello
+            .server_name()
+            .filter(|_| offers_acme)
+            .and_then(|name| self.challenges.alpn_config(name));
+        if let Some(config) = challenge {
+            // The CA only checks the certificate (RFC 8737 §3); there is
+            // nothing to serve on this connection afterwards.
+            let mut s = start.into_stream(config).await?;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut s).await;
+            return Err(std::io::Error::other("acme-tls/1 challenge answered"));
+        }
         let offers_turn = start
             .client_hello()
             .alpn()
@@ -123,7 +150,7 @@ mod tests {
         let cert = dir.join(format!("{name}.crt"));
         let key = dir.join(format!("{name}.key"));
         std::fs::write(&cert, c.cert.pem()).unwrap();
-        std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
         (cert, key, c.cert.der().to_vec())
     }
 

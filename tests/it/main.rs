@@ -1,5 +1,6 @@
 //! Integration tests, one binary so the suite links once.
 
+mod acme;
 mod admin;
 mod browser;
 mod classic;

@@ -33,7 +33,7 @@ pub(crate) fn start_nginx(dir: &Path) -> Nginx {
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let c = rcgen::generate_simple_self_signed(vec!["backend.test".into()]).unwrap();
     std::fs::write(dir.join("backend.crt"), c.cert.pem()).unwrap();
-    std::fs::write(dir.join("backend.key"), c.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.join("backend.key"), c.signing_key.serialize_pem()).unwrap();
     let (tls, proxied) = (free_port(), free_port());
     let d = dir.display();
     let conf = format!(

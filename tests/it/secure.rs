@@ -23,7 +23,7 @@ pub(crate) fn write_cert(dir: &Path) -> Vec<u8> {
     let c =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), c.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
     c.cert.der().to_vec()
 }
 
@@ -134,7 +134,7 @@ fn leaf(s: &Tls) -> Vec<u8> {
     s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-async fn tls_client(addr: SocketAddr) -> (TurnClient, Vec<u8>) {
+pub(crate) async fn tls_client(addr: SocketAddr) -> (TurnClient, Vec<u8>) {
     let s = tls_connect(addr, &[]).await;
     let local = s.get_ref().0.local_addr().unwrap();
     let der = leaf(&s);

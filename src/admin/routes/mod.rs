@@ -2,6 +2,7 @@
 //! router and what they share. Bodies are parsed by hand so that a bad
 //! body also gets a JSON error.
 
+mod acme;
 mod credentials;
 mod drain;
 mod health;
@@ -117,6 +118,7 @@ pub(super) fn router(state: State) -> Router {
             delete(revocations::remove_revocation),
         )
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/acme/renew", post(acme::renew))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }

@@ -230,7 +230,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("web-admin-ip", Required, unsupported(NO_WEB_ADMIN)),
     key("web-admin-port", Required, unsupported(NO_WEB_ADMIN)),
     key("web-admin-listen-on-workers", Flag, unsupported(NO_WEB_ADMIN)),
-    key("acme-redirect", Required, unsupported("run the ACME client's own HTTP listener (certbot --standalone) and reload turnpike after a renewal")),
+    key("acme-redirect", Required, unsupported("turnpike gets its own certificate: set acme_directory and acme_domains (and acme_http_listen for http-01), or keep an external ACME client and reload turnpike after a renewal")),
     key("prometheus", Flag, map("admin_listen", "metrics are /metrics on the admin API, 127.0.0.1:9641 by default, with an admin bearer token")),
     key("prometheus-port", Optional, map("admin_listen", "127.0.0.1:PORT (or prometheus-address:PORT): the whole admin API moves there")),
     key("prometheus-address", Required, map("admin_listen", "ADDRESS:9641 (or :prometheus-port); coturn 4.7+")),

@@ -14,7 +14,7 @@ fn write_pair(dir: &Path) -> Vec<u8> {
     std::fs::create_dir_all(dir).unwrap();
     let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), c.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
     c.cert.der().to_vec()
 }
 
