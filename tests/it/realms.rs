@@ -260,7 +260,7 @@ async fn tenants_are_picked_by_origin_and_sni_and_keep_their_users_quotas_and_to
         Some(&unknown),
     )
     .await;
-    assert_eq!(code, 400, "{body}");
+    assert_eq!(code, 404, "{body}");
 
     // Sessions carry their realm (workers report them once a second).
     let want = [("ann", A), ("ben", B), ("ben", B), ("tester", crate::REALM)];

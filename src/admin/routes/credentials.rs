@@ -50,8 +50,10 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
     let r: CredentialRequest = body(&bytes)?;
     let realm = r.realm.clone().unwrap_or_else(|| s.0.config.realm.clone());
     may(&sub, &scope, Some(&realm))?;
+    // 404, not 400: the request is well formed, the realm is what is
+    // missing (as for a user or node that does not exist).
     if !s.0.config.realm_names().contains(&realm) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::not_found(format!(
             "realm {realm} is not served here (realm or realms)"
         )));
     }
