@@ -13,6 +13,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 mod auth;
+mod console;
 mod control;
 mod error;
 pub(crate) mod listener;

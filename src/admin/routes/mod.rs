@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{metrics, ApiError, State};
+use super::{console, metrics, ApiError, State};
 use credentials::credentials;
 pub(crate) use health::serve_health;
 use oauth_keys::{add_key, list_keys, remove_key};
@@ -40,7 +40,7 @@ pub(super) type Reply = Result<Json<Value>, ApiError>;
 /// axum's `Path` and `Query`, with a JSON 400 for a bad path or query
 /// string (axum answers those in plain text, which the document does not
 /// promise).
-pub(super) struct Path<T>(T);
+pub(super) struct Path<T>(pub(super) T);
 pub(super) struct Query<T>(T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
@@ -119,6 +119,9 @@ pub(super) fn router(state: State) -> Router {
         )
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/acme/renew", post(acme::renew))
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }
