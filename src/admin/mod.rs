@@ -16,10 +16,12 @@ mod auth;
 mod console;
 mod control;
 mod error;
+mod https;
 pub(crate) mod listener;
 mod lockout;
 mod metrics;
 mod routes;
+mod stats;
 pub mod token;
 
 use std::future::Future;
@@ -48,6 +50,8 @@ pub(crate) struct Inner {
     config: Arc<Config>,
     jwt_secret: Secret,
     failures: Mutex<Lockout>,
+    /// The last 15 minutes of counters, for `/api/v1/stats`.
+    history: Arc<Mutex<stats::History>>,
 }
 
 impl State {
@@ -66,6 +70,7 @@ impl State {
             config,
             jwt_secret,
             failures: Mutex::default(),
+            history: Arc::default(),
         })))
     }
 }
@@ -86,22 +91,38 @@ impl std::fmt::Debug for Inner {
 }
 
 /// Binds `addr` and returns the bound address and the serving task, which
-/// ends when `shutdown` completes.
+/// ends when `shutdown` completes. With `tls`, the listener speaks HTTPS.
 pub(crate) async fn serve(
     addr: SocketAddr,
     state: State,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let listener = listener::Bounded::new(listener, listener::BOUNDS);
-    let app = routes::router(state).into_make_service_with_connect_info::<listener::ClientAddr>();
-    let task = async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!("admin api stopped: {e}");
+    tokio::spawn(stats::sample(
+        state.0.control.clone(),
+        Arc::downgrade(&state.0.history),
+    ));
+    let app = routes::router(state);
+    let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
+        None => Box::pin(async move {
+            let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
+            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            if let Err(e) = served.await {
+                tracing::warn!("admin api stopped: {e}");
+            }
+        }),
+        Some(config) => {
+            let listener = https::Https::new(listener, config)?;
+            Box::pin(async move {
+                let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
+                let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+                if let Err(e) = served.await {
+                    tracing::warn!("admin api stopped: {e}");
+                }
+            })
         }
     };
     Ok((bound, task))

@@ -323,7 +323,7 @@ pub async fn serve(
             .await
             .map_err(ServeError::Acme)?;
     }
-    let admin = start_admin(&store, control, config, &stop_rx).await?;
+    let admin = start_admin(&store, control, config, tls.as_deref(), &stop_rx).await?;
     health.serving(shared.clone());
     usage
         .recorder
@@ -400,18 +400,25 @@ async fn start_admin(
     store: &Store,
     control: Arc<ServerControl>,
     config: Arc<Config>,
+    tls: Option<&tls::Tls>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, ServeError> {
     let Some(addr) = config.admin_listen else {
         return Ok(None);
     };
+    // Config checked that admin_tls has a certificate.
+    let https = match tls.filter(|_| config.admin_tls) {
+        Some(t) => Some(t.https_config()?),
+        None => None,
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
     let state = crate::admin::State::new(store.clone(), control, config).await?;
     let mut stop = stop.clone();
     let shutdown = async move { stopped(&mut stop).await };
-    let (bound, task) = crate::admin::serve(addr, state, shutdown)
+    let (bound, task) = crate::admin::serve(addr, state, https, shutdown)
         .await
         .map_err(|source| ServeError::Admin { addr, source })?;
-    tracing::info!(event = "listening", "admin api http://{bound}");
+    tracing::info!(event = "listening", "admin api {scheme}://{bound}");
     tokio::spawn(task);
     Ok(Some(bound))
 }
