@@ -67,24 +67,7 @@ async function signIn(t) {
   try {
     me = await api('GET', '/api/v1/whoami');
   } catch (err) {
-    if (err.status !== 404) {
-      signOut(`Sign-in failed: ${err.message}`);
-      return;
-    }
-    // TEMPORARY until /api/v1/whoami lands on main: read the claims.
-    {
-      try {
-        await api('GET', '/api/v1/users' + (claims(t).scope.startsWith('realm:') ? `?realm=${encodeURIComponent(claims(t).scope.slice(6))}` : ''));
-        const c = claims(t);
-        me = { subject: c.sub, scope: c.scope, realm: c.scope.startsWith('realm:') ? c.scope.slice(6) : null };
-      } catch (e2) {
-        signOut(`Sign-in failed: ${e2.message}`);
-        return;
-      }
-    }
-  }
-  if (!me) {
-    signOut('Sign-in failed');
+    signOut(`Sign-in failed: ${err.message}`);
     return;
   }
   ctx.scope = me.scope;
@@ -97,13 +80,9 @@ async function signIn(t) {
   // A realm token sees only its realm's pages; the realm is fixed.
   for (const b of $$('#tabs button[data-admin]')) b.hidden = !ctx.admin;
   $('#realm').value = ctx.realm || '';
+  $('#realm').placeholder = me.default_realm || '(server default)';
   $('#realm').readOnly = !ctx.admin;
   show(ctx.admin ? 'overview' : 'users');
-}
-
-function claims(t) {
-  const b = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-  return JSON.parse(atob(b));
 }
 
 function boot() {

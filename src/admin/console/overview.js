@@ -63,7 +63,8 @@ function draw(history, now, interval) {
   g.lineWidth = 1;
   const end = now || (history.length ? history[history.length - 1].t : 0);
   const x = (t) => pad.l + ((t - (end - WINDOW_S)) / WINDOW_S) * (w - pad.l - pad.r);
-  const maxA = Math.max(1, ...history.map((s) => s.allocations));
+  // Whole-number ticks: the scale's top is a multiple of 4.
+  const maxA = 4 * Math.ceil(Math.max(1, ...history.map((s) => s.allocations)) / 4);
   const maxB = Math.max(1000, ...history.map((s) => Math.max(s.to_peer_bps, s.to_client_bps)));
   const yA = (v) => h - pad.b - (v / maxA) * (h - pad.t - pad.b);
   const yB = (v) => h - pad.b - (v / maxB) * (h - pad.t - pad.b);
