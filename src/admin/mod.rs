@@ -1,7 +1,8 @@
 //! The admin REST API and `/metrics` (axum), on loopback by default.
 //!
 //! Every route but the health endpoints (`/livez`, `/readyz`, `/healthz`,
-//! also served alone on `health_listen`) and the OpenAPI document needs a bearer token
+//! also served alone on `health_listen`), the OpenAPI document and the web
+//! console's static files ([`console`], `/console/`) needs a bearer token
 //! ([`token`]); answers and errors are JSON. Five different bad tokens
 //! from one address within 30 s lock its bad tokens out for 30 s (429); a
 //! valid token is always served ([`Lockout`]). No route returns or logs a

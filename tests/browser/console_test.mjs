@@ -114,7 +114,8 @@ const STEPS = {
 
   /// Waits until the node `node` lists a nonzero allocation count and the
   /// live totals do too.
-  async overview({ node, within_ms: ms = 10_000 }) {
+  /// With `busy`, also until both bit rates are at least 1 kbit/s.
+  async overview({ node, within_ms: ms = 10_000, busy = false }) {
     await tab('overview');
     const row = `#nodes tr[data-node="${node}"]`;
     const got = await until(ms, `node ${node} with allocations`, async () => {
@@ -124,7 +125,9 @@ const STEPS = {
         lastSeen: r.querySelector('[data-field=last-seen]').textContent,
       })).catch(() => null);
       const total = Number(await text('#total-allocations'));
-      return n && n.allocations > 0 && total > 0 ? { ...n, total } : null;
+      const kbits = (t) => /[kMGT]bit\/s$/.test(t);
+      const moving = !busy || (kbits(await text('#total-to-peer')) && kbits(await text('#total-to-client')));
+      return n && n.allocations > 0 && total > 0 && moving ? { ...n, total } : null;
     });
     // The chart has drawn something (not a blank canvas).
     const inked = await page.$eval('#chart', (c) => {

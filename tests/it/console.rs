@@ -272,6 +272,12 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
         Err(437),
         "the killed allocation is gone"
     );
+    // The overview again once uclient's echoes flow: the live totals show
+    // its bit rate each way (the README's picture is this screenshot,
+    // copied to tests/browser/screenshots/console.png).
+    let v = page.step(json!({"cmd": "overview", "node": node_name(), "busy": true}));
+    assert!(v["toPeer"].as_str().unwrap().ends_with("kbit/s"), "{v}");
+    page.step(json!({"cmd": "screenshot", "name": "console"}));
     drop(_uclient);
     drop(_one);
 
