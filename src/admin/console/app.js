@@ -45,10 +45,24 @@ function show(name) {
   PAGES[name].show(ctx);
 }
 
+/// Forgets everything the last token showed, so that the next one (a
+/// realm's, say) never sees it.
+function wipe() {
+  for (const t of $$('tbody')) t.replaceChildren();
+  for (const e of $$('[data-loaded]')) delete e.dataset.loaded;
+  for (const e of $$('.once, .error, #usage-bars, #status')) e.replaceChildren();
+  for (const e of $$('dl.totals dd, tfoot td')) e.textContent = '';
+  for (const f of $$('main form')) f.reset();
+  $('#usage-csv').hidden = true;
+  const c = $('#chart');
+  c.getContext('2d').clearRect(0, 0, c.width, c.height);
+}
+
 function signOut(message) {
   if (current && PAGES[current].hide) PAGES[current].hide();
   current = null;
   token.clear();
+  wipe();
   ctx.scope = null;
   ctx.realm = null;
   for (const p of $$('section[data-page]')) p.hidden = true;
