@@ -198,6 +198,53 @@ const STEPS = {
     };
   },
 
+  /// Adds a REST secret with the value left empty: the generated one is
+  /// shown once; the rows listed after.
+  async secret_create() {
+    await tab('secrets');
+    await page.fill('#secret-value', '');
+    await page.click('#secret-create');
+    await page.waitForSelector('#secret-created:not(:empty), #secret-value-error:not(:empty)', { timeout: 5_000 });
+    const shown = await text('#secret-created');
+    await until(5_000, 'the new secret listed', () => page.$('#secrets tbody tr'));
+    const rows = await page.$$eval('#secrets tbody tr', (rs) => rs.map((r) => r.dataset.secret));
+    // Shown once: another visit to the page no longer shows it.
+    await tab('users');
+    await tab('secrets');
+    return { shown, rows, after: await text('#secret-created') };
+  },
+
+  /// Sets a user's quota through the form, then loads it back.
+  async quota_set({ user, allocations }) {
+    await tab('quotas');
+    await page.selectOption('#quota-kind', 'user');
+    await page.fill('#quota-name', user);
+    await page.fill('#quota-allocations', String(allocations));
+    await page.fill('#quota-bps', '');
+    await page.click('#quota-save');
+    await page.waitForSelector('#quota-saved:not(:empty), #quota-name-error:not(:empty)', { timeout: 5_000 });
+    const saved = await text('#quota-saved');
+    await page.fill('#quota-allocations', '');
+    await page.click('#quota-load');
+    await until(5_000, 'the quota loaded', async () => (await page.inputValue('#quota-allocations')) !== '');
+    return { saved, loaded: await page.inputValue('#quota-allocations'), error: await text('#quota-name-error') };
+  },
+
+  /// Adds an OAuth key (generated), then deletes it through the dialog.
+  async oauth_roundtrip({ kid }) {
+    await tab('oauth');
+    await page.fill('#oauth-kid', kid);
+    await page.click('#oauth-create');
+    await page.waitForSelector('#oauth-created:not(:empty), #oauth-kid-error:not(:empty)', { timeout: 5_000 });
+    const shown = await text('#oauth-created');
+    const row = `#oauth-keys tr[data-kid="${kid}"]`;
+    await page.waitForSelector(row, { timeout: 5_000 });
+    await page.click(`${row} button`);
+    await page.click('#confirm-ok');
+    await until(5_000, `key ${kid} gone`, async () => !(await page.$(row)));
+    return { shown };
+  },
+
   /// The names the Users page lists (once loaded).
   async users() {
     await tab('users');
