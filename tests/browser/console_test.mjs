@@ -245,6 +245,19 @@ const STEPS = {
     return { shown };
   },
 
+  /// Changes `name`'s password through its row's dialog.
+  async set_password({ name, password }) {
+    await tab('users');
+    const row = `#users tbody tr[data-user="${name}"]`;
+    await page.waitForSelector(row, { timeout: 5_000 });
+    await page.click(`${row} button:has-text("Password")`);
+    await page.waitForSelector('#password-dialog[open]', { timeout: 5_000 });
+    await page.fill('#password-new', password);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#password-dialog[open]', { state: 'detached', timeout: 5_000 });
+    return { status: await text('#status') };
+  },
+
   /// The names the Users page lists (once loaded).
   async users() {
     await tab('users');

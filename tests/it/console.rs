@@ -316,6 +316,13 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     assert_eq!(v["focused"], "user-name", "{v}");
     page.step(json!({"cmd": "screenshot", "name": "console-users"}));
 
+    // Its password changed in the row's dialog: the new one allocates.
+    let v = page.step(json!({"cmd": "set_password", "name": "formuser", "password": "newpw"}));
+    assert!(v["status"].as_str().unwrap().contains("formuser"), "{v}");
+    allocate_within(udp, "formuser", "newpw", true)
+        .await
+        .expect("the new password allocates");
+
     // Secrets, quotas and OAuth keys through their forms.
     let v = page.step(json!({"cmd": "secret_create"}));
     assert!(v["shown"].as_str().unwrap().contains("(shown once)"), "{v}");

@@ -92,35 +92,42 @@ async function deleteUser(ctx, u) {
   listUsers(ctx);
 }
 
+// The password dialog: one set of listeners, for whichever user it is
+// opened for (Escape closes it like Cancel).
+let passwordFor = null;
+
 function setPassword(ctx, u) {
   const d = $('#password-dialog');
   const input = $('#password-new');
+  once('password', () => {
+    $('#password-cancel').addEventListener('click', () => d.close());
+    $('#password-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const who = passwordFor;
+      if (!who) return;
+      if (!input.value) {
+        fieldError(input, 'A password is required.');
+        return;
+      }
+      try {
+        await api('PATCH', `/api/v1/users/${enc(who.name)}${query({ realm: who.realm })}`, {
+          password: input.value,
+        });
+        d.close();
+        status(`Changed the password of ${who.name}.`);
+      } catch (err) {
+        if (!ctx.failed(err)) fieldError(input, err.message);
+      }
+    });
+    d.addEventListener('close', () => {
+      passwordFor = null;
+      input.value = '';
+    });
+  });
+  passwordFor = u;
   $('#password-title').textContent = `New password for ${u.name}`;
   clearErrors(d);
   input.value = '';
-  const close = () => {
-    $('#password-form').removeEventListener('submit', save);
-    $('#password-cancel').removeEventListener('click', close);
-    d.close();
-  };
-  const save = async (e) => {
-    e.preventDefault();
-    if (!input.value) {
-      fieldError(input, 'A password is required.');
-      return;
-    }
-    try {
-      await api('PATCH', `/api/v1/users/${enc(u.name)}${query({ realm: u.realm })}`, {
-        password: input.value,
-      });
-      close();
-      status(`Changed the password of ${u.name}.`);
-    } catch (err) {
-      if (!ctx.failed(err)) fieldError(input, err.message);
-    }
-  };
-  $('#password-form').addEventListener('submit', save);
-  $('#password-cancel').addEventListener('click', close);
   d.showModal();
   input.focus();
 }
