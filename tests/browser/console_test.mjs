@@ -300,14 +300,22 @@ const STEPS = {
     return { path: await screenshot(page, name) };
   },
 
-  /// Resizes the page; whether anything but the tables' own scrollers is
-  /// wider than the viewport.
+  /// Resizes the page; the pages (of the visible tabs) on which anything
+  /// but a table's own scroller is wider than the viewport.
   async viewport({ width, height }) {
     await page.setViewportSize({ width, height });
-    await sleep(200);
-    return {
-      overflow: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth),
-    };
+    const wide = [];
+    const tabs = await page.$$eval('#tabs button[data-tab]', (bs) =>
+      bs.filter((b) => !b.hidden).map((b) => b.dataset.tab),
+    );
+    for (const name of tabs) {
+      await tab(name);
+      await sleep(300);
+      if (await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth)) {
+        wide.push(name);
+      }
+    }
+    return { wide, tabs };
   },
 
   /// The page's record: requests to other hosts, CSP violations, errors.
