@@ -440,3 +440,61 @@ async fn console_signs_in_and_shows_the_overview_over_https_with_admin_tls() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One GET; the status line's code and the head (lower-cased).
+async fn head_of(admin: SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head[9..12].parse().unwrap(),
+        head.to_ascii_lowercase(),
+        body.to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_files_come_without_a_token_with_their_types_and_the_policy() {
+    let (server, _, admin) = crate::admin::server(|_| {}).await;
+    let (code, head, _) = head_of(admin, "/console").await;
+    assert_eq!(code, 308, "{head}");
+    assert!(head.contains("\r\nlocation: /console/"), "{head}");
+    for (path, kind) in [
+        ("/console/", "text/html; charset=utf-8"),
+        ("/console/index.html", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/sessions.js", "text/javascript; charset=utf-8"),
+        ("/console/style.css", "text/css; charset=utf-8"),
+    ] {
+        let (code, head, body) = head_of(admin, path).await;
+        assert_eq!(code, 200, "{path}: {head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-type: {kind}")),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\ncontent-security-policy: default-src 'none'; script-src 'self';"),
+            "{head}"
+        );
+        assert!(!head.contains("unsafe-inline"), "{head}");
+        assert!(head.contains("\r\nx-content-type-options: nosniff"));
+        assert!(head.contains("\r\nreferrer-policy: no-referrer"));
+        assert!(!body.is_empty());
+    }
+    // Nothing else: an unknown file or a path below one is the API's 404.
+    for path in [
+        "/console/nope.js",
+        "/console/app.js/x",
+        "/console/..%2fopenapi.json",
+    ] {
+        let (code, head, body) = head_of(admin, path).await;
+        assert_eq!(code, 404, "{path}: {head}");
+        assert!(body.contains(r#""status":404"#), "{path}: {body}");
+    }
+    server.stop().await;
+}
