@@ -222,8 +222,13 @@ const STEPS = {
     await page.fill('#quota-allocations', String(allocations));
     await page.fill('#quota-bps', '');
     await page.click('#quota-save');
-    await page.waitForSelector('#quota-saved:not(:empty), #quota-name-error:not(:empty)', { timeout: 5_000 });
+    await page.waitForSelector(
+      '#quota-saved:not(:empty), #quota-name-error:not(:empty), #quota-allocations-error:not(:empty)',
+      { timeout: 5_000 },
+    );
     const saved = await text('#quota-saved');
+    const allocationsError = await text('#quota-allocations-error');
+    if (allocationsError) return { saved, allocationsError };
     await page.fill('#quota-allocations', '');
     await page.click('#quota-load');
     await until(5_000, 'the quota loaded', async () => (await page.inputValue('#quota-allocations')) !== '');

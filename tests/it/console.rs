@@ -328,6 +328,16 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     assert!(v["shown"].as_str().unwrap().contains("(shown once)"), "{v}");
     assert_eq!(v["rows"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["after"], "", "the secret is shown once: {v}");
+    // A value the API refuses: its 400 text beside the allocations field.
+    let v = page.step(json!({"cmd": "quota_set", "user": "formuser", "allocations": -1}));
+    assert!(
+        v["allocationsError"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid allocations:"),
+        "{v}"
+    );
+    assert_eq!(v["saved"], "", "{v}");
     let v = page.step(json!({"cmd": "quota_set", "user": "formuser", "allocations": 3}));
     assert_eq!(
         (v["saved"].as_str(), v["loaded"].as_str()),

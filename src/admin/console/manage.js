@@ -77,7 +77,7 @@ async function createUser(ctx) {
     listUsers(ctx);
   } catch (err) {
     if (ctx.failed(err)) return;
-    fieldError(errorField(err, { username: name, password: pw }, name, name), err.message);
+    fieldError(errorField(err, { username: name, name, password: pw }, name, name), err.message);
   }
 }
 

@@ -83,11 +83,14 @@ export function fieldError(input, message) {
 }
 
 /// The field an API error is about: a 409 is the name's; a 400 names its
-/// field first ("password: ..."); else the fallback.
+/// field ("invalid password: ..." from the store, "password: ..."); else
+/// the fallback.
 export function errorField(err, fields, byName, fallback) {
   if (err.status === 409) return byName;
   for (const [key, input] of Object.entries(fields)) {
-    if (err.message.startsWith(`${key}:`) || err.message.startsWith(`${key} `)) return input;
+    for (const prefix of [`invalid ${key}:`, `${key}:`, `${key} `]) {
+      if (err.message.startsWith(prefix)) return input;
+    }
   }
   return fallback;
 }
