@@ -85,16 +85,22 @@ impl std::fmt::Debug for Inner {
 }
 
 /// Binds `addr` and returns the bound address and the serving task, which
-/// ends when `shutdown` completes.
+/// ends when `shutdown` completes. `extra` routes (the self-test page)
+/// are served too, without a token.
 pub(crate) async fn serve(
     addr: SocketAddr,
     state: State,
+    extra: Option<axum::Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let listener = listener::Bounded::new(listener, listener::BOUNDS);
-    let app = routes::router(state).into_make_service_with_connect_info::<listener::ClientAddr>();
+    let mut app = routes::router(state);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
     let task = async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
