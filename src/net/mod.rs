@@ -404,22 +404,23 @@ fn load_tls(config: &Config) -> Result<Option<Arc<tls::Tls>>, ServeError> {
     Ok(Some(Arc::new(t)))
 }
 
-/// The self-test page (issue 20): its routes for the admin listener when
-/// `selftest` is on, and its own listener when `selftest_listen` is set
-/// (where it listens). One rate limiter serves both.
+/// The self-test page (issue 20): its routes for the admin listener (404
+/// unless `selftest` is on), and its own listener when `selftest_listen`
+/// is set (where it listens). One rate limiter serves both.
 async fn start_selftest(
     config: &Config,
     control: Arc<ServerControl>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(Option<axum::Router>, Option<SocketAddr>), ServeError> {
     if !config.selftest.enabled() {
-        return Ok((None, None));
+        return Ok((Some(crate::selftest::routes_off()), None));
     }
     let state = crate::selftest::Selftest::new(control, &config.selftest);
-    let on_admin = config
-        .selftest
-        .on_admin
-        .then(|| crate::selftest::routes(state.clone()));
+    let on_admin = match config.selftest.on_admin {
+        true => crate::selftest::routes(state.clone()),
+        false => crate::selftest::routes_off(),
+    };
+    let on_admin = Some(on_admin);
     let Some(addr) = config.selftest.listen else {
         return Ok((on_admin, None));
     };

@@ -74,6 +74,17 @@ pub(crate) fn routes(state: Arc<Selftest>) -> Router {
         .with_state(state)
 }
 
+/// The same paths when the page is off (`selftest = false`): 404 for the
+/// documented methods, as for any unknown route, and 405 for the others,
+/// as the document's other routes answer.
+pub(crate) fn routes_off() -> Router {
+    let off = || async { ApiError::not_found("no such route (the self-test page is off)") };
+    Router::new()
+        .route("/selftest", get(off))
+        .route("/selftest/credentials", post(off))
+        .route("/selftest/{asset}", get(off))
+}
+
 /// Binds `addr` for the page alone (nothing of the admin API); returns the
 /// bound address and the serving task, which ends when `shutdown` does.
 pub(crate) async fn serve(

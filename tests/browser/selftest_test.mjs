@@ -8,11 +8,13 @@
 //   {"ok":bool,"status":..,"verdicts":{"udp":{"verdict":..,"text":..,"rttMs":..},..},
 //    "candidates":[{"transport":..,"type":..,"cells":[..]}],"report":{..},
 //    "foreign":[urls to other hosts],"requests":[..],"screenshots":[..],"error":null}
-// With SCREENSHOT_NAME it saves NAME.png (1280x800) and NAME-390.png (390 px
-// wide) under target/artifacts/screenshots. Exit code 0 when the page ran
+// With SCREENSHOT_NAME it saves NAME.png (full page, 1280 wide),
+// NAME-1280x800.png (the first screen) and NAME-390.png (390 px wide) under
+// target/artifacts/screenshots. Exit code 0 when the page ran
 // to the end (whatever its verdicts: the Rust test judges them).
 
-import { launch, foreignRequests, screenshot } from './chromium.mjs';
+import { join } from 'node:path';
+import { ARTIFACTS, launch, foreignRequests, screenshot } from './chromium.mjs';
 
 const RUN_TIMEOUT_MS = 90_000;
 const out = { ok: false, status: null, verdicts: {}, candidates: [], report: null,
@@ -53,6 +55,11 @@ try {
   out.report = JSON.parse(await page.inputValue('#report'));
   if (shot) {
     out.screenshots.push(await screenshot(page, shot));
+    // The first screen alone, small enough for the README's copy.
+    const first = join(ARTIFACTS, 'screenshots', `${shot}-1280x800.png`);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: first, fullPage: false });
+    out.screenshots.push(first);
     await page.setViewportSize({ width: 390, height: 844 });
     out.screenshots.push(await screenshot(page, `${shot}-390`));
     out.narrowOverflow = await page.evaluate(

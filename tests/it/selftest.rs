@@ -200,6 +200,17 @@ async fn selftest_is_off_by_default_and_its_routes_are_404() {
         assert_eq!(code, 404, "{method} {path}: {body}");
         assert_eq!(json(&body)["status"], 404);
     }
+    // Other methods get 405, as on every documented route.
+    assert_eq!(http(admin, "PUT", "/selftest").await.0, 405);
+    assert_eq!(http(admin, "GET", "/selftest/credentials").await.0, 405);
+    // The admin document lists the routes, 404 included.
+    let (_, _, doc) = http(admin, "GET", "/api/v1/openapi.json").await;
+    let doc = json(&doc);
+    let post = &doc["paths"]["/selftest/credentials"]["post"];
+    for code in ["200", "404", "429"] {
+        assert!(post["responses"][code].is_object(), "{code}");
+    }
+    assert_eq!(post["security"], serde_json::json!([]));
     s.stop().await;
 }
 
@@ -321,7 +332,7 @@ async fn selftest_page_says_works_for_turn_over_udp_tcp_and_tls_and_asks_no_othe
     assert_eq!(out["firstFocus"], "Run the self-test again");
     assert_eq!(out["copied"], "Report copied to the clipboard.", "{out}");
     assert_eq!(out["narrowOverflow"], false);
-    assert_eq!(out["screenshots"].as_array().unwrap().len(), 2);
+    assert_eq!(out["screenshots"].as_array().unwrap().len(), 3);
     s.stop().await;
 }
 
