@@ -372,3 +372,30 @@ async fn selftest_page_over_the_rate_limit_shows_the_servers_message() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_page_explains_a_server_that_never_answers_as_blocked() {
+    // The client list drops every TURN packet and connection from
+    // loopback, as a firewall would; the page itself is still served.
+    let (s, admin) = with_page(|c| {
+        c.denied_client_ips = vec![turnpike::turn::policy::IpRange::parse("127.0.0.0/8").unwrap()];
+    })
+    .await;
+    let out = run_page(page_url(admin), None).await;
+    let v = &out["verdicts"];
+    assert_eq!(v["udp"]["verdict"], "blocked", "{out}");
+    let udp = v["udp"]["text"].as_str().unwrap();
+    assert!(
+        udp.starts_with("TURN over UDP: blocked") && udp.contains("blocks UDP"),
+        "{udp}"
+    );
+    assert_eq!(v["tcp"]["verdict"], "blocked", "{out}");
+    assert!(
+        v["tcp"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("No TCP connection"),
+        "{out}"
+    );
+    s.stop().await;
+}
