@@ -16,6 +16,12 @@ impl Inner {
     /// A missing token is a plain 401 and does not count (it guesses
     /// nothing, and a browser page can send one cross-origin).
     pub(super) fn authorize(&self, caller: &Caller) -> Result<(String, Scope), ApiError> {
+        self.claims(caller)
+            .map(|(claims, scope)| (claims.sub, scope))
+    }
+
+    /// [`Inner::authorize`], with the whole of the token's claims.
+    pub(super) fn claims(&self, caller: &Caller) -> Result<(token::Claims, Scope), ApiError> {
         let token = caller
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -26,8 +32,8 @@ impl Inner {
             return Err(ApiError::unauthorized());
         };
         // The signature check inside is a constant-time HMAC comparison.
-        if let Ok((claims, scope)) = token::verify(&self.jwt_secret.0, token) {
-            return Ok((claims.sub, scope));
+        if let Ok(verified) = token::verify(&self.jwt_secret.0, token) {
+            return Ok(verified);
         }
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if f.bad_token(caller.from, token, Instant::now()) {

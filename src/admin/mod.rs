@@ -15,10 +15,12 @@
 mod auth;
 mod control;
 mod error;
+mod https;
 pub(crate) mod listener;
 mod lockout;
 mod metrics;
 mod routes;
+mod stats;
 pub mod token;
 
 use std::future::Future;
@@ -47,6 +49,8 @@ pub(crate) struct Inner {
     config: Arc<Config>,
     jwt_secret: Secret,
     failures: Mutex<Lockout>,
+    /// The last 15 minutes of counters, for `/api/v1/stats`.
+    history: Arc<Mutex<stats::History>>,
 }
 
 impl State {
@@ -65,6 +69,7 @@ impl State {
             config,
             jwt_secret,
             failures: Mutex::default(),
+            history: Arc::default(),
         })))
     }
 }
@@ -85,28 +90,43 @@ impl std::fmt::Debug for Inner {
 }
 
 /// Binds `addr` and returns the bound address and the serving task, which
-/// ends when `shutdown` completes. `extra` routes (the self-test page)
-/// are served too, without a token.
+/// ends when `shutdown` completes. With `tls`, the listener speaks HTTPS.
+/// `extra` routes (the self-test page) are served too, without a token.
 pub(crate) async fn serve(
     addr: SocketAddr,
     state: State,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     extra: Option<axum::Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let listener = listener::Bounded::new(listener, listener::BOUNDS);
+    tokio::spawn(stats::sample(
+        state.0.control.clone(),
+        Arc::downgrade(&state.0.history),
+    ));
     let mut app = routes::router(state);
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
-    let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
-    let task = async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!("admin api stopped: {e}");
+    let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
+        None => Box::pin(async move {
+            let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
+            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            if let Err(e) = served.await {
+                tracing::warn!("admin api stopped: {e}");
+            }
+        }),
+        Some(config) => {
+            let listener = https::Https::new(listener, config)?;
+            Box::pin(async move {
+                let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
+                let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+                if let Err(e) = served.await {
+                    tracing::warn!("admin api stopped: {e}");
+                }
+            })
         }
     };
     Ok((bound, task))

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Options, EXAMPLE_TOML};
 
+mod console_link;
 mod drain;
 mod generate;
 mod health;
@@ -74,6 +75,8 @@ pub enum Command {
         #[command(flatten)]
         args: store::AdminTokenArgs,
     },
+    /// Print a URL that opens the web console signed in (a short-lived token in its fragment)
+    ConsoleLink(console_link::ConsoleLinkArgs),
     /// Load generator for any TURN server (prints one JSON line)
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -148,6 +151,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Usage(args) => usage::run(*args),
         Command::Credentials(args) => store::credentials(args),
         Command::AdminToken { db, args } => store::admin_token(&db, args),
+        Command::ConsoleLink(args) => console_link::run(args),
         Command::Probe(cmd) => probe::run(cmd),
         Command::Health(args) => health::run(args),
         Command::Import(ImportCommand::CoturnConfig(args)) => {

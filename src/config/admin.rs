@@ -58,5 +58,12 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
         s => s.map(|s| Secret(s.into_bytes())),
     };
     c.metrics_user_labels = o.metrics_user_labels.unwrap_or(c.metrics_user_labels);
+    c.admin_tls = o.admin_tls.unwrap_or(c.admin_tls);
+    if c.admin_tls && c.cert.is_none() && c.acme.is_none() {
+        return Err(invalid(
+            "admin_tls",
+            "needs a certificate: set cert and key, or acme_domains".into(),
+        ));
+    }
     Ok(())
 }

@@ -144,6 +144,8 @@ pub struct Config {
     /// `None` = no admin API.
     pub admin_listen: Option<SocketAddr>,
     pub admin_jwt_secret: Option<Secret>,
+    /// The admin listener speaks HTTPS with the TLS certificate.
+    pub admin_tls: bool,
     pub metrics_user_labels: bool,
     pub tls_listen: Vec<SocketAddr>,
     pub cert: Option<std::path::PathBuf>,
@@ -252,6 +254,7 @@ impl Default for Config {
             db: DEFAULT_DB.into(),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9641))),
             admin_jwt_secret: None,
+            admin_tls: false,
             metrics_user_labels: false,
             tls_listen: vec![],
             cert: None,

@@ -176,6 +176,10 @@ pub struct Options {
     )]
     pub admin_jwt_secret: Option<String>,
 
+    /// Serve the admin API (and the console) over HTTPS with the TLS certificate (cert and key, or ACME's) [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub admin_tls: Option<bool>,
+
     /// Label per-user metrics with user names [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_user_labels: Option<bool>,

@@ -61,6 +61,7 @@ pub const NEEDS_RESTART: &[&str] = &[
     "admin_jwt_secret",
     "admin_jwt_secret_file",
     "metrics_user_labels",
+    "admin_tls",
     "cert",
     "key",
     "dtls",

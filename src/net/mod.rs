@@ -332,7 +332,15 @@ pub async fn serve(
             .map_err(ServeError::Acme)?;
     }
     let (selftest_routes, selftest) = start_selftest(&config, control.clone(), &stop_rx).await?;
-    let admin = start_admin(&store, control, config, selftest_routes, &stop_rx).await?;
+    let admin = start_admin(
+        &store,
+        control,
+        config,
+        tls.as_deref(),
+        selftest_routes,
+        &stop_rx,
+    )
+    .await?;
     health.serving(shared.clone());
     usage
         .recorder
@@ -440,19 +448,26 @@ async fn start_admin(
     store: &Store,
     control: Arc<ServerControl>,
     config: Arc<Config>,
+    tls: Option<&tls::Tls>,
     selftest: Option<axum::Router>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, ServeError> {
     let Some(addr) = config.admin_listen else {
         return Ok(None);
     };
+    // Config checked that admin_tls has a certificate.
+    let https = match tls.filter(|_| config.admin_tls) {
+        Some(t) => Some(t.https_config()?),
+        None => None,
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
     let state = crate::admin::State::new(store.clone(), control, config).await?;
     let mut stop = stop.clone();
     let shutdown = async move { stopped(&mut stop).await };
-    let (bound, task) = crate::admin::serve(addr, state, selftest, shutdown)
+    let (bound, task) = crate::admin::serve(addr, state, https, selftest, shutdown)
         .await
         .map_err(|source| ServeError::Admin { addr, source })?;
-    tracing::info!(event = "listening", "admin api http://{bound}");
+    tracing::info!(event = "listening", "admin api {scheme}://{bound}");
     tokio::spawn(task);
     Ok(Some(bound))
 }

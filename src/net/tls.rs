@@ -78,6 +78,18 @@ impl Tls {
         Ok(self)
     }
 
+    /// A config for the admin API's HTTPS (`admin_tls`): the same
+    /// certificate, so reloads and renewals reach it, and HTTP/1.1.
+    pub(crate) fn https_config(&self) -> Result<Arc<ServerConfig>, CertError> {
+        let mut c = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(setup_err)?
+            .with_no_client_auth()
+            .with_cert_resolver(self.current.clone());
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(c))
+    }
+
     /// The DTLS state, when DTLS is served.
     pub fn dtls(&self) -> Option<Arc<Dtls>> {
         self.dtls.clone()

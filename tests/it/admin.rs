@@ -136,11 +136,16 @@ async fn api_needs_a_token_and_realm_tokens_stay_in_their_realm() {
             .0,
         200
     );
+    for admin_only in ["/api/v1/stats", "/api/v1/nodes", "/metrics"] {
+        let (code, body) = http(admin, "GET", admin_only, Some(&inside), None).await;
+        assert_eq!(code, 403, "{admin_only}: {body}");
+    }
+    // Sessions are listed to a realm token, its realm's only (realms.rs).
     assert_eq!(
         http(admin, "GET", "/api/v1/sessions", Some(&inside), None)
             .await
             .0,
-        403
+        200
     );
     // Open routes.
     assert_eq!(http(admin, "GET", "/healthz", None, None).await.0, 200);

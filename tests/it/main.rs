@@ -6,6 +6,7 @@ mod browser;
 mod classic;
 mod cli;
 mod client_lists;
+mod console_api;
 mod coturn;
 mod deploy;
 mod differential;

@@ -296,5 +296,48 @@ async fn tenants_are_picked_by_origin_and_sni_and_keep_their_users_quotas_and_to
         assert!(Instant::now() < deadline, "sessions: {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    realm_tokens_list_and_end_their_realms_sessions_only(admin).await;
     drop(server);
+}
+
+/// A's token lists ann's session only; B's sessions are unknown to it
+/// (404, and still live), its own ends (204).
+async fn realm_tokens_list_and_end_their_realms_sessions_only(admin: std::net::SocketAddr) {
+    let list = |t: String| async move {
+        let (code, body) = http(admin, "GET", "/api/v1/sessions", Some(&t), None).await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["sessions"].as_array().unwrap().clone()
+    };
+    let a = token(&format!("realm:{A}"));
+    let mine = list(a.clone()).await;
+    let users: Vec<&str> = mine.iter().map(|s| s["user"].as_str().unwrap()).collect();
+    assert_eq!(users, ["ann"], "{mine:?}");
+    let all = list(token("admin")).await;
+    let bens: Vec<String> = all
+        .iter()
+        .filter(|s| s["realm"] == B)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bens.len(), 2);
+    let end = |id: String, t: String| async move {
+        http(
+            admin,
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            Some(&t),
+            None,
+        )
+        .await
+        .0
+    };
+    assert_eq!(end(bens[0].clone(), a.clone()).await, 404);
+    assert_eq!(
+        list(token("admin")).await.len(),
+        all.len(),
+        "B's session lives"
+    );
+    let ann = mine[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(end(ann.clone(), a.clone()).await, 204);
+    assert_eq!(end(ann, a).await, 404, "ended");
 }

@@ -399,3 +399,20 @@ async fn selftest_page_explains_a_server_that_never_answers_as_blocked() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_page_works_on_an_https_admin_listener() {
+    // admin_tls: the page, its assets and credentials over HTTPS with the
+    // TURN certificate (Chromium is told to accept the test certificate).
+    let (s, _dir) = crate::secure::tls_turn(|c| {
+        c.selftest.on_admin = true;
+        c.admin_tls = true;
+    })
+    .await;
+    let admin = s.admin_addr().unwrap();
+    let out = run_page(format!("https://{admin}/selftest"), None).await;
+    assert_eq!(out["verdicts"]["udp"]["verdict"], "works", "{out}");
+    assert_eq!(out["verdicts"]["tls"]["verdict"], "works", "{out}");
+    assert_eq!(out["foreign"], serde_json::json!([]), "{out}");
+    s.stop().await;
+}

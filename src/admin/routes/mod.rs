@@ -16,6 +16,7 @@ mod select;
 mod sessions;
 mod usage;
 mod users;
+mod whoami;
 
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
@@ -25,7 +26,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{metrics, ApiError, State};
+use super::{metrics, stats, ApiError, State};
 use credentials::credentials;
 pub(crate) use health::serve_health;
 use oauth_keys::{add_key, list_keys, remove_key};
@@ -87,6 +88,8 @@ pub(super) fn router(state: State) -> Router {
         .route("/api/v1/nodes", get(nodes::list_nodes))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/whoami", get(whoami::whoami))
         .route("/api/v1/users", get(list_users).post(add_user))
         .route(
             "/api/v1/users/{name}",

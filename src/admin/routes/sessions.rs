@@ -5,6 +5,9 @@
 //! they published with their last heartbeat (`store::fleet_sessions`),
 //! skipped once a node is down. Ending another node's session queues a
 //! command its owner takes within a second (at once with PostgreSQL).
+//!
+//! A realm token lists and ends its realm's sessions only; another
+//! realm's session is as unknown to it as a session that does not exist.
 
 use std::time::Duration;
 
@@ -15,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Path, Query, Reply};
-use crate::admin::auth::guard;
 use crate::admin::control::split_session_id;
+use crate::admin::token::Scope;
 use crate::admin::{ApiError, Caller, State};
 use crate::store::fleet_sessions::Queued;
 
@@ -31,7 +34,7 @@ pub(super) async fn list_sessions(
     caller: Caller,
     Query(q): Query<NodeQuery>,
 ) -> Reply {
-    guard(&s, &caller, None)?;
+    let (_, scope) = s.0.authorize(&caller)?;
     let me = s.0.config.node_name.as_str();
     let wanted = |node: &str| q.node.as_deref().map_or(true, |n| n == node);
     let mut sessions: Vec<Value> = Vec::new();
@@ -47,7 +50,13 @@ pub(super) async fn list_sessions(
             }
         }
     }
+    sessions.retain(|e| visible(&scope, e));
     Ok(Json(json!({"sessions": sessions})))
+}
+
+/// Whether a token of `scope` may see and end session entry `e`.
+fn visible(scope: &Scope, e: &Value) -> bool {
+    e["realm"].as_str().is_some_and(|r| scope.covers(r))
 }
 
 /// How long the fleet view may take to read: a node cut off from the
@@ -71,12 +80,20 @@ pub(super) async fn end_session(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    guard(&s, &caller, None)?;
+    let (_, scope) = s.0.authorize(&caller)?;
     let me = s.0.config.node_name.as_str();
     let gone = || ApiError::not_found("no such live session");
     let (node, local) = split_session_id(&id);
     let node = node.unwrap_or(me);
     if node == me {
+        if scope != Scope::Admin {
+            let mine = s.0.control.session_entries(me).into_iter().any(|e| {
+                split_session_id(e["id"].as_str().unwrap_or("")).1 == local && visible(&scope, &e)
+            });
+            if !mine {
+                return Err(gone());
+            }
+        }
         return if s.0.control.end_session(local).await {
             Ok(StatusCode::NO_CONTENT)
         } else {
@@ -94,7 +111,7 @@ pub(super) async fn end_session(
                 n == node
                     && entries
                         .iter()
-                        .any(|e| e["id"].as_str() == Some(id.as_str()))
+                        .any(|e| e["id"].as_str() == Some(id.as_str()) && visible(&scope, e))
             });
     if !listed {
         return Err(gone());

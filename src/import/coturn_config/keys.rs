@@ -95,7 +95,8 @@ const fn security(instead: &'static str) -> Rule {
 }
 
 const NO_CLI: &str = "turnpike has no telnet CLI: the `turnpike` subcommands and the admin API (admin_listen, bearer tokens) do its work";
-const NO_WEB_ADMIN: &str = "turnpike has no web UI: the JSON admin API on admin_listen (127.0.0.1:9641, bearer tokens) replaces it";
+const WEB_CONSOLE: &str = "the web console is always at /console/ on admin_listen (127.0.0.1:9641; admin_tls for HTTPS); sign in with `turnpike console-link`";
+const WEB_ADMIN_ADDRESS: &str = "the web console is served on admin_listen with the rest of the admin API: set admin_listen to move it";
 const USER_DB: &str = "coturn's users, secrets and OAuth keys live in that database: copy them with `turnpike import coturn-db`";
 /// MongoDB is the one coturn user database the importer cannot read.
 const MONGO_DB: &str = "coturn's users, secrets and OAuth keys live in MongoDB, which `turnpike import coturn-db` does not read: add them with `turnpike user add`, `secret add` and `oauth-key add`";
@@ -226,10 +227,14 @@ pub(crate) const KEYS: &[Key] = &[
     key("cli-port", Required, unsupported(NO_CLI)),
     key("cli-password", Required, unsupported(NO_CLI)),
     key("cli-max-output-sessions", Required, unsupported(NO_CLI)),
-    key("web-admin", Flag, unsupported(NO_WEB_ADMIN)),
-    key("web-admin-ip", Required, unsupported(NO_WEB_ADMIN)),
-    key("web-admin-port", Required, unsupported(NO_WEB_ADMIN)),
-    key("web-admin-listen-on-workers", Flag, unsupported(NO_WEB_ADMIN)),
+    key("web-admin", Flag, Rule::Default(WEB_CONSOLE)),
+    key("web-admin-ip", Required, unsupported(WEB_ADMIN_ADDRESS)),
+    key("web-admin-port", Required, unsupported(WEB_ADMIN_ADDRESS)),
+    key(
+        "web-admin-listen-on-workers",
+        Flag,
+        Rule::Ignored("the console is served by the admin listener alone"),
+    ),
     key("acme-redirect", Required, unsupported("turnpike gets its own certificate: set acme_directory and acme_domains (and acme_http_listen for http-01), or keep an external ACME client and reload turnpike after a renewal")),
     key("prometheus", Flag, map("admin_listen", "metrics are /metrics on the admin API, 127.0.0.1:9641 by default, with an admin bearer token")),
     key("prometheus-port", Optional, map("admin_listen", "127.0.0.1:PORT (or prometheus-address:PORT): the whole admin API moves there")),

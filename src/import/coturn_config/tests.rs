@@ -271,7 +271,12 @@ fn each_class_has_its_status_and_exit_code() {
         ("lt-cred-mech", Status::Mapped, 0),
         ("verbose", Status::Ignored, 0),
         ("mobility", Status::Unsupported { security: false }, 0),
-        ("web-admin", Status::Unsupported { security: false }, 0),
+        ("web-admin", Status::Mapped, 0),
+        (
+            "web-admin-port=8080",
+            Status::Unsupported { security: false },
+            0,
+        ),
         (
             "cli-password=qwerty",
             Status::Unsupported { security: false },
