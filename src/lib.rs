@@ -29,6 +29,8 @@
 //!     is given;
 //!     [`serve`] starts it all.
 //!   * [`admin`]: the admin API (routes per resource) and metrics.
+//!   * `selftest`: the self-test page (issue 20), its assets, credential
+//!     endpoint and rate limits; on the admin listener or its own.
 //!   * [`usage`]: usage records and webhooks from the core's events.
 //!   * [`store`]: users, secrets, keys and quotas in SQLite or PostgreSQL.
 //!   * [`config`]: `turnserver.toml` and the matching flags, one section
@@ -55,6 +57,7 @@ pub mod import;
 pub mod nat;
 pub mod net;
 pub mod secret_file;
+pub(crate) mod selftest;
 pub mod store;
 pub mod stun;
 pub mod turn;

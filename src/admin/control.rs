@@ -115,6 +115,13 @@ pub(crate) trait Control: Send + Sync {
     /// should dial them.
     fn ice_urls(&self) -> Vec<String>;
 
+    /// A self-test credential (issue 20) valid `ttl` seconds from now:
+    /// a `selftest-` REST username and its password, signed with the
+    /// process's self-test secret; `None` when the page is off.
+    fn selftest_credential(&self, _ttl: u64) -> Option<(String, String)> {
+        None
+    }
+
     /// The REST secrets of `realm`'s credential snapshot in use (static
     /// ones first, stored ones oldest first): `/api/v1/credentials` mints
     /// with them when the store cannot be reached.

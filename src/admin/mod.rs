@@ -93,10 +93,12 @@ impl std::fmt::Debug for Inner {
 
 /// Binds `addr` and returns the bound address and the serving task, which
 /// ends when `shutdown` completes. With `tls`, the listener speaks HTTPS.
+/// `extra` routes (the self-test page) are served too, without a token.
 pub(crate) async fn serve(
     addr: SocketAddr,
     state: State,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    extra: Option<axum::Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -106,7 +108,10 @@ pub(crate) async fn serve(
         state.0.control.clone(),
         Arc::downgrade(&state.0.history),
     ));
-    let app = routes::router(state);
+    let mut app = routes::router(state);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
     let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
         None => Box::pin(async move {
             let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();

@@ -198,6 +198,9 @@ pub struct Authenticator {
     /// REST and OAuth expiry are wall-clock times, while the core only
     /// sees injected instants.
     clock: UnixClock,
+    /// The self-test page's secret (issue 20): drawn per process, never
+    /// stored, and good for self-test usernames only.
+    selftest: Option<rest::Secret>,
 }
 
 // By hand: the nonce secret stays out of logs (NonceIssuer redacts it).
@@ -240,6 +243,7 @@ impl Authenticator {
             nonces,
             rest_separator: ':',
             oauth: None,
+            selftest: None,
         }
     }
 
@@ -262,6 +266,33 @@ impl Authenticator {
     pub fn with_rest_separator(mut self, separator: char) -> Self {
         self.rest_separator = separator;
         self
+    }
+
+    /// Accepts self-test credentials (issue 20) signed with `secret`.
+    pub fn with_selftest_secret(mut self, secret: rest::Secret) -> Self {
+        self.selftest = Some(secret);
+        self
+    }
+
+    /// Whether `username` is a self-test credential's (whatever signed
+    /// it): one allocation at a time, living no longer than the credential.
+    pub fn is_selftest(&self, username: &str) -> bool {
+        rest::is_selftest(username, self.rest_separator)
+    }
+
+    /// A self-test credential for user `selftest-<id>`, valid `ttl` seconds
+    /// from Unix second `unix_now`: the username and its password. `None`
+    /// when self-tests are off (no secret).
+    pub fn mint_selftest(&self, id: &str, ttl: u64, unix_now: u64) -> Option<(String, String)> {
+        let secret = self.selftest.as_ref()?;
+        let user = format!("{}{id}", rest::SELFTEST_PREFIX);
+        Some(rest::mint(
+            &secret.0,
+            &user,
+            ttl,
+            self.rest_separator,
+            unix_now,
+        ))
     }
 
     /// Turns OAuth on with this server name.
@@ -500,6 +531,7 @@ impl Authenticator {
                 msg,
                 sha256,
                 &dir.secrets,
+                self.selftest.as_ref(),
                 name,
                 served,
                 self.rest_separator,

@@ -7,6 +7,8 @@
 //! * [`mint`]: a username and password pair, for the admin API and the CLI.
 //! * [`verify`]: a request's username checked against every live secret.
 //! * [`expired`]: which requests a username past its expiry may still make.
+//! * [`is_selftest`]: the names the self-test page's credentials carry
+//!   (issue 20), which its per-process secret may sign and nothing else.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -69,25 +71,51 @@ pub fn mint(
     (username, password)
 }
 
+/// The user part the self-test page's credentials start with (issue 20).
+pub const SELFTEST_PREFIX: &str = "selftest-";
+
+/// Whether `username` is a self-test credential's: `EXPIRY<separator>
+/// selftest-...`, the form [`mint`] makes for such a user. Only these may
+/// be signed with the self-test secret, and each gets one allocation at a
+/// time that lives no longer than the credential.
+pub fn is_selftest(username: &str, separator: char) -> bool {
+    match username.split_once(separator) {
+        Some((head, user)) => {
+            user.starts_with(SELFTEST_PREFIX)
+                && !head.is_empty()
+                && head.len() <= 20
+                && head.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 /// Checks a request signed by the REST username `name` against every live
-/// secret; the key is the long-term key of the derived password, in the
-/// negotiated password `algorithm`.
+/// secret, and the self-test secret when `name` is a self-test one; the
+/// key is the long-term key of the derived password, in the negotiated
+/// password `algorithm`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn verify(
     msg: &Message<'_>,
     sha256: bool,
     secrets: &[Secret],
+    selftest: Option<&Secret>,
     name: &str,
     realm: &str,
     separator: char,
     algorithm: u16,
 ) -> Result<Authenticated, Rejection> {
+    // The self-test secret signs self-test names only: it cannot mint
+    // any other credential.
+    let selftest = selftest.filter(|_| is_selftest(name, separator));
     let expires = expiry(name, separator)
-        .filter(|_| !secrets.is_empty())
+        .filter(|_| !secrets.is_empty() || selftest.is_some())
         .ok_or(Rejection::Unauthorized)?;
     // Every live secret is tried (rotation): each check is constant-time,
     // and the count of secrets is not a secret.
     let candidates: Vec<Key> = secrets
         .iter()
+        .chain(selftest)
         .map(|secret| {
             let password = password(&secret.0, name);
             match algorithm {
@@ -150,6 +178,17 @@ mod tests {
         assert_eq!(expiry("", ':'), None);
         assert_eq!(expiry("17000000000000000000000000", ':'), None);
         assert_eq!(expiry("-5:alice", ':'), None);
+    }
+
+    #[test]
+    fn selftest_names_are_expiry_first_with_the_selftest_user() {
+        assert!(is_selftest("1700000060:selftest-abcdefghij", ':'));
+        assert!(is_selftest("1700000060-selftest-x", '-'));
+        assert!(!is_selftest("1700000060:alice", ':'));
+        assert!(!is_selftest("selftest-abc:1700000060", ':'));
+        assert!(!is_selftest("selftest-abc", ':'));
+        assert!(!is_selftest(":selftest-abc", ':'));
+        assert!(!is_selftest("17x:selftest-abc", ':'));
     }
 
     #[test]

@@ -398,3 +398,17 @@ fn expiry_is_judged_on_the_clock_the_shell_hands_in() {
     assert!(!a.expired(after, Method::ALLOCATE, &forever, strict));
     assert!(!a.expired(after, Method::ALLOCATE, &Origin::LongTerm, strict));
 }
+
+#[test]
+fn selftest_credentials_are_minted_only_with_a_selftest_secret() {
+    let t0 = t0();
+    assert_eq!(auth(t0).mint_selftest("abc", 60, 1_000), None);
+    let a = auth(t0)
+        .with_rest_separator('-')
+        .with_selftest_secret(rest::Secret(b"s".to_vec()));
+    let (user, password) = a.mint_selftest("abc", 60, 1_000).unwrap();
+    assert_eq!(user, "1060-selftest-abc");
+    assert_eq!(password, rest::password(b"s", "1060-selftest-abc"));
+    assert!(a.is_selftest(&user));
+    assert!(!a.is_selftest("1060-alice"));
+}

@@ -18,6 +18,7 @@
 //! | `fleet.rs` | node name and region |
 //! | `drain.rs` | drain exit conditions, health listener, readiness |
 //! | `usage.rs` | usage records, webhooks |
+//! | `selftest.rs` | the self-test page: where, and its rate limits |
 
 #![warn(unreachable_pub, missing_debug_implementations)]
 
@@ -42,6 +43,7 @@ mod policy;
 pub(crate) mod realms;
 mod relay;
 pub mod reload;
+mod selftest;
 mod store;
 mod tls;
 mod usage;
@@ -49,6 +51,7 @@ mod usage;
 pub use acme::{AcmeConfig, DEFAULT_ACME_DIR};
 pub(crate) use drain::MAX_DRAIN_TIMEOUT;
 pub use options::Options;
+pub use selftest::SelftestConfig;
 
 /// The documented example configuration, every key at its default.
 pub(crate) const EXAMPLE_TOML: &str = include_str!("../../turnserver.toml");
@@ -198,6 +201,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     /// An undelivered webhook is dropped this long after its event.
     pub webhook_max_age: Duration,
+    /// The self-test page (issue 20).
+    pub selftest: SelftestConfig,
     /// Lines to log as warnings once logging is up (secret files others
     /// can read); the config is read before the log exists.
     pub warnings: Vec<String>,
@@ -281,6 +286,7 @@ impl Default for Config {
             webhook_urls: vec![],
             webhook_secret: None,
             webhook_max_age: Duration::from_secs(86_400),
+            selftest: SelftestConfig::default(),
             warnings: vec![],
         }
     }
@@ -304,6 +310,7 @@ impl Options {
         fleet::resolve(&self, &mut c)?;
         drain::resolve(&self, &mut c)?;
         usage::resolve(&self, &mut c)?;
+        selftest::resolve(&self, &mut c)?;
         Ok(c)
     }
 }

@@ -341,6 +341,22 @@ pub struct Options {
     #[arg(long, value_name = "SECONDS")]
     pub webhook_max_age: Option<i64>,
 
+    /// Serve the self-test page (/selftest) on the admin listener, without a token [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub selftest: Option<bool>,
+
+    /// Address serving only the self-test page and its credentials (may be public); turns the page on there [default: none]
+    #[arg(long, value_name = "IP:PORT")]
+    pub selftest_listen: Option<String>,
+
+    /// Self-test credentials per minute per source address (IPv6: per /64) [default: 10]
+    #[arg(long, value_name = "N")]
+    pub selftest_rate_per_ip: Option<i64>,
+
+    /// Self-test credentials per minute in total [default: 120]
+    #[arg(long, value_name = "N")]
+    pub selftest_rate_total: Option<i64>,
+
     // ----- secrets from files (the env and file alternatives to argv) -----
     /// File holding one REST API shared secret (a trailing newline is ignored), repeatable
     #[arg(long = "static-auth-secret-file", value_name = "FILE")]

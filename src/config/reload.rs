@@ -96,6 +96,10 @@ pub const NEEDS_RESTART: &[&str] = &[
     "webhook_secret",
     "webhook_secret_file",
     "webhook_max_age",
+    "selftest",
+    "selftest_listen",
+    "selftest_rate_per_ip",
+    "selftest_rate_total",
 ];
 
 /// The outcome of reading the file again.

@@ -338,3 +338,40 @@ fn acme_stands_in_for_cert_and_key_and_its_keys_are_checked() {
         .to_string();
     assert!(e.starts_with("acme_directory:"), "{e}");
 }
+
+#[test]
+fn selftest_keys_are_read_checked_and_off_by_default() {
+    let c = parse("").unwrap();
+    assert!(!c.selftest.enabled());
+    assert_eq!((c.selftest.rate_per_ip, c.selftest.rate_total), (10, 120));
+    let c = parse("selftest = true\nselftest_rate_per_ip = 2\nselftest_rate_total = 5").unwrap();
+    assert!(c.selftest.on_admin && c.selftest.enabled());
+    assert_eq!((c.selftest.rate_per_ip, c.selftest.rate_total), (2, 5));
+    // A listener of its own turns the page on there alone.
+    let c = parse("selftest_listen = \"0.0.0.0:8443\"").unwrap();
+    assert!(!c.selftest.on_admin && c.selftest.enabled());
+    assert_eq!(c.selftest.listen, Some("0.0.0.0:8443".parse().unwrap()));
+    for (text, key) in [
+        ("selftest_listen = \"nowhere\"", "selftest_listen"),
+        ("selftest_rate_per_ip = 0", "selftest_rate_per_ip"),
+        ("selftest_rate_total = -1", "selftest_rate_total"),
+        ("selftest = true\nadmin_listen = \"off\"", "selftest"),
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { key: k, .. } if k == key),
+            "{text}: {e}"
+        );
+    }
+    // The flag spells it --selftest.
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Probe {
+        #[command(flatten)]
+        o: Options,
+    }
+    let p = Probe::try_parse_from(["t", "--selftest", "--selftest-rate-total", "7"]).unwrap();
+    let c = p.o.resolve().unwrap();
+    assert!(c.selftest.on_admin);
+    assert_eq!(c.selftest.rate_total, 7);
+}

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::tls::Tls;
 use super::{limits, worker, ServeError, Transport};
 use crate::auth::nonce::{NonceIssuer, FEATURE_PASSWORD_ALGORITHMS, FEATURE_USERNAME_ANONYMITY};
+use crate::auth::rest::Secret;
 use crate::auth::{Authenticator, Credentials, Directory};
 use crate::config::Config;
 use crate::store::{Snapshot, Snapshots};
@@ -66,9 +67,15 @@ pub(super) fn shared(
         FEATURE_PASSWORD_ALGORITHMS | FEATURE_USERNAME_ANONYMITY,
     )
     .with_unix_epoch(crate::store::unix_now() as u64);
+    // The self-test secret (issue 20) is this process's alone and never
+    // stored: a restart voids every self-test credential, which live 60 s.
+    let selftest = match config.selftest.enabled() {
+        true => Some(Secret(random_bytes::<32>()?.to_vec())),
+        false => None,
+    };
     Ok(Arc::new(Shared::new(
         turn,
-        authenticator(config, nonces, snapshot),
+        authenticator(config, nonces, snapshot, selftest),
         Quotas::new(config.user_quota, config.total_quota)
             .with_per_source(config.max_allocations_per_ip),
         PortPool::new(config.min_port, config.max_port).with_key(random_bytes()?),
@@ -193,10 +200,19 @@ fn directory_in(config: &Config, realm: &str, stored: Snapshot) -> Directory {
     Directory::merge(statics, d)
 }
 
-fn authenticator(config: &Config, nonces: NonceIssuer, stored: Snapshots) -> Authenticator {
+fn authenticator(
+    config: &Config,
+    nonces: NonceIssuer,
+    stored: Snapshots,
+    selftest: Option<Secret>,
+) -> Authenticator {
     let default = Directory::new(Credentials::new(&config.realm));
     // The core reads no clock: the Unix time comes in anchored to now.
-    let a = Authenticator::new(default, nonces)
+    let mut a = Authenticator::new(default, nonces);
+    if let Some(secret) = selftest {
+        a = a.with_selftest_secret(secret);
+    }
+    let a = a
         .with_realms(config.realms.clone())
         .with_clock(Instant::now(), crate::store::unix_now() as u64)
         .with_rest_separator(config.rest_api_separator);

@@ -245,6 +245,20 @@ impl admin::Control for ServerControl {
         self.health.readiness()
     }
 
+    fn selftest_credential(&self, ttl: u64) -> Option<(String, String)> {
+        // 10 random letters and digits: ~51 bits, so no two live
+        // credentials share a user (each is its own one-allocation quota).
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut raw = [0u8; 10];
+        getrandom::fill(&mut raw).ok()?;
+        let id: String = raw
+            .iter()
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .collect();
+        let now = crate::store::unix_now() as u64;
+        self.shared.auth.mint_selftest(&id, ttl, now)
+    }
+
     fn rest_secrets(&self, realm: &str) -> Vec<crate::auth::rest::Secret> {
         let dir = self.shared.auth.directory_in(realm);
         dir.map(|d| d.secrets.clone()).unwrap_or_default()

@@ -78,6 +78,8 @@ pub enum ServeError {
     Admin { addr: SocketAddr, source: io::Error },
     #[error("cannot bind health listener {addr}: {source}")]
     Health { addr: SocketAddr, source: io::Error },
+    #[error("cannot bind selftest listener {addr}: {source}")]
+    Selftest { addr: SocketAddr, source: io::Error },
     #[error("{0}")]
     Tls(#[from] certs::CertError),
     #[error("acme: {0}")]
@@ -99,6 +101,7 @@ pub struct Running {
     registry: Arc<Registry>,
     store: Store,
     admin: Option<SocketAddr>,
+    selftest: Option<SocketAddr>,
     tls: Option<Arc<tls::Tls>>,
     limits: Arc<limits::ConnLimits>,
     drain: Arc<drain::DrainControl>,
@@ -135,6 +138,11 @@ impl Running {
     /// Where the admin API listens, if it does.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
+    }
+
+    /// Where the self-test page alone is served (`selftest_listen`).
+    pub fn selftest_addr(&self) -> Option<SocketAddr> {
+        self.selftest
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -323,7 +331,16 @@ pub async fn serve(
             .await
             .map_err(ServeError::Acme)?;
     }
-    let admin = start_admin(&store, control, config, tls.as_deref(), &stop_rx).await?;
+    let (selftest_routes, selftest) = start_selftest(&config, control.clone(), &stop_rx).await?;
+    let admin = start_admin(
+        &store,
+        control,
+        config,
+        tls.as_deref(),
+        selftest_routes,
+        &stop_rx,
+    )
+    .await?;
     health.serving(shared.clone());
     usage
         .recorder
@@ -347,6 +364,7 @@ pub async fn serve(
         registry,
         store,
         admin,
+        selftest,
         tls,
         limits: streams.limits.clone(),
         drain,
@@ -394,6 +412,36 @@ fn load_tls(config: &Config) -> Result<Option<Arc<tls::Tls>>, ServeError> {
     Ok(Some(Arc::new(t)))
 }
 
+/// The self-test page (issue 20): its routes for the admin listener (404
+/// unless `selftest` is on), and its own listener when `selftest_listen`
+/// is set (where it listens). One rate limiter serves both.
+async fn start_selftest(
+    config: &Config,
+    control: Arc<ServerControl>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Option<axum::Router>, Option<SocketAddr>), ServeError> {
+    if !config.selftest.enabled() {
+        return Ok((Some(crate::selftest::routes_off()), None));
+    }
+    let state = crate::selftest::Selftest::new(control, &config.selftest);
+    let on_admin = match config.selftest.on_admin {
+        true => crate::selftest::routes(state.clone()),
+        false => crate::selftest::routes_off(),
+    };
+    let on_admin = Some(on_admin);
+    let Some(addr) = config.selftest.listen else {
+        return Ok((on_admin, None));
+    };
+    let mut stop = stop.clone();
+    let shutdown = async move { stopped(&mut stop).await };
+    let (bound, task) = crate::selftest::serve(addr, state, shutdown)
+        .await
+        .map_err(|source| ServeError::Selftest { addr, source })?;
+    tracing::info!(event = "listening", "selftest page http://{bound}/selftest");
+    tokio::spawn(task);
+    Ok((on_admin, Some(bound)))
+}
+
 /// Starts the admin API when `admin_listen` is set; returns where it
 /// listens. It stops with the server.
 async fn start_admin(
@@ -401,6 +449,7 @@ async fn start_admin(
     control: Arc<ServerControl>,
     config: Arc<Config>,
     tls: Option<&tls::Tls>,
+    selftest: Option<axum::Router>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, ServeError> {
     let Some(addr) = config.admin_listen else {
@@ -415,7 +464,7 @@ async fn start_admin(
     let state = crate::admin::State::new(store.clone(), control, config).await?;
     let mut stop = stop.clone();
     let shutdown = async move { stopped(&mut stop).await };
-    let (bound, task) = crate::admin::serve(addr, state, https, shutdown)
+    let (bound, task) = crate::admin::serve(addr, state, https, selftest, shutdown)
         .await
         .map_err(|source| ServeError::Admin { addr, source })?;
     tracing::info!(event = "listening", "admin api {scheme}://{bound}");

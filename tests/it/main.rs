@@ -33,6 +33,7 @@ mod revoke;
 mod secrets;
 mod secure;
 mod select;
+mod selftest;
 mod streams;
 mod tcp_relay;
 mod turn_client;

@@ -50,7 +50,10 @@ impl Server {
             return self.refused(now, ctx, &auth.username, code, Refusal::Draining);
         }
         match self.allocate_checks(now, ctx, msg) {
-            Ok(plan) => self.start_allocation(now, ctx, msg, auth, plan),
+            Ok(mut plan) => {
+                plan.lifetime = self.capped_lifetime(now, &auth, plan.lifetime);
+                self.start_allocation(now, ctx, msg, auth, plan)
+            }
             Err(code) => self.error(now, ctx, code, &signer),
         }
     }
@@ -202,8 +205,15 @@ impl Server {
         // The request was verified in its realm, so it has a snapshot.
         let auth_dir = self.shared.auth.directory_in(&auth.realm);
         let dir = auth_dir.unwrap_or_else(|| self.shared.auth.directory());
+        // A self-test credential (issue 20) holds one allocation at a
+        // time, whatever `user_quota` or a stored quota says.
+        let selftest = matches!(auth.origin, Origin::Rest { .. })
+            && self.shared.auth.is_selftest(&auth.username);
         let limits = Limits {
-            user: dir.quota_of(&auth.username).allocations,
+            user: match selftest {
+                true => Some(1),
+                false => dir.quota_of(&auth.username).allocations,
+            },
             realm: dir.realm_quota.allocations,
         };
         // One snapshot serves both the quota and the bandwidth limit.

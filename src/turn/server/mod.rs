@@ -338,8 +338,12 @@ impl Server {
     /// `strict_expiry`. An OAuth token past its lifetime is refused for
     /// every request (RFC 7635: the token's lifetime bounds the use of
     /// its mac key), including those signed with its key alone.
+    /// A self-test credential (issue 20) is always strict: its allocation
+    /// is not refreshed past the credential's 60 s.
     fn expired(&self, now: Instant, method: Method, auth: &Authenticated) -> bool {
-        let policy = crate::auth::ExpiryPolicy::strict(self.shared.config().strict_expiry);
+        let strict =
+            self.shared.config().strict_expiry || self.shared.auth.is_selftest(&auth.username);
+        let policy = crate::auth::ExpiryPolicy::strict(strict);
         self.shared.auth.expired(now, method, &auth.origin, policy)
     }
 

@@ -64,6 +64,25 @@ impl Server {
         }
     }
 
+    /// A self-test credential's allocation (issue 20) lives no longer
+    /// than the credential: a public page must not hand out a relay for
+    /// longer than the 60 s it promised. Other lifetimes pass unchanged.
+    pub(super) fn capped_lifetime(
+        &self,
+        now: Instant,
+        auth: &Authenticated,
+        lifetime: Duration,
+    ) -> Duration {
+        let Origin::Rest { expires } = auth.origin else {
+            return lifetime;
+        };
+        if lifetime.is_zero() || !self.shared.auth.is_selftest(&auth.username) {
+            return lifetime;
+        }
+        let left = expires.saturating_sub(self.shared.auth.unix_time(now));
+        lifetime.min(Duration::from_secs(left.max(1)))
+    }
+
     pub(super) fn refresh(
         &mut self,
         now: Instant,
@@ -74,6 +93,8 @@ impl Server {
         let Some(slot) = self.own_allocation(now, ctx, &auth) else {
             return;
         };
+        let cap = |lifetime| self.capped_lifetime(now, &auth, lifetime);
+        let lifetime = self.lifetime(msg).map(cap);
         let signer = auth.signer;
         // RFC 8656 §7.3: "If the server receives a Refresh Request with a
         // REQUESTED-ADDRESS-FAMILY attribute and the attribute value does
@@ -90,7 +111,7 @@ impl Server {
                 return self.error(now, ctx, PEER_ADDRESS_FAMILY_MISMATCH, &signer);
             }
         }
-        let lifetime = match self.lifetime(msg) {
+        let lifetime = match lifetime {
             Ok(l) => l,
             Err(code) => return self.error(now, ctx, code, &signer),
         };

@@ -6,7 +6,7 @@ use crate::auth::oauth::{self, Alg, OAuthKey, Token};
 use crate::auth::rest;
 
 /// A request signed with `key` as `user` (no credential lookup here).
-fn signed(
+pub(super) fn signed(
     method: Method,
     txid: u8,
     user: &str,

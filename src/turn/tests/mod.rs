@@ -45,6 +45,8 @@ struct Opts {
     first_generation: u32,
     /// Tenant realms besides `REALM` (issue 19), with no credentials yet.
     tenants: Vec<crate::auth::Tenant>,
+    /// The self-test secret (issue 20), if self-tests are on.
+    selftest_secret: Option<&'static str>,
 }
 
 /// The Unix second the harness's `t0` is.
@@ -75,6 +77,7 @@ impl Default for Opts {
             fleet: false,
             first_generation: 0,
             tenants: vec![],
+            selftest_secret: None,
         }
     }
 }
@@ -160,6 +163,9 @@ fn harness(o: Opts) -> Harness {
         .with_realms(o.tenants);
     if oauth {
         auth = auth.with_oauth(SERVER_NAME);
+    }
+    if let Some(s) = o.selftest_secret {
+        auth = auth.with_selftest_secret(Secret(s.as_bytes().to_vec()));
     }
     let shared = Shared::new(
         config,
@@ -468,4 +474,5 @@ mod permissions;
 mod realms;
 mod reservations;
 mod revoke;
+mod selftest;
 mod tcp_relay;
