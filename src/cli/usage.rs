@@ -229,6 +229,13 @@ fn rows(q: &UsageQuery, page: &UsagePage) -> (Vec<&'static str>, Vec<Vec<String>
 
 /// RFC 4180: quoted when it holds a comma, quote or line break.
 fn csv_cell(c: &str) -> String {
+    // A spreadsheet runs a cell starting with one of these as a formula;
+    // names come from whoever may create users.
+    let c = &if c.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{c}")
+    } else {
+        c.to_string()
+    };
     if c.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", c.replace('"', "\"\""))
     } else {
@@ -286,6 +293,20 @@ fn table(header: &[String], rows: &[Vec<String>]) -> String {
 mod tests {
     use super::*;
     use crate::usage::query::UsageGroup;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_defused() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for (name, cell) in [
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@a", "'@a"),
+            ("alice", "alice"),
+        ] {
+            assert_eq!(csv_cell(name), cell);
+        }
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+    }
 
     fn page() -> UsagePage {
         let t = |n: u64| UsageTotals {

@@ -65,5 +65,15 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
             "needs a certificate: set cert and key, or acme_domains".into(),
         ));
     }
+    // Bearer tokens in clear on a network: said at every start (F18).
+    if let Some(a) = c
+        .admin_listen
+        .filter(|a| !a.ip().is_loopback() && !c.admin_tls)
+    {
+        c.warnings.push(format!(
+            "admin_listen {a} is not loopback and admin_tls is off: admin tokens and \
+             the console cross the network in clear; set admin_tls = true"
+        ));
+    }
     Ok(())
 }

@@ -375,3 +375,31 @@ fn selftest_keys_are_read_checked_and_off_by_default() {
     assert!(c.selftest.on_admin);
     assert_eq!(c.selftest.rate_total, 7);
 }
+
+#[test]
+fn a_public_admin_listener_without_admin_tls_is_warned_about() {
+    let warned = |text: &str| {
+        parse(text)
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.contains("admin_listen") && w.contains("admin_tls = true"))
+    };
+    assert!(warned("admin_listen = \"0.0.0.0:9641\""));
+    assert!(warned("admin_listen = \"192.0.2.1:9641\""));
+    assert!(!warned("admin_listen = \"127.0.0.1:9641\""));
+    assert!(!warned("admin_listen = \"[::1]:9641\""));
+    assert!(!warned("admin_listen = \"off\""));
+    let dir = std::env::temp_dir().join(format!("turnpike-admin-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    std::fs::write(&cert, "x").unwrap();
+    std::fs::write(&key, "x").unwrap();
+    let with_tls = format!(
+        "admin_listen = \"0.0.0.0:9641\"\nadmin_tls = true\ncert = \"{}\"\nkey = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    assert!(!warned(&with_tls));
+    let _ = std::fs::remove_dir_all(&dir);
+}

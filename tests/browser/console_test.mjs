@@ -166,9 +166,11 @@ const STEPS = {
   },
 
   /// Kills the session of `user` through its Kill button and the dialog.
-  async kill({ user }) {
+  async kill({ user, id: wanted }) {
     await tab('sessions');
-    const row = `#sessions tbody tr[data-user="${user}"]`;
+    const row = wanted
+      ? `#sessions tbody tr[data-id="${wanted}"]`
+      : `#sessions tbody tr[data-user="${user}"]`;
     await page.waitForSelector(row, { timeout: 5_000 });
     const id = await page.$eval(row, (r) => r.dataset.id);
     await page.click(`${row} button.kill`);

@@ -170,6 +170,20 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The ids of `user`'s live sessions, from the API.
+async fn session_ids(admin: SocketAddr, token: &str, user: &str) -> Vec<String> {
+    let (code, body) = http(admin, "GET", "/api/v1/sessions", Some(token), None).await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["user"] == user)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// turnutils_uclient as the static user: one client (no RTCP
 /// allocation), 1,500 messages 20 ms apart to coturn's echo peer, so that
 /// its allocation lives for about 30 s.
@@ -280,6 +294,19 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     let v = page.step(json!({"cmd": "overview", "node": node_name(), "busy": true}));
     assert!(v["toPeer"].as_str().unwrap().ends_with("kbit/s"), "{v}");
     page.step(json!({"cmd": "screenshot", "name": "console"}));
+
+    // 3c. Kill ends uclient's session too: the fleet lists none of it
+    // after, and its relayed bytes are in its usage record.
+    let uclient_ids = session_ids(admin, &admin_token, USER).await;
+    assert!(!uclient_ids.is_empty(), "uclient's session is listed");
+    for id in &uclient_ids {
+        let v = page.step(json!({"cmd": "kill", "id": id}));
+        assert_eq!(v["id"], id.as_str(), "{v}");
+    }
+    assert!(
+        session_ids(admin, &admin_token, USER).await.is_empty(),
+        "uclient's session ended"
+    );
     drop(_uclient);
     drop(_one);
 
@@ -328,6 +355,7 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     assert!(v["shown"].as_str().unwrap().contains("(shown once)"), "{v}");
     assert_eq!(v["rows"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["after"], "", "the secret is shown once: {v}");
+    page.step(json!({"cmd": "screenshot", "name": "console-secrets"}));
     // A value the API refuses: its 400 text beside the allocations field.
     let v = page.step(json!({"cmd": "quota_set", "user": "formuser", "allocations": -1}));
     assert!(
@@ -344,6 +372,7 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
         (Some("Saved."), Some("3")),
         "{v}"
     );
+    page.step(json!({"cmd": "screenshot", "name": "console-quotas"}));
     let (code, body) = http(
         admin,
         "GET",
@@ -359,6 +388,7 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     );
     let v = page.step(json!({"cmd": "oauth_roundtrip", "kid": "console-key"}));
     assert!(v["shown"].as_str().unwrap().contains("console-key"), "{v}");
+    page.step(json!({"cmd": "screenshot", "name": "console-oauth-keys"}));
     let (_, body) = http(admin, "GET", "/api/v1/oauth-keys", Some(&admin_token), None).await;
     assert!(!body.contains("console-key"), "deleted: {body}");
 
@@ -374,6 +404,29 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
             .any(|l| l.starts_with("killme,1,") && l.contains(",10,")),
         "{csv}"
     );
+    // uclient's killed session: the page shows the bytes its usage
+    // record holds.
+    let v = page.step(json!({"cmd": "usage", "group": "user", "key": USER, "to_peer": 1}));
+    let (code, body) = http(
+        admin,
+        "GET",
+        "/api/v1/usage?group_by=user",
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let groups: Value = serde_json::from_str(&body).unwrap();
+    let mine = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == USER)
+        .unwrap_or_else(|| panic!("uclient's usage: {body}"))
+        .clone();
+    assert!(mine["bytes_to_peer"].as_u64().unwrap() > 0, "{mine}");
+    assert_eq!(v["toPeer"], mine["bytes_to_peer"], "{v} {mine}");
+    assert_eq!(v["toClient"], mine["bytes_to_client"], "{v} {mine}");
     page.step(json!({"cmd": "screenshot", "name": "console-usage"}));
 
     // 10. At 390 px wide only the tables scroll sideways.

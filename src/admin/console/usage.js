@@ -99,7 +99,12 @@ function show(groups, totals, group) {
 
   // The CSV is made here: no request leaves the page for it.
   const cols = ['allocations', 'seconds', 'bytes_to_peer', 'packets_to_peer', 'bytes_to_client', 'packets_to_client'];
-  const quote = (v) => (/[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+  // A name a spreadsheet would run as a formula (=, +, -, @) gets a
+  // leading apostrophe: names come from whoever may create users.
+  const quote = (v) => {
+    const s = /^[=+\-@\t\r]/.test(String(v)) ? `'${v}` : String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
   const lines = [[group, ...cols].join(',')].concat(
     groups.map((g) => [quote(g.key), ...cols.map((c) => g[c])].join(',')),
   );

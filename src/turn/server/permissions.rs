@@ -29,6 +29,18 @@ impl Server {
         if !self.shared.config().policy.allows(peer) {
             return Err(FORBIDDEN);
         }
+        // A self-test credential (issue 20) is handed to anyone who loads
+        // a public page: its allocation may reach this server's own relay
+        // addresses only (the page relays between two of them), or it
+        // would be an open relay.
+        if self
+            .shared
+            .auth
+            .is_selftest(&self.allocation_at(slot).username)
+            && !self.is_relay_ip(peer.ip())
+        {
+            return Err(FORBIDDEN);
+        }
         // RFC 8656: an XOR-PEER-ADDRESS of another address family than the
         // allocation's relayed address gets 443 (Peer Address Family
         // Mismatch).
@@ -36,6 +48,15 @@ impl Server {
             return Err(PEER_ADDRESS_FAMILY_MISMATCH);
         }
         Ok(peer)
+    }
+
+    /// Whether `ip` is an address this server relays from, as bound or as
+    /// told to clients (`external_ip`).
+    fn is_relay_ip(&self, ip: IpAddr) -> bool {
+        let c = self.shared.config();
+        c.relay_ips
+            .iter()
+            .any(|r| *r == ip || c.advertised(SocketAddr::new(*r, 0)).ip() == ip)
     }
 
     pub(super) fn create_permission(

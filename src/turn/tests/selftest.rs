@@ -216,3 +216,64 @@ fn without_a_selftest_secret_selftest_credentials_get_401() {
     });
     assert_eq!(code_of(&a), Some(401));
 }
+
+#[test]
+fn a_selftest_allocation_reaches_this_servers_relay_addresses_only() {
+    // Relay and peer addresses the default policy allows, so that only
+    // the self-test rule can refuse.
+    let mut h = harness(Opts {
+        relay_ips: vec!["8.8.4.4"],
+        secrets: vec!["store-secret"],
+        selftest_secret: Some(SELFTEST_SECRET),
+        ..Opts::default()
+    });
+    let (user, key) = credential("peerpolicy");
+    let from = udp("203.0.113.5:1");
+    let alloc = |b: &mut MessageBuilder<'_>| transport_udp(b);
+    let a = h.signed_from(h.at(0), from, Method::ALLOCATE, &user, &key, &alloc);
+    assert_eq!(code_of(&a), None);
+    // Another host is refused for a permission and for a channel, so a
+    // page's credential is no open relay.
+    let elsewhere = sa(PEER);
+    let r = h.signed_from(
+        h.at(1),
+        from,
+        Method::CREATE_PERMISSION,
+        &user,
+        &key,
+        &peer_attr(elsewhere),
+    );
+    assert_eq!(code_of(&r), Some(403));
+    let bind = move |b: &mut MessageBuilder<'_>| {
+        b.add_u32(AttributeType::CHANNEL_NUMBER, 0x4000 << 16);
+        b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &elsewhere);
+    };
+    let r = h.signed_from(h.at(1), from, Method::CHANNEL_BIND, &user, &key, &bind);
+    assert_eq!(code_of(&r), Some(403));
+    // The other peer connection's relayed address, on this server: allowed.
+    let relay = sa("8.8.4.4:50000");
+    let r = h.signed_from(
+        h.at(1),
+        from,
+        Method::CREATE_PERMISSION,
+        &user,
+        &key,
+        &peer_attr(relay),
+    );
+    assert_eq!(code_of(&r), None);
+    // An ordinary user still reaches any allowed peer.
+    let carol = format!("{}:carol", UNIX0 + 3600);
+    let carol_key = rest_key("store-secret", &carol);
+    let from = udp("203.0.113.5:2");
+    let a = h.signed_from(h.at(1), from, Method::ALLOCATE, &carol, &carol_key, &alloc);
+    assert_eq!(code_of(&a), None);
+    let r = h.signed_from(
+        h.at(1),
+        from,
+        Method::CREATE_PERMISSION,
+        &carol,
+        &carol_key,
+        &peer_attr(elsewhere),
+    );
+    assert_eq!(code_of(&r), None);
+}
