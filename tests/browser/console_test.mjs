@@ -165,6 +165,34 @@ const STEPS = {
     return { appeared_ms: appeared, users, sorted };
   },
 
+  /// The users of the Sessions table with `filter` typed in (once some
+  /// row matches), then unfiltered, sorted by user up and down.
+  async filter_sort({ filter }) {
+    await tab('sessions');
+    const users = () => page.$$eval('#sessions tbody tr', (rs) => rs.map((r) => r.dataset.user));
+    await page.fill('#session-filter', filter);
+    const filtered = await until(5_000, `rows matching ${filter}`, async () => {
+      const u = await users();
+      return u.length ? u : null;
+    });
+    await page.fill('#session-filter', '');
+    await sleep(300);
+    const header = '#sessions th button[data-sort="user"]';
+    const sortTo = async (want) => {
+      for (let i = 0; i < 3; i++) {
+        const now = await page.$eval(header, (b) => b.parentElement.getAttribute('aria-sort'));
+        if (now === want) return;
+        await page.click(header);
+        await sleep(100);
+      }
+    };
+    await sortTo('ascending');
+    const up = await users();
+    await sortTo('descending');
+    const down = await users();
+    return { filtered, up, down };
+  },
+
   /// Kills the session of `user` through its Kill button and the dialog.
   async kill({ user, id: wanted }) {
     await tab('sessions');

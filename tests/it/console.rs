@@ -281,6 +281,26 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     crate::secure::relays(&mut held, &peer).await;
+    // The filter shows killme's row alone; sorting by user orders rows.
+    let v = page.step(json!({"cmd": "filter_sort", "filter": "killme"}));
+    assert_eq!(v["filtered"], json!(["killme"]), "{v}");
+    let users = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (up, down) = (users("up"), users("down"));
+    assert!(
+        up.contains(&"killme".to_string()) && up.contains(&USER.to_string()),
+        "{v}"
+    );
+    let mut want = up.clone();
+    want.sort();
+    assert_eq!(up, want, "ascending: {v}");
+    want.reverse();
+    assert_eq!(down, want, "descending: {v}");
     let v = page.step(json!({"cmd": "kill", "user": "killme"}));
     assert!(v["question"].as_str().unwrap().contains("killme"), "{v}");
     assert_eq!(
