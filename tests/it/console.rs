@@ -447,6 +447,28 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     assert!(mine["bytes_to_peer"].as_u64().unwrap() > 0, "{mine}");
     assert_eq!(v["toPeer"], mine["bytes_to_peer"], "{v} {mine}");
     assert_eq!(v["toClient"], mine["bytes_to_client"], "{v} {mine}");
+    // By realm and by day: each row the page shows is the API's.
+    for group in ["realm", "day"] {
+        let (code, body) = http(
+            admin,
+            "GET",
+            &format!("/api/v1/usage?group_by={group}"),
+            Some(&admin_token),
+            None,
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        let groups = answer["groups"].as_array().unwrap();
+        assert!(!groups.is_empty(), "{body}");
+        for g in groups {
+            let key = g["key"].as_str().unwrap();
+            let v = page.step(json!({"cmd": "usage", "group": group, "key": key}));
+            assert_eq!(v["toPeer"], g["bytes_to_peer"], "{group} {key}: {v}");
+            assert_eq!(v["allocations"], g["allocations"], "{group} {key}: {v}");
+        }
+    }
+    page.step(json!({"cmd": "usage", "group": "user", "key": USER}));
     page.step(json!({"cmd": "screenshot", "name": "console-usage"}));
 
     // 10. At 390 px wide only the tables scroll sideways.
