@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::routes::Path;
 use super::ApiError;
 
-pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
@@ -66,8 +66,11 @@ fn file(name: &str) -> Response {
     r
 }
 
-fn secure(r: &mut Response) {
+/// The headers of every page the server serves (the console and the
+/// self-test page): the policy above, `nosniff`, no referrer, no framing.
+pub(crate) fn secure(r: &mut Response) {
     let h = r.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),

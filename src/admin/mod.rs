@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 use lockout::Lockout;
 
+pub(crate) use console::{secure as secure_page, CSP};
 pub(crate) use control::{Answer, Control, DrainView, Probe, Readiness, ReloadReport};
 pub(crate) use error::ApiError;
 pub(crate) use routes::serve_health;

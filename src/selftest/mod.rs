@@ -37,10 +37,6 @@ const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("selftest.js");
 const STYLE: &str = include_str!("selftest.css");
 
-/// The page's own script, style and endpoint; nothing inline, no other host.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-                   img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
 /// What the routes share: the server (its URLs, the minting) and the
 /// limiter, one for every listener the page is on.
 pub(crate) struct Selftest {
@@ -113,21 +109,9 @@ pub(crate) async fn serve(
 /// `body` as `content_type` with the page's security headers.
 fn secured(status: StatusCode, content_type: &'static str, body: impl IntoResponse) -> Response {
     let mut r = (status, body).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    crate::admin::secure_page(&mut r);
     r
 }
 
@@ -208,6 +192,7 @@ async fn credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::CSP;
 
     #[test]
     fn offered_reads_the_transports_off_the_urls() {

@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './chromium.mjs';
 
 const MESSAGES = 100;
 const PAGE_TIMEOUT_MS = 30_000; // in-page: ICE + 2x100 messages
@@ -22,19 +23,6 @@ const LAUNCH_TIMEOUT_MS = 20_000;
 const CLOSE_TIMEOUT_MS = 5_000;
 const HARD_KILL_MS = 60_000; // whole script, no matter what
 
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--allow-loopback-in-peer-connection',
-  '--ignore-certificate-errors',
-];
 
 const debug = (...a) => {
   if (process.env.RELAY_TEST_DEBUG) console.error('[relay_test]', ...a);
