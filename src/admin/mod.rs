@@ -36,7 +36,9 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 use lockout::Lockout;
 
-pub(crate) use console::{secure as secure_page, CSP};
+pub(crate) use console::secure as secure_page;
+#[cfg(test)]
+pub(crate) use console::CSP;
 pub(crate) use control::{Answer, Control, DrainView, Probe, Readiness, ReloadReport};
 pub(crate) use error::ApiError;
 pub(crate) use routes::serve_health;
