@@ -210,9 +210,13 @@ async fn debians_example_with_static_users_serves_uclient_like_coturn() {
         };
         assert_eq!(status(line), want, "{line}");
     }
-    for key in ["mobility", "web-admin", "cli-password"] {
+    for key in ["mobility", "cli-password"] {
         assert_eq!(status(report_line(&report, key)), "unsupported", "{report}");
     }
+    // coturn's web admin has its counterpart: the console on admin_listen.
+    let line = report_line(&report, "web-admin");
+    assert_eq!(status(line), "mapped", "{line}");
+    assert!(line.contains("/console/"), "{line}");
     assert!(
         report_line(&report, "user (x2)").contains("alice, bob"),
         "{report}"
