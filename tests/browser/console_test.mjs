@@ -244,6 +244,32 @@ const STEPS = {
     return { shown, rows, after: await text('#secret-created') };
   },
 
+  /// Deletes the secret `id` through its row's button and the dialog;
+  /// the ids listed after.
+  async secret_delete({ id }) {
+    await tab('secrets');
+    const row = `#secrets tbody tr[data-secret="${id}"]`;
+    await page.waitForSelector(row, { timeout: 5_000 });
+    await page.click(`${row} button:has-text("Delete")`);
+    await page.waitForSelector('#confirm[open]', { timeout: 5_000 });
+    await page.click('#confirm-ok');
+    await until(5_000, `secret ${id} gone`, async () => !(await page.$(row)));
+    return { rows: await page.$$eval('#secrets tbody tr', (rs) => rs.map((r) => r.dataset.secret)) };
+  },
+
+  /// Deletes the user `name` through its row's button and the dialog.
+  async user_delete({ name }) {
+    await tab('users');
+    const row = `#users tbody tr[data-user="${name}"]`;
+    await page.waitForSelector(row, { timeout: 5_000 });
+    await page.click(`${row} button:has-text("Delete")`);
+    await page.waitForSelector('#confirm[open]', { timeout: 5_000 });
+    const question = await text('#confirm-text');
+    await page.click('#confirm-ok');
+    await until(5_000, `user ${name} gone`, async () => !(await page.$(row)));
+    return { question, status: await text('#status') };
+  },
+
   /// Sets a user's quota through the form, then loads it back.
   async quota_set({ user, allocations }) {
     await tab('quotas');

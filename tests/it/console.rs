@@ -376,6 +376,11 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     assert_eq!(v["rows"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["after"], "", "the secret is shown once: {v}");
     page.step(json!({"cmd": "screenshot", "name": "console-secrets"}));
+    let id = v["rows"][0].as_str().unwrap().to_string();
+    let v = page.step(json!({"cmd": "secret_delete", "id": id}));
+    assert_eq!(v["rows"], json!([]), "{v}");
+    let (_, body) = http(admin, "GET", "/api/v1/secrets", Some(&admin_token), None).await;
+    assert!(!body.contains(&id), "deleted: {body}");
     // A value the API refuses: its 400 text beside the allocations field.
     let v = page.step(json!({"cmd": "quota_set", "user": "formuser", "allocations": -1}));
     assert!(
@@ -411,6 +416,30 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
     page.step(json!({"cmd": "screenshot", "name": "console-oauth-keys"}));
     let (_, body) = http(admin, "GET", "/api/v1/oauth-keys", Some(&admin_token), None).await;
     assert!(!body.contains("console-key"), "deleted: {body}");
+    // Deleting the form's user: gone from the store, and it no longer
+    // allocates.
+    let v = page.step(json!({"cmd": "user_delete", "name": "formuser"}));
+    assert!(v["question"].as_str().unwrap().contains("formuser"), "{v}");
+    let (code, _) = http(
+        admin,
+        "GET",
+        "/api/v1/users/formuser",
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    // (A deletion reaches the running server within a second or two; until
+    // then the user's quota of 3 may answer 486.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let mut c = TurnClient::connect_as(udp, "formuser", "newpw").await;
+        match c.allocate(None).await {
+            Err(401) => break,
+            other => assert!(std::time::Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // 7. Usage: the killed session's 10 relayed bytes, and the CSV.
     let v = page.step(json!({"cmd": "usage", "group": "user", "key": "killme", "to_peer": 10}));
@@ -424,6 +453,28 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
             .any(|l| l.starts_with("killme,1,") && l.contains(",10,")),
         "{csv}"
     );
+    // A name a spreadsheet would run as a formula: the page's CSV defuses
+    // it with a leading apostrophe.
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/users",
+        Some(&admin_token),
+        Some(r#"{"username":"=1+1","password":"formula"}"#),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    allocate_within(udp, "=1+1", "formula", true)
+        .await
+        .expect("the new user allocates");
+    let mut c = TurnClient::connect_as(udp, "=1+1", "formula").await;
+    c.allocate(None).await.unwrap();
+    c.refresh(0).await.unwrap();
+    let v = page.step(json!({"cmd": "usage", "group": "user", "key": "=1+1"}));
+    let csv = v["csv"].as_str().unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("'=1+1,")), "{csv}");
+    assert!(!csv.lines().any(|l| l.starts_with("=1+1")), "{csv}");
+
     // uclient's killed session: the page shows the bytes its usage
     // record holds.
     let v = page.step(json!({"cmd": "usage", "group": "user", "key": USER, "to_peer": 1}));
