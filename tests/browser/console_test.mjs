@@ -357,6 +357,24 @@ const STEPS = {
     return { ...got, bars, csv, csvName: download.suggestedFilename() };
   },
 
+  /// Shows usage by `group` from `from` to `to` (inclusive dates); the
+  /// row keys and the total allocations the page shows, or the error
+  /// beside the end date.
+  async usage_range({ group = 'user', from, to }) {
+    await tab('usage');
+    await page.selectOption('#usage-group', group);
+    await page.fill('#usage-from', from);
+    await page.fill('#usage-to', to);
+    await page.evaluate(() => {
+      document.querySelector('#usage-total-allocations').textContent = '';
+    });
+    await page.click('#usage-show');
+    await until(5_000, 'usage shown', async () =>
+      (await text('#usage-total-allocations')) !== '' || (await text('#usage-to-error')) !== '');
+    const keys = await page.$$eval('#usage tbody tr', (rs) => rs.map((r) => r.dataset.key));
+    return { keys, total: await text('#usage-total-allocations'), toError: await text('#usage-to-error') };
+  },
+
   async screenshot({ name }) {
     return { path: await screenshot(page, name) };
   },

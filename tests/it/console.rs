@@ -519,6 +519,34 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
             assert_eq!(v["allocations"], g["allocations"], "{group} {key}: {v}");
         }
     }
+    // The date range reaches the API: today holds the records, a day in
+    // 2000 none, and an end before the start is refused beside the field.
+    let (_, body) = http(
+        admin,
+        "GET",
+        "/api/v1/usage?group_by=day",
+        Some(&admin_token),
+        None,
+    )
+    .await;
+    let today = serde_json::from_str::<Value>(&body).unwrap()["groups"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = page.step(json!({"cmd": "usage_range", "from": today, "to": today}));
+    assert!(
+        v["keys"].as_array().unwrap().contains(&json!("killme")),
+        "{v}"
+    );
+    let v = page.step(json!({"cmd": "usage_range", "from": "2000-01-01", "to": "2000-01-02"}));
+    assert_eq!(
+        (v["keys"].clone(), v["total"].clone()),
+        (json!([]), json!("0")),
+        "{v}"
+    );
+    let v = page.step(json!({"cmd": "usage_range", "from": today, "to": "2000-01-02"}));
+    assert_eq!(v["toError"], "The end is before the start.", "{v}");
+    page.step(json!({"cmd": "usage_range", "from": today, "to": today}));
     page.step(json!({"cmd": "usage", "group": "user", "key": USER}));
     page.step(json!({"cmd": "screenshot", "name": "console-usage"}));
 
