@@ -28,7 +28,8 @@
 //!     splice), TLS and certificates, the control handle the admin API
 //!     is given;
 //!     [`serve`] starts it all.
-//!   * [`admin`]: the admin API (routes per resource) and metrics.
+//!   * [`admin`]: the admin API (routes per resource), metrics, the
+//!     stats the web console draws, and the console's files (`console/`).
 //!   * `selftest`: the self-test page (issue 20), its assets, credential
 //!     endpoint and rate limits; on the admin listener or its own.
 //!   * [`usage`]: usage records and webhooks from the core's events.
