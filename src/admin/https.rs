@@ -28,7 +28,16 @@ pub(crate) struct Https {
 }
 
 impl Https {
-    pub(crate) fn new(mut inner: Bounded, config: Arc<ServerConfig>) -> io::Result<Https> {
+    pub(crate) fn new(inner: Bounded, config: Arc<ServerConfig>) -> io::Result<Https> {
+        Https::with_handshake(inner, config, HANDSHAKE)
+    }
+
+    /// [`Https::new`] with another handshake deadline (tests).
+    fn with_handshake(
+        mut inner: Bounded,
+        config: Arc<ServerConfig>,
+        handshake: Duration,
+    ) -> io::Result<Https> {
         use axum::serve::Listener as _;
         let local = inner.local_addr()?;
         // Finished handshakes wait here for axum; the slots bound them.
@@ -39,7 +48,7 @@ impl Https {
                 let (io, from) = inner.accept().await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(io)).await {
+                    match tokio::time::timeout(handshake, acceptor.accept(io)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, from)).await;
                         }
@@ -83,5 +92,80 @@ impl axum::serve::Listener for Https {
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Https>> for ClientAddr {
     fn connect_info(s: axum::serve::IncomingStream<'_, Https>) -> Self {
         ClientAddr(*s.remote_addr())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::listener::Bounds;
+    use axum::serve::Listener as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn config() -> Arc<ServerConfig> {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = CertificateDer::from(c.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.signing_key.serialize_der()));
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        Arc::new(
+            ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], key)
+                .unwrap(),
+        )
+    }
+
+    /// True when the server closed `s` (EOF or reset) within `within`.
+    async fn closed(s: &mut TcpStream, within: Duration) -> bool {
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(within, s.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn pending_handshakes_hold_their_places_and_end_at_the_deadline() {
+        let bounds = Bounds {
+            per_source: 2,
+            total: 8,
+            idle: Duration::from_secs(60),
+        };
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let deadline = Duration::from_millis(400);
+        let mut https = Https::with_handshake(Bounded::new(l, bounds), config(), deadline).unwrap();
+        // Nothing finished a handshake, so nothing reaches axum.
+        let accepted = tokio::spawn(async move { https.accept().await.1 });
+        // Two silent clients from one address hold its two places while
+        // their handshakes wait: the third is closed at once.
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed(&mut c, Duration::from_millis(200)).await,
+            "over the cap"
+        );
+        // At the deadline the silent ones are dropped and their places
+        // come back.
+        assert!(
+            closed(&mut a, Duration::from_secs(2)).await,
+            "handshake deadline"
+        );
+        assert!(
+            closed(&mut b, Duration::from_secs(2)).await,
+            "handshake deadline"
+        );
+        let mut d = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            !closed(&mut d, Duration::from_millis(200)).await,
+            "a place came back"
+        );
+        assert!(!accepted.is_finished());
+        accepted.abort();
     }
 }

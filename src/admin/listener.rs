@@ -16,6 +16,44 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
+/// Binds `addr`, bounded by [`BOUNDS`], and serves `app` on it (over TLS
+/// with `tls`): the admin, health and self-test listeners alike. Returns
+/// the bound address and the serving task, which ends when `shutdown`
+/// completes; `what` names the listener in the log.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    app: axum::Router,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    what: &'static str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<(SocketAddr, Serving)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let listener = Bounded::new(listener, BOUNDS);
+    let app = app.into_make_service_with_connect_info::<ClientAddr>();
+    let task: Serving = match tls {
+        None => Box::pin(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+            if let Err(e) = served.await {
+                tracing::warn!("{what} stopped: {e}");
+            }
+        }),
+        Some(config) => {
+            let listener = super::https::Https::new(listener, config)?;
+            Box::pin(async move {
+                let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+                if let Err(e) = served.await {
+                    tracing::warn!("{what} stopped: {e}");
+                }
+            })
+        }
+    };
+    Ok((bound, task))
+}
+
+/// A listener's serving task.
+pub(crate) type Serving = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// How many connections the listener holds open.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {

@@ -101,40 +101,15 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     state: State,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    extra: Option<axum::Router>,
+    extra: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let listener = listener::Bounded::new(listener, listener::BOUNDS);
-    tokio::spawn(stats::sample(
-        state.0.control.clone(),
-        Arc::downgrade(&state.0.history),
-    ));
-    let mut app = routes::router(state);
-    if let Some(extra) = extra {
-        app = app.merge(extra);
-    }
-    let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match tls {
-        None => Box::pin(async move {
-            let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
-            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-            if let Err(e) = served.await {
-                tracing::warn!("admin api stopped: {e}");
-            }
-        }),
-        Some(config) => {
-            let listener = https::Https::new(listener, config)?;
-            Box::pin(async move {
-                let app = app.into_make_service_with_connect_info::<listener::ClientAddr>();
-                let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-                if let Err(e) = served.await {
-                    tracing::warn!("admin api stopped: {e}");
-                }
-            })
-        }
-    };
-    Ok((bound, task))
+) -> std::io::Result<(SocketAddr, listener::Serving)> {
+    let history = Arc::downgrade(&state.0.history);
+    let control = state.0.control.clone();
+    let app = routes::router(state).merge(extra);
+    let served = listener::serve(addr, app, tls, "admin api", shutdown).await?;
+    tokio::spawn(stats::sample(control, history));
+    Ok(served)
 }
 
 /// The caller of a route: its address (for the lockout) and headers.

@@ -419,16 +419,15 @@ async fn start_selftest(
     config: &Config,
     control: Arc<ServerControl>,
     stop: &watch::Receiver<bool>,
-) -> Result<(Option<axum::Router>, Option<SocketAddr>), ServeError> {
+) -> Result<(axum::Router, Option<SocketAddr>), ServeError> {
     if !config.selftest.enabled() {
-        return Ok((Some(crate::selftest::routes_off()), None));
+        return Ok((crate::selftest::routes_off(), None));
     }
     let state = crate::selftest::Selftest::new(control, &config.selftest);
     let on_admin = match config.selftest.on_admin {
         true => crate::selftest::routes(state.clone()),
         false => crate::selftest::routes_off(),
     };
-    let on_admin = Some(on_admin);
     let Some(addr) = config.selftest.listen else {
         return Ok((on_admin, None));
     };
@@ -449,7 +448,7 @@ async fn start_admin(
     control: Arc<ServerControl>,
     config: Arc<Config>,
     tls: Option<&tls::Tls>,
-    selftest: Option<axum::Router>,
+    selftest: axum::Router,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, ServeError> {
     let Some(addr) = config.admin_listen else {

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::admin::listener::{Bounded, ClientAddr, BOUNDS};
+use crate::admin::listener::{serve as serve_bounded, ClientAddr, Serving};
 use crate::admin::{ApiError, Control};
 use crate::config::SelftestConfig;
 use limiter::Limiter;
@@ -83,27 +83,14 @@ pub(crate) fn routes_off() -> Router {
 
 /// Binds `addr` for the page alone (nothing of the admin API); returns the
 /// bound address and the serving task, which ends when `shutdown` does.
+/// It may face the Internet: bounded as the admin listener is.
 pub(crate) async fn serve(
     addr: SocketAddr,
     state: Arc<Selftest>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    // It may face the Internet: bounded as the admin listener is.
-    let listener = Bounded::new(listener, BOUNDS);
-    let app = routes(state)
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .into_make_service_with_connect_info::<ClientAddr>();
-    let task = async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!("selftest listener stopped: {e}");
-        }
-    };
-    Ok((bound, task))
+) -> std::io::Result<(SocketAddr, Serving)> {
+    let app = routes(state).fallback(|| async { ApiError::not_found("no such route") });
+    serve_bounded(addr, app, None, "selftest listener", shutdown).await
 }
 
 /// `body` as `content_type` with the page's security headers.

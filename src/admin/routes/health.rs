@@ -52,24 +52,12 @@ fn router(probe: Arc<dyn Probe>) -> Router {
 }
 
 /// Binds `addr` for the health endpoints alone; returns the bound address
-/// and the serving task, which ends when `shutdown` completes.
+/// and the serving task, which ends when `shutdown` completes. Balancers
+/// probe it from anywhere: bounded as the admin API is.
 pub(crate) async fn serve_health(
     addr: SocketAddr,
     probe: Arc<dyn Probe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    // Balancers probe it from anywhere: bounded as the admin API is.
-    let listener = crate::admin::listener::Bounded::new(listener, crate::admin::listener::BOUNDS);
-    let app = router(probe);
-    let task = async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!("health listener stopped: {e}");
-        }
-    };
-    Ok((bound, task))
+) -> std::io::Result<(SocketAddr, crate::admin::listener::Serving)> {
+    crate::admin::listener::serve(addr, router(probe), None, "health listener", shutdown).await
 }
