@@ -76,6 +76,8 @@ async fn with_page(adjust: impl FnOnce(&mut turnpike::Config)) -> (Running, Sock
 async fn selftest_credential_is_a_60_s_selftest_username_good_for_one_allocation() {
     let (s, admin) = with_page(|_| {}).await;
     let udp = s.addrs(Transport::Udp)[0];
+    // TCP takes UDP's port when it is free, and another one when not.
+    let tcp = s.addrs(Transport::Tcp)[0];
     let before = unix_now();
     let (code, headers, body) = http(admin, "POST", "/selftest/credentials").await;
     assert_eq!(code, 200, "{body}");
@@ -108,7 +110,7 @@ async fn selftest_credential_is_a_60_s_selftest_username_good_for_one_allocation
         "{urls:?}"
     );
     assert!(
-        urls.contains(&format!("turn:{udp}?transport=tcp").as_str()),
+        urls.contains(&format!("turn:{tcp}?transport=tcp").as_str()),
         "{urls:?}"
     );
     assert_eq!(
