@@ -42,19 +42,37 @@ pub(super) fn worker_count(config: &Config) -> usize {
 /// Binds each `listen` address for UDP and TCP (one port for both).
 pub(super) fn listen(config: &Config, b: &mut Bound) -> Result<(), ServeError> {
     let reuse = b.reuse;
-    for want in &config.listen {
+    'listen: for want in &config.listen {
         let bind_err = |transport, source| ServeError::Bind {
             transport,
             addr: *want,
             source,
         };
-        let first = match socket::bind_udp(*want, reuse) {
-            Ok(s) => s,
-            Err(e) if socket::is_optional_ipv6(want, &e) => {
-                tracing::warn!("skipping {want}: no IPv6 on this host ({e})");
-                continue;
-            }
-            Err(e) => return Err(bind_err(Transport::Udp, e)),
+        // On port 0, TCP takes the port UDP got: operators expect one
+        // port. When another program holds that port for TCP, a few new
+        // UDP ports are tried before the two go their own ways.
+        let mut attempts = if want.port() == 0 { 8 } else { 1 };
+        let (first, first_tcp) = loop {
+            attempts -= 1;
+            let udp = match socket::bind_udp(*want, reuse) {
+                Ok(s) => s,
+                Err(e) if socket::is_optional_ipv6(want, &e) => {
+                    tracing::warn!("skipping {want}: no IPv6 on this host ({e})");
+                    continue 'listen;
+                }
+                Err(e) => return Err(bind_err(Transport::Udp, e)),
+            };
+            let udp_addr = udp.local_addr().map_err(|e| bind_err(Transport::Udp, e))?;
+            let tcp = if want.port() == 0 {
+                match socket::bind_tcp(udp_addr, reuse) {
+                    Ok(t) => Ok(t),
+                    Err(_) if attempts > 0 => continue,
+                    Err(_) => socket::bind_tcp(*want, reuse),
+                }
+            } else {
+                socket::bind_tcp(*want, reuse)
+            };
+            break (udp, tcp.map_err(|e| bind_err(Transport::Tcp, e))?);
         };
         let udp_addr = first
             .local_addr()
@@ -64,13 +82,7 @@ pub(super) fn listen(config: &Config, b: &mut Bound) -> Result<(), ServeError> {
             sockets
                 .push(socket::bind_udp(udp_addr, true).map_err(|e| bind_err(Transport::Udp, e))?);
         }
-        // On port 0, TCP takes the port UDP got: operators expect one port.
-        let first = if want.port() == 0 {
-            socket::bind_tcp(udp_addr, reuse).or_else(|_| socket::bind_tcp(*want, reuse))
-        } else {
-            socket::bind_tcp(*want, reuse)
-        }
-        .map_err(|e| bind_err(Transport::Tcp, e))?;
+        let first = first_tcp;
         let tcp_addr = first
             .local_addr()
             .map_err(|e| bind_err(Transport::Tcp, e))?;

@@ -39,7 +39,12 @@ pub(crate) async fn run_page(servers: String) -> String {
 
 async fn chromium_relays_over(transport: &str) {
     let server = start_turn(|c| c.allow_loopback_peers = true).await;
-    let port = server.addrs(turnpike::Transport::Udp)[0].port();
+    // TCP shares UDP's port only when that port was free for both.
+    let listener = match transport {
+        "tcp" => turnpike::Transport::Tcp,
+        _ => turnpike::Transport::Udp,
+    };
+    let port = server.addrs(listener)[0].port();
     let url = format!("turn:127.0.0.1:{port}?transport={transport}");
     chromium_relays_through(&url, transport).await;
     server.stop().await;

@@ -115,7 +115,13 @@ pub(crate) fn turnutils_peer() -> (Child, u16) {
 /// and asserts every message came back.
 async fn uclient_zero_loss(mode: &[&str], peer_ip: &str) {
     let server = crate::start_turn(|c| c.allow_loopback_peers = true).await;
-    let port = server.addrs(turnpike::Transport::Udp)[0].port();
+    // TCP shares UDP's port only when that port was free for both.
+    let transport = if mode.contains(&"-t") {
+        turnpike::Transport::Tcp
+    } else {
+        turnpike::Transport::Udp
+    };
+    let port = server.addrs(transport)[0].port();
     let (_peer, peer_port) = turnutils_peer();
     let mut flags = vec!["-u", crate::USER, "-w", crate::PASSWORD];
     flags.extend_from_slice(mode);
