@@ -29,13 +29,16 @@ export const ARTIFACTS =
 
 /// A browser in a fresh profile. `requests` lists every URL any page of it
 /// asked for, in order; `close()` ends the browser and removes the profile.
-export async function launch({ viewport = { width: 1280, height: 800 } } = {}) {
+/// `strictTls` keeps Chromium's certificate checks, as a user's browser
+/// has them: the test certificate is then refused, as an intercepting
+/// proxy's would be.
+export async function launch({ viewport = { width: 1280, height: 800 }, strictTls = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'turnpike-chromium-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: CHROMIUM_ARGS,
-    ignoreHTTPSErrors: true,
+    args: strictTls ? CHROMIUM_ARGS.filter((a) => a !== '--ignore-certificate-errors') : CHROMIUM_ARGS,
+    ignoreHTTPSErrors: !strictTls,
     viewport,
     timeout: 20_000,
   });

@@ -12,6 +12,13 @@
 // NAME-1280x800.png (the first screen) and NAME-390.png (390 px wide) under
 // target/artifacts/screenshots. Exit code 0 when the page ran
 // to the end (whatever its verdicts: the Rust test judges them).
+//
+// Two ways to spoil the run, as a user's network would:
+//   SELFTEST_STRICT_TLS=1        Chromium checks certificates, so the test
+//                                certificate is refused as an intercepting
+//                                proxy's would be;
+//   SELFTEST_WRONG_CREDENTIAL=1  the credentials the page gets are altered
+//                                on the way (the server then answers 401).
 
 import { join } from 'node:path';
 import { ARTIFACTS, launch, foreignRequests, screenshot } from './chromium.mjs';
@@ -30,8 +37,16 @@ const [url, shot] = process.argv.slice(2);
 let browser = null;
 try {
   if (!url) throw new Error('usage: node selftest_test.mjs PAGE_URL [SCREENSHOT_NAME]');
-  browser = await launch();
+  browser = await launch({ strictTls: process.env.SELFTEST_STRICT_TLS === '1' });
   const page = browser.context.pages()[0] || (await browser.context.newPage());
+  if (process.env.SELFTEST_WRONG_CREDENTIAL === '1') {
+    await page.route('**/selftest/credentials', async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      if (body.credential) body.credential = `${body.credential}x`;
+      await route.fulfill({ response, json: body });
+    });
+  }
   page.on('console', (m) => { if (out.console.length < 50) out.console.push(m.text()); });
   page.on('pageerror', (e) => { if (out.console.length < 50) out.console.push(`pageerror: ${e.message}`); });
   await page.goto(url);

@@ -264,11 +264,21 @@ async fn selftest_listen_serves_the_page_alone_and_no_admin_route() {
 
 /// Runs tests/browser/selftest_test.mjs on `page`; its JSON line.
 async fn run_page(page: String, shot: Option<&str>) -> Value {
+    run_page_with(page, shot, &[]).await
+}
+
+/// The same, with the script's environment switches (`SELFTEST_*`).
+async fn run_page_with(page: String, shot: Option<&str>, env: &[(&str, &str)]) -> Value {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     let shot = shot.map(String::from);
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new("node");
         cmd.current_dir(dir).arg("selftest_test.mjs").arg(page);
+        cmd.envs(env);
         if let Some(s) = shot {
             cmd.arg(s);
         }
@@ -416,5 +426,74 @@ async fn selftest_page_works_on_an_https_admin_listener() {
     assert_eq!(out["verdicts"]["udp"]["verdict"], "works", "{out}");
     assert_eq!(out["verdicts"]["tls"]["verdict"], "works", "{out}");
     assert_eq!(out["foreign"], serde_json::json!([]), "{out}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_page_explains_a_refused_credential_for_each_turn_transport() {
+    // The credentials reach the page altered, as a broken proxy or a
+    // stale cache would hand them over: the server answers 401.
+    let (s, _dir) = crate::secure::tls_turn(|c| c.selftest.on_admin = true).await;
+    let admin = s.admin_addr().unwrap();
+    let out = run_page_with(page_url(admin), None, &[("SELFTEST_WRONG_CREDENTIAL", "1")]).await;
+    let v = &out["verdicts"];
+    for (key, label) in [
+        ("udp", "TURN over UDP"),
+        ("tcp", "TURN over TCP"),
+        ("tls", "TURN over TLS"),
+    ] {
+        assert_eq!(v[key]["verdict"], "refused", "{key}: {out}");
+        let text = v[key]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("{label}: credential refused (401)"))
+                && text.contains("did not accept the self-test credential"),
+            "{text}"
+        );
+    }
+    // STUN needs no credential: it still works.
+    assert_eq!(v["stun"]["verdict"], "works", "{out}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_page_explains_a_certificate_it_cannot_trust_as_tls_blocked_or_intercepted() {
+    // A browser that checks certificates, as users' do, gets the test
+    // certificate, which no CA it knows signed: the same failure as behind
+    // a proxy that intercepts TLS. UDP and TCP still work.
+    let (s, _dir) = crate::secure::tls_turn(|c| c.selftest.on_admin = true).await;
+    let admin = s.admin_addr().unwrap();
+    let out = run_page_with(page_url(admin), None, &[("SELFTEST_STRICT_TLS", "1")]).await;
+    let v = &out["verdicts"];
+    assert_eq!(v["udp"]["verdict"], "works", "{out}");
+    assert_eq!(v["tcp"]["verdict"], "works", "{out}");
+    assert_eq!(v["tls"]["verdict"], "blocked", "{out}");
+    let tls = v["tls"]["text"].as_str().unwrap();
+    assert!(
+        tls.starts_with("TURN over TLS: blocked") && tls.contains("a proxy intercepts TLS"),
+        "{tls}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_page_hit_by_the_rate_limit_mid_run_keeps_what_it_measured() {
+    // Three credentials a minute: UDP takes two, TCP gets one and then 429.
+    let (s, admin) = with_page(|c| c.selftest.rate_per_ip = 3).await;
+    let out = run_page(page_url(admin), None).await;
+    let v = &out["verdicts"];
+    assert_eq!(v["udp"]["verdict"], "works", "{out}");
+    assert_eq!(v["tcp"]["verdict"], "rate-limited", "{out}");
+    let want = "Too many self-tests from your address: 3 credentials per minute. Try again in";
+    let tcp = v["tcp"]["text"].as_str().unwrap();
+    assert!(
+        tcp.starts_with("TURN over TCP: not run, rate limit") && tcp.contains(want),
+        "{tcp}"
+    );
+    let status = out["status"].as_str().unwrap();
+    assert!(status.starts_with(want), "{status}");
+    // The report keeps UDP's figures.
+    let udp = &out["report"]["transports"][1];
+    assert_eq!(udp["transport"], "udp");
+    assert_eq!(udp["verdict"], "works", "{out}");
     s.stop().await;
 }
