@@ -139,6 +139,9 @@ const STEPS = {
     return {
       ...got,
       inked,
+      scope: await text('#totals-scope'),
+      rows: await page.$$eval('#nodes tbody tr', (rs) => rs.map((r) => Number(r.querySelector('[data-field=allocations]').textContent))),
+      fleet: { count: await text('#nodes-count'), allocations: Number(await text('#nodes-allocations')) },
       toPeer: await text('#total-to-peer'),
       toClient: await text('#total-to-client'),
       authFailures: await text('#total-auth-failures'),

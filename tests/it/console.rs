@@ -255,6 +255,31 @@ async fn console_signs_in_by_link_watches_kills_creates_and_sums_as_admin_and_re
         v["inked"].as_u64().unwrap() > 1000,
         "the chart is drawn: {v}"
     );
+    // The totals say whose they are; the nodes table sums the fleet.
+    assert_eq!(
+        v["scope"],
+        format!(
+            "Live totals of this node ({}); the fleet's sums are under Nodes.",
+            node_name()
+        ),
+        "{v}"
+    );
+    let rows: Vec<u64> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        v["fleet"]["count"],
+        format!("All nodes ({})", rows.len()),
+        "{v}"
+    );
+    assert_eq!(
+        v["fleet"]["allocations"].as_u64(),
+        Some(rows.iter().sum()),
+        "{v}"
+    );
     page.step(json!({"cmd": "screenshot", "name": "console-overview"}));
 
     // 3b. Kill: a client we hold relays 10 bytes, its session is killed

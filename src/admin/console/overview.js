@@ -30,7 +30,14 @@ async function refresh(ctx) {
         ),
       ),
     );
+    // The fleet's sums, from the nodes' heartbeats; the totals above are
+    // this node's own, live (auth failures and refusals are not shared).
+    const sum = (f) => nodes.nodes.reduce((a, n) => a + (Number(n[f]) || 0), 0);
+    $('#nodes-count').textContent = `All nodes (${nodes.nodes.length})`;
+    $('#nodes-allocations').textContent = String(sum('allocations'));
+    $('#nodes-bps').textContent = bits(sum('relayed_bps'));
     if (stats) {
+      $('#totals-scope').textContent = `Live totals of this node (${stats.node}); the fleet's sums are under Nodes.`;
       const c = stats.current || {};
       $('#total-allocations').textContent = String(c.allocations ?? 0);
       $('#total-to-peer').textContent = bits(c.to_peer_bps);
