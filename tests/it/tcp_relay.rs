@@ -135,3 +135,80 @@ async fn connect_to_a_tcp_echo_peer_carries_data_and_a_denied_peer_gets_403_with
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_pipelined_after_connection_bind_reach_the_peer_as_sent() {
+    // A client may send its first bytes in the same segment as the
+    // ConnectionBind, before the answer: they are the application's, not
+    // STUN or ChannelData, whatever they look like (review F23: they were
+    // framed, and bytes that did not frame closed the data connection
+    // while the peer socket stayed held).
+    let server = start_turn(|c| {
+        c.allow_loopback_peers = true;
+        c.tcp_relay = true;
+    })
+    .await;
+    let addr = server.addrs(Transport::Tcp)[0];
+    let mut control = tcp_client(addr).await;
+    let relayed = control
+        .request(Method::ALLOCATE, &|b| {
+            b.add(AttributeType::REQUESTED_TRANSPORT, &[6, 0, 0, 0])
+        })
+        .await;
+    assert!(relayed.is_ok(), "TCP allocation: {relayed:?}");
+    let firsts: [&[u8]; 3] = [
+        b"\xff\xfe not STUN, not ChannelData",
+        // A ChannelData header for channel 0x4000, 4 bytes long.
+        b"\x40\x00\x00\x04abcd",
+        // A Binding request header, 0 bytes of attributes.
+        b"\x00\x01\x00\x00\x21\x12\xa4\x42twelve bytes",
+    ];
+    for first in firsts {
+        let (peer, mut accepted) = echo_peer().await;
+        let connect = control
+            .request(Method::CONNECT, &|b| {
+                b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer)
+            })
+            .await
+            .expect("Connect succeeds");
+        let id = Message::parse(&connect)
+            .unwrap()
+            .get(AttributeType::CONNECTION_ID)
+            .unwrap()
+            .to_vec();
+        accepted.recv().await.unwrap();
+        // ConnectionBind (signed with the control connection's nonce, which
+        // is good for this IP) and the data, in one write.
+        let bind = control.signed(Method::CONNECTION_BIND, &|b| {
+            b.add(AttributeType::CONNECTION_ID, &id)
+        });
+        let payload: Vec<u8> = first
+            .iter()
+            .copied()
+            .chain((0..10_000u32).map(|i| (i % 251) as u8))
+            .collect();
+        let mut data = TcpStream::connect(addr).await.unwrap();
+        data.write_all(&[bind, payload.clone()].concat())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::turn_client::read_stun(&mut data),
+        )
+        .await
+        .expect("an answer within 5 s")
+        .expect("the data connection stays open");
+        let m = Message::parse(&answer).unwrap();
+        assert!(
+            m.get(AttributeType::ERROR_CODE).is_none(),
+            "ConnectionBind succeeds: {answer:?}"
+        );
+        let mut back = vec![0u8; payload.len()];
+        tokio::time::timeout(Duration::from_secs(5), data.read_exact(&mut back))
+            .await
+            .expect("the echo within 5 s")
+            .unwrap();
+        assert_eq!(back, payload, "first bytes {first:?}");
+    }
+    server.stop().await;
+}

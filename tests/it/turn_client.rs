@@ -187,6 +187,20 @@ impl TurnClient {
         Self::drive(&mut self.link, call).await
     }
 
+    /// A signed request's bytes, to be sent by hand (with the nonce this
+    /// client holds: request something first).
+    pub fn signed(
+        &mut self,
+        method: Method,
+        attrs: &(dyn Fn(&mut MessageBuilder<'_>) + Sync),
+    ) -> Vec<u8> {
+        let mut call = self.core.call_with(Instant::now(), method, attrs).unwrap();
+        match call.poll(Instant::now()) {
+            Step::Transmit(bytes) => bytes.to_vec(),
+            _ => panic!("a request to send"),
+        }
+    }
+
     async fn call(&mut self, req: Request) -> Answer {
         let call = self.core.call(Instant::now(), req).unwrap();
         Self::drive(&mut self.link, call).await

@@ -472,9 +472,16 @@ async fn serve_stream<S>(
         let lost = w.step(now, |core| loop {
             match framer.next_frame() {
                 Ok(Some(frame)) => {
-                    stun |= frame.kind == FrameKind::Stun;
+                    let is_stun = frame.kind == FrameKind::Stun;
+                    stun |= is_stun;
                     if let Some(f) = core.handle_client(now, tuple, frame.bytes) {
                         w.forward(f);
+                    }
+                    // After a ConnectionBind the rest is the application's
+                    // bytes, even when sent before the answer came: left
+                    // in the framer for the splice (review F23).
+                    if is_stun && core.binding_data(&tuple) {
+                        return false;
                     }
                 }
                 Ok(None) => return false,

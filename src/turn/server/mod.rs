@@ -149,6 +149,15 @@ impl Server {
         self.transmits.pop_front()
     }
 
+    /// Whether `tuple` was just accepted as an RFC 6062 data connection
+    /// (its [`Request::BindData`] not yet polled): what follows on it is
+    /// the application's bytes, which the shell must not frame.
+    pub fn binding_data(&self, tuple: &FiveTuple) -> bool {
+        self.requests
+            .iter()
+            .any(|r| matches!(r, Request::BindData { tuple: t, .. } if t == tuple))
+    }
+
     /// The next thing the shell must do.
     pub fn poll_request(&mut self) -> Option<Request> {
         self.requests.pop_front()

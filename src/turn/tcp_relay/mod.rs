@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use super::attributes::{self as attr, ConnectionId, XorPeerAddress};
 use super::error::{
     BAD_REQUEST, CONNECTION_ALREADY_EXISTS, CONNECTION_TIMEOUT_OR_FAILURE, INSUFFICIENT_CAPACITY,
-    WRONG_CREDENTIALS,
 };
 use super::server::{Answer, Ctx, Server};
 use super::{ConnId, ConnectError, FiveTuple, RelayId, Request};
@@ -317,10 +316,10 @@ impl Server {
                     e.state = State::Bound;
                     Ok(())
                 }
-                // Another user's connection: as for its allocation.
-                Some(e) if e.state == State::Waiting => Err(WRONG_CREDENTIALS),
                 // RFC 6062 §5.4: an unknown or already bound CONNECTION-ID
                 // gets 400 (one still connecting is not known to clients).
+                // So does another user's: a different answer would tell
+                // a caller that the id exists (review F21).
                 _ => Err(BAD_REQUEST),
             }
         };

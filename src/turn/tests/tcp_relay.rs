@@ -114,13 +114,32 @@ fn connect_bind_446_447_and_unbound_connections_time_out() {
         "a connection to that peer exists"
     );
 
-    // ConnectionBind on a new connection, by another user: 441; by the
-    // owner: success and the shell splices; again: 400.
+    // ConnectionBind on a new connection, by another user: 400, the same
+    // answer as for an id that does not exist, so the id's existence
+    // does not leak (F21); by the owner: success and the shell splices;
+    // again: 400.
     let data = tcp("203.0.113.5:40001");
     let id = conn.0.to_be_bytes();
     let bind = |b: &mut MessageBuilder<'_>| b.add(AttributeType::CONNECTION_ID, &id);
     let r = h.call_async(now, data, Method::CONNECTION_BIND, "bob", &bind);
-    assert_eq!(code_of(&r[0]), Some(441));
+    let unknown_id = (conn.0 ^ 1).to_be_bytes();
+    let unknown = h.call_async(now, data, Method::CONNECTION_BIND, "bob", &|b| {
+        b.add(AttributeType::CONNECTION_ID, &unknown_id)
+    });
+    assert_eq!(code_of(&r[0]), Some(400));
+    let error = |m: &[u8]| {
+        let m = Message::parse(m).unwrap();
+        (
+            m.attributes().map(|a| a.attr_type).collect::<Vec<_>>(),
+            m.get(AttributeType::ERROR_CODE).map(<[u8]>::to_vec),
+        )
+    };
+    assert_eq!(
+        error(&r[0]),
+        error(&unknown[0]),
+        "another user's id and an unknown id get the same answer"
+    );
+    assert!(h.binds.is_empty());
     let r = h.call_async(now, data, Method::CONNECTION_BIND, "alice", &bind);
     assert_eq!(code_of(&r[0]), None);
     assert_eq!(h.binds, vec![(conn, data)]);
