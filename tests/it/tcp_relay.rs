@@ -71,6 +71,25 @@ async fn tcp_client(server: SocketAddr) -> TurnClient {
     TurnClient::over_stream(s, local)
 }
 
+/// A server with TCP relays on, its TCP listener, and a control
+/// connection holding a TCP allocation.
+async fn tcp_allocation(allow_loopback: bool) -> (turnpike::Running, SocketAddr, TurnClient) {
+    let server = start_turn(|c| {
+        c.allow_loopback_peers = allow_loopback;
+        c.tcp_relay = true;
+    })
+    .await;
+    let addr = server.addrs(Transport::Tcp)[0];
+    let mut control = tcp_client(addr).await;
+    let relayed = control
+        .request(Method::ALLOCATE, &|b| {
+            b.add(AttributeType::REQUESTED_TRANSPORT, &[6, 0, 0, 0])
+        })
+        .await;
+    assert!(relayed.is_ok(), "TCP allocation: {relayed:?}");
+    (server, addr, control)
+}
+
 fn code(answer: &Result<Vec<u8>, u16>) -> Option<u16> {
     answer.as_ref().err().copied()
 }
@@ -79,19 +98,7 @@ fn code(answer: &Result<Vec<u8>, u16>) -> Option<u16> {
 async fn connect_to_a_tcp_echo_peer_carries_data_and_a_denied_peer_gets_403_without_a_syn() {
     let (peer, mut accepted) = echo_peer().await;
     for allow_loopback in [false, true] {
-        let server = start_turn(|c| {
-            c.allow_loopback_peers = allow_loopback;
-            c.tcp_relay = true;
-        })
-        .await;
-        let addr = server.addrs(Transport::Tcp)[0];
-        let mut control = tcp_client(addr).await;
-        let relayed = control
-            .request(Method::ALLOCATE, &|b| {
-                b.add(AttributeType::REQUESTED_TRANSPORT, &[6, 0, 0, 0])
-            })
-            .await;
-        assert!(relayed.is_ok(), "TCP allocation: {relayed:?}");
+        let (server, addr, mut control) = tcp_allocation(allow_loopback).await;
         let connect = control
             .request(Method::CONNECT, &|b| {
                 b.add_xor_address(AttributeType::XOR_PEER_ADDRESS, &peer)
@@ -143,19 +150,7 @@ async fn bytes_pipelined_after_connection_bind_reach_the_peer_as_sent() {
     // STUN or ChannelData, whatever they look like (review F23: they were
     // framed, and bytes that did not frame closed the data connection
     // while the peer socket stayed held).
-    let server = start_turn(|c| {
-        c.allow_loopback_peers = true;
-        c.tcp_relay = true;
-    })
-    .await;
-    let addr = server.addrs(Transport::Tcp)[0];
-    let mut control = tcp_client(addr).await;
-    let relayed = control
-        .request(Method::ALLOCATE, &|b| {
-            b.add(AttributeType::REQUESTED_TRANSPORT, &[6, 0, 0, 0])
-        })
-        .await;
-    assert!(relayed.is_ok(), "TCP allocation: {relayed:?}");
+    let (server, addr, mut control) = tcp_allocation(true).await;
     let firsts: [&[u8]; 3] = [
         b"\xff\xfe not STUN, not ChannelData",
         // A ChannelData header for channel 0x4000, 4 bytes long.
