@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::credentials::Credentials;
 use super::oauth::OAuthKey;
-use super::rest::Secret;
+use super::rest::{self, Secret};
 
 /// Limits for a user or a realm; `None` = no limit set here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,13 +101,16 @@ impl Directory {
 
     /// Whether `name` (as an allocation or a request names its owner:
     /// the REST username, the user, the OAuth kid) is revoked at Unix
-    /// second `unix`.
-    pub fn is_revoked(&self, name: &str, unix: u64) -> bool {
-        match self.revoked.get(name) {
+    /// second `unix`. A REST username is also revoked with the user it
+    /// names (`alice` revokes `EXPIRY:alice`), as an operator who bans a
+    /// user means; a REST username alone revokes only itself.
+    pub fn is_revoked(&self, name: &str, unix: u64, separator: char) -> bool {
+        let one = |name: &str| match self.revoked.get(name) {
             Some(Some(until)) => unix < *until,
             Some(None) => true,
             None => false,
-        }
+        };
+        one(name) || rest::user_of(name, separator).is_some_and(one)
     }
 }
 

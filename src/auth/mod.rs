@@ -268,6 +268,11 @@ impl Authenticator {
         self
     }
 
+    /// The character between a REST username's expiry and its user.
+    pub fn rest_separator(&self) -> char {
+        self.rest_separator
+    }
+
     /// Accepts self-test credentials (issue 20) signed with `secret`.
     pub fn with_selftest_secret(mut self, secret: rest::Secret) -> Self {
         self.selftest = Some(secret);
@@ -385,7 +390,7 @@ impl Authenticator {
     /// REST username, a user, an OAuth kid) is revoked at `now`.
     pub fn revoked(&self, now: Instant, auth: &Authenticated) -> bool {
         self.directory_in(&auth.realm)
-            .is_some_and(|d| d.is_revoked(&auth.username, self.unix_time(now)))
+            .is_some_and(|d| d.is_revoked(&auth.username, self.unix_time(now), self.rest_separator))
     }
 
     /// Writes REALM, NONCE and (when advertised) PASSWORD-ALGORITHMS into a

@@ -29,19 +29,36 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// `s` read as an expiry: 1 to 20 ASCII digits that fit a u64.
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// The expiry (Unix seconds) a REST username carries, if it is one: all
 /// digits, or digits on one side of the separator.
 pub fn expiry(username: &str, separator: char) -> Option<u64> {
-    let digits = |s: &str| -> Option<u64> {
-        if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
     match username.split_once(separator) {
         None => digits(username),
         Some((head, tail)) => digits(head).or_else(|| digits(tail)),
     }
+}
+
+/// The user a REST username names, `USER` in `EXPIRY<separator>USER` or
+/// `USER<separator>EXPIRY` (read as [`expiry`] reads the expiry); `None`
+/// for a bare expiry or a name that is not a REST one.
+pub fn user_of(username: &str, separator: char) -> Option<&str> {
+    let (head, tail) = username.split_once(separator)?;
+    let user = if digits(head).is_some() {
+        tail
+    } else if digits(tail).is_some() {
+        head
+    } else {
+        return None;
+    };
+    (!user.is_empty()).then_some(user)
 }
 
 /// The password a REST username has under `secret`.
@@ -178,6 +195,19 @@ mod tests {
         assert_eq!(expiry("", ':'), None);
         assert_eq!(expiry("17000000000000000000000000", ':'), None);
         assert_eq!(expiry("-5:alice", ':'), None);
+    }
+
+    #[test]
+    fn the_user_is_the_side_that_is_not_the_expiry() {
+        assert_eq!(user_of("1700000000:alice", ':'), Some("alice"));
+        assert_eq!(user_of("alice:1700000000", ':'), Some("alice"));
+        assert_eq!(user_of("1700000000-a:b", '-'), Some("a:b"));
+        assert_eq!(user_of("1700000000:a:b", ':'), Some("a:b"));
+        assert_eq!(user_of("1700000000", ':'), None);
+        assert_eq!(user_of("1700000000:", ':'), None);
+        assert_eq!(user_of("alice", ':'), None);
+        assert_eq!(user_of("alice:bob", ':'), None);
+        assert_eq!(user_of("x1:alice", ':'), None);
     }
 
     #[test]

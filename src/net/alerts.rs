@@ -27,6 +27,9 @@ pub(super) struct Moved {
     pub bad_requests: u64,
     /// REST usernames past their expiry.
     pub expired: u64,
+    /// Names an operator revoked (issue 19): refused on purpose, so not
+    /// "bad credentials", which an operator reads as an attack or a typo.
+    pub revoked: u64,
     /// 438s: routine (nonces age), shown beside the failures.
     pub stale_nonces: u64,
     /// Allocates answered 486.
@@ -38,11 +41,14 @@ impl Moved {
         let d = |a: u64, b: u64| b.saturating_sub(a);
         let failed = |s: &Stats| s.auth_unauthorized.saturating_sub(s.auth_challenges);
         Moved {
-            // Expired REST names are answered 401 and counted in both.
+            // Expired and revoked names are answered 401 and counted in
+            // both.
             bad_credentials: d(failed(before), failed(now))
-                .saturating_sub(d(before.auth_expired, now.auth_expired)),
+                .saturating_sub(d(before.auth_expired, now.auth_expired))
+                .saturating_sub(d(before.auth_revoked, now.auth_revoked)),
             bad_requests: d(before.auth_bad_request, now.auth_bad_request),
             expired: d(before.auth_expired, now.auth_expired),
+            revoked: d(before.auth_revoked, now.auth_revoked),
             stale_nonces: d(before.auth_stale_nonce, now.auth_stale_nonce),
             quota: d(before.quota_refusals, now.quota_refusals),
         }
@@ -50,17 +56,19 @@ impl Moved {
 
     fn log(&self, every: Duration) {
         let secs = every.as_secs();
-        if self.bad_credentials + self.bad_requests + self.expired > 0 {
+        if self.bad_credentials + self.bad_requests + self.expired + self.revoked > 0 {
             tracing::warn!(
                 event = "auth_failure",
                 bad_credentials = self.bad_credentials,
                 bad_requests = self.bad_requests,
                 expired = self.expired,
+                revoked = self.revoked,
                 stale_nonces = self.stale_nonces,
-                "authentication failures in the last {secs} s: {} bad credentials, {} bad requests, {} expired REST credentials",
+                "authentication failures in the last {secs} s: {} bad credentials, {} bad requests, {} expired REST credentials, {} revoked",
                 self.bad_credentials,
                 self.bad_requests,
                 self.expired,
+                self.revoked,
             );
         }
         if self.quota > 0 {
@@ -98,17 +106,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn challenges_are_not_failures_and_expired_names_count_once() {
+    fn challenges_are_not_failures_and_expired_and_revoked_names_count_once() {
         let before = Stats {
             auth_unauthorized: 10,
             auth_challenges: 8,
             ..Stats::default()
         };
         let now = Stats {
-            // 5 more 401s: 2 challenges, 1 expired REST name, 2 bad MACs.
-            auth_unauthorized: 15,
+            // 7 more 401s: 2 challenges, 1 expired REST name, 2 revoked
+            // names, 2 bad MACs.
+            auth_unauthorized: 17,
             auth_challenges: 10,
             auth_expired: 1,
+            auth_revoked: 2,
             auth_stale_nonce: 4,
             auth_bad_request: 1,
             quota_refusals: 3,
@@ -120,6 +130,7 @@ mod tests {
                 bad_credentials: 2,
                 bad_requests: 1,
                 expired: 1,
+                revoked: 2,
                 stale_nonces: 4,
                 quota: 3,
             }

@@ -223,5 +223,28 @@ async fn the_cli_revokes_on_sqlite_for_the_running_server_and_after_a_restart() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("username"), "{err}");
+    // Revoking the user ends and refuses every REST username naming it,
+    // not another user's.
+    let (later, later_password) = mint("cliuser");
+    let mut c = TurnClient::connect_as(udp, &later, &later_password).await;
+    c.allocate(None).await.unwrap();
+    assert_eq!(s.allocations(), 2, "the earlier one and this one");
+    let out = crate::cli::turnpike()
+        .args(["credentials", "revoke", "cliuser", "--db", &db])
+        .args(["--realm", crate::REALM])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "user", "{v}");
+    until(
+        Duration::from_secs(3),
+        "the server ends both of cliuser's allocations",
+        || s.allocations() == 0,
+    )
+    .await;
+    assert_eq!(allocate(udp, &later, &later_password).await, Err(401));
+    let (other, other_password) = mint("cliuser2");
+    assert!(allocate(udp, &other, &other_password).await.is_ok());
     s.stop().await;
 }

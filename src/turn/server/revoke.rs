@@ -2,7 +2,8 @@
 //! 401, `mod.rs`): when a new credential snapshot is swapped in, the next
 //! timer tick (at most a second away, the shell's) ends the allocations
 //! whose owner it revokes. An OAuth allocation's owner is its kid, a REST
-//! one's the whole REST username, so revoking either ends them.
+//! one's the whole REST username, so revoking either ends them; revoking
+//! a user also ends the REST allocations that name it.
 
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ impl Server {
             return;
         }
         let unix = auth.unix_time(now);
+        let separator = auth.rest_separator();
         // Each allocation is looked up in its own realm's revocations.
         let doomed: Vec<u32> = self
             .allocations
@@ -39,7 +41,8 @@ impl Server {
             .filter_map(|(slot, a)| {
                 let a = a.as_ref()?;
                 let (_, dir) = dirs.iter().find(|(r, _)| *r == a.realm)?;
-                dir.is_revoked(&a.username, unix).then_some(slot as u32)
+                dir.is_revoked(&a.username, unix, separator)
+                    .then_some(slot as u32)
             })
             .collect();
         for slot in doomed {

@@ -126,6 +126,38 @@ fn a_rest_revocation_ends_its_allocation_and_expires_at_its_time() {
 }
 
 #[test]
+fn revoking_a_user_ends_and_refuses_the_rest_usernames_that_name_it() {
+    let mut h = rest_harness(false);
+    let user = format!("{}:carol", UNIX0 + 3600);
+    let key = rest_key("new-secret", &user);
+    let a = h.signed_call(h.at(0), Method::ALLOCATE, 1, &user, &key, &|b| {
+        transport_udp(b)
+    });
+    assert_eq!(code_of(&a), None);
+    h.revoke("carol", None);
+    h.server.handle_timeout(h.at(1));
+    h.pump(h.at(1));
+    assert_eq!(h.revoked_ends(), std::slice::from_ref(&user));
+    assert_eq!(h.server.allocation_count(), 0);
+    // Every REST username of carol's, in either order, is refused; a
+    // user whose name only starts with hers is not.
+    let later = format!("{}:carol", UNIX0 + 7200);
+    let reversed = format!("carol:{}", UNIX0 + 7200);
+    let other = format!("{}:carolyn", UNIX0 + 7200);
+    for (i, (name, want)) in [(&later, Some(401)), (&reversed, Some(401)), (&other, None)]
+        .into_iter()
+        .enumerate()
+    {
+        let key = rest_key("old-secret", name);
+        let a = h.signed_call(h.at(2), Method::ALLOCATE, 2 + i as u8, name, &key, &|b| {
+            transport_udp(b)
+        });
+        assert_eq!(code_of(&a), want, "{name}");
+    }
+    assert_eq!(h.server.stats().auth_revoked, 2);
+}
+
+#[test]
 fn revoking_an_oauth_kid_ends_its_allocations_and_refuses_its_tokens() {
     let mut h = oauth_harness();
     allocate_with_north_token(&mut h, 3600);
