@@ -129,17 +129,11 @@ impl Server {
         }
         let a = self.allocation_at(slot);
         let relay = a.relays[0];
+        let entry = Entry::new(a.username.clone(), &a.signer, State::Connecting);
         let conn = self.connection_id();
         // In the table from now on, so that the shell can keep its
         // connecting task there (the place in the user's count is taken).
-        self.shared.tcp_conns.lock().entries.insert(
-            conn,
-            Entry {
-                username: auth.username,
-                state: State::Connecting,
-                held: None,
-            },
-        );
+        self.shared.tcp_conns.lock().entries.insert(conn, entry);
         self.connecting.insert(
             conn,
             Connecting {
@@ -258,13 +252,9 @@ impl Server {
     fn await_bind(&mut self, now: Instant, slot: u32, conn: ConnId, peer: SocketAddr) {
         let a = self.allocation_mut(slot);
         a.tcp_peers.push((conn, peer));
-        let username = a.username.clone();
+        let entry = Entry::new(a.username.clone(), &a.signer, State::Waiting);
         let mut table = self.shared.tcp_conns.lock();
-        let e = table.entries.entry(conn).or_insert(Entry {
-            username,
-            state: State::Waiting,
-            held: None,
-        });
+        let e = table.entries.entry(conn).or_insert(entry);
         e.state = State::Waiting;
         drop(table);
         self.conn_timers
@@ -300,34 +290,35 @@ impl Server {
         msg: &Message<'_>,
         auth: Authenticated,
     ) {
-        let signer = auth.signer;
+        let signer = &auth.signer;
         // A data connection is a fresh TCP connection with no allocation.
         if !ctx.tuple.transport.is_stream() || self.by_tuple.contains_key(&ctx.tuple) {
-            return self.error(now, ctx, BAD_REQUEST, &signer);
+            return self.error(now, ctx, BAD_REQUEST, signer);
         }
         let conn = match attr::require::<ConnectionId>(msg) {
             Ok(ConnectionId(c)) => ConnId(c),
-            Err(code) => return self.error(now, ctx, code, &signer),
+            Err(code) => return self.error(now, ctx, code, signer),
         };
         let verdict = {
             let mut table = self.shared.tcp_conns.lock();
             match table.entries.get_mut(&conn) {
-                Some(e) if e.state == State::Waiting && e.username == auth.username => {
+                Some(e) if e.state == State::Waiting && e.owned_by(&auth) => {
                     e.state = State::Bound;
                     Ok(())
                 }
                 // RFC 6062 §5.4: an unknown or already bound CONNECTION-ID
                 // gets 400 (one still connecting is not known to clients).
-                // So does another user's: a different answer would tell
-                // a caller that the id exists (review F21).
+                // So does another user's, or another OAuth client's of
+                // the same key: a different answer would tell a caller
+                // that the id exists (review F21).
                 _ => Err(BAD_REQUEST),
             }
         };
         if let Err(code) = verdict {
-            return self.error(now, ctx, code, &signer);
+            return self.error(now, ctx, code, signer);
         }
         // The answer is queued first: the shell sends it, then splices.
-        self.answer(now, ctx, Answer::Success, Some(&signer), false, |_| {});
+        self.answer(now, ctx, Answer::Success, Some(signer), false, |_| {});
         self.requests.push_back(Request::BindData {
             conn,
             tuple: ctx.tuple,

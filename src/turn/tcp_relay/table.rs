@@ -6,6 +6,9 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use subtle::ConstantTimeEq;
+
+use crate::auth::{Authenticated, Key, Signer};
 use crate::turn::ConnId;
 
 /// What the shell keeps with a connection (its sockets, its tasks): the
@@ -34,8 +37,41 @@ impl std::fmt::Debug for Held {
 #[derive(Debug)]
 pub(super) struct Entry {
     pub(super) username: String,
+    /// An OAuth allocation's mac key: every client of a key shares its
+    /// kid as username, so the key tells them apart (review F21).
+    pub(super) mac: Option<[u8; 20]>,
     pub(super) state: State,
     pub(super) held: Option<Held>,
+}
+
+impl Entry {
+    /// A connection of the allocation that `signer` signs for `username`.
+    pub(super) fn new(username: String, signer: &Signer, state: State) -> Entry {
+        let mac = match signer.key {
+            Key::Mac { bytes, .. } => Some(bytes),
+            _ => None,
+        };
+        Entry {
+            username,
+            mac,
+            state,
+            held: None,
+        }
+    }
+
+    /// Whether `auth` may bind this connection: the allocation's user,
+    /// with the same kind of credential and, for OAuth, a token that
+    /// carries the allocation's mac key (compared in constant time).
+    pub(super) fn owned_by(&self, auth: &Authenticated) -> bool {
+        if self.username != auth.username {
+            return false;
+        }
+        match (&self.mac, &auth.signer.key) {
+            (Some(mine), Key::Mac { bytes, .. }) => bool::from(mine.ct_eq(bytes)),
+            (None, Key::Md5(_) | Key::Sha256(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -170,7 +170,7 @@ fn static_users_and_rest_secrets_work_in_one_server() {
 pub(super) const NORTH: &[u8] = b"01234567890123456789012345678901\n";
 const UNION: &[u8] = b"1234567890123456\n";
 
-fn oauth_opts() -> Opts {
+pub(super) fn oauth_opts() -> Opts {
     Opts {
         oauth: vec![
             ("north", OAuthKey::new(Alg::A256Gcm, NORTH, 0).unwrap()),

@@ -480,3 +480,69 @@ fn an_unbound_peer_is_handed_back_to_the_shell_at_the_bind_deadline() {
     let back = h.server.shared().tcp_conns.hold(conn, Held::new(Socket(8)));
     assert_eq!(back.unwrap_err().downcast::<Socket>().unwrap(), Socket(8));
 }
+
+#[test]
+fn with_oauth_only_the_client_whose_token_allocated_binds_its_connections() {
+    use super::credentials::{oauth_opts, signed, token, with_token, NORTH};
+    use crate::auth::oauth::Alg;
+    let mut h = harness(Opts {
+        tcp_relay: true,
+        ..oauth_opts()
+    });
+    let now = h.at(0);
+    // Two clients hold tokens of the same key, "north": the same USERNAME,
+    // different mac keys ([7; 20] and [9; 20]).
+    let mine = token(Alg::A256Gcm, NORTH, 7, UNIX0, 3600);
+    let theirs = token(Alg::A256Gcm, NORTH, 9, UNIX0, 3600);
+    let call = |h: &mut Harness, tuple: FiveTuple, method, txid, mac: u8, attrs: Attrs<'_>| {
+        let nonce = h.nonce(now, tuple);
+        let req = signed(method, txid, "north", &[mac; 16], &nonce, attrs);
+        h.send(now, tuple, &req)
+    };
+    let control = tcp("203.0.113.5:40000");
+    let a = call(
+        &mut h,
+        control,
+        Method::ALLOCATE,
+        1,
+        7,
+        &with_token(mine.clone(), &|b| transport_tcp(b)),
+    );
+    assert_eq!(code_of(&a[0]), None, "TCP allocation with a token");
+    let peer = sa("8.8.8.8:8080");
+    let r = call(&mut h, control, Method::CONNECT, 2, 7, &peer_attr(peer));
+    assert!(r.is_empty(), "no answer before the peer connects");
+    let (conn, _) = h.connects[0];
+    h.server.peer_connected(now, conn, Ok(()));
+    let t = h.transmits();
+    assert_eq!(connection_id(&t[0].1), conn);
+
+    let id = conn.0.to_be_bytes();
+    let bind = |b: &mut MessageBuilder<'_>| b.add(AttributeType::CONNECTION_ID, &id);
+    // The other client, with its own valid token of the same key: 400,
+    // as for an unknown id, and the connection stays waiting for its owner.
+    let other = tcp("203.0.113.9:50000");
+    let r = call(
+        &mut h,
+        other,
+        Method::CONNECTION_BIND,
+        3,
+        9,
+        &with_token(theirs, &bind),
+    );
+    assert_eq!(code_of(&r[0]), Some(400));
+    assert!(h.binds.is_empty());
+    // The allocating client, on a new connection with its token: bound.
+    let data = tcp("203.0.113.5:40001");
+    let r = call(
+        &mut h,
+        data,
+        Method::CONNECTION_BIND,
+        4,
+        7,
+        &with_token(mine, &bind),
+    );
+    assert_eq!(code_of(&r[0]), None);
+    h.pump(now);
+    assert_eq!(h.binds, [(conn, data)]);
+}
