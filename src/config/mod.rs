@@ -156,6 +156,9 @@ pub struct Config {
     /// `tls_passthrough_sni`, lower-case.
     pub tls_passthrough_sni: Vec<String>,
     pub tls_passthrough_proxy_protocol: bool,
+    /// `tls_passthrough_idle_timeout`: a spliced connection with no byte
+    /// either way for this long is closed, giving its slot back.
+    pub tls_passthrough_idle_timeout: Duration,
     /// ACME (issue 19): the certificate comes from this CA instead of
     /// `cert` and `key`.
     pub acme: Option<AcmeConfig>,
@@ -263,6 +266,7 @@ impl Default for Config {
             tls_passthrough_to: None,
             tls_passthrough_sni: Vec::new(),
             tls_passthrough_proxy_protocol: false,
+            tls_passthrough_idle_timeout: Duration::from_secs(600),
             acme: None,
             tcp_relay: false,
             handshake_timeout: Duration::from_secs(10),

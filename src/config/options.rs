@@ -215,6 +215,10 @@ pub struct Options {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_passthrough_proxy_protocol: Option<bool>,
 
+    /// Seconds a passed-through connection may go without a byte either way before it is closed (nginx: proxy_timeout) [default: 600]
+    #[arg(long, value_name = "SECONDS")]
+    pub tls_passthrough_idle_timeout: Option<i64>,
+
     /// ACME directory URL to obtain the TLS certificate from (RFC 8555), instead of cert and key
     #[arg(long, value_name = "URL")]
     pub acme_directory: Option<String>,

@@ -68,6 +68,7 @@ pub const NEEDS_RESTART: &[&str] = &[
     "tls_passthrough_to",
     "tls_passthrough_sni",
     "tls_passthrough_proxy_protocol",
+    "tls_passthrough_idle_timeout",
     "acme_directory",
     "acme_domains",
     "acme_email",

@@ -403,3 +403,28 @@ fn a_public_admin_listener_without_admin_tls_is_warned_about() {
     assert!(!warned(&with_tls));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_passthrough_idle_timeout_is_ten_minutes_unless_set_and_never_zero() {
+    let c = parse("").unwrap();
+    assert_eq!(c.tls_passthrough_idle_timeout, Duration::from_secs(600));
+    let c = parse("tls_passthrough_idle_timeout = 30").unwrap();
+    assert_eq!(c.tls_passthrough_idle_timeout, Duration::from_secs(30));
+    for text in [
+        "tls_passthrough_idle_timeout = 0",
+        "tls_passthrough_idle_timeout = -5",
+        "tls_passthrough_idle_timeout = 86401",
+    ] {
+        let e = parse(text).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    key: "tls_passthrough_idle_timeout",
+                    ..
+                }
+            ),
+            "{text}: {e}"
+        );
+    }
+}

@@ -37,6 +37,7 @@ pub(super) fn streams(config: &Config, tls: Option<Arc<Tls>>) -> Arc<worker::Str
                 to,
                 sni: config.tls_passthrough_sni.clone(),
                 proxy_protocol: config.tls_passthrough_proxy_protocol,
+                idle: config.tls_passthrough_idle_timeout,
             }),
         proxies: arc_swap::ArcSwap::from_pointee(config.proxy_protocol_from.clone()),
     })

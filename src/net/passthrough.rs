@@ -9,10 +9,14 @@
 //! [`Acceptor`] on a copy.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::rustls::server::Acceptor;
 
 use super::tls::ALPN_STUN_TURN;
@@ -35,6 +39,9 @@ pub(crate) struct Passthrough {
     /// `tls_passthrough_proxy_protocol`: the backend first gets a PROXY
     /// header naming the real client.
     pub(crate) proxy_protocol: bool,
+    /// `tls_passthrough_idle_timeout`: a splice with no byte either way
+    /// for this long ends (a client cannot hold its slot by going quiet).
+    pub(crate) idle: Duration,
 }
 
 /// What a ClientHello says about where it wants to go.
@@ -151,13 +158,15 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// Splices `client` to the backend until either side closes. `header`:
-/// what to send the backend first (a PROXY header), if anything.
+/// Splices `client` to the backend until either side closes or neither
+/// sends a byte for `idle`. `header`: what to send the backend first (a
+/// PROXY header), if anything.
 pub(crate) async fn splice(
-    mut client: TcpStream,
+    client: TcpStream,
     to: &str,
     header: Option<Vec<u8>>,
     connect_within: Duration,
+    idle: Duration,
 ) -> std::io::Result<(u64, u64)> {
     let mut backend = tokio::time::timeout(connect_within, TcpStream::connect(to))
         .await
@@ -166,7 +175,84 @@ pub(crate) async fn splice(
     if let Some(h) = header {
         backend.write_all(&h).await?;
     }
-    tokio::io::copy_bidirectional(&mut client, &mut backend).await
+    copy_until_idle(client, backend, idle).await
+}
+
+/// `copy_bidirectional` that gives up when no byte came from either side
+/// for `idle` (what nginx's `proxy_timeout` does for its stream proxy).
+pub(crate) async fn copy_until_idle<A, B>(a: A, b: B, idle: Duration) -> std::io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let mut a = Noted {
+        inner: a,
+        start,
+        last: &last,
+    };
+    let mut b = Noted {
+        inner: b,
+        start,
+        last: &last,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    loop {
+        let quiet = start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last.load(Relaxed)));
+        if quiet >= idle {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"));
+        }
+        tokio::select! {
+            done = &mut copy => return done,
+            _ = tokio::time::sleep(idle - quiet) => {}
+        }
+    }
+}
+
+/// A stream that notes when it last read a byte (milliseconds since
+/// `start`, shared by both sides of a splice).
+struct Noted<'a, S> {
+    inner: S,
+    start: Instant,
+    last: &'a AtomicU64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Noted<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let ms = self.start.elapsed().as_millis() as u64;
+            self.last.store(ms, Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +282,7 @@ mod tests {
             to: "127.0.0.1:8443".into(),
             sni: sni.iter().map(|s| s.to_string()).collect(),
             proxy_protocol: false,
+            idle: Duration::from_secs(600),
         }
     }
 
@@ -255,5 +342,36 @@ mod tests {
             proxy_v1_header(c, l6),
             "PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 51000 443\r\n"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_splice_lives_while_bytes_flow_and_ends_after_idle_quiet() {
+        use tokio::io::{duplex, AsyncReadExt};
+        let (mut client, a) = duplex(1024);
+        let (b, mut backend) = duplex(1024);
+        let start = Instant::now();
+        let splice = tokio::spawn(copy_until_idle(a, b, Duration::from_secs(600)));
+        // A byte every 500 s, one way then the other, for 4,000 s: each
+        // resets the clock.
+        let mut byte = [0u8];
+        for i in 0..8 {
+            tokio::time::sleep(Duration::from_secs(500)).await;
+            if i % 2 == 0 {
+                client.write_all(b"x").await.unwrap();
+                backend.read_exact(&mut byte).await.unwrap();
+            } else {
+                backend.write_all(b"y").await.unwrap();
+                client.read_exact(&mut byte).await.unwrap();
+            }
+        }
+        tokio::task::yield_now().await;
+        assert!(!splice.is_finished(), "bytes flowed within every 600 s");
+        // Then nothing: it ends 600 s after the last byte, closing both.
+        let ended = splice.await.unwrap();
+        assert_eq!(ended.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        let took = start.elapsed().as_secs();
+        assert_eq!(took, 4_600, "600 s after the last byte");
+        assert_eq!(client.read(&mut byte).await.unwrap(), 0);
+        assert_eq!(backend.read(&mut byte).await.unwrap(), 0);
     }
 }

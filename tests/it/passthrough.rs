@@ -221,3 +221,75 @@ async fn a_named_sni_passes_through_and_the_backend_learns_the_client_from_a_pro
     server.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A ClientHello asking for HTTP/2, as a browser's would.
+fn web_hello() -> Vec<u8> {
+    use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from("backend.test").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_through_connection_lives_while_bytes_flow_and_closes_when_idle() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = cert_dir();
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let server = turnpike_before_with(port, &dir, false, |c| {
+        c.tls_passthrough_idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let tls: SocketAddr = server.addrs(Transport::Tls)[0];
+    let mut client = tokio::net::TcpStream::connect(tls).await.unwrap();
+    let hello = web_hello();
+    client.write_all(&hello).await.unwrap();
+    let (mut web, _) = tokio::time::timeout(Duration::from_secs(5), backend.accept())
+        .await
+        .expect("passed to the backend")
+        .unwrap();
+    let mut got = vec![0u8; hello.len()];
+    web.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, hello, "the hello reaches the backend as sent");
+    // A byte every 200 ms, each way in turn, for 4 s: twice the idle
+    // timeout, and the splice carries every one.
+    let mut byte = [0u8];
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if i % 2 == 0 {
+            client.write_all(b"u").await.unwrap();
+            web.read_exact(&mut byte).await.unwrap();
+        } else {
+            web.write_all(b"d").await.unwrap();
+            client.read_exact(&mut byte).await.unwrap();
+        }
+    }
+    // Then quiet: both sides are closed about 2 s after the last byte.
+    let quiet = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut byte))
+        .await
+        .expect("closed within 10 s")
+        .unwrap_or(0);
+    let took = quiet.elapsed();
+    assert_eq!(n, 0, "end of stream");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+    let n = tokio::time::timeout(Duration::from_secs(2), web.read(&mut byte))
+        .await
+        .expect("the backend side too")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -284,7 +284,8 @@ async fn connection(
                 .then(|| passthrough::proxy_v1_header(peer, local).into_bytes());
             // The slot is held until the splice ends: web connections
             // count in the same caps as TURN ones.
-            match passthrough::splice(stream, &pass.to, header, streams.handshake_timeout).await {
+            let within = streams.handshake_timeout;
+            match passthrough::splice(stream, &pass.to, header, within, pass.idle).await {
                 Ok((up, down)) => tracing::debug!(
                     "tls {peer}: passed through to {} ({up} bytes up, {down} down)",
                     pass.to
