@@ -241,6 +241,61 @@ async fn tenants_are_picked_by_origin_and_sni_and_keep_their_users_quotas_and_to
     assert_eq!(r.err(), Some(486));
     let mut plain = TurnClient::connect_as(udp, user, password).await;
     assert_eq!(plain.allocate(None).await.err(), Some(401));
+    // A's URLs: TLS by its name (the node's would pick the default realm),
+    // plain TURN kept for clients that send A's ORIGIN.
+    let uris = |v: &serde_json::Value| -> Vec<String> {
+        v["uris"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect()
+    };
+    let turns = |name: &str| format!("turns:{name}:{}?transport=tcp", tls.port());
+    let a_uris = uris(&v);
+    assert!(a_uris.contains(&turns("a.example")), "{a_uris:?}");
+    assert!(a_uris.iter().any(|u| u.starts_with("turn:")), "{a_uris:?}");
+    assert_eq!(v["iceServers"][0]["urls"], v["uris"]);
+    // B is picked by SNI only: its credentials come with STUN and TLS to
+    // b.example only, and they authenticate there (486: B's two places
+    // are ben's).
+    let secret = format!(r#"{{"secret":"tenant-b-secret","realm":"{B}"}}"#);
+    assert_eq!(
+        api(admin, &scope_b, "POST", "/api/v1/secrets", Some(&secret)).await,
+        201
+    );
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/credentials",
+        Some(&token(&scope_b)),
+        Some(&ask(B)),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let vb: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let b_uris = uris(&vb);
+    assert!(b_uris.contains(&turns("b.example")), "{b_uris:?}");
+    assert!(
+        b_uris
+            .iter()
+            .all(|u| u.starts_with("stun:") || *u == turns("b.example")),
+        "{b_uris:?}"
+    );
+    let (b_user, b_password) = (
+        vb["username"].as_str().unwrap(),
+        vb["password"].as_str().unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let r = loop {
+        let mut c = tls_client(tls, "b.example", b_user, b_password).await;
+        let r = c.allocate(None).await;
+        if r != Err(401) || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(r.err(), Some(486));
     let (code, body) = http(
         admin,
         "POST",

@@ -17,6 +17,7 @@ use super::{body, Reply};
 use crate::admin::auth::may;
 use crate::admin::error::unavailable;
 use crate::admin::{ApiError, Caller, State};
+use crate::auth::realms::Tenant;
 use crate::auth::rest;
 use crate::store::unix_now_ms;
 
@@ -129,17 +130,102 @@ pub(super) async fn credentials(Extract(s): Extract<State>, caller: Caller, byte
         s.0.config.rest_api_separator,
         crate::store::unix_now() as u64,
     );
-    let ice_servers: Vec<_> = nodes
+    let tenant = s.0.config.realms.iter().find(|t| *t.name == *realm);
+    let urls: Vec<Vec<String>> = nodes.iter().map(|n| tenant_urls(tenant, &n.urls)).collect();
+    let ice_servers: Vec<_> = urls
         .iter()
-        .map(|n| json!({"urls": n.urls, "username": username, "credential": password}))
+        .map(|urls| json!({"urls": urls, "username": username, "credential": password}))
         .collect();
     let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
     Ok(Json(json!({
         "username": username,
         "password": password,
         "ttl": r.ttl,
-        "uris": nodes.first().map(|n| n.urls.clone()).unwrap_or_default(),
+        "uris": urls.first().cloned().unwrap_or_default(),
         "iceServers": ice_servers,
         "nodes": names,
     })))
+}
+
+/// A node's URLs as a tenant's clients must use them. A tenant picked by
+/// its TLS server name is reached over TLS to that name only: `turns:`
+/// URLs name its first SNI name (the node's own name would pick the
+/// default realm), and without `origins` (only a client sending ORIGIN
+/// is served in it over plain TURN) its `turn:` URLs, which would land in
+/// the default realm, are left out. STUN needs no realm and stays.
+fn tenant_urls(tenant: Option<&Tenant>, urls: &[String]) -> Vec<String> {
+    let Some(name) = tenant.and_then(|t| t.sni.first()) else {
+        return urls.to_vec();
+    };
+    let keep_turn = tenant.is_some_and(|t| !t.origins.is_empty());
+    let mut out: Vec<String> = Vec::new();
+    for url in urls {
+        let url = match url.strip_prefix("turns:") {
+            Some(rest) => {
+                let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let Some((_, port)) = hostport.rsplit_once(':') else {
+                    continue;
+                };
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                format!("turns:{name}:{port}{query}")
+            }
+            None if url.starts_with("turn:") && !keep_turn => continue,
+            None => url.clone(),
+        };
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(sni: &[&str], origins: &[&str]) -> Tenant {
+        Tenant {
+            name: "t.example".into(),
+            sni: sni.iter().map(|s| s.to_string()).collect(),
+            origins: origins.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_tenant_by_sni_gets_turns_urls_with_its_name_and_no_plain_turn() {
+        let urls: Vec<String> = [
+            "stun:192.0.2.1:3478",
+            "turn:192.0.2.1:3478?transport=udp",
+            "turn:192.0.2.1:3478?transport=tcp",
+            "turns:turn.example.org:443?transport=tcp",
+            "turns:[2001:db8::1]:443?transport=tcp",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(tenant_urls(None, &urls), urls, "the default realm");
+        assert_eq!(
+            tenant_urls(Some(&tenant(&[], &["https://a.example"])), &urls),
+            urls,
+            "a tenant by origin only"
+        );
+        assert_eq!(
+            tenant_urls(Some(&tenant(&["b.example", "c.example"], &[])), &urls),
+            ["stun:192.0.2.1:3478", "turns:b.example:443?transport=tcp"],
+            "by SNI only: both TLS URLs become one"
+        );
+        assert_eq!(
+            tenant_urls(Some(&tenant(&["b.example"], &["https://b.example"])), &urls),
+            [
+                "stun:192.0.2.1:3478",
+                "turn:192.0.2.1:3478?transport=udp",
+                "turn:192.0.2.1:3478?transport=tcp",
+                "turns:b.example:443?transport=tcp",
+            ],
+            "with origins too, plain TURN stays for clients that send ORIGIN"
+        );
+    }
 }
