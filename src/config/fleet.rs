@@ -84,4 +84,28 @@ mod tests {
         let e = parse("region = \"a\\nb\"").unwrap_err().to_string();
         assert!(e.starts_with("region:"), "{e}");
     }
+
+    #[test]
+    fn the_flags_are_node_name_and_region_and_win_over_the_file() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            o: Options,
+        }
+        let flags = Probe::try_parse_from(["t", "--node-name", "turn-2", "--region", "ap south"])
+            .unwrap()
+            .o;
+        let file = Options::from_toml("node_name = \"turn-1\"\nregion = \"eu\"", "t").unwrap();
+        let c = file.overlay(flags).resolve().unwrap();
+        assert_eq!(
+            (c.node_name.as_str(), c.region.as_str()),
+            ("turn-2", "ap south")
+        );
+        let bad = Probe::try_parse_from(["t", "--node-name", "a b"])
+            .unwrap()
+            .o;
+        let e = bad.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("node_name:"), "{e}");
+    }
 }

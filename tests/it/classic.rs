@@ -255,6 +255,42 @@ async fn classic_binding_gets_mapped_address_over_udp_and_tcp_and_classic_alloca
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_binding_over_tls_gets_mapped_address_and_classic_allocate_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (server, dir) = crate::secure::tls_turn(|_| {}).await;
+    let tls = server.addrs(Transport::Tls)[0];
+    let mut s = crate::secure::tls_connect(tls, &[]).await;
+    let me = s.get_ref().0.local_addr().unwrap();
+    // As over TCP: classic, classic Allocate and modern in one write.
+    let mut burst = classic(0x001, 0x51, &[]);
+    burst.extend(classic(0x003, 0x52, &[REQUESTED_TRANSPORT_UDP]));
+    burst.extend(modern_binding(0x53));
+    s.write_all(&burst).await.unwrap();
+    let mut frame = async || {
+        let mut head = [0u8; 20];
+        s.read_exact(&mut head).await.unwrap();
+        let mut body = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
+        s.read_exact(&mut body).await.unwrap();
+        [head.to_vec(), body].concat()
+    };
+    let first = tokio::time::timeout(Duration::from_secs(3), frame())
+        .await
+        .expect("a classic answer over TLS");
+    assert_eq!(first, mapped_answer(0x51, me));
+    let modern = tokio::time::timeout(Duration::from_secs(3), frame())
+        .await
+        .expect("then the modern one");
+    let m = Message::parse(&modern).unwrap();
+    assert_eq!(
+        m.transaction_id(),
+        TransactionId([0x53; 12]),
+        "nothing between"
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_address_never_sends_a_byte_anywhere_but_the_source() {
     let (nat, primary) = rfc5780_turn(|_| {}).await;
     let alt = alternate(&nat, primary);
