@@ -409,7 +409,7 @@ impl Authenticator {
         b: &mut MessageBuilder<'_>,
     ) {
         b.add_realm(realm);
-        b.add_nonce(&self.nonces.issue(now, ip));
+        b.add_nonce(&self.nonces.issue(now, ip, realm));
         if self.nonces.features() & nonce::FEATURE_PASSWORD_ALGORITHMS != 0 {
             b.add(AttributeType::PASSWORD_ALGORITHMS, &OFFERED_ALGORITHMS);
         }
@@ -484,7 +484,7 @@ impl Authenticator {
         }
         // "If the NONCE is no longer valid, the server MUST generate an error
         // response with an error code of 438 (Stale Nonce)."
-        let NonceCheck::Valid { features } = self.nonces.check(now, ip, nonce) else {
+        let NonceCheck::Valid { features } = self.nonces.check(now, ip, served, nonce) else {
             return Err(Rejection::StaleNonce);
         };
 

@@ -6,8 +6,10 @@
 //! Unix seconds when the shell says what Unix time the epoch is, which lets
 //! every node of a fleet sharing the secret check every other node's
 //! nonces) and an HMAC-SHA1 over the client IP,
-//! the feature set and the time, truncated to 8 bytes. The port is left out
-//! so that a client whose NAT rebinds keeps its nonce.
+//! the feature set, the time and the realm it was issued in, truncated to
+//! 8 bytes. The port is left out so that a client whose NAT rebinds keeps
+//! its nonce; the realm is in, so that a nonce of one tenant realm is
+//! stale in another (issue 19's realms).
 //!
 //! The MAC key rotates every [`KEY_PERIOD`]: it is derived from the
 //! (fleet-shared) secret and the period the nonce was issued in, and a nonce
@@ -141,7 +143,7 @@ impl NonceIssuer {
         k.finalize().into_bytes().into()
     }
 
-    fn mac(&self, ip: IpAddr, features: u32, issued: u32) -> [u8; MAC_BYTES] {
+    fn mac(&self, ip: IpAddr, realm: &str, features: u32, issued: u32) -> [u8; MAC_BYTES] {
         let key = self.key_of(issued);
         let mut mac = Hmac::<Sha1>::new_from_slice(&key).expect("any key length");
         match ip {
@@ -150,6 +152,9 @@ impl NonceIssuer {
         }
         mac.update(&features.to_be_bytes());
         mac.update(&issued.to_be_bytes());
+        // Last, so its length needs no prefix: a nonce one realm issued
+        // is stale in every other.
+        mac.update(realm.as_bytes());
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; MAC_BYTES];
         out.copy_from_slice(&full[..MAC_BYTES]);
@@ -160,8 +165,8 @@ impl NonceIssuer {
         (self.clock_at_epoch + now.saturating_duration_since(self.epoch).as_secs()) as u32
     }
 
-    /// A fresh nonce for `ip`, written as ASCII.
-    pub fn issue(&self, now: Instant, ip: IpAddr) -> [u8; NONCE_LEN] {
+    /// A fresh nonce for `ip` in `realm`, written as ASCII.
+    pub fn issue(&self, now: Instant, ip: IpAddr, realm: &str) -> [u8; NONCE_LEN] {
         let issued = self.seconds(now);
         let mut out = [0u8; NONCE_LEN];
         let (cookie, rest) = out.split_at_mut(NONCE_COOKIE.len());
@@ -169,14 +174,14 @@ impl NonceIssuer {
         rest[..4].copy_from_slice(&features_b64(self.features));
         let mut body = [0u8; BODY_BYTES];
         body[..4].copy_from_slice(&issued.to_be_bytes());
-        body[4..].copy_from_slice(&self.mac(ip, self.features, issued));
+        body[4..].copy_from_slice(&self.mac(ip, realm, self.features, issued));
         // 12 bytes are exactly 16 characters: no padding, cannot fail.
         let _ = STANDARD.encode_slice(body, &mut rest[4..]);
         out
     }
 
-    /// Checks a nonce a client sent back.
-    pub fn check(&self, now: Instant, ip: IpAddr, nonce: &[u8]) -> NonceCheck {
+    /// Checks a nonce a client sent back in a request served in `realm`.
+    pub fn check(&self, now: Instant, ip: IpAddr, realm: &str, nonce: &[u8]) -> NonceCheck {
         if nonce.len() != NONCE_LEN || !nonce.starts_with(NONCE_COOKIE.as_bytes()) {
             return NonceCheck::Stale;
         }
@@ -189,7 +194,7 @@ impl NonceIssuer {
             return NonceCheck::Stale;
         }
         let issued = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        let want = self.mac(ip, features, issued);
+        let want = self.mac(ip, realm, features, issued);
         if !bool::from(want.ct_eq(&body[4..])) {
             return NonceCheck::Stale;
         }
@@ -225,17 +230,17 @@ mod tests {
         let t0 = Instant::now();
         let n = issuer(t0);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let nonce = n.issue(t0 + Duration::from_secs(5), ip);
+        let nonce = n.issue(t0 + Duration::from_secs(5), ip, "r");
         assert!(nonce.starts_with(b"obMatJos2AAAB"));
         assert_eq!(nonce.len(), 29, "short: it is in every 401");
         assert_eq!(
-            n.check(t0 + Duration::from_secs(604), ip, &nonce),
+            n.check(t0 + Duration::from_secs(604), ip, "r", &nonce),
             NonceCheck::Valid {
                 features: FEATURE_PASSWORD_ALGORITHMS
             }
         );
         assert_eq!(
-            n.check(t0 + Duration::from_secs(605), ip, &nonce),
+            n.check(t0 + Duration::from_secs(605), ip, "r", &nonce),
             NonceCheck::Stale
         );
     }
@@ -245,18 +250,24 @@ mod tests {
         let t0 = Instant::now();
         let n = issuer(t0);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let nonce = n.issue(t0, ip);
+        let nonce = n.issue(t0, ip, "r");
         assert_eq!(
-            n.check(t0, "192.0.2.2".parse().unwrap(), &nonce),
+            n.check(t0, "192.0.2.2".parse().unwrap(), "r", &nonce),
             NonceCheck::Stale
         );
         let mut forged = nonce;
         forged[20] = if forged[20] == b'0' { b'1' } else { b'0' };
-        assert_eq!(n.check(t0, ip, &forged), NonceCheck::Stale);
+        assert_eq!(n.check(t0, ip, "r", &forged), NonceCheck::Stale);
         let other = NonceIssuer::new([8; 32], t0, Duration::from_secs(600), 1);
-        assert_eq!(other.check(t0, ip, &nonce), NonceCheck::Stale);
-        assert_eq!(n.check(t0, ip, b"short"), NonceCheck::Stale);
-        assert_eq!(n.check(t0, ip, &[0xff; NONCE_LEN]), NonceCheck::Stale);
+        assert_eq!(other.check(t0, ip, "r", &nonce), NonceCheck::Stale);
+        assert_eq!(
+            n.check(t0, ip, "r2", &nonce),
+            NonceCheck::Stale,
+            "another realm"
+        );
+        assert_eq!(n.check(t0, ip, "", &nonce), NonceCheck::Stale);
+        assert_eq!(n.check(t0, ip, "r", b"short"), NonceCheck::Stale);
+        assert_eq!(n.check(t0, ip, "r", &[0xff; NONCE_LEN]), NonceCheck::Stale);
     }
 
     #[test]
@@ -264,14 +275,14 @@ mod tests {
         let t0 = Instant::now();
         let n = issuer(t0);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let nonce = n.issue(t0 + Duration::from_secs(100), ip);
+        let nonce = n.issue(t0 + Duration::from_secs(100), ip, "r");
         // Up to CLOCK_SKEW ahead is another node's clock, not a forgery.
         assert!(matches!(
-            n.check(t0 + Duration::from_secs(95), ip, &nonce),
+            n.check(t0 + Duration::from_secs(95), ip, "r", &nonce),
             NonceCheck::Valid { .. }
         ));
         assert_eq!(
-            n.check(t0 + Duration::from_secs(94), ip, &nonce),
+            n.check(t0 + Duration::from_secs(94), ip, "r", &nonce),
             NonceCheck::Stale
         );
     }
@@ -287,20 +298,20 @@ mod tests {
         let a = issuer(a0).with_unix_epoch(unix);
         let b = issuer(b0).with_unix_epoch(unix);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let nonce = a.issue(a0 + Duration::from_secs(10), ip);
+        let nonce = a.issue(a0 + Duration::from_secs(10), ip, "r");
         assert!(matches!(
-            b.check(b0 + Duration::from_secs(12), ip, &nonce),
+            b.check(b0 + Duration::from_secs(12), ip, "r", &nonce),
             NonceCheck::Valid { .. }
         ));
         // It goes stale on B when it would on A.
         assert_eq!(
-            b.check(b0 + Duration::from_secs(10 + 600), ip, &nonce),
+            b.check(b0 + Duration::from_secs(10 + 600), ip, "r", &nonce),
             NonceCheck::Stale
         );
         // A node with another secret does not accept it.
         let c = NonceIssuer::new([8; 32], b0, Duration::from_secs(600), 0).with_unix_epoch(unix);
         assert_eq!(
-            c.check(b0 + Duration::from_secs(12), ip, &nonce),
+            c.check(b0 + Duration::from_secs(12), ip, "r", &nonce),
             NonceCheck::Stale
         );
     }
@@ -318,9 +329,9 @@ mod tests {
         assert_ne!(n.key_of(boundary - 1), n.key_of(boundary));
         assert_eq!(n.key_of(boundary), n.key_of(boundary + KEY_PERIOD - 1));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let before = n.issue(t0 + Duration::from_secs(5), ip);
+        let before = n.issue(t0 + Duration::from_secs(5), ip, "r");
         assert!(matches!(
-            n.check(t0 + Duration::from_secs(5 + 599), ip, &before),
+            n.check(t0 + Duration::from_secs(5 + 599), ip, "r", &before),
             NonceCheck::Valid { .. }
         ));
         // Last period's key cannot sign a nonce dated in this period.
@@ -333,16 +344,16 @@ mod tests {
         let mut body = [0u8; BODY_BYTES];
         body[..4].copy_from_slice(&issued.to_be_bytes());
         body[4..].copy_from_slice(&full[..MAC_BYTES]);
-        let mut forged = n.issue(t0 + Duration::from_secs(11), ip);
+        let mut forged = n.issue(t0 + Duration::from_secs(11), ip, "r");
         let _ = STANDARD.encode_slice(body, &mut forged[NONCE_COOKIE.len() + 4..]);
         assert_eq!(
-            n.check(t0 + Duration::from_secs(12), ip, &forged),
+            n.check(t0 + Duration::from_secs(12), ip, "r", &forged),
             NonceCheck::Stale
         );
         // The same body signed with this period's key is valid.
-        let good = n.issue(t0 + Duration::from_secs(11), ip);
+        let good = n.issue(t0 + Duration::from_secs(11), ip, "r");
         assert!(matches!(
-            n.check(t0 + Duration::from_secs(12), ip, &good),
+            n.check(t0 + Duration::from_secs(12), ip, "r", &good),
             NonceCheck::Valid { .. }
         ));
     }

@@ -182,15 +182,24 @@ mod tests {
         let now = std::time::Instant::now();
         let auth = authenticator(now);
         let ip = "192.0.2.1".parse().unwrap();
-        let nonce = auth.nonces().issue(now, ip);
         let (d, a): (Arc<str>, Arc<str>) = ("d".into(), "a".into());
+        // Each request carries a nonce of the realm it is served in.
         let check = |served: &Arc<str>, user: &str, pw: &str, realm: &str| {
+            let nonce = auth.nonces().issue(now, ip, served);
             let bytes = signed(user, pw, realm, &nonce);
             let msg = Message::parse(&bytes).unwrap();
             auth.authenticate_in(served, now, &msg, ip, None)
         };
         let ann = check(&a, "ann", "apw", "a").unwrap();
         assert_eq!((&*ann.realm, ann.username.as_str()), ("a", "ann"));
+        // A nonce of realm d is stale in a, however good the rest is.
+        let d_nonce = auth.nonces().issue(now, ip, "d");
+        let msg_bytes = signed("ann", "apw", "a", &d_nonce);
+        let msg = Message::parse(&msg_bytes).unwrap();
+        assert_eq!(
+            auth.authenticate_in(&a, now, &msg, ip, None),
+            Err(crate::auth::Rejection::StaleNonce)
+        );
         assert_eq!(&*check(&d, "alice", "pw", "d").unwrap().realm, "d");
         // A user of one realm is nobody in the other, whatever REALM says.
         assert_eq!(check(&d, "ann", "apw", "a"), Err(Unauthorized));

@@ -96,7 +96,7 @@ fn build(r: Req<'_>, nonce: &[u8]) -> Vec<u8> {
 }
 
 fn run(a: &Authenticator, now: Instant, r: Req<'_>) -> Result<Authenticated, Rejection> {
-    let nonce = a.nonces().issue(now, ip());
+    let nonce = a.nonces().issue(now, ip(), REALM);
     let bytes = build(r, &nonce);
     a.authenticate(now, &Message::parse(&bytes).unwrap(), ip(), None)
 }
@@ -198,7 +198,7 @@ fn wrong_password_or_unknown_user_or_other_realm_gets_401() {
 fn stale_or_forged_nonce_gets_438() {
     let t = t0();
     let a = auth(t);
-    let nonce = a.nonces().issue(t, ip());
+    let nonce = a.nonces().issue(t, ip(), REALM);
     let bytes = build(Req::default(), &nonce);
     let msg = Message::parse(&bytes).unwrap();
     assert!(a
@@ -323,7 +323,7 @@ fn userhash_identifies_the_user() {
 fn integrity_of_the_wrong_length_gets_400() {
     let t = t0();
     let a = auth(t);
-    let nonce = a.nonces().issue(t, ip());
+    let nonce = a.nonces().issue(t, ip(), REALM);
     let mut bytes = build(Req::default(), &nonce);
     // Shrink MESSAGE-INTEGRITY's value to 16 bytes and fix the header.
     let n = bytes.len();

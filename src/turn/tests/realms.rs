@@ -130,11 +130,15 @@ fn an_origin_selects_its_realm_and_only_that_realms_users_get_in() {
     // alice of the default realm, signing for A with her password: 401.
     let req = signed("alice", "wonderland", A, &nonce, &a_origin);
     assert_eq!(h.signed_code(now, ua, &req), Some(401));
-    // ann signing for A without the ORIGIN is served in the default: 401.
+    // ann signing for A without the ORIGIN is served in the default,
+    // where A's nonce is stale (438), and with the default's nonce: 401.
     let req = signed("ann", "apw", A, &nonce, &|b| transport_udp(b));
+    assert_eq!(h.signed_code(now, ua, &req), Some(438));
+    let (_, default_nonce) = h.challenge(now, ua, &|b| transport_udp(b));
+    let req = signed("ann", "apw", A, &default_nonce, &|b| transport_udp(b));
     assert_eq!(h.signed_code(now, ua, &req), Some(401));
     // ann in the default realm: not a user there.
-    let req = signed("ann", "apw", REALM, &nonce, &|b| transport_udp(b));
+    let req = signed("ann", "apw", REALM, &default_nonce, &|b| transport_udp(b));
     assert_eq!(h.signed_code(now, ua, &req), Some(401));
     // ann with A's ORIGIN gets in, and her allocation is recorded in A.
     let req = signed("ann", "apw", A, &nonce, &a_origin);
