@@ -96,6 +96,11 @@ pub(crate) trait Control: Send + Sync {
     fn acme_counts(&self) -> Option<(u64, u64)> {
         None
     }
+    /// UDP datagrams the kernel refused to send, and failed UDP reads,
+    /// since start (review I3).
+    fn udp_errors(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// Runs an ACME order now: `None` when ACME is not configured, else
     /// the new certificate's serial and expiry (RFC 3339) or why not.
     fn acme_renew(&self) -> Answer<'_, Option<Result<(String, u64), String>>> {

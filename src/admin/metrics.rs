@@ -84,6 +84,16 @@ pub(super) async fn metrics(
         "Allocations refused with 486.",
         &[("", st.quota_refusals)],
     );
+    let (send_errors, recv_errors) = s.0.control.udp_errors();
+    metric(
+        "turnpike_udp_errors_total",
+        "counter",
+        "UDP datagrams the kernel refused to send, and failed UDP reads; the server carries on past both.",
+        &[
+            ("{op=\"send\"}", send_errors),
+            ("{op=\"recv\"}", recv_errors),
+        ],
+    );
     let fleet = s.0.control.fleet_quota();
     metric(
         "turnpike_fleet_quota_local_fallback",

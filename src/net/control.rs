@@ -199,6 +199,13 @@ impl admin::Control for ServerControl {
         self.reloader.reload()
     }
 
+    fn udp_errors(&self) -> (u64, u64) {
+        (
+            super::batch::SEND_ERRORS.load(Ordering::Relaxed),
+            super::batch::RECV_ERRORS.load(Ordering::Relaxed),
+        )
+    }
+
     fn acme_counts(&self) -> Option<(u64, u64)> {
         let a = self.acme.as_ref()?;
         Some((
