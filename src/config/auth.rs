@@ -1,9 +1,7 @@
 //! Who may allocate: realm, static users, REST secrets (and their files),
 //! OAuth, nonce lifetime and the unauthenticated-answer budget.
 
-use std::time::Duration;
-
-use super::parse::{count, invalid};
+use super::parse::{count, invalid, seconds};
 use super::{Config, ConfigError, Options};
 use crate::auth::rest::Secret;
 use crate::auth::{Credentials, UserKeys};
@@ -41,16 +39,7 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
     if c.server_name.is_empty() || c.server_name.len() > 255 {
         return Err(invalid("server_name", "must be 1-255 bytes".into()));
     }
-    let stale = count(
-        "stale_nonce",
-        o.stale_nonce,
-        c.stale_nonce.as_secs(),
-        86_400,
-    )?;
-    if stale == 0 {
-        return Err(invalid("stale_nonce", "must be at least 1 second".into()));
-    }
-    c.stale_nonce = Duration::from_secs(stale);
+    c.stale_nonce = seconds("stale_nonce", o.stale_nonce, c.stale_nonce, 86_400)?;
     c.auth_reply_rate = count(
         "auth_reply_rate",
         o.auth_reply_rate,

@@ -1,9 +1,7 @@
 //! Quotas and caps: allocations per user, in total and per source, peer
 //! connections, bandwidth, stream and DTLS connection caps and deadlines.
 
-use std::time::Duration;
-
-use super::parse::{cap, count, count32, invalid};
+use super::parse::{cap, count, count32, seconds};
 use super::{Config, ConfigError, Options};
 
 pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
@@ -15,19 +13,12 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
         c.max_allocations_per_ip,
     )?;
     c.max_bps = count("max_bps", o.max_bps, c.max_bps, u64::MAX >> 1)?;
-    let handshake = count(
+    c.handshake_timeout = seconds(
         "handshake_timeout",
         o.handshake_timeout,
-        c.handshake_timeout.as_secs(),
+        c.handshake_timeout,
         600,
     )?;
-    if handshake == 0 {
-        return Err(invalid(
-            "handshake_timeout",
-            "must be at least 1 second".into(),
-        ));
-    }
-    c.handshake_timeout = Duration::from_secs(handshake);
     c.max_tcp_per_ip = cap("max_tcp_per_ip", o.max_tcp_per_ip, c.max_tcp_per_ip)?;
     c.max_peer_connections = cap(
         "max_peer_connections",

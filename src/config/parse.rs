@@ -1,5 +1,7 @@
 //! The value checks every section shares: ports, bounded counts, caps.
 
+use std::time::Duration;
+
 use super::ConfigError;
 
 /// A [`ConfigError::Invalid`] for `key`.
@@ -28,6 +30,19 @@ pub(super) fn count(
         None => Ok(default),
         Some(n) if n >= 0 && (n as u64) <= max => Ok(n as u64),
         Some(n) => Err(invalid(key, format!("{n} is out of range 0-{max}"))),
+    }
+}
+
+/// A duration in whole seconds, 1 to `max` (0 would mean "at once").
+pub(super) fn seconds(
+    key: &'static str,
+    v: Option<i64>,
+    default: Duration,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    match count(key, v, default.as_secs(), max)? {
+        0 => Err(invalid(key, "must be at least 1 second".into())),
+        n => Ok(Duration::from_secs(n)),
     }
 }
 

@@ -2,9 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use super::parse::{count, invalid};
+use super::parse::{invalid, seconds};
 use super::{Config, ConfigError, Options};
 
 /// The TLS port when `tls_listen` names only an address (RFC 8656 §3.1).
@@ -60,19 +59,12 @@ pub(super) fn resolve(o: &Options, c: &mut Config) -> Result<(), ConfigError> {
     c.tls_passthrough_proxy_protocol = o
         .tls_passthrough_proxy_protocol
         .unwrap_or(c.tls_passthrough_proxy_protocol);
-    let idle = count(
+    c.tls_passthrough_idle_timeout = seconds(
         "tls_passthrough_idle_timeout",
         o.tls_passthrough_idle_timeout,
-        c.tls_passthrough_idle_timeout.as_secs(),
+        c.tls_passthrough_idle_timeout,
         86_400,
     )?;
-    if idle == 0 {
-        return Err(invalid(
-            "tls_passthrough_idle_timeout",
-            "must be at least 1 second".into(),
-        ));
-    }
-    c.tls_passthrough_idle_timeout = Duration::from_secs(idle);
     if c.tls_passthrough_to.is_none()
         && (!c.tls_passthrough_sni.is_empty() || c.tls_passthrough_proxy_protocol)
     {
