@@ -43,10 +43,10 @@ pub(super) fn worker_count(config: &Config) -> usize {
 pub(super) fn listen(config: &Config, b: &mut Bound) -> Result<(), ServeError> {
     let reuse = b.reuse;
     'listen: for want in &config.listen {
-        let bind_err = |transport, source| ServeError::Bind {
+        let bind_err = |transport, error| ServeError::Bind {
             transport,
             addr: *want,
-            source,
+            error,
         };
         // On port 0, TCP takes the port UDP got: operators expect one
         // port. When another program holds that port for TCP, a few new
@@ -120,10 +120,10 @@ pub(super) fn rfc5780(
 pub(super) fn tls_listen(config: &Config, b: &mut Bound) -> Result<(), ServeError> {
     let reuse = b.reuse;
     for want in &config.tls_listen {
-        let bind_err = |source| ServeError::Bind {
+        let bind_err = |error| ServeError::Bind {
             transport: Transport::Tls,
             addr: *want,
-            source,
+            error,
         };
         let first = socket::bind_tcp(*want, reuse).map_err(bind_err)?;
         let addr = first.local_addr().map_err(bind_err)?;
@@ -190,10 +190,10 @@ fn bind_udp_per_worker(
     reuse: bool,
     transport: Transport,
 ) -> Result<SocketAddr, ServeError> {
-    let bind_err = |source| ServeError::Bind {
+    let bind_err = |error| ServeError::Bind {
         transport,
         addr,
-        source,
+        error,
     };
     let first = socket::bind_udp(addr, reuse).map_err(bind_err)?;
     let bound = first.local_addr().map_err(bind_err)?;

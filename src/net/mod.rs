@@ -60,11 +60,13 @@ pub use sync::SYNC_EVERY;
 /// Could not start the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot bind {transport} {addr}: {source}")]
+    // Not named `source`: thiserror would make it the error's source,
+    // and the one-line `{:#}` report would say the OS error twice.
+    #[error("cannot bind {transport} {addr}: {error}")]
     Bind {
         transport: Transport,
         addr: SocketAddr,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("no relay address for {0}: set relay_ip")]
     NoRelayAddress(&'static str),
@@ -74,12 +76,12 @@ pub enum ServeError {
     Random(String),
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("cannot bind admin API {addr}: {source}")]
-    Admin { addr: SocketAddr, source: io::Error },
-    #[error("cannot bind health listener {addr}: {source}")]
-    Health { addr: SocketAddr, source: io::Error },
-    #[error("cannot bind selftest listener {addr}: {source}")]
-    Selftest { addr: SocketAddr, source: io::Error },
+    #[error("cannot bind admin API {addr}: {error}")]
+    Admin { addr: SocketAddr, error: io::Error },
+    #[error("cannot bind health listener {addr}: {error}")]
+    Health { addr: SocketAddr, error: io::Error },
+    #[error("cannot bind selftest listener {addr}: {error}")]
+    Selftest { addr: SocketAddr, error: io::Error },
     #[error("{0}")]
     Tls(#[from] certs::CertError),
     #[error("acme: {0}")]
@@ -387,7 +389,7 @@ async fn start_health(
     let shutdown = async move { stopped(&mut stop).await };
     let (bound, task) = crate::admin::serve_health(addr, health, shutdown)
         .await
-        .map_err(|source| ServeError::Health { addr, source })?;
+        .map_err(|error| ServeError::Health { addr, error })?;
     tracing::info!(event = "listening", "health endpoints http://{bound}");
     tokio::spawn(task);
     Ok(Some(bound))
@@ -435,7 +437,7 @@ async fn start_selftest(
     let shutdown = async move { stopped(&mut stop).await };
     let (bound, task) = crate::selftest::serve(addr, state, shutdown)
         .await
-        .map_err(|source| ServeError::Selftest { addr, source })?;
+        .map_err(|error| ServeError::Selftest { addr, error })?;
     tracing::info!(event = "listening", "selftest page http://{bound}/selftest");
     tokio::spawn(task);
     Ok((on_admin, Some(bound)))
@@ -465,7 +467,7 @@ async fn start_admin(
     let shutdown = async move { stopped(&mut stop).await };
     let (bound, task) = crate::admin::serve(addr, state, https, selftest, shutdown)
         .await
-        .map_err(|source| ServeError::Admin { addr, source })?;
+        .map_err(|error| ServeError::Admin { addr, error })?;
     tracing::info!(event = "listening", "admin api {scheme}://{bound}");
     tokio::spawn(task);
     Ok(Some(bound))

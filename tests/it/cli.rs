@@ -84,6 +84,32 @@ fn unreadable_config_file_exits_non_zero_with_one_line() {
 }
 
 #[test]
+fn a_port_another_program_holds_exits_non_zero_with_one_line_naming_it() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let db = crate::temp_db();
+    let out = turnpike()
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--admin-listen",
+            "off",
+        ])
+        .args(["--db", &db])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("error: cannot bind udp {addr}: Address already in use (os error 98)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_flag_values_exit_non_zero_naming_the_key() {
     let out = turnpike()
         .args(["serve", "--min-port", "70000"])

@@ -3,8 +3,10 @@
 //! probe paths and ports are the ones the config serves; the preStop drain
 //! works against a running server, which then exits 0.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 use serde_json::Value;
 
@@ -113,27 +115,9 @@ fn the_kubernetes_manifests_parse_and_their_config_probes_and_prestop_work() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (turn, admin, health) = (free(), free(), free());
-    let local = toml_text
-        .replace(
-            "/etc/turnpike/secret",
-            &dir.join("secret").display().to_string(),
-        )
-        .replace("0.0.0.0:3478", &format!("127.0.0.1:{turn}"))
-        .replace("127.0.0.1:9641", &format!("127.0.0.1:{admin}"))
-        .replace("0.0.0.0:9642", &format!("127.0.0.1:{health}"));
-    let file = dir.join("turnserver.toml");
-    std::fs::write(&file, local).unwrap();
     let db = crate::temp_db();
-
-    // The container's args, with this file: `config check` passes.
+    let file = dir.join("turnserver.toml");
+    // The container's args, with this file.
     let args: Vec<String> = c["args"]
         .as_array()
         .unwrap()
@@ -145,35 +129,64 @@ fn the_kubernetes_manifests_parse_and_their_config_probes_and_prestop_work() {
         })
         .collect();
     assert_eq!(args[0], "serve");
-    let check = Command::new(env!("CARGO_BIN_EXE_turnpike"))
-        .args(["config", "check"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-
     // Run it as the container would (the database URL from the Secret's
-    // variable): the probes answer on the health port.
-    let mut server = Command::new(env!("CARGO_BIN_EXE_turnpike"))
-        .args(&args)
-        .env("TURNPIKE_DB", &db)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let health_addr = format!("127.0.0.1:{health}").parse().unwrap();
-    let start = Instant::now();
-    let ready = loop {
-        let r = std::net::TcpStream::connect_timeout(&health_addr, Duration::from_secs(1));
-        if r.is_ok() || start.elapsed() > Duration::from_secs(10) {
-            break r.is_ok();
+    // variable) until the health port answers. The ports are free for TCP
+    // and UDP when picked, but a parallel test may take one before the
+    // server binds: then it exits saying so, and new ports are picked.
+    let log = dir.join("serve.log");
+    let mut started = None;
+    for _ in 0..3 {
+        let (turn, admin, health) = (free_port(), free_port(), free_port());
+        let local = toml_text
+            .replace(
+                "/etc/turnpike/secret",
+                &dir.join("secret").display().to_string(),
+            )
+            .replace("0.0.0.0:3478", &format!("127.0.0.1:{turn}"))
+            .replace("127.0.0.1:9641", &format!("127.0.0.1:{admin}"))
+            .replace("0.0.0.0:9642", &format!("127.0.0.1:{health}"));
+        std::fs::write(&file, local).unwrap();
+        // `config check` passes on it.
+        let check = Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let mut server = Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(&args)
+            .env("TURNPIKE_DB", &db)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let health_addr: std::net::SocketAddr = format!("127.0.0.1:{health}").parse().unwrap();
+        let begun = Instant::now();
+        let up = loop {
+            if std::net::TcpStream::connect_timeout(&health_addr, Duration::from_secs(1)).is_ok() {
+                break true;
+            }
+            if server.try_wait().unwrap().is_some() || begun.elapsed() > Duration::from_secs(10) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if up {
+            started = Some((server, health_addr));
+            break;
         }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(ready, "the health listener comes up");
+        let _ = server.kill();
+        let _ = server.wait();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains("in use"),
+            "the health listener comes up; the server said:\n{text}"
+        );
+    }
+    let (mut server, health_addr) = started.expect("a start without a port taken meanwhile");
     for path in ["/livez", "/readyz"] {
         let ok = (0..30).any(|_| {
             get(health_addr, path) == Some(200) || {
